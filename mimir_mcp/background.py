@@ -1,0 +1,85 @@
+"""Loading slow resources (models, the store) in a thread, so the MCP handshake never waits for them.
+
+Claude Desktop gives a server 60 s to answer ``initialize``; importing torch and loading two models can
+take longer on a cold laptop. Each resource starts loading when the server starts and callers await
+it only when they need it, from any event loop or thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from mimir_mcp.models import ModelState
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BackgroundLoad(Generic[T]):
+    """Runs ``loader`` once, in a daemon thread, and remembers its result, error and duration."""
+
+    def __init__(self, name: str, loader: Callable[[], T]) -> None:
+        self.name = name
+        self._loader = loader
+        self._future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._started = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.load_seconds: float | None = None
+        self.progress: str = "not started"
+
+    def start(self) -> None:
+        """Begin loading; later calls do nothing."""
+        if not self._started.acquire(blocking=False):
+            return
+        self._thread = threading.Thread(target=self._run, name=f"load-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.progress = "loading"
+        started = time.perf_counter()
+        try:
+            value = self._loader()
+        except BaseException as exc:  # noqa: BLE001 - every failure must be reported, not lost in a thread
+            self.load_seconds = round(time.perf_counter() - started, 3)
+            logger.warning("%s failed to load after %.1f s: %s", self.name, self.load_seconds, exc)
+            self._future.set_exception(exc)
+            return
+        self.load_seconds = round(time.perf_counter() - started, 3)
+        logger.info("%s ready in %.2f s", self.name, self.load_seconds)
+        self._future.set_result(value)
+
+    @property
+    def state(self) -> ModelState:
+        if not self._future.done():
+            return "loading"
+        return "failed" if self._future.exception() is not None else "ready"
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._future.exception() if self._future.done() else None
+
+    def result_now(self) -> T | None:
+        """The loaded value, or ``None`` while loading or after a failure."""
+        if self._future.done() and self._future.exception() is None:
+            return self._future.result()
+        return None
+
+    def wait(self, timeout: float | None = None) -> T:
+        """Block until loaded (starting the load if needed); re-raises the load error."""
+        self.start()
+        return self._future.result(timeout)
+
+    async def wait_async(self, timeout: float | None = None) -> T:
+        """Await the load without blocking the event loop."""
+        if self._future.done():
+            return self._future.result()
+        self.start()
+        return await anyio.to_thread.run_sync(self.wait, timeout, abandon_on_cancel=True)

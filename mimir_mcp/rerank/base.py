@@ -1,0 +1,28 @@
+"""What the search pipeline needs from any reranker, local or remote."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mimir_mcp.models import RerankerStatus
+
+
+class Reranker(Protocol):
+    """Scores (query, text) pairs; higher is more relevant."""
+
+    model: str
+    timeout_s: float
+
+    def start(self) -> None:
+        """Begin loading, without waiting."""
+
+    def unavailable_reason(self) -> str | None:
+        """``None`` when ready to score now; otherwise why not and how to fix it."""
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for loading to finish (returns early on failure)."""
+
+    async def score(self, query: str, texts: list[str]) -> list[float]:
+        """Scores in input order, computed off the event loop."""
+
+    def status(self) -> RerankerStatus: ...

@@ -1,0 +1,190 @@
+"""The search pipeline: dense top-N and BM25 top-N, fused by RRF, reranked by the cross-encoder, top-k.
+
+It reports the method it actually used: ``rrf_hybrid+rerank`` only when the cross-encoder scored the
+candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.to_thread
+
+from mimir_mcp.config import SearchSettings
+from mimir_mcp.embedding import Embedder
+from mimir_mcp.fusion import rrf
+from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.models import Hit, HitScores, MemoryRecord, MetadataValue, SearchCandidates, SearchResponse
+from mimir_mcp.rerank import Reranker, rerank_or_fallback
+from mimir_mcp.store import MemoryStore
+from mimir_mcp.validation import matches_filters
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A validated search; ``namespace=None`` searches every namespace."""
+
+    query: str
+    top_k: int
+    rerank: bool
+    rerank_top_k: int
+    min_score: float | None = None
+    namespace: str | None = "default"
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, MetadataValue] = field(default_factory=dict)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+class SearchPipeline:
+    def __init__(
+        self,
+        settings: SearchSettings,
+        embedder: Embedder,
+        store: MemoryStore,
+        lexical: LexicalIndex,
+        reranker: Reranker,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.store = store
+        self.lexical = lexical
+        self.reranker = reranker
+
+    async def run(self, request: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        depth = max(self.settings.candidate_depth, request.top_k, request.rerank_top_k)
+        dense: list[tuple[str, float]] = []
+        lexical: list[tuple[str, float]] = []
+
+        async def run_dense() -> None:
+            nonlocal dense
+            t0 = time.perf_counter()
+            vector = (await anyio.to_thread.run_sync(self.embedder.encode, [request.query]))[0]
+            t1 = time.perf_counter()
+            dense = await anyio.to_thread.run_sync(
+                lambda: self.store.query(
+                    vector, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
+                )
+            )
+            timings["embed_ms"] = _ms(t1 - t0)
+            timings["dense_ms"] = _ms(time.perf_counter() - t1)
+
+        async def run_lexical() -> None:
+            nonlocal lexical
+            t0 = time.perf_counter()
+            hits = await anyio.to_thread.run_sync(
+                lambda: self.lexical.search(
+                    request.query, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
+                )
+            )
+            lexical = [(hit.id, hit.score) for hit in hits]
+            timings["bm25_ms"] = _ms(time.perf_counter() - t0)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_dense)
+            group.start_soon(run_lexical)
+
+        t0 = time.perf_counter()
+        records = await anyio.to_thread.run_sync(
+            self.lexical.get, list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in lexical]))
+        )
+        # Both arms filter in their own engine; this re-check makes their rules identical.
+        kept = {
+            memory_id: record
+            for memory_id, record in records.items()
+            if (request.namespace is None or record.namespace == request.namespace)
+            and matches_filters(record, request.tags, request.metadata)
+        }
+        dense = [(i, s) for i, s in dense if i in kept]
+        lexical = [(i, s) for i, s in lexical if i in kept]
+        fused = rrf({"dense": [i for i, _ in dense], "bm25": [i for i, _ in lexical]}, k=self.settings.rrf_k)
+        timings["fusion_ms"] = _ms(time.perf_counter() - t0)
+
+        dense_info = {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(dense, start=1)}
+        lexical_info = {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(lexical, start=1)}
+
+        def scores_for(memory_id: str, rrf_score: float, rerank_score: float | None) -> HitScores:
+            dense_rank, dense_score = dense_info.get(memory_id, (None, None))
+            bm25_rank, bm25_score = lexical_info.get(memory_id, (None, None))
+            return HitScores(
+                dense_rank=dense_rank,
+                dense_similarity=None if dense_score is None else round(dense_score, 6),
+                bm25_rank=bm25_rank,
+                bm25_score=None if bm25_score is None else round(bm25_score, 6),
+                rrf_score=round(rrf_score, 8),
+                rerank_score=rerank_score,
+            )
+
+        ordered: list[tuple[str, float, float | None]] = [(i, s, None) for i, s in fused]
+        method = "rrf_hybrid"
+        reranked_count = 0
+        notes: list[str] = []
+        if not request.rerank:
+            message = "RRF hybrid (dense + BM25); reranking was not requested (rerank=false)."
+        elif not fused:
+            message = "RRF hybrid (dense + BM25); no memory matched, so there was nothing to rerank."
+        else:
+            head = fused[: request.rerank_top_k]
+            outcome = await rerank_or_fallback(
+                self.reranker, request.query, [kept[memory_id].text for memory_id, _ in head]
+            )
+            timings["rerank_ms"] = _ms(outcome.seconds)
+            if outcome.scores is None:
+                message = f"RRF hybrid (dense + BM25), not reranked: {outcome.reason}"
+            else:
+                method = "rrf_hybrid+rerank"
+                reranked_count = len(head)
+                reranked = sorted(
+                    (
+                        (memory_id, rrf_score, score)
+                        for (memory_id, rrf_score), score in zip(head, outcome.scores, strict=True)
+                    ),
+                    key=lambda item: -item[2],
+                )
+                ordered = reranked + ordered[len(head) :]
+                message = (
+                    f"RRF hybrid (dense + BM25), top {reranked_count} reranked by the cross-encoder "
+                    f"{self.reranker.model!r}."
+                )
+
+        if request.min_score is not None:
+            if method == "rrf_hybrid+rerank":
+                ordered = [item for item in ordered if item[2] is not None and item[2] >= request.min_score]
+            else:
+                notes.append("min_score was not applied because it compares rerank scores and nothing was reranked.")
+
+        hits = [
+            _hit(kept[memory_id], rrf_score, rerank_score, scores_for(memory_id, rrf_score, rerank_score))
+            for memory_id, rrf_score, rerank_score in ordered[: request.top_k]
+        ]
+        timings["total_ms"] = _ms(time.perf_counter() - started)
+        return SearchResponse(
+            query=request.query,
+            hits=hits,
+            search_method=method,
+            message=" ".join([message, *notes]),
+            reranker_model=self.reranker.model if method == "rrf_hybrid+rerank" else None,
+            candidates=SearchCandidates(dense=len(dense), bm25=len(lexical), fused=len(fused), reranked=reranked_count),
+            timings_ms=timings,
+        )
+
+
+def _hit(record: MemoryRecord, rrf_score: float, rerank_score: float | None, scores: HitScores) -> Hit:
+    return Hit(
+        id=record.id,
+        text=record.text,
+        namespace=record.namespace,
+        tags=record.tags,
+        source=record.source,
+        agent=record.agent,
+        created_at=record.created_at,
+        metadata=record.metadata,
+        score=rerank_score if rerank_score is not None else round(rrf_score, 8),
+        scores=scores,
+    )

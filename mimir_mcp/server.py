@@ -1,0 +1,258 @@
+"""``create_server``: the MCP server, its lifespan and the four thin tools.
+
+Tools validate, call the memory service and return pydantic models (structured content with an
+output schema). Nothing heavy happens here: models and the store load in the background once the
+server starts, so the ``initialize`` answer never waits for them.
+"""
+
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from mimir_mcp import __version__
+from mimir_mcp.config import Settings
+from mimir_mcp.errors import InvalidInputError
+from mimir_mcp.memory import MemoryService
+from mimir_mcp.models import (
+    MemoryInput,
+    RememberResponse,
+    RerankDocument,
+    RerankedDocument,
+    RerankResponse,
+    SearchResponse,
+    StatusResponse,
+)
+from mimir_mcp.rerank import rerank_or_raise
+from mimir_mcp.search import SearchRequest
+from mimir_mcp.validation import (
+    check_batch,
+    check_count,
+    check_label,
+    check_memory,
+    check_metadata,
+    check_min_score,
+    check_namespace,
+    check_query,
+    check_tags,
+    check_text,
+)
+
+logger = logging.getLogger(__name__)
+
+ALL_NAMESPACES = "*"
+INSTRUCTIONS = (
+    "mimir-mcp is a shared long-term memory. Call `remember` to store facts, decisions and notes "
+    "(with tags, source, agent and a namespace per project); call `search` to find them again by meaning "
+    "and keywords. `rerank` scores any list of texts against a query; `status` says whether the "
+    "cross-encoder reranker is ready."
+)
+
+
+def create_server(settings: Settings | None = None, *, service: MemoryService | None = None) -> MCPServer:
+    """Build the server; ``service`` lets tests and embedders inject their own models and store."""
+    settings = settings or Settings()
+    memory = service or MemoryService(settings)
+    limits = settings.limits
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[MemoryService]:
+        # Under SSE the lifespan runs per connection; starting is idempotent and nothing is closed here,
+        # because the service outlives every session. The CLI closes it when the process ends.
+        memory.start()
+        yield memory
+
+    server = MCPServer(
+        "mimir-mcp",
+        title="Mimir memory",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        log_level=settings.server.log_level,
+    )
+    read_only = ToolAnnotations(
+        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+    )
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        )
+    )
+    async def remember(
+        text: Annotated[
+            str | None, Field(description=f"One memory to store (at most {limits.max_text_bytes} bytes).")
+        ] = None,
+        memories: Annotated[
+            list[MemoryInput] | None,
+            Field(description=f"A batch of memories instead of `text` (at most {limits.max_batch} per call)."),
+        ] = None,
+        tags: Annotated[
+            list[str] | None, Field(description="Labels for filtering later, e.g. ['bug', 'auth'].")
+        ] = None,
+        source: Annotated[str | None, Field(description="Where it came from: a URL, a file, a tool.")] = None,
+        agent: Annotated[str | None, Field(description="The name of the agent storing it.")] = None,
+        namespace: Annotated[
+            str | None, Field(description="Memory space, e.g. one per project. Defaults to 'default'.")
+        ] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="Flat key/value pairs: string, number or boolean values.")
+        ] = None,
+    ) -> RememberResponse:
+        """Store one memory (`text`) or a batch (`memories`) so any agent can find it later with `search`.
+
+        Returns the ids in input order. Storing the same text again in the same namespace is safe:
+        it returns the existing id with `deduplicated: true` and stores nothing twice, so retry freely.
+        With `memories`, the top-level tags/source/agent/namespace/metadata apply to every item that
+        does not set its own.
+        """
+        if (text is None) == (memories is None):
+            raise InvalidInputError(
+                "text", "give either `text` (one memory) or `memories` (a batch), not both or neither"
+            )
+        shared = {
+            key: value
+            for key, value in {
+                "tags": tags,
+                "source": source,
+                "agent": agent,
+                "namespace": namespace,
+                "metadata": metadata,
+            }.items()
+            if value is not None
+        }
+        for key, value in shared.items():
+            _check_shared(key, value, settings)
+        if text is not None:
+            checked = [check_memory("", MemoryInput(text=text, **shared), limits)]
+        else:
+            assert memories is not None
+            checked = check_batch(
+                [
+                    item.model_copy(update={k: v for k, v in shared.items() if k not in item.model_fields_set})
+                    for item in memories
+                ],
+                limits,
+            )
+        return await memory.remember(checked)
+
+    @server.tool(annotations=read_only)
+    async def search(
+        query: Annotated[str, Field(description="What to look for, in natural language or keywords.")],
+        top_k: Annotated[
+            int, Field(ge=1, description=f"How many hits to return (1-{limits.max_top_k}).")
+        ] = settings.search.default_top_k,
+        rerank: Annotated[bool, Field(description="Rerank the best candidates with the cross-encoder.")] = True,
+        rerank_top_k: Annotated[
+            int,
+            Field(
+                ge=1, description=f"How many fused candidates the cross-encoder scores (1-{limits.max_rerank_top_k})."
+            ),
+        ] = settings.search.default_rerank_top_k,
+        min_score: Annotated[
+            float | None, Field(description="Drop hits whose rerank score (0..1) is below this. Needs reranking.")
+        ] = None,
+        namespace: Annotated[
+            str, Field(description=f"Memory space to search; '{ALL_NAMESPACES}' searches all of them.")
+        ] = "default",
+        tags: Annotated[list[str] | None, Field(description="Only memories carrying every one of these tags.")] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="Only memories whose metadata equals all of these pairs.")
+        ] = None,
+    ) -> SearchResponse:
+        """Find memories: dense vectors and BM25 keywords fused by Reciprocal Rank Fusion, then the top
+        candidates reranked by a cross-encoder.
+
+        `search_method` says what ran: `rrf_hybrid+rerank`, or `rrf_hybrid` when reranking was off or
+        unavailable (the reason is in `message`; results are still returned in RRF order). Each hit has
+        its dense rank, BM25 rank, RRF score and rerank score.
+        """
+        request = SearchRequest(
+            query=check_query("query", query, limits.max_query_chars),
+            top_k=check_count("top_k", top_k, limits.max_top_k),
+            rerank=bool(rerank),
+            rerank_top_k=check_count("rerank_top_k", rerank_top_k, limits.max_rerank_top_k),
+            min_score=check_min_score("min_score", min_score),
+            namespace=None if namespace == ALL_NAMESPACES else check_namespace("namespace", namespace),
+            tags=check_tags("tags", tags or [], limits),
+            metadata=check_metadata("metadata", metadata, limits),
+        )
+        return await memory.search(request)
+
+    @server.tool(annotations=read_only)
+    async def rerank(
+        query: Annotated[str, Field(description="The query to score the documents against.")],
+        documents: Annotated[
+            list[str | RerankDocument],
+            Field(
+                description=f"Candidates: strings or {{id, text}} objects (at most {limits.max_rerank_documents})."
+            ),
+        ],
+        top_k: Annotated[int | None, Field(ge=1, description="Return only the best this many.")] = None,
+        min_score: Annotated[float | None, Field(description="Drop documents scoring below this (0..1).")] = None,
+    ) -> RerankResponse:
+        """Score and reorder any list of texts for a query with the cross-encoder, best first.
+
+        Each result keeps its original `index` (and `id`, if given). If no cross-encoder is available
+        this returns an error saying why and how to configure one.
+        """
+        started = time.perf_counter()
+        checked_query = check_query("query", query, limits.max_query_chars)
+        if not documents:
+            raise InvalidInputError("documents", "give at least one document")
+        if len(documents) > limits.max_rerank_documents:
+            raise InvalidInputError(
+                "documents", f"has {len(documents)} documents; the limit is {limits.max_rerank_documents}"
+            )
+        items = [doc if isinstance(doc, RerankDocument) else RerankDocument(text=doc) for doc in documents]
+        for index, item in enumerate(items):
+            item.text = check_text(f"documents[{index}].text", item.text, limits.max_text_bytes)
+            if item.id is not None:
+                check_label(f"documents[{index}].id", item.id)
+        limit = len(items) if top_k is None else check_count("top_k", top_k, limits.max_rerank_documents)
+        threshold = check_min_score("min_score", min_score)
+        outcome = await rerank_or_raise(memory.reranker, checked_query, [item.text for item in items])
+        assert outcome.scores is not None
+        ranked = sorted(range(len(items)), key=lambda i: -outcome.scores[i])  # type: ignore[index]
+        results = [
+            RerankedDocument(index=i, id=items[i].id, text=items[i].text, score=outcome.scores[i])
+            for i in ranked
+            if threshold is None or outcome.scores[i] >= threshold
+        ][:limit]
+        return RerankResponse(
+            query=checked_query,
+            results=results,
+            model=memory.reranker.model,
+            timings_ms={
+                "rerank_ms": round(outcome.seconds * 1000, 2),
+                "total_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    @server.tool(annotations=read_only)
+    async def status() -> StatusResponse:
+        """Report whether the cross-encoder is ready (loading / ready / failed, with the error), which
+        models are in use, where memories are stored, how many there are per namespace, the BM25 index,
+        search timings, versions and uptime."""
+        return await memory.status()
+
+    return server
+
+
+def _check_shared(key: str, value: Any, settings: Settings) -> None:
+    """Top-level fields shared by a batch get the same checks, named as the caller wrote them."""
+    match key:
+        case "tags":
+            check_tags("tags", value, settings.limits)
+        case "metadata":
+            check_metadata("metadata", value, settings.limits)
+        case "namespace":
+            check_namespace("namespace", value)
+        case _:
+            check_label(key, value)
