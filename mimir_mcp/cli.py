@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,7 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chroma-host", help="Use a Chroma server at this host instead of the embedded store.")
     parser.add_argument("--chroma-port", type=int, help="Port of the Chroma server (default 8000).")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    parser.add_argument(
+        "--print-claude-config",
+        action="store_true",
+        help="Print a Claude Desktop mcpServers entry with this installation's absolute path, then exit.",
+    )
     return parser
+
+
+def claude_config(data_dir: str | None = None) -> dict[str, Any]:
+    """A Claude Desktop entry that needs nothing on PATH: the absolute path of this install's script."""
+    script = Path(sys.executable).with_name("mimir-mcp")
+    command, args = (str(script), []) if script.exists() else (sys.executable, ["-m", "mimir_mcp"])
+    entry: dict[str, Any] = {"command": command, "args": [*args, "--transport", "stdio"]}
+    if data_dir:
+        entry["args"] += ["--data-dir", str(Path(data_dir).expanduser().resolve())]
+    return {"mcpServers": {"mimir": entry}}
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -73,8 +90,22 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+def serve_http(server: Any, transport: str, host: str, port: int, log_level: str) -> None:
+    """Run SSE or streamable HTTP under uvicorn with our logging (stderr), not uvicorn's (stdout)."""
+    import uvicorn
+
+    if transport == "sse":
+        app = server.sse_app(host=host)
+    else:
+        app = server.streamable_http_app(host=host)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower())).run()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.print_claude_config:
+        print(json.dumps(claude_config(args.data_dir), indent=2))
+        return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from mimir_mcp.config import Settings
@@ -105,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if transport == "stdio":
             server.run("stdio")
         else:
-            server.run(transport, host=settings.server.host, port=settings.server.port)
+            serve_http(server, transport, settings.server.host, settings.server.port, settings.server.log_level)
     except KeyboardInterrupt:
         pass
     finally:

@@ -5,7 +5,6 @@ output schema). Nothing heavy happens here: models and the store load in the bac
 server starts, so the ``initialize`` answer never waits for them.
 """
 
-
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -190,9 +189,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         query: Annotated[str, Field(description="The query to score the documents against.")],
         documents: Annotated[
             list[str | RerankDocument],
-            Field(
-                description=f"Candidates: strings or {{id, text}} objects (at most {limits.max_rerank_documents})."
-            ),
+            Field(description=f"Candidates: strings or {{id, text}} objects (at most {limits.max_rerank_documents})."),
         ],
         top_k: Annotated[int | None, Field(ge=1, description="Return only the best this many.")] = None,
         min_score: Annotated[float | None, Field(description="Drop documents scoring below this (0..1).")] = None,

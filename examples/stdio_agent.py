@@ -1,0 +1,59 @@
+"""A Python agent that uses mimir-mcp as its memory over stdio, the way Claude Desktop runs it.
+
+    python examples/stdio_agent.py                 # starts `python -m mimir_mcp` itself
+    python examples/stdio_agent.py --data-dir /tmp/agent-memory
+
+It stores a few notes, searches them, reranks a list, and prints what `status` says about the reranker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from mcp import Client, StdioServerParameters
+
+NOTES = [
+    {"text": "The customer asked for CSV export by the end of the quarter.", "tags": ["customer", "roadmap"]},
+    {"text": "Staging runs on Kubernetes 1.31; production is still on 1.29.", "tags": ["infra"]},
+    {"text": "We chose SQLite FTS5 for keyword search because it updates incrementally.", "tags": ["decision"]},
+]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="Where the server keeps memories (default: its per-user folder).")
+    args = parser.parse_args()
+
+    server_args = ["-m", "mimir_mcp", "--transport", "stdio"]
+    if args.data_dir:
+        server_args += ["--data-dir", args.data_dir]
+    params = StdioServerParameters(command=sys.executable, args=server_args, env=dict(os.environ))
+
+    async with Client(params, mode="legacy") as memory:
+        stored = await memory.call_tool("remember", {"memories": NOTES, "agent": "stdio-example"})
+        print("remembered:", stored.structured_content["ids"])
+
+        found = await memory.call_tool("search", {"query": "which Kubernetes version is production on?", "top_k": 2})
+        result = found.structured_content
+        print(f"search ({result['search_method']}): {result['message']}")
+        for hit in result["hits"]:
+            print(f"  {hit['score']:.4f}  {hit['text']}")
+
+        ranked = await memory.call_tool(
+            "rerank", {"query": "keyword search", "documents": [note["text"] for note in NOTES]}
+        )
+        if ranked.is_error:
+            print("rerank unavailable:", ranked.content[0].text)
+        else:
+            print("rerank order:", [item["index"] for item in ranked.structured_content["results"]])
+
+        status = (await memory.call_tool("status", {})).structured_content
+        print("reranker:", json.dumps(status["reranker"]))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

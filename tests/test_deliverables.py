@@ -1,0 +1,73 @@
+"""What a new user touches first: the Claude Desktop config and the examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from .conftest import PYTHON, REPO, call, server_env
+
+BIN = str(Path(PYTHON).parent)
+
+
+async def status_through(entry: dict, env: dict[str, str]) -> dict:
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env)
+    async with Client(params, mode="legacy") as client:
+        stored = await call(client, "remember", {"text": "configured from claude_config.json"})
+        assert stored["stored_count"] == 1
+        return await call(client, "status")
+
+
+@pytest.mark.anyio
+async def test_committed_claude_config_starts_the_server(tmp_path, cross_encoder_path):
+    config = json.loads((REPO / "claude_config.json").read_text())
+    entry = config["mcpServers"]["mimir"]
+    env = server_env(tmp_path / "data", cross_encoder_path)
+    env.update({key: value for key, value in entry.get("env", {}).items() if not key.startswith("MIMIR_RERANKER")})
+    env["PATH"] = BIN + os.pathsep + env.get("PATH", "")  # after the README's install, mimir-mcp is on PATH
+    status = await status_through(entry, env)
+    assert status["store"]["memories"] == 1
+    assert status["store"]["location"].startswith(str(tmp_path))
+
+
+@pytest.mark.anyio
+async def test_printed_claude_config_needs_nothing_on_path(tmp_path, cross_encoder_path):
+    printed = subprocess.run(
+        [PYTHON, "-m", "mimir_mcp", "--print-claude-config", "--data-dir", str(tmp_path / "printed")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    entry = json.loads(printed.stdout)["mcpServers"]["mimir"]
+    assert Path(entry["command"]).is_absolute() and Path(entry["command"]).exists()
+    env = server_env(tmp_path / "ignored", cross_encoder_path)
+    env.pop("MIMIR_STORE_DATA_DIR")
+    env["PATH"] = "/usr/bin:/bin"  # Claude Desktop's PATH is short
+    status = await status_through(entry, env)
+    assert status["store"]["location"] == str(tmp_path / "printed" / "chroma")
+
+
+def run_example(name: str, tmp_path: Path, cross_encoder: Path, *args: str) -> str:
+    env = server_env(tmp_path / "data", cross_encoder)
+    result = subprocess.run(
+        [PYTHON, str(REPO / "examples" / name), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_stdio_agent_example(tmp_path, cross_encoder_path):
+    out = run_example("stdio_agent.py", tmp_path, cross_encoder_path, "--data-dir", str(tmp_path / "agent"))
+    assert out.count("mem_") == 3
+    assert "Kubernetes" in out and "search (rrf_hybrid" in out and '"state": "ready"' in out
+
+
+def test_two_agents_http_example(tmp_path, cross_encoder_path):
+    out = run_example("two_agents_http.py", tmp_path, cross_encoder_path)
+    assert out.count("[researcher] stored mem_") == 3
+    assert out.count("[writer]   from researcher:") == 2

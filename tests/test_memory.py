@@ -1,0 +1,78 @@
+"""The dedup key and keeping Chroma and the BM25 index in step across restarts."""
+
+import sqlite3
+
+import pytest
+
+from mimir_mcp.memory import MemoryService, dedup_key, normalize_for_dedup
+from mimir_mcp.models import MemoryInput
+from mimir_mcp.search import SearchRequest
+
+
+def test_normalize_for_dedup_exact():
+    assert normalize_for_dedup("  Hello \n\t world  ") == "Hello world"
+    assert normalize_for_dedup("cafe\u0301") == "caf\u00e9"  # NFC
+    assert normalize_for_dedup("Hello World") != normalize_for_dedup("hello world")  # case is meaning
+
+
+def test_dedup_key_exact_values():
+    assert dedup_key("default", "Hello world") == "mem_0765633a18aef01270c4c7b3067c82ee"
+    assert dedup_key("default", "  Hello   world\n") == "mem_0765633a18aef01270c4c7b3067c82ee"
+    assert dedup_key("work", "Hello world") == "mem_a5f1a65be2ea65d0c1a2a0df4f0ed969"
+
+
+def request(query: str, **overrides) -> SearchRequest:
+    fields = dict(query=query, top_k=10, rerank=False, rerank_top_k=50)
+    fields.update(overrides)
+    return SearchRequest(**fields)
+
+
+@pytest.mark.anyio
+async def test_memories_survive_restart_and_bm25_follows_the_store(settings, embedder, reranker):
+    first = MemoryService(settings, embedder=embedder, reranker=reranker)
+    stored = await first.remember(
+        [MemoryInput(text="Zebrafish regenerate heart tissue"), MemoryInput(text="Axolotls regrow limbs")]
+    )
+    first.close()
+
+    # Simulate a crash between the Chroma write and the index write: the index loses one memory.
+    bm25_path = settings.store.data_dir / f"bm25-{settings.store.collection}.sqlite3"
+    with sqlite3.connect(bm25_path) as db:
+        rowid = db.execute("SELECT rowid FROM memories WHERE id = ?", (stored.ids[0],)).fetchone()[0]
+        db.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+        db.execute("DELETE FROM memories WHERE rowid = ?", (rowid,))
+
+    second = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        status = await second.status()  # not loaded yet: reports loading, not an error
+        assert status.store.state in {"loading", "ready"}
+        found = await second.search(request("zebrafish heart"))
+        assert found.hits[0].id == stored.ids[0]
+        assert found.hits[0].scores.bm25_rank == 1  # back in the BM25 index, not only found by vectors
+        status = await second.status()
+        assert status.store.memories == 2
+        assert status.bm25 is not None and status.bm25.documents == 2 and status.bm25.in_sync
+        again = await second.remember([MemoryInput(text="Zebrafish  regenerate heart tissue ")])
+        assert again.deduplicated and again.ids == [stored.ids[0]]
+    finally:
+        second.close()
+
+
+@pytest.mark.anyio
+async def test_index_entries_without_a_stored_memory_are_dropped(settings, embedder, reranker):
+    first = MemoryService(settings, embedder=embedder, reranker=reranker)
+    await first.remember([MemoryInput(text="Real memory about comets")])
+    first.close()
+    bm25_path = settings.store.data_dir / f"bm25-{settings.store.collection}.sqlite3"
+    with sqlite3.connect(bm25_path) as db:
+        db.execute(
+            "INSERT INTO memories (id, namespace, text, tags, source, agent, created_at, metadata) "
+            "VALUES ('ghost', 'default', 'ghost comets', '[]', NULL, NULL, 't', '{}')"
+        )
+        db.execute("INSERT INTO memories_fts (rowid, tokens) VALUES (last_insert_rowid(), 'ghost comets')")
+    second = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        found = await second.search(request("comets"))
+        assert [hit.text for hit in found.hits] == ["Real memory about comets"]
+    finally:
+        second.close()

@@ -1,0 +1,277 @@
+"""The four tools through a real MCP client session (in memory), with the real models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from mcp import Client
+from sentence_transformers import CrossEncoder
+
+from mimir_mcp.config import RerankerSettings
+from mimir_mcp.memory import MemoryService
+from mimir_mcp.rerank import LocalCrossEncoder
+from mimir_mcp.server import create_server
+
+from .conftest import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+FACTS = [
+    "The staging deploy key is stored in Vault under secret/staging/deploy.",
+    "Alice prefers tabs over spaces in Python code.",
+    "The production database is PostgreSQL 16 running on db-prod-1.",
+    "Our on-call rotation changes every Monday at 09:00 UTC.",
+    "The mobile app uses React Native and ships every two weeks.",
+]
+
+
+async def test_tools_are_listed_with_schemas_and_read_only_hints(client: Client):
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == {"remember", "search", "rerank", "status"}
+    for name in ("search", "rerank", "status"):
+        assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is True
+    assert tools["remember"].annotations.read_only_hint is False
+    for tool in tools.values():
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+    search_props = tools["search"].input_schema["properties"]
+    assert search_props["top_k"]["default"] == 10
+    assert search_props["rerank_top_k"]["default"] == 50
+    assert search_props["rerank"]["default"] is True
+
+
+async def test_remember_search_rerank_status(client: Client, cross_encoder_path):
+    stored = await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS], "agent": "planner"})
+    assert stored["stored_count"] == 5 and stored["deduplicated_count"] == 0
+    assert len(set(stored["ids"])) == 5
+
+    found = await call(client, "search", {"query": "where is the staging deploy key kept?", "top_k": 3})
+    assert found["search_method"] == "rrf_hybrid+rerank"
+    assert found["reranker_model"] == str(cross_encoder_path)
+    assert len(found["hits"]) == 3
+    assert found["candidates"]["reranked"] == 5
+    assert set(found["timings_ms"]) >= {"embed_ms", "dense_ms", "bm25_ms", "fusion_ms", "rerank_ms", "total_ms"}
+    # Hits come in rerank-score order, and each carries every stage's view.
+    rerank_scores = [hit["scores"]["rerank_score"] for hit in found["hits"]]
+    assert rerank_scores == sorted(rerank_scores, reverse=True)
+    for hit in found["hits"]:
+        assert hit["score"] == hit["scores"]["rerank_score"]
+        assert hit["agent"] == "planner" and hit["namespace"] == "default"
+    # The test cross-encoder's scores are meaningless, so look for the relevant memory in all five.
+    everything = await call(client, "search", {"query": "where is the staging deploy key kept?", "top_k": 5})
+    deploy = next(hit for hit in everything["hits"] if "deploy key" in hit["text"])
+    assert deploy["scores"]["dense_rank"] == 1 and deploy["scores"]["bm25_rank"] == 1
+    assert deploy["scores"]["rrf_score"] == pytest.approx(2 / 61)
+
+    reranked = await call(client, "rerank", {"query": "tabs or spaces?", "documents": FACTS[:3]})
+    assert [item["index"] for item in reranked["results"]] != [] and len(reranked["results"]) == 3
+
+    status = await call(client, "status")
+    assert status["reranker"]["state"] == "ready" and status["reranker"]["available"] is True
+    assert status["store"]["memories"] == 5 and status["store"]["namespaces"] == {"default": 5}
+    assert status["bm25"]["documents"] == 5 and status["bm25"]["in_sync"] is True
+    assert status["search"]["searches"] == 2 and status["search"]["reranked_searches"] == 2
+    assert status["embedding"]["dimension"] == 384 and status["embedding"]["state"] == "ready"
+    assert status["versions"]["mcp"].startswith("2.")
+
+
+async def test_search_order_follows_the_cross_encoder(client: Client, cross_encoder_path):
+    await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
+    query = "database server"
+    found = await call(client, "search", {"query": query, "top_k": 5})
+    model = CrossEncoder(str(cross_encoder_path), device="cpu")
+    expected = model.predict([(query, hit["text"]) for hit in found["hits"]])
+    assert [hit["scores"]["rerank_score"] for hit in found["hits"]] == pytest.approx(
+        sorted(map(float, expected), reverse=True), abs=1e-5
+    )
+
+
+async def test_rerank_tool_orders_by_score_with_top_k_and_min_score(client: Client, cross_encoder_path):
+    documents = [FACTS[0], {"id": "tabs", "text": FACTS[1]}, FACTS[2], {"id": "oncall", "text": FACTS[3]}]
+    full = await call(client, "rerank", {"query": "who likes tabs", "documents": documents})
+    model = CrossEncoder(str(cross_encoder_path), device="cpu")
+    texts = [doc if isinstance(doc, str) else doc["text"] for doc in documents]
+    expected = [float(score) for score in model.predict([("who likes tabs", text) for text in texts])]
+    order = sorted(range(4), key=lambda i: -expected[i])
+    assert [item["index"] for item in full["results"]] == order
+    assert [item["score"] for item in full["results"]] == pytest.approx([expected[i] for i in order], abs=1e-5)
+    by_index = {item["index"]: item for item in full["results"]}
+    assert by_index[1]["id"] == "tabs" and by_index[3]["id"] == "oncall" and by_index[0]["id"] is None
+
+    top2 = await call(client, "rerank", {"query": "who likes tabs", "documents": documents, "top_k": 2})
+    assert [item["index"] for item in top2["results"]] == order[:2]
+
+    threshold = (expected[order[1]] + expected[order[2]]) / 2
+    kept = await call(client, "rerank", {"query": "who likes tabs", "documents": documents, "min_score": threshold})
+    assert [item["index"] for item in kept["results"]] == order[:2]
+    assert all(item["score"] >= threshold for item in kept["results"])
+
+
+async def test_search_top_k_min_score_and_rerank_off(client: Client):
+    await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
+    everything = await call(client, "search", {"query": "code and servers", "top_k": 5})
+    scores = [hit["score"] for hit in everything["hits"]]
+    assert len(scores) == 5
+    threshold = (scores[1] + scores[2]) / 2
+    filtered = await call(client, "search", {"query": "code and servers", "top_k": 5, "min_score": threshold})
+    assert [hit["id"] for hit in filtered["hits"]] == [hit["id"] for hit in everything["hits"][:2]]
+
+    one = await call(client, "search", {"query": "code and servers", "top_k": 1})
+    assert len(one["hits"]) == 1
+
+    plain = await call(client, "search", {"query": "code and servers", "rerank": False, "min_score": 0.9})
+    assert plain["search_method"] == "rrf_hybrid"
+    assert "rerank=false" in plain["message"] and "min_score was not applied" in plain["message"]
+    assert all(hit["scores"]["rerank_score"] is None for hit in plain["hits"])
+    rrf = [hit["scores"]["rrf_score"] for hit in plain["hits"]]
+    assert rrf == sorted(rrf, reverse=True) and plain["hits"][0]["score"] == rrf[0]
+
+    partial = await call(client, "search", {"query": "code and servers", "top_k": 5, "rerank_top_k": 2})
+    assert partial["candidates"]["reranked"] == 2
+    assert [hit["scores"]["rerank_score"] is not None for hit in partial["hits"]] == [True, True, False, False, False]
+
+
+async def test_deduplication_single_and_batch(client: Client):
+    first = await call(client, "remember", {"text": "Use ruff for linting", "tags": ["tooling"]})
+    assert first["deduplicated"] is False and first["stored_count"] == 1
+    again = await call(client, "remember", {"text": "  Use ruff  for linting \n"})
+    assert again["deduplicated"] is True and again["ids"] == first["ids"]
+    assert again["results"][0] == {"id": first["ids"][0], "namespace": "default", "deduplicated": True}
+
+    other_space = await call(client, "remember", {"text": "Use ruff for linting", "namespace": "project-b"})
+    assert other_space["deduplicated"] is False and other_space["ids"] != first["ids"]
+
+    batch = await call(
+        client, "remember", {"memories": [{"text": "New fact"}, {"text": "Use ruff for linting"}, {"text": "New fact"}]}
+    )
+    assert [r["deduplicated"] for r in batch["results"]] == [False, True, True]
+    assert batch["ids"][0] == batch["ids"][2] and batch["stored_count"] == 1
+
+    status = await call(client, "status")
+    assert status["store"]["namespaces"] == {"default": 2, "project-b": 1}
+
+
+async def test_filters_by_namespace_tags_and_metadata(client: Client):
+    await call(
+        client,
+        "remember",
+        {
+            "memories": [
+                {"text": "Deploy with the blue-green script", "tags": ["ops", "deploy"], "metadata": {"env": "prod"}},
+                {"text": "Deploy staging by pushing to main", "tags": ["ops"], "metadata": {"env": "staging", "p": 2}},
+                {"text": "Deploy notes for the side project", "namespace": "side", "tags": ["deploy"]},
+            ]
+        },
+    )
+    texts = lambda result: sorted(hit["text"] for hit in result["hits"])  # noqa: E731
+    assert len((await call(client, "search", {"query": "deploy"}))["hits"]) == 2
+    assert len((await call(client, "search", {"query": "deploy", "namespace": "*"}))["hits"]) == 3
+    assert texts(await call(client, "search", {"query": "deploy", "namespace": "side"})) == [
+        "Deploy notes for the side project"
+    ]
+    assert texts(await call(client, "search", {"query": "deploy", "tags": ["deploy"]})) == [
+        "Deploy with the blue-green script"
+    ]
+    assert texts(await call(client, "search", {"query": "deploy", "metadata": {"env": "staging"}})) == [
+        "Deploy staging by pushing to main"
+    ]
+    assert texts(await call(client, "search", {"query": "deploy", "metadata": {"p": 2.0}})) == [
+        "Deploy staging by pushing to main"
+    ]
+    assert (await call(client, "search", {"query": "deploy", "tags": ["nope"]}))["hits"] == []
+    hit = (await call(client, "search", {"query": "blue-green", "top_k": 1}))["hits"][0]
+    assert hit["tags"] == ["ops", "deploy"] and hit["metadata"] == {"env": "prod"}
+
+
+async def test_empty_store_search_answers_without_reranking(client: Client):
+    result = await call(client, "search", {"query": "anything at all"})
+    assert result["hits"] == [] and result["search_method"] == "rrf_hybrid"
+    assert "nothing to rerank" in result["message"]
+
+
+async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_path):
+    missing = tmp_path / "no-such-model"
+    broken = LocalCrossEncoder(RerankerSettings(model=str(missing)))
+    service = MemoryService(settings, embedder=embedder, reranker=broken)
+    try:
+        async with Client(create_server(settings, service=service)) as client:
+            await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
+            status = await call(client, "status")
+            assert status["reranker"]["state"] == "failed" and status["reranker"]["available"] is False
+            assert str(missing) in status["reranker"]["error"] and "does not exist" in status["reranker"]["error"]
+
+            result = await call(client, "search", {"query": "database", "top_k": 3})
+            assert result["search_method"] == "rrf_hybrid" and len(result["hits"]) == 3
+            assert "not reranked" in result["message"] and "does not exist" in result["message"]
+            assert "MIMIR_RERANKER_MODEL" in result["message"]
+            rrf = [hit["scores"]["rrf_score"] for hit in result["hits"]]
+            assert rrf == sorted(rrf, reverse=True)
+
+            error = await call_error(client, "rerank", {"query": "database", "documents": ["a", "b"]})
+            assert "No cross-encoder is available" in error and "MIMIR_RERANKER_MODEL" in error
+    finally:
+        service.close()
+
+
+async def test_default_hub_model_offline_is_reported_plainly(settings, embedder, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = LocalCrossEncoder(RerankerSettings())  # cross-encoder/ms-marco-MiniLM-L-6-v2, not cached here
+    service = MemoryService(settings, embedder=embedder, reranker=offline)
+    try:
+        async with Client(create_server(settings, service=service)) as client:
+            await call(client, "remember", {"text": "something to find"})
+            await offline.wait_ready(60)
+            status = await call(client, "status")
+            assert status["reranker"]["model"] == "cross-encoder/ms-marco-MiniLM-L-6-v2"
+            assert status["reranker"]["state"] == "failed"
+            assert "cannot be downloaded" in status["reranker"]["error"]
+            result = await call(client, "search", {"query": "something"})
+            assert result["search_method"] == "rrf_hybrid" and len(result["hits"]) == 1
+    finally:
+        service.close()
+
+
+async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedder, cross_encoder_path):
+    slow = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path), timeout_s=1e-6))
+    service = MemoryService(settings, embedder=embedder, reranker=slow)
+    try:
+        async with Client(create_server(settings, service=service)) as client:
+            await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
+            await slow.wait_ready(60)
+            timed_out = await call(client, "search", {"query": "database"})
+            assert timed_out["search_method"] == "rrf_hybrid" and "took longer than" in timed_out["message"]
+            assert len(timed_out["hits"]) == 5
+
+            # A model that raises during inference: a max_length the position table cannot hold.
+            slow.settings = slow.settings.model_copy(update={"timeout_s": 60})
+            slow.timeout_s = 60
+            model = slow._load.result_now()
+            model.max_length = 100_000
+            long_text = " ".join(["word"] * 2000)
+            await call(client, "remember", {"text": long_text})
+            failed = await call(client, "search", {"query": "word"})
+            assert failed["search_method"] == "rrf_hybrid" and "raised" in failed["message"]
+            assert failed["hits"][0]["text"] == long_text
+    finally:
+        service.close()
+
+
+async def test_reranker_disabled(settings, embedder):
+    disabled = LocalCrossEncoder(RerankerSettings(enabled=False))
+    service = MemoryService(settings, embedder=embedder, reranker=disabled)
+    try:
+        async with Client(create_server(settings, service=service)) as client:
+            await call(client, "remember", {"text": "a note"})
+            status = await call(client, "status")
+            assert status["reranker"]["state"] == "disabled"
+            result = await call(client, "search", {"query": "note"})
+            assert result["search_method"] == "rrf_hybrid" and "disabled" in result["message"]
+    finally:
+        service.close()
+
+
+async def test_scores_are_finite_numbers(client: Client):
+    await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
+    result = await call(client, "search", {"query": "python"})
+    for hit in result["hits"]:
+        assert math.isfinite(hit["score"]) and 0.0 <= hit["scores"]["rerank_score"] <= 1.0
