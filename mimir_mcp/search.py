@@ -134,7 +134,8 @@ class SearchPipeline:
             outcome = await rerank_or_fallback(
                 self.reranker, request.query, [kept[memory_id].text for memory_id, _ in head]
             )
-            timings["rerank_ms"] = _ms(outcome.seconds)
+            if outcome.attempted:
+                timings["rerank_ms"] = _ms(outcome.seconds)
             if outcome.scores is None:
                 message = f"RRF hybrid (dense + BM25), not reranked: {outcome.reason}"
             else:

@@ -22,6 +22,7 @@ class RerankOutcome:
     scores: list[float] | None
     reason: str | None
     seconds: float
+    attempted: bool = True
 
 
 async def rerank_or_fallback(reranker: Reranker, query: str, texts: list[str]) -> RerankOutcome:
@@ -31,7 +32,7 @@ async def rerank_or_fallback(reranker: Reranker, query: str, texts: list[str]) -
     """
     reason = reranker.unavailable_reason()
     if reason is not None:
-        return RerankOutcome(scores=None, reason=reason, seconds=0.0)
+        return RerankOutcome(scores=None, reason=reason, seconds=0.0, attempted=False)
     started = time.perf_counter()
     try:
         with anyio.fail_after(reranker.timeout_s):
