@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimir-mcp",
         description="A shared, searchable memory for AI agents over MCP (stdio, SSE or streamable HTTP).",
-        epilog="Every setting can also be given as a MIMIR_* environment variable; see the README.",
+        epilog="Every setting can also be given as a MIMIR_* environment variable; see the README. "
+        "Other commands: `mimir-mcp eval --help`, `mimir-mcp finetune-reranker --help`.",
     )
     parser.add_argument("--version", action="version", version=f"mimir-mcp {__version__}")
     parser.add_argument(
@@ -101,12 +103,141 @@ def serve_http(server: Any, transport: str, host: str, port: int, log_level: str
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower())).run()
 
 
+def build_eval_parser() -> argparse.ArgumentParser:
+    from mimir_mcp.evaluation.run import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="mimir-mcp eval",
+        description="Measure retrieval quality on a BEIR-format folder through the real remember/search path.",
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="Folder with corpus.jsonl, queries.jsonl, qrels/")
+    parser.add_argument("--split", default="test", help="qrels split to judge (default: test)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
+    parser.add_argument("--reranker", help="Cross-encoder name or path for rrf+rerank (default: the configured one)")
+    parser.add_argument("--rerank-top-k", type=int, help="Candidates reranked per query (default: the server's)")
+    parser.add_argument("--data-dir", type=Path, help="Keep the index here (default: a temporary folder)")
+    parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return parser
+
+
+def eval_main(argv: Sequence[str]) -> int:
+    args = build_eval_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    import anyio
+
+    from mimir_mcp.evaluation.run import format_table, parse_methods, run_eval, write_json
+
+    try:
+        methods = parse_methods(args.methods)
+    except ValueError as exc:
+        print(f"mimir-mcp eval: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        report = anyio.run(
+            lambda: run_eval(
+                args.dataset,
+                split=args.split,
+                methods=methods,
+                reranker=args.reranker,
+                data_dir=args.data_dir,
+                rerank_top_k=args.rerank_top_k,
+            )
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mimir-mcp eval: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    for name, reason in report.get("errors", {}).items():
+        print(f"{name}: not run: {reason}")
+    print(f"took {time.perf_counter() - started:.0f} s")
+    if args.json:
+        write_json(report, args.json)
+    return 1 if report.get("errors") else 0
+
+
+def build_finetune_parser() -> argparse.ArgumentParser:
+    from mimir_mcp.evaluation.finetune import DEFAULT_BASE, TrainingPlan
+
+    plan = TrainingPlan()
+    parser = argparse.ArgumentParser(
+        prog="mimir-mcp finetune-reranker",
+        description="Fine-tune a cross-encoder on BEIR-format qrels, with hard negatives mined by hybrid search.",
+    )
+    parser.add_argument("--dataset", required=True, type=Path, help="Folder with corpus.jsonl, queries.jsonl, qrels/")
+    parser.add_argument("--split", default="train", help="qrels split to train on (default: train)")
+    parser.add_argument("--eval-split", default="test", help="held-out split evaluated at the end ('' to skip)")
+    parser.add_argument("--output", required=True, type=Path, help="Folder to save the trained cross-encoder in")
+    parser.add_argument("--base", default=DEFAULT_BASE, help="Cross-encoder or BERT-like model to start from")
+    parser.add_argument("--epochs", type=float, default=plan.epochs)
+    parser.add_argument("--negatives", type=int, default=plan.negatives_per_query, help="hard negatives per query")
+    parser.add_argument("--batch-size", type=int, default=plan.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=plan.learning_rate)
+    parser.add_argument("--max-length", type=int, default=plan.max_length, help="tokens per (query, document) pair")
+    parser.add_argument("--max-queries", type=int, help="train on the first N judged queries only (smoke runs)")
+    parser.add_argument("--data-dir", type=Path, help="Keep the mining index here (default: a temporary folder)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return parser
+
+
+def finetune_main(argv: Sequence[str]) -> int:
+    args = build_finetune_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    import anyio
+
+    from mimir_mcp.evaluation.finetune import TrainingPlan, run_finetune
+    from mimir_mcp.evaluation.run import format_table
+
+    plan = TrainingPlan(
+        epochs=args.epochs,
+        negatives_per_query=args.negatives,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        max_length=args.max_length,
+        max_queries=args.max_queries,
+    )
+    started = time.perf_counter()
+    try:
+        report = anyio.run(
+            lambda: run_finetune(
+                args.dataset,
+                args.output,
+                split=args.split,
+                eval_split=args.eval_split or None,
+                base=args.base,
+                plan=plan,
+                data_dir=args.data_dir,
+            )
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mimir-mcp finetune-reranker: {exc}", file=sys.stderr)
+        return 2
+    print(f"saved {args.output} ({report['pairs']} pairs, {report['positives']} positive)")
+    print("timings (s): " + ", ".join(f"{key} {value}" for key, value in report["timings"].items()))
+    if "evaluation" in report:
+        print(format_table(report["evaluation"]))
+    print(f"took {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if argv and argv[0] == "eval":
+        return eval_main(argv[1:])
+    if argv and argv[0] == "finetune-reranker":
+        return finetune_main(argv[1:])
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
+    return serve_main(argv)
+
+
+def serve_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.print_claude_config:
         print(json.dumps(claude_config(args.data_dir), indent=2))
         return 0
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     from mimir_mcp.config import Settings
 

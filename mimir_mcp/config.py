@@ -62,6 +62,8 @@ class SearchSettings(BaseModel):
 
     candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
     rrf_k: int = Field(default=60, ge=1)
+    dense_weight: float = Field(default=1.0, ge=0)
+    bm25_weight: float = Field(default=1.0, ge=0)
     default_top_k: int = Field(default=10, ge=1)
     default_rerank_top_k: int = Field(default=50, ge=1)
 

