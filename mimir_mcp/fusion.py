@@ -28,3 +28,34 @@ def rrf(
             scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     order = {item: position for position, item in enumerate(scores)}
     return sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))
+
+
+def score_gap_weight(scores: Sequence[float], *, window: int = 10, floor: float = 0.05) -> float | None:
+    """How sure an arm is about this query: the relative drop from its best score to its ``window``-th,
+    ``(s_1 - s_n) / s_1``, floored so that no arm is silenced completely.
+
+    An arm that clearly separates a few documents from the rest (a rare keyword, a close paraphrase)
+    gets a large weight; an arm whose scores are flat (the query's words are everywhere, or the
+    embedding sees nothing special) gets a small one. This keeps a weak arm from dragging the fused
+    ranking below the strong arm alone, which equal-weight RRF does. ``None`` when there are fewer
+    than two scores, or they are not positive: no evidence either way.
+    """
+    top = list(scores[:window])
+    if len(top) < 2 or top[0] <= 0:
+        return None
+    return max((top[0] - top[-1]) / top[0], floor)
+
+
+def arm_weights(arm_scores: Mapping[str, Sequence[float]], base: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Per-query RRF weights from each arm's score gap, times the configured per-arm weight.
+
+    An arm without evidence (see ``score_gap_weight``) takes the mean weight of the arms that have it,
+    so a one-result arm neither dominates nor disappears.
+    """
+    gaps = {arm: score_gap_weight(scores) for arm, scores in arm_scores.items()}
+    known = [gap for gap in gaps.values() if gap is not None]
+    fallback = sum(known) / len(known) if known else 1.0
+    return {
+        arm: (fallback if gap is None else gap) * (1.0 if base is None else base.get(arm, 1.0))
+        for arm, gap in gaps.items()
+    }

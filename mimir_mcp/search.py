@@ -15,7 +15,7 @@ import anyio.to_thread
 
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.fusion import rrf
+from mimir_mcp.fusion import arm_weights, rrf
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import Hit, HitScores, MemoryRecord, MetadataValue, SearchCandidates, SearchResponse
 from mimir_mcp.rerank import Reranker, rerank_or_fallback
@@ -110,10 +110,14 @@ class SearchPipeline:
         }
         dense = [(i, s) for i, s in dense if i in kept]
         lexical = [(i, s) for i, s in lexical if i in kept]
+        configured = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
+        weights = (
+            arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]}, configured)
+            if self.settings.fusion == "score_gap"
+            else configured
+        )
         fused = rrf(
-            {"dense": [i for i, _ in dense], "bm25": [i for i, _ in lexical]},
-            k=self.settings.rrf_k,
-            weights={"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight},
+            {"dense": [i for i, _ in dense], "bm25": [i for i, _ in lexical]}, k=self.settings.rrf_k, weights=weights
         )
         timings["fusion_ms"] = _ms(time.perf_counter() - t0)
 
