@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,25 @@ def serve_http(server: Any, transport: str, host: str, port: int, log_level: str
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower())).run()
 
 
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, split: str, split_help: str) -> None:
+    """The arguments eval and finetune-reranker share."""
+    parser.add_argument("--dataset", required=True, type=Path, help="Folder with corpus.jsonl, queries.jsonl, qrels/")
+    parser.add_argument("--split", default=split, help=f"{split_help} (default: {split})")
+    parser.add_argument("--data-dir", type=Path, help="Keep the corpus index here (default: a temporary folder)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+
+
+def run_command(prog: str, main: Callable[[], Awaitable[Any]]) -> Any | None:
+    """Run an async command; a bad dataset or argument is one clear line on stderr, not a traceback."""
+    import anyio
+
+    try:
+        return anyio.run(main)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return None
+
+
 def build_eval_parser() -> argparse.ArgumentParser:
     from mimir_mcp.evaluation.run import METHODS
 
@@ -110,22 +129,17 @@ def build_eval_parser() -> argparse.ArgumentParser:
         prog="mimir-mcp eval",
         description="Measure retrieval quality on a BEIR-format folder through the real remember/search path.",
     )
-    parser.add_argument("--dataset", required=True, type=Path, help="Folder with corpus.jsonl, queries.jsonl, qrels/")
-    parser.add_argument("--split", default="test", help="qrels split to judge (default: test)")
+    add_dataset_arguments(parser, split="test", split_help="qrels split to judge")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--reranker", help="Cross-encoder name or path for rrf+rerank (default: the configured one)")
     parser.add_argument("--rerank-top-k", type=int, help="Candidates reranked per query (default: the server's)")
-    parser.add_argument("--data-dir", type=Path, help="Keep the index here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return parser
 
 
 def eval_main(argv: Sequence[str]) -> int:
     args = build_eval_parser().parse_args(argv)
     configure_logging(args.log_level)
-    import anyio
-
     from mimir_mcp.evaluation.run import format_table, parse_methods, run_eval, write_json
 
     try:
@@ -134,19 +148,18 @@ def eval_main(argv: Sequence[str]) -> int:
         print(f"mimir-mcp eval: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    try:
-        report = anyio.run(
-            lambda: run_eval(
-                args.dataset,
-                split=args.split,
-                methods=methods,
-                reranker=args.reranker,
-                data_dir=args.data_dir,
-                rerank_top_k=args.rerank_top_k,
-            )
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"mimir-mcp eval: {exc}", file=sys.stderr)
+    report = run_command(
+        "mimir-mcp eval",
+        lambda: run_eval(
+            args.dataset,
+            split=args.split,
+            methods=methods,
+            reranker=args.reranker,
+            data_dir=args.data_dir,
+            rerank_top_k=args.rerank_top_k,
+        ),
+    )
+    if report is None:
         return 2
     print(format_table(report))
     for name, reason in report.get("errors", {}).items():
@@ -165,8 +178,7 @@ def build_finetune_parser() -> argparse.ArgumentParser:
         prog="mimir-mcp finetune-reranker",
         description="Fine-tune a cross-encoder on BEIR-format qrels, with hard negatives mined by hybrid search.",
     )
-    parser.add_argument("--dataset", required=True, type=Path, help="Folder with corpus.jsonl, queries.jsonl, qrels/")
-    parser.add_argument("--split", default="train", help="qrels split to train on (default: train)")
+    add_dataset_arguments(parser, split="train", split_help="qrels split to train on")
     parser.add_argument("--eval-split", default="test", help="held-out split evaluated at the end ('' to skip)")
     parser.add_argument("--output", required=True, type=Path, help="Folder to save the trained cross-encoder in")
     parser.add_argument("--base", default=DEFAULT_BASE, help="Cross-encoder or BERT-like model to start from")
@@ -176,16 +188,12 @@ def build_finetune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, default=plan.learning_rate)
     parser.add_argument("--max-length", type=int, default=plan.max_length, help="tokens per (query, document) pair")
     parser.add_argument("--max-queries", type=int, help="train on the first N judged queries only (smoke runs)")
-    parser.add_argument("--data-dir", type=Path, help="Keep the mining index here (default: a temporary folder)")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     return parser
 
 
 def finetune_main(argv: Sequence[str]) -> int:
     args = build_finetune_parser().parse_args(argv)
     configure_logging(args.log_level)
-    import anyio
-
     from mimir_mcp.evaluation.finetune import TrainingPlan, run_finetune
     from mimir_mcp.evaluation.run import format_table
 
@@ -198,20 +206,19 @@ def finetune_main(argv: Sequence[str]) -> int:
         max_queries=args.max_queries,
     )
     started = time.perf_counter()
-    try:
-        report = anyio.run(
-            lambda: run_finetune(
-                args.dataset,
-                args.output,
-                split=args.split,
-                eval_split=args.eval_split or None,
-                base=args.base,
-                plan=plan,
-                data_dir=args.data_dir,
-            )
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"mimir-mcp finetune-reranker: {exc}", file=sys.stderr)
+    report = run_command(
+        "mimir-mcp finetune-reranker",
+        lambda: run_finetune(
+            args.dataset,
+            args.output,
+            split=args.split,
+            eval_split=args.eval_split or None,
+            base=args.base,
+            plan=plan,
+            data_dir=args.data_dir,
+        ),
+    )
+    if report is None:
         return 2
     print(f"saved {args.output} ({report['pairs']} pairs, {report['positives']} positive)")
     print("timings (s): " + ", ".join(f"{key} {value}" for key, value in report["timings"].items()))

@@ -90,6 +90,8 @@ class LexicalIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Kept in memory: search compares it with the store's count before every query.
+        self._count = self._db.execute("SELECT count(*) FROM memories").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
@@ -127,6 +129,7 @@ class LexicalIndex:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._count += added
         return added
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -145,6 +148,7 @@ class LexicalIndex:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._count -= removed
         return removed
 
     def search(
@@ -217,9 +221,12 @@ class LexicalIndex:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT id FROM memories")}
 
-    def count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT count(*) FROM memories").fetchone()[0]
+    def count(self, *, fresh: bool = False) -> int:
+        """Memories in the index; ``fresh`` re-reads it, for when another process may share the file."""
+        if fresh:
+            with self._lock:
+                self._count = self._db.execute("SELECT count(*) FROM memories").fetchone()[0]
+        return self._count
 
     def namespace_counts(self) -> dict[str, int]:
         with self._lock:

@@ -214,7 +214,8 @@ class MemoryService:
 
     def _sync_if_needed(self, backend: _Backend) -> None:
         """A cheap count comparison catches writes made through another process sharing the store."""
-        if backend.store.count() != backend.lexical.count():
+        stored = backend.store.count()
+        if stored != backend.lexical.count() and stored != backend.lexical.count(fresh=True):
             with self._write_lock:
                 self._reconcile(backend.store, backend.lexical)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -129,6 +130,17 @@ def server_env(data_dir: Path, cross_encoder: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def run_cli(args: list[str], tmp_path: Path, cross_encoder: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m mimir_mcp ARGS`` (or a script) with the test environment; output captured as text."""
+    return subprocess.run(
+        [PYTHON, *args],
+        capture_output=True,
+        text=True,
+        env=server_env(tmp_path / "cli-data", cross_encoder),
+        timeout=timeout,
+    )
 
 
 def dumps(value: Any) -> str:

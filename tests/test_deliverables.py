@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .conftest import PYTHON, REPO, call, server_env
+from .conftest import PYTHON, REPO, call, run_cli, server_env
 
 BIN = str(Path(PYTHON).parent)
 
@@ -53,10 +53,7 @@ async def test_printed_claude_config_needs_nothing_on_path(tmp_path, cross_encod
 
 
 def run_example(name: str, tmp_path: Path, cross_encoder: Path, *args: str) -> str:
-    env = server_env(tmp_path / "data", cross_encoder)
-    result = subprocess.run(
-        [PYTHON, str(REPO / "examples" / name), *args], capture_output=True, text=True, env=env, timeout=300
-    )
+    result = run_cli([str(REPO / "examples" / name), *args], tmp_path, cross_encoder, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

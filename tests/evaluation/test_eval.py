@@ -1,14 +1,13 @@
 """`mimir-mcp eval` on a tiny BEIR folder, through the real remember/search path."""
 
 import json
-import subprocess
 
 import pytest
 
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import METHODS, format_table, parse_methods, run_eval
 
-from ..conftest import PYTHON, server_env
+from ..conftest import run_cli
 
 
 def test_load_dataset(tiny_beir):
@@ -54,26 +53,8 @@ async def test_run_eval_reports_every_method(tiny_beir, settings, tmp_path):
 
 def test_eval_command_writes_json(tiny_beir, tmp_path, cross_encoder_path):
     out = tmp_path / "figures.json"
-    result = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "mimir_mcp",
-            "eval",
-            "--dataset",
-            str(tiny_beir),
-            "--methods",
-            "bm25,rrf+rerank",
-            "--reranker",
-            str(cross_encoder_path),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=server_env(tmp_path / "unused", cross_encoder_path),
-        timeout=300,
-    )
+    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "bm25,rrf+rerank"]
+    result = run_cli([*args, "--reranker", str(cross_encoder_path), "--json", str(out)], tmp_path, cross_encoder_path)
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(out.read_text())
     assert document["dataset"] == tiny_beir.name and document["queries"] == 3
@@ -84,23 +65,14 @@ def test_eval_command_writes_json(tiny_beir, tmp_path, cross_encoder_path):
 
 
 def test_eval_command_reports_a_missing_reranker(tiny_beir, tmp_path, cross_encoder_path):
-    result = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "mimir_mcp",
-            "eval",
-            "--dataset",
-            str(tiny_beir),
-            "--methods",
-            "rrf,rrf+rerank",
-            "--reranker",
-            str(tmp_path / "nope"),
-        ],
-        capture_output=True,
-        text=True,
-        env=server_env(tmp_path / "unused", cross_encoder_path),
-        timeout=300,
-    )
+    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "rrf,rrf+rerank"]
+    result = run_cli([*args, "--reranker", str(tmp_path / "nope")], tmp_path, cross_encoder_path)
     assert result.returncode == 1
     assert "rrf+rerank: not run" in result.stdout and "does not exist" in result.stdout
+
+
+def test_eval_command_names_a_bad_dataset(tmp_path, cross_encoder_path):
+    result = run_cli(["-m", "mimir_mcp", "eval", "--dataset", str(tmp_path)], tmp_path, cross_encoder_path)
+    assert result.returncode == 2
+    assert "is not a BEIR-format folder: missing corpus.jsonl" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,7 +1,5 @@
 """`mimir-mcp finetune-reranker` on a tiny slice: real mining, real CrossEncoderTrainer, a model that loads."""
 
-import subprocess
-
 import pytest
 from sentence_transformers import CrossEncoder
 
@@ -9,7 +7,7 @@ from mimir_mcp.config import RerankerSettings
 from mimir_mcp.evaluation.finetune import TrainingPlan, mine_pairs, run_finetune
 from mimir_mcp.rerank import LocalCrossEncoder
 
-from ..conftest import PYTHON, server_env
+from ..conftest import run_cli
 
 
 @pytest.mark.anyio
@@ -54,32 +52,9 @@ async def test_mined_negatives_are_never_relevant(tiny_beir, service):
 
 def test_finetune_command(tiny_beir, tmp_path, cross_encoder_path):
     output = tmp_path / "cli-reranker"
-    result = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "mimir_mcp",
-            "finetune-reranker",
-            "--dataset",
-            str(tiny_beir),
-            "--output",
-            str(output),
-            "--epochs",
-            "1",
-            "--negatives",
-            "2",
-            "--max-queries",
-            "3",
-            "--max-length",
-            "64",
-            "--eval-split",
-            "",
-        ],
-        capture_output=True,
-        text=True,
-        env=server_env(tmp_path / "unused", cross_encoder_path),
-        timeout=600,
-    )
+    args = ["-m", "mimir_mcp", "finetune-reranker", "--dataset", str(tiny_beir), "--output", str(output)]
+    smoke = ["--epochs", "1", "--negatives", "2", "--max-queries", "3", "--max-length", "64", "--eval-split", ""]
+    result = run_cli([*args, *smoke], tmp_path, cross_encoder_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"saved {output} (9 pairs, 3 positive)" in result.stdout
     assert (output / "config.json").exists()
