@@ -1,0 +1,69 @@
+"""A Chroma server (`chroma run`) shared by two mimir-mcp processes' worth of services: memories written
+by one are found by the other, deduplicated across them, and each BM25 index catches up with the store."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mimir_mcp.config import Settings
+from mimir_mcp.memory import MemoryService
+from mimir_mcp.models import MemoryInput
+from mimir_mcp.search import SearchRequest
+
+from .conftest import PYTHON, free_port
+
+CHROMA = Path(PYTHON).with_name("chroma")
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(CHROMA), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # the server says when it listens
+        if "listening" in line.lower():
+            break
+    else:
+        raise AssertionError("chroma run exited before listening")
+    yield port
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def server_settings(tmp_path: Path, name: str, port: int, cross_encoder: Path) -> Settings:
+    return Settings(
+        store={"data_dir": tmp_path / name, "chroma_host": "127.0.0.1", "chroma_port": port},
+        reranker={"model": str(cross_encoder)},
+    )
+
+
+@pytest.mark.anyio
+async def test_two_services_share_a_chroma_server(tmp_path, chroma_server, embedder, reranker, cross_encoder_path):
+    first = MemoryService(
+        server_settings(tmp_path, "a", chroma_server, cross_encoder_path), embedder=embedder, reranker=reranker
+    )
+    second = MemoryService(
+        server_settings(tmp_path, "b", chroma_server, cross_encoder_path), embedder=embedder, reranker=reranker
+    )
+    try:
+        stored = await first.remember([MemoryInput(text="Quarterly planning happens in the Oslo office")])
+        found = await second.search(SearchRequest(query="Oslo planning", top_k=5, rerank=False, rerank_top_k=5))
+        assert [hit.id for hit in found.hits] == stored.ids
+        assert found.hits[0].scores.bm25_rank == 1  # the second index caught up with the shared store
+        again = await second.remember([MemoryInput(text="Quarterly planning happens in the Oslo office")])
+        assert again.deduplicated and again.ids == stored.ids
+        status = await second.status()
+        assert status.store.kind == "server" and status.store.location == f"http://127.0.0.1:{chroma_server}"
+        assert status.store.memories == 1 and status.bm25 is not None and status.bm25.in_sync
+    finally:
+        first.close()
+        second.close()
