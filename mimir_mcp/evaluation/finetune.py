@@ -36,7 +36,8 @@ class TrainingPlan:
     negatives_per_query: int = 7
     mining_depth: int = 30
     batch_size: int = 16
-    learning_rate: float = 5e-5
+    # A fresh head on a small backbone: 5e-5 barely moved the loss in one epoch on SciFact; 2e-4 learns.
+    learning_rate: float = 2e-4
     max_length: int = 256
     max_queries: int | None = None
     seed: int = 12
