@@ -61,8 +61,8 @@ class SearchSettings(BaseModel):
     """Defaults of the hybrid pipeline."""
 
     candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
-    # k=20 and score-gap weights won on SciFact and on simulated weak-arm sets (README, "Retrieval quality").
-    rrf_k: int = Field(default=20, ge=1)
+    # k=10 and score-gap weights won on SciFact and on simulated weak-arm sets (README, "Retrieval quality").
+    rrf_k: int = Field(default=10, ge=1)
     fusion: Literal["score_gap", "equal"] = Field(
         default="score_gap", description="Per-query arm weights from each arm's score gap, or plain equal-weight RRF."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
@@ -31,19 +32,20 @@ def rrf(
 
 
 def score_gap_weight(scores: Sequence[float], *, window: int = 10, floor: float = 0.05) -> float | None:
-    """How sure an arm is about this query: the relative drop from its best score to its ``window``-th,
-    ``(s_1 - s_n) / s_1``, floored so that no arm is silenced completely.
+    """How sure an arm is about this query: the square root of the relative drop from its best score to
+    its ``window``-th, ``sqrt((s_1 - s_n) / s_1)``, floored so that no arm is silenced completely.
 
     An arm that clearly separates a few documents from the rest (a rare keyword, a close paraphrase)
     gets a large weight; an arm whose scores are flat (the query's words are everywhere, or the
     embedding sees nothing special) gets a small one. This keeps a weak arm from dragging the fused
-    ranking below the strong arm alone, which equal-weight RRF does. ``None`` when there are fewer
-    than two scores, or they are not positive: no evidence either way.
+    ranking below the strong arm alone, which equal-weight RRF does. The square root damps the
+    difference in scale between the arms' gaps (BM25's are typically twice the bi-encoder's).
+    ``None`` when there are fewer than two scores or they are not positive: no evidence either way.
     """
     top = list(scores[:window])
     if len(top) < 2 or top[0] <= 0:
         return None
-    return max((top[0] - top[-1]) / top[0], floor)
+    return max(math.sqrt(max(top[0] - top[-1], 0.0) / top[0]), floor)
 
 
 def arm_weights(arm_scores: Mapping[str, Sequence[float]], base: Mapping[str, float] | None = None) -> dict[str, float]:

@@ -37,10 +37,10 @@ def test_rrf_rejects_k_below_one():
 
 
 def test_score_gap_weight_exact():
-    assert score_gap_weight([10.0, 8.0, 5.0]) == pytest.approx(0.5)
-    assert score_gap_weight([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.09, 0.0]) == pytest.approx(
-        0.9
-    )  # top 10 only
+    assert score_gap_weight([10.0, 8.0, 5.0]) == pytest.approx(0.5**0.5)
+    top10_only = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.09, 0.0]
+    assert score_gap_weight(top10_only) == pytest.approx(0.9**0.5)
+    assert score_gap_weight([4.0, 1.0]) == pytest.approx(0.75**0.5)
     assert score_gap_weight([0.5, 0.5]) == 0.05  # flat scores: floored, not silenced
     assert score_gap_weight([1.0]) is None  # one score: no evidence
     assert score_gap_weight([]) is None
@@ -48,11 +48,12 @@ def test_score_gap_weight_exact():
 
 
 def test_arm_weights_exact():
-    assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}) == pytest.approx({"dense": 0.25, "bm25": 0.75})
+    weights = arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]})
+    assert weights == pytest.approx({"dense": 0.5, "bm25": 0.75**0.5})
     # an arm without evidence takes the mean of the others
-    assert arm_weights({"dense": [0.8, 0.6], "bm25": [3.0]}) == pytest.approx({"dense": 0.25, "bm25": 0.25})
+    assert arm_weights({"dense": [0.8, 0.6], "bm25": [3.0]}) == pytest.approx({"dense": 0.5, "bm25": 0.5})
     assert arm_weights({"dense": [], "bm25": []}) == {"dense": 1.0, "bm25": 1.0}
     # configured per-arm weights multiply
     assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}) == pytest.approx(
-        {"dense": 0.25, "bm25": 1.5}
+        {"dense": 0.5, "bm25": 2 * 0.75**0.5}
     )
