@@ -14,7 +14,8 @@ import re
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,58 +98,57 @@ class LexicalIndex:
         with self._lock:
             self._db.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One writer at a time, all or nothing: a failed batch leaves the index as it was."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def add(self, records: Iterable[MemoryRecord]) -> int:
         """Index new memories in one transaction; ids already present are skipped. Returns how many were new."""
         added = 0
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for record in records:
-                    cursor = self._db.execute(
-                        "INSERT OR IGNORE INTO memories "
-                        "(id, namespace, text, tags, source, agent, created_at, metadata) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            record.id,
-                            record.namespace,
-                            record.text,
-                            json.dumps(record.tags),
-                            record.source,
-                            record.agent,
-                            record.created_at,
-                            json.dumps(record.metadata),
-                        ),
+        with self._transaction() as db:
+            for record in records:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO memories "
+                    "(id, namespace, text, tags, source, agent, created_at, metadata) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.namespace,
+                        record.text,
+                        json.dumps(record.tags),
+                        record.source,
+                        record.agent,
+                        record.created_at,
+                        json.dumps(record.metadata),
+                    ),
+                )
+                if cursor.rowcount:
+                    db.execute(
+                        "INSERT INTO memories_fts (rowid, tokens) VALUES (?, ?)",
+                        (cursor.lastrowid, " ".join(tokenize(record.text))),
                     )
-                    if cursor.rowcount:
-                        self._db.execute(
-                            "INSERT INTO memories_fts (rowid, tokens) VALUES (?, ?)",
-                            (cursor.lastrowid, " ".join(tokenize(record.text))),
-                        )
-                        added += 1
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._count += added
+                    added += 1
+        self._count += added
         return added
 
     def remove(self, ids: Sequence[str]) -> int:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                removed = 0
-                for memory_id in ids:
-                    row = self._db.execute("SELECT rowid FROM memories WHERE id = ?", (memory_id,)).fetchone()
-                    if row is None:
-                        continue
-                    self._db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
-                    self._db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
+        removed = 0
+        with self._transaction() as db:
+            for memory_id in ids:
+                row = db.execute("SELECT rowid FROM memories WHERE id = ?", (memory_id,)).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row[0],))
+                    db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
                     removed += 1
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._count -= removed
+        self._count -= removed
         return removed
 
     def search(
