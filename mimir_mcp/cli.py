@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mimir-mcp",
         description="A shared, searchable memory for AI agents over MCP (stdio, SSE or streamable HTTP).",
         epilog="Every setting can also be given as a MIMIR_* environment variable; see the README. "
-        "Other commands: `mimir-mcp eval --help`, `mimir-mcp finetune-reranker --help`.",
+        "Other commands: `mimir-mcp eval --help`, `mimir-mcp finetune-reranker --help`, `mimir-mcp bench --help`.",
     )
     parser.add_argument("--version", action="version", version=f"mimir-mcp {__version__}")
     parser.add_argument(
@@ -228,6 +228,42 @@ def finetune_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def build_bench_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mimir-mcp bench",
+        description="Speed and memory figures, each beside its baseline measured in the same run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke test)")
+    parser.add_argument("--reranker", help="cross-encoder folder to time (default: MiniLM-L6 + one-logit head)")
+    parser.add_argument(
+        "--dataset", type=Path, default=Path("../shared/datasets/scifact"), help="text to use (BEIR folder)"
+    )
+    parser.add_argument("--only", help="comma list of rerank,lexical,search,remember,startup")
+    parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return parser
+
+
+def bench_main(argv: Sequence[str]) -> int:
+    args = build_bench_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    from mimir_mcp.evaluation.bench import format_report, run_bench
+
+    sections = ("rerank", "lexical", "search", "remember", "startup")
+    chosen = tuple(name.strip() for name in args.only.split(",")) if args.only else sections
+    unknown = [name for name in chosen if name not in sections]
+    if unknown:
+        print(f"mimir-mcp bench: unknown section(s) {unknown}; choose from {', '.join(sections)}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    report = run_bench(quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen)
+    print(format_report(report))
+    print(f"took {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -235,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return eval_main(argv[1:])
     if argv and argv[0] == "finetune-reranker":
         return finetune_main(argv[1:])
+    if argv and argv[0] == "bench":
+        return bench_main(argv[1:])
     if argv and argv[0] == "serve":
         argv = argv[1:]
     return serve_main(argv)

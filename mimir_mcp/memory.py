@@ -92,6 +92,12 @@ class MemoryService:
         self.reranker.start()
         self._backend.start()
 
+    def storage(self) -> tuple[MemoryStore, LexicalIndex]:
+        """Blocking: the opened store and index, for tools that fill them directly (the benchmark)."""
+        self.start()
+        backend = self._backend.wait()
+        return backend.store, backend.lexical
+
     def close(self) -> None:
         backend = self._backend.result_now()
         if backend is not None:

@@ -1,0 +1,402 @@
+"""``mimir-mcp bench``: speed and memory figures, each beside its baseline measured in the same run on
+the same inputs and weights. Figures, not assertions: the README's table comes from here."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mimir_mcp.config import RerankerSettings, Settings
+from mimir_mcp.evaluation.run import progress
+from mimir_mcp.lexical import LexicalIndex, tokenize
+from mimir_mcp.models import MemoryInput, MemoryRecord
+
+SAMPLE_SENTENCES = [
+    "Agents store decisions, facts and notes so that other agents can find them later.",
+    "The deployment pipeline runs unit tests, builds containers and promotes them to staging.",
+    "Retrieval combines dense vectors with keyword matching and reranks the best candidates.",
+    "Customers asked for an export to spreadsheets and a weekly summary by email.",
+    "The database migration adds an index on the created_at column of the events table.",
+    "Latency rose after the serializer change; rolling it back restored the median.",
+    "The on-call engineer rotates every Monday and keeps the incident log up to date.",
+    "Cross-encoders read the query and the document together and score their relevance.",
+    "Memory usage stays below one gigabyte with both models loaded on a laptop.",
+    "A shared memory lets a planner, a researcher and a writer coordinate without repeating work.",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else 0.0
+
+
+def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """Milliseconds one call took, and what it returned."""
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return (time.perf_counter() - started) * 1000, result
+
+
+class Corpus:
+    """Benchmark text: SciFact abstracts and claims when the dataset is there, else sample sentences."""
+
+    def __init__(self, dataset: Path | None, seed: int = 7) -> None:
+        self.random = random.Random(seed)
+        self.documents: list[str] = []
+        self.queries: list[str] = []
+        if dataset is not None and (dataset / "corpus.jsonl").exists():
+            from mimir_mcp.evaluation.beir import load_dataset
+
+            loaded = load_dataset(dataset, "test")
+            self.documents = [doc.memory_text for doc in loaded.corpus.values()]
+            self.queries = list(loaded.judged_queries.values())
+            self.source = f"{loaded.name} ({len(self.documents)} abstracts)"
+        else:
+            self.documents = [" ".join(self.random.sample(SAMPLE_SENTENCES, 6)) + f" Note {i}." for i in range(2000)]
+            self.queries = [sentence.split(",")[0] for sentence in SAMPLE_SENTENCES]
+            self.source = "bundled sample text"
+
+    def documents_for(self, count: int) -> list[str]:
+        """``count`` documents; beyond the real ones, new documents mixed from their sentences."""
+        if count <= len(self.documents):
+            return self.documents[:count]
+        sentences = [s for doc in self.documents for s in doc.split(". ") if len(s) > 20]
+        extra = [". ".join(self.random.sample(sentences, 8)) for _ in range(count - len(self.documents))]
+        return self.documents + extra
+
+
+# -- rerank ---------------------------------------------------------------------------------------
+
+
+def default_reranker_path(folder: Path) -> Path:
+    """A MiniLM-L6-H384 cross-encoder (the architecture of ms-marco-MiniLM-L-6-v2): the bundled backbone
+    with a one-logit head. Latency is real; its scores are not meaningful."""
+    from mimir_mcp.evaluation.finetune import DEFAULT_BASE, load_base
+
+    model = load_base(DEFAULT_BASE, max_length=512)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    from scipy.stats import kendalltau
+
+    tau = kendalltau(a, b).statistic
+    return float(tau) if tau == tau else 1.0  # constant inputs give NaN: identical orders
+
+
+def bench_rerank(model_path: Path, corpus: Corpus, sizes: list[int], repeats: int) -> dict[str, Any]:
+    import anyio
+    from sentence_transformers import CrossEncoder
+
+    from mimir_mcp.rerank import LocalCrossEncoder
+
+    ours = LocalCrossEncoder(RerankerSettings(model=str(model_path)))
+    ours.start()
+    anyio.run(ours.wait_ready, 600)
+    stock = CrossEncoder(str(model_path), device="cpu")
+    results: dict[str, Any] = {}
+    for size in sizes:
+        query = corpus.queries[0]
+        texts = corpus.documents[:size]
+        pairs = [(query, text) for text in texts]
+        our_ms, stock_ms = [], []
+        our_scores: list[float] = []
+        stock_scores: list[float] = []
+        for repeat in range(repeats):  # interleaved, so drift in machine load hits both alike
+            elapsed, our_scores = timed(anyio.run, ours.score, query, texts)
+            our_ms.append(elapsed)
+            elapsed, raw = timed(stock.predict, pairs, batch_size=32, show_progress_bar=False)
+            stock_ms.append(elapsed)
+            stock_scores = [float(x) for x in raw]
+            progress(f"rerank {size}: {repeat + 1}/{repeats}")
+        top_ours = set(np.argsort(our_scores)[::-1][:10])
+        top_stock = set(np.argsort(stock_scores)[::-1][:10])
+        p50, stock_p50 = statistics.median(our_ms), statistics.median(stock_ms)
+        results[str(size)] = {
+            "p50_ms": round(p50, 1),
+            "p95_ms": round(percentile(our_ms, 95), 1),
+            "stock_p50_ms": round(stock_p50, 1),
+            "speedup": round(stock_p50 / p50, 2),
+            "top10_agreement": round(len(top_ours & top_stock) / min(10, size), 3),
+            "kendall_tau": round(kendall_tau(our_scores, stock_scores), 4),
+        }
+    sys.stderr.write("\n")
+    return results
+
+
+# -- lexical --------------------------------------------------------------------------------------
+
+
+def top_100(reference: Any, tokens: list[str]) -> list[int]:
+    """rank_bm25's query path: score every document, keep the best 100."""
+    return list(np.argsort(reference.get_scores(tokens))[::-1][:100])
+
+
+def bench_lexical(corpus: Corpus, sizes: list[int], queries: int, folder: Path) -> dict[str, Any]:
+    from rank_bm25 import BM25Okapi
+
+    results: dict[str, Any] = {}
+    for size in sizes:
+        documents = corpus.documents_for(size)
+        index = LexicalIndex(folder / f"bm25-{size}.sqlite3")
+        started = time.perf_counter()
+        for start in range(0, size, 1000):
+            index.add(
+                MemoryRecord(id=f"d{i}", text=text, namespace="bench", created_at="")
+                for i, text in enumerate(documents[start : start + 1000], start=start)
+            )
+        add_per_s = size / (time.perf_counter() - started)
+        reference = BM25Okapi([tokenize(text) for text in documents])
+        ours_ms, reference_ms = [], []
+        for query in corpus.queries[:queries]:
+            elapsed, _ = timed(index.search, query, 100)
+            ours_ms.append(elapsed)
+            elapsed, _ = timed(top_100, reference, tokenize(query))
+            reference_ms.append(elapsed)
+        index.close()
+        p50, reference_p50 = statistics.median(ours_ms), statistics.median(reference_ms)
+        results[str(size)] = {
+            "p50_ms": round(p50, 2),
+            "rank_bm25_p50_ms": round(reference_p50, 2),
+            "speedup": round(reference_p50 / p50, 1),
+            "queries_per_s": round(1000 / p50, 1),
+            "adds_per_s": round(add_per_s, 1),
+        }
+        progress(f"lexical {size}: done")
+    sys.stderr.write("\n")
+    return results
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+
+async def timed_search(service: Any, query: str, rerank: bool) -> float:
+    from mimir_mcp.search import SearchRequest
+
+    started = time.perf_counter()
+    response = await service.search(SearchRequest(query=query, top_k=10, rerank=rerank, rerank_top_k=50))
+    if rerank and response.search_method != "rrf_hybrid+rerank":
+        raise RuntimeError(f"bench expected a reranked search: {response.message}")
+    return (time.perf_counter() - started) * 1000
+
+
+def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Path, folder: Path) -> dict[str, Any]:
+    """Whole searches through the service. Memories are inserted directly with random unit vectors:
+    embedding cost is measured on its own (``remember``); here it is the query path that counts."""
+    import anyio
+
+    from mimir_mcp.memory import MemoryService
+
+    results: dict[str, Any] = {}
+    generator = np.random.default_rng(3)
+    for size in sizes:
+        settings = Settings(store={"data_dir": folder / f"search-{size}"}, reranker={"model": str(model_path)})
+        service = MemoryService(settings)
+        service.start()
+        store, lexical = service.storage()
+        documents = corpus.documents_for(size)
+        for start in range(0, size, 1000):
+            records = [
+                MemoryRecord(id=f"m{i}", text=text, namespace="default", created_at="")
+                for i, text in enumerate(documents[start : start + 1000], start=start)
+            ]
+            vectors = generator.standard_normal((len(records), 384)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            store.add(records, vectors)
+            lexical.add(records)
+            progress(f"search {size}: inserted {start + len(records)}")
+        anyio.run(service.reranker.wait_ready, 600)
+
+        plain = [anyio.run(timed_search, service, query, False) for query in corpus.queries[:queries]]
+        reranked = [anyio.run(timed_search, service, query, True) for query in corpus.queries[: max(queries // 4, 2)]]
+        service.close()
+        results[str(size)] = {
+            "p50_ms": round(statistics.median(plain), 1),
+            "p95_ms": round(percentile(plain, 95), 1),
+            "rerank50_p50_ms": round(statistics.median(reranked), 1),
+        }
+        sys.stderr.write("\n")
+    return results
+
+
+# -- remember -------------------------------------------------------------------------------------
+
+
+def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
+    import anyio
+
+    from mimir_mcp.memory import MemoryService
+    from mimir_mcp.store import MemoryStore, make_embedding_function
+    from mimir_mcp.validation import check_batch
+
+    documents = corpus.documents_for(count)
+    settings = Settings(store={"data_dir": folder / "remember"}, reranker={"enabled": False})
+    service = MemoryService(settings)
+    service.start()
+    anyio.run(service.embedder.ready)
+    service.storage()
+    started = time.perf_counter()
+    done = 0
+    for start in range(0, count, settings.limits.max_batch):
+        chunk = [MemoryInput(text=text) for text in documents[start : start + settings.limits.max_batch]]
+        anyio.run(service.remember, check_batch(chunk, settings.limits))
+        done += len(chunk)
+    per_s = done / (time.perf_counter() - started)
+
+    # The naive loop: one encode and one collection.add per memory.
+    naive_store = MemoryStore(
+        settings.store.model_copy(update={"data_dir": folder / "naive", "collection": "naive"}),
+        make_embedding_function(service.embedder.encode, settings.embedding.model),
+    )
+    started = time.perf_counter()
+    for i, text in enumerate(documents):
+        vector = service.embedder.encode([text])
+        naive_store.add([MemoryRecord(id=f"n{i}", text=text, namespace="default", created_at="")], vector)
+    naive_per_s = len(documents) / (time.perf_counter() - started)
+    service.close()
+    return {"per_s": round(per_s, 1), "naive_per_s": round(naive_per_s, 1), "count": count}
+
+
+# -- startup and memory ---------------------------------------------------------------------------
+
+
+def bench_startup(model_path: Path, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Spawn the server over stdio as Claude Desktop does; time the handshake and the first search,
+    then read its RSS once both models are loaded."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "MIMIR_STORE_DATA_DIR": str(folder / "startup"),
+            "MIMIR_RERANKER_MODEL": str(model_path),
+            "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+        }
+    )
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mimir_mcp", "--transport", "stdio", "--log-level", "WARNING"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        bufsize=1,
+    )
+    assert process.stdin is not None and process.stdout is not None
+
+    def request(message_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params}))
+        process.stdin.write("\n")
+        process.stdin.flush()
+        while True:
+            reply = json.loads(process.stdout.readline())
+            if reply.get("id") == message_id:
+                return reply
+
+    try:
+        from mcp_types.version import LATEST_HANDSHAKE_VERSION
+
+        request(
+            1,
+            "initialize",
+            {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": {"name": "bench"}},
+        )
+        initialize_ms = (time.perf_counter() - started) * 1000
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        process.stdin.flush()
+        request(2, "tools/call", {"name": "search", "arguments": {"query": "first search", "rerank": False}})
+        first_search_ms = (time.perf_counter() - started) * 1000
+        message_id = 3
+        while True:
+            status = request(message_id, "tools/call", {"name": "status", "arguments": {}})
+            message_id += 1
+            content = status["result"]["structuredContent"]
+            if content["reranker"]["state"] != "loading" and content["embedding"]["state"] != "loading":
+                break
+            time.sleep(0.2)
+        request(message_id, "tools/call", {"name": "search", "arguments": {"query": "warm both models"}})
+        rss_kb = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+    finally:
+        process.kill()
+        process.wait()
+    return (
+        {"initialize_ms": round(initialize_ms, 1), "first_search_ms": round(first_search_ms, 1)},
+        {"rss_mb": round(rss_kb / 1024, 1)},
+    )
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def run_bench(
+    *,
+    quick: bool = False,
+    reranker: str | None = None,
+    dataset: Path | None = None,
+    sections: tuple[str, ...] = ("rerank", "lexical", "search", "remember", "startup"),
+) -> dict[str, Any]:
+    corpus = Corpus(dataset)
+    report: dict[str, Any] = {"quick": quick, "corpus": corpus.source, "cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="mimir-bench-") as scratch:
+        folder = Path(scratch)
+        model_path = Path(reranker) if reranker else default_reranker_path(folder / "cross-encoder")
+        report["reranker"] = str(reranker or "MiniLM-L6-H384 one-logit head on the bundled backbone")
+        if "rerank" in sections:
+            report["rerank"] = bench_rerank(
+                model_path, corpus, [20, 50, 100] if not quick else [20], 5 if not quick else 2
+            )
+        if "lexical" in sections:
+            sizes = [10_000, 100_000] if not quick else [1_000]
+            report["lexical"] = bench_lexical(corpus, sizes, 50 if not quick else 5, folder)
+        if "search" in sections:
+            sizes = [1_000, 10_000, 100_000] if not quick else [500]
+            report["search"] = bench_search(corpus, sizes, 40 if not quick else 4, model_path, folder)
+        if "remember" in sections:
+            report["remember"] = bench_remember(corpus, 512 if not quick else 32, folder)
+        if "startup" in sections:
+            report["startup"], report["memory"] = bench_startup(model_path, folder)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"mimir-mcp bench ({'quick, ' if report['quick'] else ''}{report['corpus']}, {report['cpu_count']} CPUs)"]
+    lines.append(f"reranker: {report['reranker']}")
+    for size, row in report.get("rerank", {}).items():
+        lines.append(
+            f"rerank {size:>6}: {row['p50_ms']:>8.1f} ms p50 vs stock {row['stock_p50_ms']:>8.1f} ms "
+            f"= {row['speedup']:.2f}x  top-10 agreement {row['top10_agreement']:.2f}  tau {row['kendall_tau']:.3f}"
+        )
+    for size, row in report.get("lexical", {}).items():
+        lines.append(
+            f"bm25   {size:>6}: {row['p50_ms']:>8.2f} ms p50 vs rank_bm25 {row['rank_bm25_p50_ms']:>8.2f} ms "
+            f"= {row['speedup']:.1f}x  ({row['queries_per_s']:.0f} queries/s, {row['adds_per_s']:.0f} adds/s)"
+        )
+    for size, row in report.get("search", {}).items():
+        lines.append(
+            f"search {size:>6}: {row['p50_ms']:>8.1f} ms p50, {row['p95_ms']:.1f} ms p95; "
+            f"with rerank of 50: {row['rerank50_p50_ms']:.1f} ms p50"
+        )
+    if "remember" in report:
+        row = report["remember"]
+        lines.append(f"remember: {row['per_s']:.1f}/s vs naive encode+add loop {row['naive_per_s']:.1f}/s")
+    if "startup" in report:
+        lines.append(
+            f"startup: initialize {report['startup']['initialize_ms']:.0f} ms after spawn, "
+            f"first search {report['startup']['first_search_ms']:.0f} ms"
+        )
+        lines.append(f"memory: {report['memory']['rss_mb']:.0f} MB RSS with both models loaded")
+    return "\n".join(lines)

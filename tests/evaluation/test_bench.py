@@ -1,0 +1,45 @@
+"""`mimir-mcp bench --quick` as a smoke test, so the benchmark cannot rot; figures are not asserted."""
+
+import json
+
+from mimir_mcp.evaluation.bench import Corpus, kendall_tau, percentile
+
+from ..conftest import run_cli
+
+
+def test_percentile_and_kendall_tau():
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 95) == 4.8
+    assert kendall_tau([1.0, 2.0, 3.0], [10.0, 20.0, 30.0]) == 1.0
+    assert kendall_tau([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == -1.0
+
+
+def test_corpus_grows_beyond_its_documents(tmp_path):
+    corpus = Corpus(tmp_path / "missing")
+    assert corpus.source == "bundled sample text"
+    grown = corpus.documents_for(len(corpus.documents) + 50)
+    assert len(grown) == len(corpus.documents) + 50 and len(set(grown[-50:])) == 50
+
+
+def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
+    out = tmp_path / "bench.json"
+    args = ["-m", "mimir_mcp", "bench", "--quick", "--dataset", str(tmp_path / "no-dataset")]
+    result = run_cli([*args, "--reranker", str(cross_encoder_path), "--json", str(out)], tmp_path, cross_encoder_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["rerank"]["20"]) == {
+        "p50_ms",
+        "p95_ms",
+        "stock_p50_ms",
+        "speedup",
+        "top10_agreement",
+        "kendall_tau",
+    }
+    # same weights, same texts: the faster path must not change the ranking
+    assert report["rerank"]["20"]["top10_agreement"] == 1.0
+    assert set(report["lexical"]["1000"]) >= {"p50_ms", "rank_bm25_p50_ms", "speedup"}
+    assert set(report["search"]["500"]) == {"p50_ms", "p95_ms", "rerank50_p50_ms"}
+    assert set(report["remember"]) >= {"per_s", "naive_per_s"}
+    assert set(report["startup"]) == {"initialize_ms", "first_search_ms"}
+    assert report["memory"]["rss_mb"] > 0
+    assert "rerank" in result.stdout and "initialize" in result.stdout
