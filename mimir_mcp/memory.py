@@ -75,7 +75,11 @@ class MemoryService:
     ) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings.embedding, cache_dir=settings.model_cache_dir)
-        self.reranker: Reranker = reranker or LocalCrossEncoder(settings.reranker, cache_dir=settings.model_cache_dir)
+        self.reranker: Reranker = reranker or LocalCrossEncoder(
+            settings.reranker,
+            cache_dir=settings.model_cache_dir,
+            onnx_cache_dir=Path(settings.store.data_dir).expanduser() / "onnx-cache",
+        )
         self._backend: BackgroundLoad[_Backend] = BackgroundLoad("memory store", self._open_backend)
         self._write_lock = threading.Lock()
         self._started_at = time.monotonic()

@@ -128,8 +128,9 @@ class RerankerStatus(BaseModel):
     state: ModelState
     error: str | None = None
     load_seconds: float | None = None
+    backend: str = Field(description="What scores: onnx-int8, or torch (and why, while the int8 copy is not ready).")
     batch_size: int
-    max_length: int
+    max_length: int | None
 
 
 class EmbeddingStatus(BaseModel):

@@ -67,14 +67,17 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="session")
 def reranker(cross_encoder_path: Path) -> LocalCrossEncoder:
-    shared = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path)))
+    # torch backend: tests compare scores with CrossEncoder.predict exactly; the int8 copy has its own tests.
+    shared = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path), backend="torch"))
     shared.start()
     return shared
 
 
 @pytest.fixture
 def settings(tmp_path: Path, cross_encoder_path: Path) -> Settings:
-    return Settings(store={"data_dir": tmp_path / "data"}, reranker={"model": str(cross_encoder_path)})
+    return Settings(
+        store={"data_dir": tmp_path / "data"}, reranker={"model": str(cross_encoder_path), "backend": "torch"}
+    )
 
 
 @pytest.fixture
@@ -122,6 +125,7 @@ def server_env(data_dir: Path, cross_encoder: Path) -> dict[str, str]:
         {
             "MIMIR_STORE_DATA_DIR": str(data_dir),
             "MIMIR_RERANKER_MODEL": str(cross_encoder),
+            "MIMIR_RERANKER_BACKEND": "torch",  # no int8 export in every subprocess; tested on its own
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         }

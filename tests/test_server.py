@@ -232,7 +232,7 @@ async def test_default_hub_model_offline_is_reported_plainly(settings, embedder,
 
 
 async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedder, cross_encoder_path):
-    slow = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path), timeout_s=1e-6))
+    slow = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path), timeout_s=1e-6, backend="torch"))
     service = MemoryService(settings, embedder=embedder, reranker=slow)
     try:
         async with Client(create_server(settings, service=service)) as client:

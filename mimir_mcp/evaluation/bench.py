@@ -95,17 +95,19 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return float(tau) if tau == tau else 1.0  # constant inputs give NaN: identical orders
 
 
-def bench_rerank(model_path: Path, corpus: Corpus, sizes: list[int], repeats: int) -> dict[str, Any]:
+def bench_rerank(model_path: Path, corpus: Corpus, sizes: list[int], repeats: int, onnx_cache: Path) -> dict[str, Any]:
+    """The server's reranker (its default backend and batch size) against stock ``CrossEncoder.predict``
+    (batch 32) on the same model and texts."""
     import anyio
     from sentence_transformers import CrossEncoder
 
     from mimir_mcp.rerank import LocalCrossEncoder
 
-    ours = LocalCrossEncoder(RerankerSettings(model=str(model_path)))
+    ours = LocalCrossEncoder(RerankerSettings(model=str(model_path)), onnx_cache_dir=onnx_cache)
     ours.start()
-    anyio.run(ours.wait_ready, 600)
+    backend = anyio.run(ours.wait_backend, 900)
     stock = CrossEncoder(str(model_path), device="cpu")
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"backend": backend, "batch_size": ours.settings.batch_size}
     for size in sizes:
         query = corpus.queries[0]
         texts = corpus.documents[:size]
@@ -356,9 +358,8 @@ def run_bench(
         model_path = Path(reranker) if reranker else default_reranker_path(folder / "cross-encoder")
         report["reranker"] = str(reranker or "MiniLM-L6-H384 one-logit head on the bundled backbone")
         if "rerank" in sections:
-            report["rerank"] = bench_rerank(
-                model_path, corpus, [20, 50, 100] if not quick else [20], 5 if not quick else 2
-            )
+            sizes, repeats = ([20, 50, 100], 5) if not quick else ([20], 2)
+            report["rerank"] = bench_rerank(model_path, corpus, sizes, repeats, folder / "onnx-cache")
         if "lexical" in sections:
             sizes = [10_000, 100_000] if not quick else [1_000]
             report["lexical"] = bench_lexical(corpus, sizes, 50 if not quick else 5, folder)
@@ -375,7 +376,11 @@ def run_bench(
 def format_report(report: dict[str, Any]) -> str:
     lines = [f"mimir-mcp bench ({'quick, ' if report['quick'] else ''}{report['corpus']}, {report['cpu_count']} CPUs)"]
     lines.append(f"reranker: {report['reranker']}")
+    if "rerank" in report:
+        lines.append(f"reranker backend: {report['rerank']['backend']}, batch {report['rerank']['batch_size']}")
     for size, row in report.get("rerank", {}).items():
+        if not isinstance(row, dict):
+            continue
         lines.append(
             f"rerank {size:>6}: {row['p50_ms']:>8.1f} ms p50 vs stock {row['stock_p50_ms']:>8.1f} ms "
             f"= {row['speedup']:.2f}x  top-10 agreement {row['top10_agreement']:.2f}  tau {row['kendall_tau']:.3f}"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -13,6 +14,7 @@ import anyio.to_thread
 from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.models import RerankerStatus
+from mimir_mcp.rerank.onnx_int8 import OnnxInt8CrossEncoder, build_int8_model
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -37,20 +39,34 @@ def _looks_like_path(name: str) -> bool:
 class LocalCrossEncoder:
     """A ``CrossEncoder`` whose load never blocks the server and whose failures are reported, not raised."""
 
-    def __init__(self, settings: RerankerSettings, *, cache_dir: str | None = None) -> None:
+    def __init__(
+        self, settings: RerankerSettings, *, cache_dir: str | None = None, onnx_cache_dir: Path | None = None
+    ) -> None:
         self.settings = settings
         self.model = settings.model
         self.timeout_s = settings.timeout_s
         self._cache_dir = cache_dir
+        self._onnx_cache_dir = onnx_cache_dir or Path(tempfile.gettempdir()) / "mimir-mcp-onnx"
         self._load: BackgroundLoad[CrossEncoder] = BackgroundLoad("cross-encoder", self._load_model)
+        # The int8 copy is built after the torch model is ready, so reranking never waits for it.
+        self._fast: BackgroundLoad[OnnxInt8CrossEncoder] = BackgroundLoad("int8 cross-encoder", self._build_fast)
         # One inference at a time: two concurrent predicts on 2 cores are slower than two in a row.
         self._limiter = anyio.CapacityLimiter(1)
 
     def _load_model(self) -> CrossEncoder:
+
+        model = self._load_torch_model()
+        if self.settings.backend == "onnx-int8":
+            self._fast.start()
+        return model
+
+    def _load_torch_model(self) -> CrossEncoder:
         from sentence_transformers import CrossEncoder
 
         name = os.path.expanduser(self.model)
-        kwargs = dict(device=self.settings.device, cache_folder=self._cache_dir, max_length=self.settings.max_length)
+        kwargs: dict[str, Any] = dict(device=self.settings.device, cache_folder=self._cache_dir)
+        if self.settings.max_length is not None:
+            kwargs["max_length"] = self.settings.max_length
         if Path(name).exists():
             return CrossEncoder(name, **kwargs)
         if _looks_like_path(self.model):
@@ -71,6 +87,42 @@ class LocalCrossEncoder:
                 f"cross-encoder {self.model!r} is not in the local model cache and could not be downloaded "
                 f"from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0]})."
             ) from exc
+
+    def _model_folder(self) -> Path:
+        name = Path(os.path.expanduser(self.model))
+        if name.exists():
+            return name
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(self.model, local_files_only=True, cache_dir=self._cache_dir))
+
+    def _build_fast(self) -> OnnxInt8CrossEncoder:
+        torch_model = self._load.wait()
+        folder = self._model_folder()
+        onnx_path = build_int8_model(folder, self._onnx_cache_dir)
+        return OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_length))
+
+    async def wait_backend(self, timeout: float) -> str:
+        """Wait for the configured backend (the int8 build) to finish, either way; returns ``backend``."""
+        await self.wait_ready(timeout)
+        if self.settings.backend == "onnx-int8" and self._load.state == "ready":
+            with anyio.move_on_after(timeout):
+                try:
+                    await self._fast.wait_async()
+                except Exception:  # noqa: BLE001 - reported by ``backend``; torch keeps scoring
+                    pass
+        return self.backend
+
+    @property
+    def backend(self) -> str:
+        """What scores right now: the int8 graph once it is built, the torch model until then."""
+        if self._fast.result_now() is not None:
+            return "onnx-int8"
+        if self.settings.backend == "onnx-int8" and self._fast.state == "failed":
+            return f"torch (onnx-int8 failed: {type(self._fast.error).__name__}: {self._fast.error})"
+        if self.settings.backend == "onnx-int8" and self._load.state == "ready":
+            return "torch (onnx-int8 building)"
+        return "torch"
 
     def start(self) -> None:
         if self.settings.enabled:
@@ -96,7 +148,7 @@ class LocalCrossEncoder:
                 pass
 
     async def score(self, query: str, texts: list[str]) -> list[float]:
-        model = self._load.result_now()
+        model: Any = self._fast.result_now() or self._load.result_now()
         if model is None:
             raise RuntimeError(self.unavailable_reason() or "cross-encoder not loaded")
         if not texts:
@@ -104,9 +156,7 @@ class LocalCrossEncoder:
         pairs = [(query, text) for text in texts]
 
         def predict() -> list[float]:
-            scores = model.predict(
-                pairs, batch_size=self.settings.batch_size, show_progress_bar=False, convert_to_numpy=True
-            )
+            scores = model.predict(pairs, batch_size=self.settings.batch_size, show_progress_bar=False)
             return [float(score) for score in scores]
 
         return await anyio.to_thread.run_sync(predict, limiter=self._limiter, abandon_on_cancel=True)
@@ -121,9 +171,14 @@ class LocalCrossEncoder:
             state=state,
             error=self._describe_error() if state == "failed" else None,
             load_seconds=self._load.load_seconds,
+            backend=self.backend,
             batch_size=self.settings.batch_size,
-            max_length=self.settings.max_length,
+            max_length=self._effective_max_length(),
         )
+
+    def _effective_max_length(self) -> int | None:
+        model = self._load.result_now()
+        return int(model.max_length) if model is not None else self.settings.max_length
 
     def _describe_error(self) -> str:
         error = self._load.error

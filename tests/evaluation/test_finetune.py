@@ -27,7 +27,7 @@ async def test_finetune_saves_a_model_the_server_loads(tiny_beir, settings, tmp_
     scores = model.predict([("why do coral reefs bleach", "Coral reefs bleach"), ("q", "unrelated")])
     assert len(scores) == 2
 
-    served = LocalCrossEncoder(RerankerSettings(model=str(output)))
+    served = LocalCrossEncoder(RerankerSettings(model=str(output), backend="torch"))
     served.start()
     await served.wait_ready(60)
     assert served.status().state == "ready"

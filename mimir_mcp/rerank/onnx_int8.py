@@ -1,0 +1,131 @@
+"""A CPU-fast copy of a cross-encoder: exported to ONNX, fused, quantized to int8, run by ONNX Runtime.
+
+Why: on a laptop CPU, ``CrossEncoder.predict`` spends most of its time in fp32 matrix products.
+The fused int8 graph does the same work several times faster with nearly the same ranking (the
+``bench`` command reports the speed-up, top-10 agreement and Kendall tau against the stock model).
+The export runs once per model in a child process (torch's exporter leaves state behind) and is
+cached next to the store; any failure leaves the caller on the ordinary torch ``CrossEncoder``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_EXPORT_SCRIPT = """
+import sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+source, target = sys.argv[1], sys.argv[2]
+model = AutoModelForSequenceClassification.from_pretrained(source).eval()
+tokenizer = AutoTokenizer.from_pretrained(source)
+sample = tokenizer([("query", "a document")], return_tensors="pt")
+names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+axes = {name: {0: "batch", 1: "sequence"} for name in names}
+axes["logits"] = {0: "batch"}
+with torch.no_grad():
+    torch.onnx.export(
+        model, tuple(sample[name] for name in names), target, input_names=names, output_names=["logits"],
+        dynamic_axes=axes, opset_version=17, dynamo=False,
+    )
+"""
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Changes when the weights or the config change, so a retrained model is exported again."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        path = model_dir / name
+        if path.exists():
+            stat = path.stat()
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def build_int8_model(model_dir: Path, cache_dir: Path) -> Path:
+    """Export, fuse and quantize ``model_dir`` once; returns the cached ``model.int8.onnx``."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    target = cache_dir / model_fingerprint(model_dir)
+    quantized = target / "model.int8.onnx"
+    if quantized.exists():
+        return quantized
+    target.mkdir(parents=True, exist_ok=True)
+    exported = target / "model.onnx"
+    subprocess.run(
+        [sys.executable, "-c", _EXPORT_SCRIPT, str(model_dir), str(exported)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    config = json.loads((model_dir / "config.json").read_text())
+    fused = optimize_model(
+        str(exported),
+        model_type="bert",
+        num_heads=int(config.get("num_attention_heads", 12)),
+        hidden_size=int(config.get("hidden_size", 384)),
+    )
+    fused_path = target / "model.fused.onnx"
+    fused.save_model_to_file(str(fused_path))
+    partial = target / "model.int8.onnx.partial"
+    quantize_dynamic(
+        str(fused_path),
+        str(partial),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    os.replace(partial, quantized)
+    for leftover in (exported, fused_path):
+        leftover.unlink(missing_ok=True)
+    return quantized
+
+
+class OnnxInt8CrossEncoder:
+    """``predict`` like ``CrossEncoder.predict`` (sigmoid scores for one-logit models), on ONNX Runtime."""
+
+    def __init__(self, model_dir: Path, onnx_path: Path, *, max_length: int, threads: int | None = None) -> None:
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {item.name for item in self.session.get_inputs()}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.max_length = max_length
+        self.path = onnx_path
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 8, **_: Any) -> np.ndarray:
+        scores: list[np.ndarray] = []
+        # Sorting by length keeps padding small inside each batch; results go back in input order.
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        for start in range(0, len(order), batch_size):
+            chunk = [pairs[i] for i in order[start : start + batch_size]]
+            encoded = self.tokenizer(
+                [query for query, _ in chunk],
+                [text for _, text in chunk],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="np",
+            )
+            feed = {name: encoded[name].astype(np.int64) for name in self.inputs if name in encoded}
+            logits = self.session.run(["logits"], feed)[0]
+            scores.append(logits[:, 0])
+        ordered = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        result = np.empty_like(ordered)
+        result[order] = ordered
+        return 1.0 / (1.0 + np.exp(-result))
