@@ -183,7 +183,8 @@ def build_finetune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help="Folder to save the trained cross-encoder in")
     parser.add_argument("--base", default=DEFAULT_BASE, help="Cross-encoder or BERT-like model to start from")
     parser.add_argument("--epochs", type=float, default=plan.epochs)
-    parser.add_argument("--negatives", type=int, default=plan.negatives_per_query, help="hard negatives per query")
+    parser.add_argument("--hard-negatives", type=int, default=plan.hard_negatives, help="mined by hybrid search")
+    parser.add_argument("--random-negatives", type=int, default=plan.random_negatives, help="random, per query")
     parser.add_argument("--batch-size", type=int, default=plan.batch_size)
     parser.add_argument("--learning-rate", type=float, default=plan.learning_rate)
     parser.add_argument("--max-length", type=int, default=plan.max_length, help="tokens per (query, document) pair")
@@ -199,7 +200,8 @@ def finetune_main(argv: Sequence[str]) -> int:
 
     plan = TrainingPlan(
         epochs=args.epochs,
-        negatives_per_query=args.negatives,
+        hard_negatives=args.hard_negatives,
+        random_negatives=args.random_negatives,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         max_length=args.max_length,

@@ -13,9 +13,9 @@ from ..conftest import run_cli
 @pytest.mark.anyio
 async def test_finetune_saves_a_model_the_server_loads(tiny_beir, settings, tmp_path):
     output = tmp_path / "reranker"
-    plan = TrainingPlan(epochs=1, negatives_per_query=3, batch_size=8, max_length=64)
+    plan = TrainingPlan(epochs=1, hard_negatives=2, random_negatives=1, batch_size=8, max_length=64)
     report = await run_finetune(tiny_beir, output, settings=settings, plan=plan)
-    # 5 train queries: 5 positives and 3 mined negatives each.
+    # 5 train queries: 5 positives, 2 mined and 1 random negative each.
     assert report["positives"] == 5 and report["pairs"] == 20
     assert set(report["timings"]) == {"index_s", "mine_s", "train_s", "eval_s"}
     evaluation = report["evaluation"]
@@ -41,19 +41,32 @@ async def test_mined_negatives_are_never_relevant(tiny_beir, service):
     dataset = load_dataset(tiny_beir, "train")
     service.start()
     owners = await index_corpus(service, dataset, 256)
-    rows = await mine_pairs(service, dataset, owners, TrainingPlan(negatives_per_query=4))
+    rows = await mine_pairs(service, dataset, owners, TrainingPlan(hard_negatives=4, random_negatives=2))
     by_text = {doc.memory_text: doc.id for doc in dataset.corpus.values()}
     for query, document, label in zip(rows["query"], rows["document"], rows["label"], strict=True):
         query_id = next(qid for qid, text in dataset.queries.items() if text == query)
         relevant = by_text[document] in dataset.qrels[query_id]
         assert relevant == (label == 1.0)
-    assert rows["label"].count(0.0) == 5 * 4
+    assert rows["label"].count(0.0) == 5 * (4 + 2)
 
 
 def test_finetune_command(tiny_beir, tmp_path, cross_encoder_path):
     output = tmp_path / "cli-reranker"
     args = ["-m", "mimir_mcp", "finetune-reranker", "--dataset", str(tiny_beir), "--output", str(output)]
-    smoke = ["--epochs", "1", "--negatives", "2", "--max-queries", "3", "--max-length", "64", "--eval-split", ""]
+    smoke = [
+        "--epochs",
+        "1",
+        "--hard-negatives",
+        "1",
+        "--random-negatives",
+        "1",
+        "--max-queries",
+        "3",
+        "--max-length",
+        "64",
+        "--eval-split",
+        "",
+    ]
     result = run_cli([*args, *smoke], tmp_path, cross_encoder_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"saved {output} (9 pairs, 3 positive)" in result.stdout
