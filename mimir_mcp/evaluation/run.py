@@ -122,10 +122,10 @@ async def evaluate_method(
 
 
 def format_table(report: dict[str, Any]) -> str:
-    lines = [
-        f"{report['dataset']} ({report['split']}, {report['queries']} queries, {report['documents']} documents)",
-        f"{'method':<12} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8} {'p50 ms':>9}",
-    ]
+    lines = [f"{report['dataset']} ({report['split']}, {report['queries']} queries, {report['documents']} documents)"]
+    if "reranker_backend" in report:
+        lines.append(f"reranker backend: {report['reranker_backend']}")
+    lines.append(f"{'method':<12} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8} {'p50 ms':>9}")
     for name, figures in report["methods"].items():
         lines.append(
             f"{name:<12} {figures['ndcg@10']:>8.4f} {figures['recall@100']:>8.4f} "
@@ -165,7 +165,8 @@ async def run_eval(
             }
             for name in methods:
                 if METHODS[name].rerank:
-                    await service.reranker.wait_ready(3600)
+                    # Every query scored by the same backend: wait for the int8 copy, not just torch.
+                    report["reranker_backend"] = await service.reranker.wait_backend(3600)
                     reason = service.reranker.unavailable_reason()
                     if reason is not None:
                         report.setdefault("errors", {})[name] = reason

@@ -22,6 +22,9 @@ class Reranker(Protocol):
     async def wait_ready(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for loading to finish (returns early on failure)."""
 
+    async def wait_backend(self, timeout: float) -> str:
+        """Wait until the configured scoring backend is in place (or has failed); returns its name."""
+
     async def score(self, query: str, texts: list[str]) -> list[float]:
         """Scores in input order, computed off the event loop."""
 
