@@ -224,8 +224,7 @@ class MemoryService:
 
     def _sync_if_needed(self, backend: _Backend) -> None:
         """A cheap count comparison catches writes made through another process sharing the store."""
-        stored = backend.store.count()
-        if stored != backend.lexical.count() and stored != backend.lexical.count(fresh=True):
+        if backend.store.count() != backend.lexical.count():
             with self._write_lock:
                 self._reconcile(backend.store, backend.lexical)
 
@@ -259,7 +258,7 @@ class MemoryService:
                 namespaces=namespaces,
             )
             bm25 = LexicalStatus(
-                backend="sqlite-fts5 (bm25, porter stemming)",
+                backend="in-memory BM25 (k1=1.2, b=0.75, Porter stemming), persisted in SQLite",
                 path=backend.lexical.path,
                 documents=documents,
                 in_sync=documents == store_count,

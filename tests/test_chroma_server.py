@@ -59,11 +59,15 @@ async def test_two_services_share_a_chroma_server(tmp_path, chroma_server, embed
         found = await second.search(SearchRequest(query="Oslo planning", top_k=5, rerank=False, rerank_top_k=5))
         assert [hit.id for hit in found.hits] == stored.ids
         assert found.hits[0].scores.bm25_rank == 1  # the second index caught up with the shared store
+        # A write through the first service after the second has opened: caught up before the next search.
+        later = await first.remember([MemoryInput(text="The Bergen office hosts the design reviews")])
+        found = await second.search(SearchRequest(query="Bergen design reviews", top_k=5, rerank=False, rerank_top_k=5))
+        assert found.hits[0].id == later.ids[0] and found.hits[0].scores.bm25_rank == 1
         again = await second.remember([MemoryInput(text="Quarterly planning happens in the Oslo office")])
         assert again.deduplicated and again.ids == stored.ids
         status = await second.status()
         assert status.store.kind == "server" and status.store.location == f"http://127.0.0.1:{chroma_server}"
-        assert status.store.memories == 1 and status.bm25 is not None and status.bm25.in_sync
+        assert status.store.memories == 2 and status.bm25 is not None and status.bm25.in_sync
     finally:
         first.close()
         second.close()

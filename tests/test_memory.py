@@ -38,9 +38,7 @@ async def test_memories_survive_restart_and_bm25_follows_the_store(settings, emb
     # Simulate a crash between the Chroma write and the index write: the index loses one memory.
     bm25_path = settings.store.data_dir / f"bm25-{settings.store.collection}.sqlite3"
     with sqlite3.connect(bm25_path) as db:
-        rowid = db.execute("SELECT rowid FROM memories WHERE id = ?", (stored.ids[0],)).fetchone()[0]
-        db.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
-        db.execute("DELETE FROM memories WHERE rowid = ?", (rowid,))
+        db.execute("DELETE FROM memories WHERE id = ?", (stored.ids[0],))
 
     second = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
@@ -66,10 +64,9 @@ async def test_index_entries_without_a_stored_memory_are_dropped(settings, embed
     bm25_path = settings.store.data_dir / f"bm25-{settings.store.collection}.sqlite3"
     with sqlite3.connect(bm25_path) as db:
         db.execute(
-            "INSERT INTO memories (id, namespace, text, tags, source, agent, created_at, metadata) "
-            "VALUES ('ghost', 'default', 'ghost comets', '[]', NULL, NULL, 't', '{}')"
+            "INSERT INTO memories (id, namespace, text, tags, source, agent, created_at, metadata, tokens) "
+            "VALUES ('ghost', 'default', 'ghost comets', '[]', NULL, NULL, 't', '{}', 'ghost comet')"
         )
-        db.execute("INSERT INTO memories_fts (rowid, tokens) VALUES (last_insert_rowid(), 'ghost comets')")
     second = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
         found = await second.search(request("comets"))
