@@ -22,7 +22,8 @@ def test_defaults(clean_env):
     assert settings.embedding.model == "all-MiniLM-L6-v2"
     assert settings.limits.max_text_bytes == 32 * 1024
     assert settings.server.host == "127.0.0.1"
-    assert settings.search.rrf_k == 60
+    assert settings.search.rrf_k == 10 and settings.search.fusion == "score_gap"
+    assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length is None
 
 
 def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
