@@ -6,9 +6,10 @@ candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -60,6 +61,27 @@ class SearchPipeline:
         self.lexical = lexical
         self.reranker = reranker
 
+    def _dense(self, vector: Any, depth: int, request: SearchRequest) -> list[tuple[str, float]]:
+        """Nearest memories for the request's filters.
+
+        A Chroma ``where`` clause turns the HNSW search into a filtered scan (300 ms at 100k memories
+        here, against a few ms without). When the namespace holds most of the memories and there is
+        no other filter, it is cheaper to search unfiltered a little deeper and drop other namespaces
+        afterwards (the pipeline re-checks every filter on the records anyway).
+        """
+        if not request.tags and not request.metadata:
+            total = self.lexical.count()
+            share = (
+                1.0
+                if request.namespace is None or total == 0
+                else (self.lexical.namespace_counts().get(request.namespace, 0) / total)
+            )
+            if share >= 0.5:
+                return self.store.query(vector, min(math.ceil(depth / share), total or depth))
+        return self.store.query(
+            vector, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
+        )
+
     async def run(self, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -72,11 +94,7 @@ class SearchPipeline:
             t0 = time.perf_counter()
             vector = (await anyio.to_thread.run_sync(self.embedder.encode, [request.query]))[0]
             t1 = time.perf_counter()
-            dense = await anyio.to_thread.run_sync(
-                lambda: self.store.query(
-                    vector, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
-                )
-            )
+            dense = await anyio.to_thread.run_sync(lambda: self._dense(vector, depth, request))
             timings["embed_ms"] = _ms(t1 - t0)
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
@@ -108,7 +126,7 @@ class SearchPipeline:
             if (request.namespace is None or record.namespace == request.namespace)
             and matches_filters(record, request.tags, request.metadata)
         }
-        dense = [(i, s) for i, s in dense if i in kept]
+        dense = [(i, s) for i, s in dense if i in kept][:depth]
         lexical = [(i, s) for i, s in lexical if i in kept]
         configured = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
         weights = (
