@@ -258,7 +258,11 @@ def bench_main(argv: Sequence[str]) -> int:
         print(f"mimir-mcp bench: unknown section(s) {unknown}; choose from {', '.join(sections)}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    report = run_bench(quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen)
+    try:
+        report = run_bench(quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen)
+    except ValueError as exc:
+        print(f"mimir-mcp bench: {exc}", file=sys.stderr)
+        return 2
     print(format_report(report))
     print(f"took {time.perf_counter() - started:.0f} s")
     if args.json:

@@ -146,7 +146,10 @@ def top_100(reference: Any, tokens: list[str]) -> list[int]:
 
 
 def bench_lexical(corpus: Corpus, sizes: list[int], queries: int, folder: Path) -> dict[str, Any]:
-    from rank_bm25 import BM25Okapi
+    try:
+        from rank_bm25 import BM25Okapi
+    except ImportError as exc:
+        raise ValueError("the lexical benchmark needs rank_bm25: pip install -e '.[bench]'") from exc
 
     results: dict[str, Any] = {}
     for size in sizes:
