@@ -107,7 +107,7 @@ def bench_rerank(model_path: Path, corpus: Corpus, sizes: list[int], repeats: in
     ours.start()
     backend = anyio.run(ours.wait_backend, 900)
     stock = CrossEncoder(str(model_path), device="cpu")
-    results: dict[str, Any] = {"backend": backend, "batch_size": ours.settings.batch_size}
+    results: dict[str, Any] = {"backend": backend, "batch_size": ours.status().batch_size}
     for size in sizes:
         query = corpus.queries[0]
         texts = corpus.documents[:size]

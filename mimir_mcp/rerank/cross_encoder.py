@@ -148,7 +148,9 @@ class LocalCrossEncoder:
                 pass
 
     async def score(self, query: str, texts: list[str]) -> list[float]:
-        model: Any = self._fast.result_now() or self._load.result_now()
+        fast = self._fast.result_now()
+        model: Any = fast or self._load.result_now()
+        batch_size = self.settings.onnx_batch_size if fast is not None else self.settings.batch_size
         if model is None:
             raise RuntimeError(self.unavailable_reason() or "cross-encoder not loaded")
         if not texts:
@@ -156,7 +158,7 @@ class LocalCrossEncoder:
         pairs = [(query, text) for text in texts]
 
         def predict() -> list[float]:
-            scores = model.predict(pairs, batch_size=self.settings.batch_size, show_progress_bar=False)
+            scores = model.predict(pairs, batch_size=batch_size, show_progress_bar=False)
             return [float(score) for score in scores]
 
         return await anyio.to_thread.run_sync(predict, limiter=self._limiter, abandon_on_cancel=True)
@@ -172,7 +174,7 @@ class LocalCrossEncoder:
             error=self._describe_error() if state == "failed" else None,
             load_seconds=self._load.load_seconds,
             backend=self.backend,
-            batch_size=self.settings.batch_size,
+            batch_size=self.settings.onnx_batch_size if self._fast.result_now() else self.settings.batch_size,
             max_length=self._effective_max_length(),
         )
 
