@@ -54,7 +54,6 @@ class LocalCrossEncoder:
         self._limiter = anyio.CapacityLimiter(1)
 
     def _load_model(self) -> CrossEncoder:
-
         model = self._load_torch_model()
         if self.settings.backend == "onnx-int8":
             self._fast.start()
@@ -148,9 +147,7 @@ class LocalCrossEncoder:
                 pass
 
     async def score(self, query: str, texts: list[str]) -> list[float]:
-        fast = self._fast.result_now()
-        model: Any = fast or self._load.result_now()
-        batch_size = self.settings.onnx_batch_size if fast is not None else self.settings.batch_size
+        model, batch_size = self._scorer()
         if model is None:
             raise RuntimeError(self.unavailable_reason() or "cross-encoder not loaded")
         if not texts:
@@ -174,9 +171,16 @@ class LocalCrossEncoder:
             error=self._describe_error() if state == "failed" else None,
             load_seconds=self._load.load_seconds,
             backend=self.backend,
-            batch_size=self.settings.onnx_batch_size if self._fast.result_now() else self.settings.batch_size,
+            batch_size=self._scorer()[1],
             max_length=self._effective_max_length(),
         )
+
+    def _scorer(self) -> tuple[Any, int]:
+        """What scores now and its batch size, read together (the int8 graph runs best one pair at a time)."""
+        fast = self._fast.result_now()
+        if fast is not None:
+            return fast, self.settings.onnx_batch_size
+        return self._load.result_now(), self.settings.batch_size
 
     def _effective_max_length(self) -> int | None:
         model = self._load.result_now()
