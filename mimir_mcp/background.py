@@ -57,6 +57,10 @@ class BackgroundLoad(Generic[T]):
         self._future.set_result(value)
 
     @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
     def state(self) -> ModelState:
         if not self._future.done():
             return "loading"

@@ -35,6 +35,12 @@ class StoreSettings(BaseModel):
     )
     chroma_port: int = 8000
     chroma_ssl: bool = False
+    # Counting a Chroma collection takes ~4 ms at 100k memories: a fifth of a search's budget.
+    sync_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How often (at most) a search checks for memories written by another process; 0: every search.",
+    )
 
 
 class EmbeddingSettings(BaseModel):
@@ -43,6 +49,10 @@ class EmbeddingSettings(BaseModel):
     model: str = DEFAULT_EMBEDDING_MODEL
     device: str = "cpu"
     batch_size: int = Field(default=32, ge=1, le=1024)
+    query_backend: Literal["torch", "onnx"] = Field(
+        default="onnx",
+        description="onnx: queries embed through an exact fp32 ONNX copy (built once, cached); 3x faster on CPU.",
+    )
 
 
 class RerankerSettings(BaseModel):

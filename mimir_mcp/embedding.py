@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import numpy as np
 
 from mimir_mcp.background import BackgroundLoad
@@ -14,6 +16,8 @@ from mimir_mcp.models import EmbeddingStatus
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from mimir_mcp.query_encoder import OnnxQueryEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +49,16 @@ def resolve_model(name: str) -> str:
 class Embedder:
     """Loads the bi-encoder in the background and encodes texts to unit vectors (cosine = dot product)."""
 
-    def __init__(self, settings: EmbeddingSettings, *, cache_dir: str | None = None) -> None:
+    def __init__(
+        self, settings: EmbeddingSettings, *, cache_dir: str | None = None, onnx_cache_dir: Path | None = None
+    ) -> None:
         self.settings = settings
         self.resolved = resolve_model(settings.model)
         self._cache_dir = cache_dir
+        self._onnx_cache_dir = onnx_cache_dir or Path(tempfile.gettempdir()) / "mimir-mcp-onnx"
         self._load: BackgroundLoad[SentenceTransformer] = BackgroundLoad("embedding model", self._load_model)
+        # Built after the torch model is ready, so no query ever waits for it.
+        self._fast: BackgroundLoad[OnnxQueryEncoder] = BackgroundLoad("ONNX query encoder", self._build_fast)
         self.dimension: int | None = None
 
     def _load_model(self) -> SentenceTransformer:
@@ -57,13 +66,49 @@ class Embedder:
 
         model = SentenceTransformer(self.resolved, device=self.settings.device, cache_folder=self._cache_dir)
         self.dimension = model.get_embedding_dimension()
+        if self.settings.query_backend == "onnx" and self.settings.device == "cpu":
+            self._fast.start()
         return model
+
+    def _build_fast(self) -> OnnxQueryEncoder:
+        from mimir_mcp.query_encoder import load_query_encoder
+
+        return load_query_encoder(self._load.wait(), self._onnx_cache_dir)
 
     def start(self) -> None:
         self._load.start()
 
     async def ready(self) -> None:
         await self._load.wait_async()
+
+    async def wait_query_backend(self, timeout: float) -> str:
+        """Wait for the ONNX query encoder to finish building, either way; returns ``query_backend``."""
+        await self.ready()
+        if self._fast.started and self._fast.state == "loading":
+            with anyio.move_on_after(timeout):
+                try:
+                    await self._fast.wait_async()
+                except Exception:  # noqa: BLE001 - reported by ``query_backend``; torch keeps encoding
+                    pass
+        return self.query_backend
+
+    @property
+    def query_backend(self) -> str:
+        """What embeds queries right now."""
+        if not self._fast.started:
+            return "torch"
+        if self._fast.result_now() is not None:
+            return "onnx"
+        if self._fast.state == "failed":
+            return f"torch (onnx failed: {type(self._fast.error).__name__}: {self._fast.error})"
+        return "torch (onnx building)"
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """Blocking: one query's unit vector, from the ONNX graph once built, else from torch."""
+        fast = self._fast.result_now()
+        if fast is not None:
+            return fast.encode([query])[0]
+        return self.encode([query])[0]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Blocking: call from a worker thread. Returns float32 rows of unit length."""
@@ -88,4 +133,5 @@ class Embedder:
             error=None if error is None else f"{type(error).__name__}: {error}",
             dimension=self.dimension,
             load_seconds=self._load.load_seconds,
+            query_backend=self.query_backend,
         )

@@ -364,6 +364,18 @@ class LexicalIndex:
                     )
         return found
 
+    def namespaces_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """The namespace of each indexed memory among ``ids``, from memory (no SQLite read)."""
+        with self._lock:
+            names = {code: name for name, code in self._namespace_codes.items()}
+            codes = self._namespaces.view
+            found: dict[str, str] = {}
+            for memory_id in ids:
+                position = self._position.get(memory_id)
+                if position is not None:
+                    found[memory_id] = names[int(codes[position])]
+            return found
+
     def ids(self) -> set[str]:
         with self._lock:
             return set(self._position)

@@ -74,11 +74,12 @@ class MemoryService:
         reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder = embedder or Embedder(settings.embedding, cache_dir=settings.model_cache_dir)
+        onnx_cache_dir = Path(settings.store.data_dir).expanduser() / "onnx-cache"
+        self.embedder = embedder or Embedder(
+            settings.embedding, cache_dir=settings.model_cache_dir, onnx_cache_dir=onnx_cache_dir
+        )
         self.reranker: Reranker = reranker or LocalCrossEncoder(
-            settings.reranker,
-            cache_dir=settings.model_cache_dir,
-            onnx_cache_dir=Path(settings.store.data_dir).expanduser() / "onnx-cache",
+            settings.reranker, cache_dir=settings.model_cache_dir, onnx_cache_dir=onnx_cache_dir
         )
         self._backend: BackgroundLoad[_Backend] = BackgroundLoad("memory store", self._open_backend)
         self._write_lock = threading.Lock()
@@ -87,6 +88,7 @@ class MemoryService:
         self._reranked_searches = 0
         self._total_search_ms = 0.0
         self._last_timings: dict[str, float] | None = None
+        self._last_sync = -float("inf")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -213,7 +215,10 @@ class MemoryService:
 
     async def search(self, request: SearchRequest) -> SearchResponse:
         backend = await self._ready()
-        await anyio.to_thread.run_sync(self._sync_if_needed, backend)
+        now = time.monotonic()
+        if now - self._last_sync >= self.settings.store.sync_interval_s:
+            self._last_sync = now
+            await anyio.to_thread.run_sync(self._sync_if_needed, backend)
         pipeline = SearchPipeline(self.settings.search, self.embedder, backend.store, backend.lexical, self.reranker)
         response = await pipeline.run(request)
         self._searches += 1

@@ -141,6 +141,9 @@ class EmbeddingStatus(BaseModel):
     error: str | None = None
     dimension: int | None = None
     load_seconds: float | None = None
+    query_backend: str = Field(
+        default="torch", description="What embeds search queries: the exact fp32 ONNX graph once built, else torch."
+    )
 
 
 class StoreStatus(BaseModel):

@@ -82,6 +82,34 @@ class SearchPipeline:
             vector, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
         )
 
+    def _allowed(self, ids: list[str], request: SearchRequest) -> tuple[dict[str, MemoryRecord], set[str]]:
+        """Which candidates pass the request's filters, re-checked here so both arms follow one rule.
+
+        Without tag or metadata filters the namespace check needs no records (the index holds every
+        memory's namespace), so only the hits shown are read from SQLite later: at 100k memories that
+        skips reading ~200 rows per search. With those filters the records are read now and checked.
+        """
+        if request.tags or request.metadata:
+            records = self.lexical.get(ids)
+            return records, {
+                memory_id
+                for memory_id, record in records.items()
+                if (request.namespace is None or record.namespace == request.namespace)
+                and matches_filters(record, request.tags, request.metadata)
+            }
+        namespaces = self.lexical.namespaces_of(ids)
+        return {}, {
+            memory_id
+            for memory_id, namespace in namespaces.items()
+            if request.namespace is None or namespace == request.namespace
+        }
+
+    async def _hydrate(self, records: dict[str, MemoryRecord], ids: list[str]) -> None:
+        """Read the records of ``ids`` not read yet; a memory deleted meanwhile simply stays missing."""
+        missing = [memory_id for memory_id in ids if memory_id not in records]
+        if missing:
+            records.update(await anyio.to_thread.run_sync(self.lexical.get, missing))
+
     async def run(self, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -92,7 +120,7 @@ class SearchPipeline:
         async def run_dense() -> None:
             nonlocal dense
             t0 = time.perf_counter()
-            vector = (await anyio.to_thread.run_sync(self.embedder.encode, [request.query]))[0]
+            vector = await anyio.to_thread.run_sync(self.embedder.encode_query, request.query)
             t1 = time.perf_counter()
             dense = await anyio.to_thread.run_sync(lambda: self._dense(vector, depth, request))
             timings["embed_ms"] = _ms(t1 - t0)
@@ -116,18 +144,11 @@ class SearchPipeline:
                 group.start_soon(run_lexical)
 
         t0 = time.perf_counter()
-        records = await anyio.to_thread.run_sync(
-            self.lexical.get, list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in lexical]))
+        records, allowed = await anyio.to_thread.run_sync(
+            self._allowed, list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in lexical])), request
         )
-        # Both arms filter in their own engine; this re-check makes their rules identical.
-        kept = {
-            memory_id: record
-            for memory_id, record in records.items()
-            if (request.namespace is None or record.namespace == request.namespace)
-            and matches_filters(record, request.tags, request.metadata)
-        }
-        dense = [(i, s) for i, s in dense if i in kept][:depth]
-        lexical = [(i, s) for i, s in lexical if i in kept]
+        dense = [(i, s) for i, s in dense if i in allowed][:depth]
+        lexical = [(i, s) for i, s in lexical if i in allowed]
         configured = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
         weights = (
             arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]}, configured)
@@ -163,9 +184,11 @@ class SearchPipeline:
         elif not fused:
             message = "RRF hybrid (dense + BM25); no memory matched, so there was nothing to rerank."
         else:
-            head = fused[: request.rerank_top_k]
+            window = fused[: request.rerank_top_k]
+            await self._hydrate(records, [memory_id for memory_id, _ in window])
+            head = [(memory_id, score) for memory_id, score in window if memory_id in records]
             outcome = await rerank_or_fallback(
-                self.reranker, request.query, [kept[memory_id].text for memory_id, _ in head]
+                self.reranker, request.query, [records[memory_id].text for memory_id, _ in head]
             )
             if outcome.attempted:
                 timings["rerank_ms"] = _ms(outcome.seconds)
@@ -181,7 +204,7 @@ class SearchPipeline:
                     ),
                     key=lambda item: -item[2],
                 )
-                ordered = reranked + ordered[len(head) :]
+                ordered = reranked + ordered[len(window) :]
                 message = (
                     f"RRF hybrid (dense + BM25), top {reranked_count} reranked by the cross-encoder "
                     f"{self.reranker.model!r}."
@@ -193,9 +216,14 @@ class SearchPipeline:
             else:
                 notes.append("min_score was not applied because it compares rerank scores and nothing was reranked.")
 
+        shown = ordered[: request.top_k]
+        t0 = time.perf_counter()
+        await self._hydrate(records, [memory_id for memory_id, _, _ in shown])
+        timings["hydrate_ms"] = _ms(time.perf_counter() - t0)
         hits = [
-            _hit(kept[memory_id], rrf_score, rerank_score, scores_for(memory_id, rrf_score, rerank_score))
-            for memory_id, rrf_score, rerank_score in ordered[: request.top_k]
+            _hit(records[memory_id], rrf_score, rerank_score, scores_for(memory_id, rrf_score, rerank_score))
+            for memory_id, rrf_score, rerank_score in shown
+            if memory_id in records
         ]
         timings["total_ms"] = _ms(time.perf_counter() - started)
         return SearchResponse(

@@ -126,6 +126,7 @@ def server_env(data_dir: Path, cross_encoder: Path) -> dict[str, str]:
             "MIMIR_STORE_DATA_DIR": str(data_dir),
             "MIMIR_RERANKER_MODEL": str(cross_encoder),
             "MIMIR_RERANKER_BACKEND": "torch",  # no int8 export in every subprocess; tested on its own
+            "MIMIR_EMBEDDING_QUERY_BACKEND": "torch",  # likewise the ONNX query graph
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         }
@@ -136,15 +137,15 @@ def server_env(data_dir: Path, cross_encoder: Path) -> dict[str, str]:
 PYTHON = sys.executable
 
 
-def run_cli(args: list[str], tmp_path: Path, cross_encoder: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m mimir_mcp ARGS`` (or a script) with the test environment; output captured as text."""
-    return subprocess.run(
-        [PYTHON, *args],
-        capture_output=True,
-        text=True,
-        env=server_env(tmp_path / "cli-data", cross_encoder),
-        timeout=timeout,
-    )
+def run_cli(
+    args: list[str], tmp_path: Path, cross_encoder: Path, timeout: float = 600, *, defaults: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """Run ``python -m mimir_mcp ARGS`` (or a script) with the test environment; output captured as text.
+    ``defaults`` names test-environment variables to drop, so those settings keep the shipped defaults."""
+    env = server_env(tmp_path / "cli-data", cross_encoder)
+    for name in defaults:
+        env.pop(name)
+    return subprocess.run([PYTHON, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def dumps(value: Any) -> str:

@@ -83,6 +83,9 @@ def test_filters_namespace_tags_and_metadata(index):
     assert ids(metadata={"ok": False}) == ["b"]
     assert ids(metadata={"priority": "1"}) == []  # a string never equals a number
     assert ids(metadata={"missing": 1}) == []
+    # The pipeline's in-memory namespace check: unknown and removed ids are simply absent.
+    index.remove(["b"])
+    assert index.namespaces_of(["c", "a", "b", "zzz"]) == {"c": "other", "a": "default"}
 
 
 def test_remove_and_persistence(tmp_path):

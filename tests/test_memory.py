@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from mimir_mcp.memory import MemoryService, dedup_key, normalize_for_dedup
-from mimir_mcp.models import MemoryInput
+from mimir_mcp.models import MemoryInput, MemoryRecord
 from mimir_mcp.search import SearchRequest
 
 
@@ -73,3 +73,28 @@ async def test_index_entries_without_a_stored_memory_are_dropped(settings, embed
         assert [hit.text for hit in found.hits] == ["Real memory about comets"]
     finally:
         second.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("interval, seen", [(0.0, True), (3600.0, False)])
+async def test_writes_by_another_process_reach_search_within_the_sync_interval(
+    settings, embedder, reranker, interval, seen
+):
+    """A write that reached Chroma but not this process's index (another process sharing the store)
+    is picked up by the next search once ``sync_interval_s`` has passed, and not checked for before."""
+    shared = settings.model_copy(update={"store": settings.store.model_copy(update={"sync_interval_s": interval})})
+    service = MemoryService(shared, embedder=embedder, reranker=reranker)
+    try:
+        await service.remember([MemoryInput(text="Comets have icy nuclei")])
+        assert len((await service.search(request("comets"))).hits) == 1  # the first search always checks
+        store, _ = service.storage()
+        outsider = MemoryRecord(
+            id="mem_outsider", text="Zebrafish regenerate heart tissue", namespace="default", created_at="t"
+        )
+        store.add([outsider], embedder.encode([outsider.text]))
+        found = await service.search(request("zebrafish heart"))
+        assert ("mem_outsider" in [hit.id for hit in found.hits]) is seen
+        if seen:
+            assert found.hits[0].id == "mem_outsider" and found.hits[0].scores.bm25_rank == 1
+    finally:
+        service.close()

@@ -196,6 +196,18 @@ async def timed_search(service: Any, query: str, rerank: bool) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+async def search_series(
+    service: Any, plain_queries: list[str], reranked_queries: list[str]
+) -> tuple[list[float], list[float], str, str]:
+    """One event loop for every search, as in the server, after the fast backends are built."""
+    reranker_backend = await service.reranker.wait_backend(600)
+    query_backend = await service.embedder.wait_query_backend(600)
+    await timed_search(service, "warm up", False)
+    plain = [await timed_search(service, query, False) for query in plain_queries]
+    reranked = [await timed_search(service, query, True) for query in reranked_queries]
+    return plain, reranked, reranker_backend, query_backend
+
+
 def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Path, folder: Path) -> dict[str, Any]:
     """Whole searches through the service. Memories are inserted directly with random unit vectors:
     embedding cost is measured on its own (``remember``); here it is the query path that counts."""
@@ -221,16 +233,17 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
             store.add(records, vectors)
             lexical.add(records)
             progress(f"search {size}: inserted {start + len(records)}")
-        anyio.run(service.reranker.wait_ready, 600)
-
-        plain = [anyio.run(timed_search, service, query, False) for query in corpus.queries[:queries]]
-        reranked = [anyio.run(timed_search, service, query, True) for query in corpus.queries[: max(queries // 4, 2)]]
+        plain, reranked, reranker_backend, query_backend = anyio.run(
+            search_series, service, corpus.queries[:queries], corpus.queries[: max(queries // 4, 2)]
+        )
         service.close()
         results[str(size)] = {
             "p50_ms": round(statistics.median(plain), 1),
             "p95_ms": round(percentile(plain, 95), 1),
             "rerank50_p50_ms": round(statistics.median(reranked), 1),
         }
+        results["query_backend"] = query_backend
+        results["reranker_backend"] = reranker_backend
         sys.stderr.write("\n")
     return results
 
@@ -393,7 +406,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"bm25   {size:>6}: {row['p50_ms']:>8.2f} ms p50 vs rank_bm25 {row['rank_bm25_p50_ms']:>8.2f} ms "
             f"= {row['speedup']:.1f}x  ({row['queries_per_s']:.0f} queries/s, {row['adds_per_s']:.0f} adds/s)"
         )
+    if "search" in report:
+        lines.append(
+            f"search backends: queries embedded by {report['search']['query_backend']}, "
+            f"reranked by {report['search']['reranker_backend']}"
+        )
     for size, row in report.get("search", {}).items():
+        if not isinstance(row, dict):
+            continue
         lines.append(
             f"search {size:>6}: {row['p50_ms']:>8.1f} ms p50, {row['p95_ms']:.1f} ms p95; "
             f"with rerank of 50: {row['rerank50_p50_ms']:.1f} ms p50"

@@ -1,0 +1,136 @@
+"""A CPU-fast copy of the bi-encoder for search queries: transformer, mean pooling and normalization in
+one ONNX graph run by ONNX Runtime.
+
+Why: a search embeds one short query, and ``SentenceTransformer.encode`` spends most of that time in
+torch and Python overhead (9 ms per SciFact query on 2 cores, against 3.2 ms for this graph, with
+vectors equal to 1e-7). It is exact fp32, so memories embedded by torch and queries embedded here
+share one space. Built once per model in a child process (torch's exporter leaves state behind),
+cached next to the store; any failure leaves the caller on ``SentenceTransformer.encode``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mimir_mcp.rerank.onnx_int8 import model_fingerprint
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+_EXPORT_SCRIPT = """
+import sys, torch
+from transformers import AutoModel
+source, target = sys.argv[1], sys.argv[2]
+model = AutoModel.from_pretrained(source).eval()
+names = sys.argv[3].split(",")
+
+class MeanPooled(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        feed = dict(zip(names, inputs))
+        hidden = self.model(**feed).last_hidden_state
+        mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+sample = {name: torch.ones((1, 4), dtype=torch.long) for name in names}
+sample.get("token_type_ids", torch.zeros(1)).zero_()
+axes = {name: {0: "batch", 1: "sequence"} for name in names}
+axes["embedding"] = {0: "batch"}
+with torch.no_grad():
+    torch.onnx.export(
+        MeanPooled(model), tuple(sample[name] for name in names), target, input_names=names,
+        output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False,
+    )
+"""
+
+
+def transformer_folder(model: SentenceTransformer) -> Path | None:
+    """The folder of the model's transformer weights, when the model is one that this graph reproduces
+    exactly: a transformer, mean pooling, and (optionally) normalization, with no prompts."""
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    modules = list(model)
+    if not modules or not isinstance(modules[0], Transformer):
+        return None
+    rest = modules[1:]
+    if not rest or not isinstance(rest[0], Pooling):
+        return None
+    if getattr(rest[0], "pooling_mode", None) not in ("mean", ("mean",)):
+        return None
+    if any(not isinstance(module, Normalize) for module in rest[1:]):
+        return None
+    if model.default_prompt_name and model.prompts.get(model.default_prompt_name):
+        return None
+    folder = Path(getattr(modules[0].auto_model, "name_or_path", "") or "")
+    return folder if (folder / "config.json").exists() else None
+
+
+def build_query_model(folder: Path, cache_dir: Path, input_names: list[str]) -> Path:
+    """Export ``folder`` once; returns the cached ``query.onnx``."""
+    target = cache_dir / f"query-{model_fingerprint(folder)}"
+    path = target / "query.onnx"
+    if path.exists():
+        return path
+    target.mkdir(parents=True, exist_ok=True)
+    partial = target / "query.onnx.partial"
+    subprocess.run(
+        [sys.executable, "-c", _EXPORT_SCRIPT, str(folder), str(partial), ",".join(input_names)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    os.replace(partial, path)
+    return path
+
+
+class OnnxQueryEncoder:
+    """``encode`` for a few texts, like ``SentenceTransformer.encode(normalize_embeddings=True)``."""
+
+    def __init__(self, onnx_path: Path, tokenizer: Any, max_length: int, *, threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [item.name for item in self.session.get_inputs()]
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.path = onnx_path
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
+        feed = {name: encoded[name].astype(np.int64) for name in self.inputs}
+        return np.asarray(self.session.run(["embedding"], feed)[0], dtype=np.float32)
+
+
+def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQueryEncoder:
+    """Build (or reuse) the graph for ``model``; raises when the model is not one it reproduces."""
+    folder = transformer_folder(model)
+    if folder is None:
+        raise ValueError("the model is not transformer + mean pooling (+ normalize); queries use torch")
+    tokenizer = model.tokenizer
+    probe = tokenizer(["probe"], return_tensors="np")
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in probe]
+    path = build_query_model(folder, cache_dir, names)
+    encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length))
+    # Guard against a graph that does not reproduce the model (a custom architecture, say).
+    sample = ["a short query", "a somewhat longer query about what the memory server stores"]
+    expected = model.encode(sample, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    difference = float(np.abs(encoder.encode(sample) - expected).max())
+    if difference > 1e-4:
+        raise ValueError(f"the ONNX query graph differs from the model by {difference:.2g}; queries use torch")
+    return encoder

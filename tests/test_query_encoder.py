@@ -1,0 +1,71 @@
+"""The exact fp32 ONNX query encoder: same vectors as ``SentenceTransformer.encode``, and a plain
+fallback to torch for models it does not reproduce."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mimir_mcp.config import EmbeddingSettings
+from mimir_mcp.embedding import Embedder, bundled_minilm_path
+from mimir_mcp.query_encoder import load_query_encoder, transformer_folder
+
+QUERIES = [
+    "zebrafish heart regeneration",
+    "Wie lange überleben Tardigraden im Vakuum? 水熊虫",
+    "x",
+    # Longer than the model's 256-token window: both paths must truncate the same way.
+    " ".join(["mitochondrial dysfunction in neurodegenerative disease"] * 80),
+]
+
+
+@pytest.mark.anyio
+async def test_onnx_query_vectors_equal_torch_vectors(embedder):
+    assert await embedder.wait_query_backend(600) == "onnx"
+    assert embedder.status().query_backend == "onnx"
+    for query in QUERIES:
+        fast = embedder.encode_query(query)
+        exact = embedder.encode([query])[0]
+        assert fast.shape == exact.shape == (384,)
+        assert float(np.abs(fast - exact).max()) < 1e-5, query
+        assert abs(float(np.linalg.norm(fast)) - 1.0) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def cls_pooled_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled backbone with CLS pooling: a model the mean-pooling graph must refuse to imitate."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    backbone = Transformer(str(bundled_minilm_path()))
+    model = SentenceTransformer(modules=[backbone, Pooling(384, pooling_mode="cls")], device="cpu")
+    path = tmp_path_factory.mktemp("cls-pooled")
+    model.save(str(path))
+    return path
+
+
+def test_models_the_graph_does_not_reproduce_are_refused(cls_pooled_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(cls_pooled_model), device="cpu")
+    assert transformer_folder(model) is None
+    with pytest.raises(ValueError, match="mean pooling"):
+        load_query_encoder(model, tmp_path)
+
+
+@pytest.mark.anyio
+async def test_refused_models_keep_embedding_queries_with_torch(cls_pooled_model, tmp_path):
+    embedder = Embedder(EmbeddingSettings(model=str(cls_pooled_model)), onnx_cache_dir=tmp_path)
+    embedder.start()
+    backend = await embedder.wait_query_backend(600)
+    assert backend.startswith("torch (onnx failed: ValueError"), backend
+    query = QUERIES[0]
+    assert np.array_equal(embedder.encode_query(query), embedder.encode([query])[0])
+
+
+@pytest.mark.anyio
+async def test_torch_query_backend_builds_nothing(tmp_path):
+    embedder = Embedder(EmbeddingSettings(query_backend="torch"), onnx_cache_dir=tmp_path)
+    embedder.start()
+    assert await embedder.wait_query_backend(600) == "torch"
+    assert list(tmp_path.iterdir()) == []
