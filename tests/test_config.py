@@ -23,7 +23,7 @@ def test_defaults(clean_env):
     assert settings.limits.max_text_bytes == 32 * 1024
     assert settings.server.host == "127.0.0.1"
     assert settings.search.rrf_k == 10 and settings.search.fusion == "score_gap"
-    assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length is None
+    assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
 
 
 def test_environment_variables_fill_nested_groups(clean_env, tmp_path):

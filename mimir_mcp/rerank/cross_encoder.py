@@ -64,14 +64,12 @@ class LocalCrossEncoder:
 
         name = os.path.expanduser(self.model)
         kwargs: dict[str, Any] = dict(device=self.settings.device, cache_folder=self._cache_dir)
-        if self.settings.max_length is not None:
-            kwargs["max_length"] = self.settings.max_length
         if Path(name).exists():
-            return CrossEncoder(name, **kwargs)
+            return self._capped(CrossEncoder(name, **kwargs))
         if _looks_like_path(self.model):
             raise RerankerLoadError(f"cross-encoder path {self.model!r} does not exist.")
         try:
-            return CrossEncoder(name, local_files_only=True, **kwargs)
+            return self._capped(CrossEncoder(name, local_files_only=True, **kwargs))
         except OSError:
             if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
                 raise RerankerLoadError(
@@ -80,12 +78,19 @@ class LocalCrossEncoder:
                 ) from None
         logger.info("cross-encoder %s not cached; downloading from the Hugging Face hub", self.model)
         try:
-            return CrossEncoder(name, **kwargs)
+            return self._capped(CrossEncoder(name, **kwargs))
         except OSError as exc:
             raise RerankerLoadError(
                 f"cross-encoder {self.model!r} is not in the local model cache and could not be downloaded "
                 f"from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0]})."
             ) from exc
+
+    def _capped(self, model: CrossEncoder) -> CrossEncoder:
+        """Apply ``max_length`` as a cap: never longer than the model was built for."""
+        cap = self.settings.max_length
+        if cap is not None and (model.max_seq_length is None or model.max_seq_length > cap):
+            model.max_seq_length = cap
+        return model
 
     def _model_folder(self) -> Path:
         name = Path(os.path.expanduser(self.model))
@@ -99,7 +104,7 @@ class LocalCrossEncoder:
         torch_model = self._load.wait()
         folder = self._model_folder()
         onnx_path = build_int8_model(folder, self._onnx_cache_dir)
-        return OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_length))
+        return OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length))
 
     async def wait_backend(self, timeout: float) -> str:
         """Wait for the configured backend (the int8 build) to finish, either way; returns ``backend``."""
@@ -184,7 +189,7 @@ class LocalCrossEncoder:
 
     def _effective_max_length(self) -> int | None:
         model = self._load.result_now()
-        return int(model.max_length) if model is not None else self.settings.max_length
+        return int(model.max_seq_length) if model is not None else self.settings.max_length
 
     def _describe_error(self) -> str:
         error = self._load.error
