@@ -291,7 +291,7 @@ def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
 
 def bench_startup(model_path: Path, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Spawn the server over stdio as Claude Desktop does; time the handshake and the first search,
-    then read its RSS once both models are loaded."""
+    then read its RSS once both models and their ONNX copies are loaded."""
     env = dict(os.environ)
     env.update(
         {
@@ -339,7 +339,10 @@ def bench_startup(model_path: Path, folder: Path) -> tuple[dict[str, Any], dict[
             status = request(message_id, "tools/call", {"name": "status", "arguments": {}})
             message_id += 1
             content = status["result"]["structuredContent"]
-            if content["reranker"]["state"] != "loading" and content["embedding"]["state"] != "loading":
+            loading = content["reranker"]["state"] == "loading" or content["embedding"]["state"] == "loading"
+            # RSS counts the ONNX copies too: wait until both are built (or have failed).
+            building = "building" in content["reranker"]["backend"] + content["embedding"]["query_backend"]
+            if not loading and not building:
                 break
             time.sleep(0.2)
         request(message_id, "tools/call", {"name": "search", "arguments": {"query": "warm both models"}})

@@ -9,6 +9,7 @@ which needs no network.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
@@ -130,7 +131,9 @@ def train(model: Any, rows: dict[str, list[Any]], output: Path, plan: TrainingPl
             dataloader_drop_last=False,
         )
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_dataset, loss=loss)
-        trainer.train()
+        # The trainer prints its loss lines to stdout; they are progress, and stdout is the report's.
+        with contextlib.redirect_stdout(sys.stderr):
+            trainer.train()
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(output))
 
