@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mimir_mcp.rerank.onnx_int8 import model_fingerprint
+from mimir_mcp.rerank.onnx_int8 import model_fingerprint, run_child
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -86,12 +85,7 @@ def build_query_model(folder: Path, cache_dir: Path, input_names: list[str]) -> 
         return path
     target.mkdir(parents=True, exist_ok=True)
     partial = target / "query.onnx.partial"
-    subprocess.run(
-        [sys.executable, "-c", _EXPORT_SCRIPT, str(folder), str(partial), ",".join(input_names)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    run_child([sys.executable, "-c", _EXPORT_SCRIPT, str(folder), str(partial), ",".join(input_names)])
     os.replace(partial, path)
     return path
 

@@ -3,8 +3,8 @@
 Why: on a laptop CPU, ``CrossEncoder.predict`` spends most of its time in fp32 matrix products.
 The fused int8 graph does the same work several times faster with nearly the same ranking (the
 ``bench`` command reports the speed-up, top-10 agreement and Kendall tau against the stock model).
-The export runs once per model in a child process (torch's exporter leaves state behind) and is
-cached next to the store; any failure leaves the caller on the ordinary torch ``CrossEncoder``.
+The build runs once per model in a child process and is cached next to the store; any failure
+leaves the caller on the ordinary torch ``CrossEncoder``.
 """
 
 from __future__ import annotations
@@ -22,23 +22,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-_EXPORT_SCRIPT = """
-import sys, torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-source, target = sys.argv[1], sys.argv[2]
-model = AutoModelForSequenceClassification.from_pretrained(source).eval()
-tokenizer = AutoTokenizer.from_pretrained(source)
-sample = tokenizer([("query", "a document")], return_tensors="pt")
-names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
-axes = {name: {0: "batch", 1: "sequence"} for name in names}
-axes["logits"] = {0: "batch"}
-with torch.no_grad():
-    torch.onnx.export(
-        model, tuple(sample[name] for name in names), target, input_names=names, output_names=["logits"],
-        dynamic_axes=axes, opset_version=17, dynamo=False,
-    )
-"""
-
 
 def model_fingerprint(model_dir: Path) -> str:
     """Changes when the weights or the config change, so a retrained model is exported again."""
@@ -52,23 +35,60 @@ def model_fingerprint(model_dir: Path) -> str:
 
 
 def build_int8_model(model_dir: Path, cache_dir: Path) -> Path:
-    """Export, fuse and quantize ``model_dir`` once; returns the cached ``model.int8.onnx``."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
-
+    """Export, fuse and quantize ``model_dir`` once, in a child process; returns the cached
+    ``model.int8.onnx``. The child keeps the server's memory clean: torch's exporter leaves state
+    behind, and the ONNX protobufs that fusing and quantizing load (several hundred MB at peak) would
+    stay in the server's heap after they are freed."""
     target = cache_dir / model_fingerprint(model_dir)
     quantized = target / "model.int8.onnx"
     if quantized.exists():
         return quantized
     target.mkdir(parents=True, exist_ok=True)
+    run_child([sys.executable, "-m", __name__, str(model_dir), str(target)])
+    if not quantized.exists():
+        raise RuntimeError(f"the int8 build finished without writing {quantized}")
+    return quantized
+
+
+def run_child(command: list[str]) -> None:
+    """Run a build step in a child process; a failure is raised with the child's last error line."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        raise RuntimeError(f"exit {result.returncode}: {lines[-1] if lines else 'no error output'}")
+
+
+def _export(model_dir: Path, exported: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    sample = tokenizer([("query", "a document")], return_tensors="pt")
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes["logits"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            tuple(sample[name] for name in names),
+            str(exported),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _build(model_dir: Path, target: Path) -> None:
+    """The child's work: export, fuse the attention and layer-norm subgraphs, quantize to int8."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
     exported = target / "model.onnx"
-    subprocess.run(
-        [sys.executable, "-c", _EXPORT_SCRIPT, str(model_dir), str(exported)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    _export(model_dir, exported)
     config = json.loads((model_dir / "config.json").read_text())
     fused = optimize_model(
         str(exported),
@@ -86,10 +106,9 @@ def build_int8_model(model_dir: Path, cache_dir: Path) -> Path:
         per_channel=True,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-    os.replace(partial, quantized)
+    os.replace(partial, target / "model.int8.onnx")
     for leftover in (exported, fused_path):
         leftover.unlink(missing_ok=True)
-    return quantized
 
 
 class OnnxInt8CrossEncoder:
@@ -129,3 +148,7 @@ class OnnxInt8CrossEncoder:
         result = np.empty_like(ordered)
         result[order] = ordered
         return 1.0 / (1.0 + np.exp(-result))
+
+
+if __name__ == "__main__":
+    _build(Path(sys.argv[1]), Path(sys.argv[2]))
