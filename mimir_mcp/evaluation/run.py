@@ -123,6 +123,8 @@ async def evaluate_method(
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"{report['dataset']} ({report['split']}, {report['queries']} queries, {report['documents']} documents)"]
+    if "query_backend" in report:
+        lines.append(f"query encoder: {report['query_backend']}")
     if "reranker_backend" in report:
         lines.append(f"reranker backend: {report['reranker_backend']}")
     lines.append(f"{'method':<12} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8} {'p50 ms':>9}")
@@ -156,11 +158,14 @@ async def run_eval(
         service.start()
         try:
             owners = await index_corpus(service, dataset, settings.limits.max_batch)
+            # Latencies of every query on the same query encoder: the ONNX copy once built.
+            query_backend = await service.embedder.wait_query_backend(600)
             report: dict[str, Any] = {
                 "dataset": dataset.name,
                 "split": split,
                 "queries": len(dataset.judged_queries),
                 "documents": len(dataset.corpus),
+                "query_backend": query_backend,
                 "methods": {},
             }
             for name in methods:
