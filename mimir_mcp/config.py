@@ -35,11 +35,13 @@ class StoreSettings(BaseModel):
     )
     chroma_port: int = 8000
     chroma_ssl: bool = False
-    # Counting a Chroma collection takes ~4 ms at 100k memories: a fifth of a search's budget.
+    # Counting a Chroma collection takes ~4 ms at 100k memories: a fifth of a search's budget. The
+    # embedded store needs no interval: a stat of its files tells when anything was written.
     sync_interval_s: float = Field(
         default=1.0,
         ge=0,
-        description="How often (at most) a search checks for memories written by another process; 0: every search.",
+        description="With a Chroma server: how often (at most) a search checks for memories written by "
+        "another process; 0: every search.",
     )
 
 

@@ -89,6 +89,7 @@ class MemoryService:
         self._total_search_ms = 0.0
         self._last_timings: dict[str, float] | None = None
         self._last_sync = -float("inf")
+        self._last_token: object = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -215,9 +216,7 @@ class MemoryService:
 
     async def search(self, request: SearchRequest) -> SearchResponse:
         backend = await self._ready()
-        now = time.monotonic()
-        if now - self._last_sync >= self.settings.store.sync_interval_s:
-            self._last_sync = now
+        if self._sync_due(backend):
             await anyio.to_thread.run_sync(self._sync_if_needed, backend)
         pipeline = SearchPipeline(self.settings.search, self.embedder, backend.store, backend.lexical, self.reranker)
         response = await pipeline.run(request)
@@ -226,6 +225,19 @@ class MemoryService:
         self._total_search_ms += response.timings_ms["total_ms"]
         self._last_timings = response.timings_ms
         return response
+
+    def _sync_due(self, backend: _Backend) -> bool:
+        """Whether to compare counts before this search. Embedded: when Chroma's files changed since
+        the last comparison (a stat, not a count). Server: at most once per ``sync_interval_s``."""
+        now = time.monotonic()
+        token = backend.store.change_token()
+        if token is not None:
+            due = token != self._last_token
+        else:
+            due = now - self._last_sync >= self.settings.store.sync_interval_s
+        if due:
+            self._last_token, self._last_sync = token, now
+        return due
 
     def _sync_if_needed(self, backend: _Backend) -> None:
         """A cheap count comparison catches writes made through another process sharing the store."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,18 @@ class MemoryStore:
 
     def count(self) -> int:
         return self._collection.count()
+
+    def change_token(self) -> tuple[tuple[str, int, int, int], ...] | None:
+        """For the embedded store, a fingerprint of Chroma's database files that every write changes,
+        whichever process makes it, and reads do not: a few microseconds against ~4 ms for ``count``
+        at 100k memories. ``None`` for a Chroma server, whose files are out of reach."""
+        if self.kind != "embedded":
+            return None
+        token = []
+        for name in ("chroma.sqlite3", "chroma.sqlite3-wal", "chroma.sqlite3-journal"):
+            try:
+                stat = os.stat(Path(self.location) / name)
+            except FileNotFoundError:
+                continue
+            token.append((name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        return tuple(token) or None
