@@ -81,6 +81,17 @@ class BackgroundLoad(Generic[T]):
         self.start()
         return self._future.result(timeout)
 
+    async def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for a started load to end, either way: its outcome is then read from
+        ``state``, ``error`` and ``result_now`` (callers fall back on failure, they do not raise)."""
+        if not self.started or self._future.done():
+            return
+        with anyio.move_on_after(timeout):
+            try:
+                await self.wait_async()
+            except Exception:  # noqa: BLE001 - kept in the future, reported through ``error``
+                pass
+
     async def wait_async(self, timeout: float | None = None) -> T:
         """Await the load without blocking the event loop."""
         if self._future.done():

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import numpy as np
 
 from mimir_mcp.background import BackgroundLoad
@@ -84,12 +83,7 @@ class Embedder:
     async def wait_query_backend(self, timeout: float) -> str:
         """Wait for the ONNX query encoder to finish building, either way; returns ``query_backend``."""
         await self.ready()
-        if self._fast.started and self._fast.state == "loading":
-            with anyio.move_on_after(timeout):
-                try:
-                    await self._fast.wait_async()
-                except Exception:  # noqa: BLE001 - reported by ``query_backend``; torch keeps encoding
-                    pass
+        await self._fast.settle(timeout)
         return self.query_backend
 
     @property

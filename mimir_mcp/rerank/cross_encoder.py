@@ -110,11 +110,7 @@ class LocalCrossEncoder:
         """Wait for the configured backend (the int8 build) to finish, either way; returns ``backend``."""
         await self.wait_ready(timeout)
         if self.settings.backend == "onnx-int8" and self._load.state == "ready":
-            with anyio.move_on_after(timeout):
-                try:
-                    await self._fast.wait_async()
-                except Exception:  # noqa: BLE001 - reported by ``backend``; torch keeps scoring
-                    pass
+            await self._fast.settle(timeout)
         return self.backend
 
     @property
@@ -143,13 +139,11 @@ class LocalCrossEncoder:
         return f"the cross-encoder failed to load: {self._describe_error()} {HOW_TO_CONFIGURE}"
 
     async def wait_ready(self, timeout: float) -> None:
-        if not self.settings.enabled or self._load.state != "loading":
+        """Start the load if needed and wait for it to end, either way (``unavailable_reason`` says how)."""
+        if not self.settings.enabled:
             return
-        with anyio.move_on_after(timeout):
-            try:
-                await self._load.wait_async()
-            except Exception:  # noqa: BLE001 - the failure is reported by unavailable_reason()
-                pass
+        self._load.start()
+        await self._load.settle(timeout)
 
     async def score(self, query: str, texts: list[str]) -> list[float]:
         model, batch_size = self._scorer()
