@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ import numpy as np
 from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.models import EmbeddingStatus
+from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -54,7 +54,7 @@ class Embedder:
         self.settings = settings
         self.resolved = resolve_model(settings.model)
         self._cache_dir = cache_dir
-        self._onnx_cache_dir = onnx_cache_dir or Path(tempfile.gettempdir()) / "mimir-mcp-onnx"
+        self._onnx_cache_dir = onnx_cache_dir or DEFAULT_ONNX_CACHE
         self._load: BackgroundLoad[SentenceTransformer] = BackgroundLoad("embedding model", self._load_model)
         # Built after the torch model is ready, so no query ever waits for it.
         self._fast: BackgroundLoad[OnnxQueryEncoder] = BackgroundLoad("ONNX query encoder", self._build_fast)

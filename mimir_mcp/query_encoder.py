@@ -18,42 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mimir_mcp.rerank.onnx_int8 import model_fingerprint, run_child
+from mimir_mcp.rerank.onnx_int8 import export_graph, model_fingerprint, run_child
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
-
-_EXPORT_SCRIPT = """
-import sys, torch
-from transformers import AutoModel
-source, target = sys.argv[1], sys.argv[2]
-model = AutoModel.from_pretrained(source).eval()
-names = sys.argv[3].split(",")
-
-class MeanPooled(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *inputs):
-        feed = dict(zip(names, inputs))
-        hidden = self.model(**feed).last_hidden_state
-        mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-sample = {name: torch.ones((1, 4), dtype=torch.long) for name in names}
-sample.get("token_type_ids", torch.zeros(1)).zero_()
-axes = {name: {0: "batch", 1: "sequence"} for name in names}
-axes["embedding"] = {0: "batch"}
-with torch.no_grad():
-    torch.onnx.export(
-        MeanPooled(model), tuple(sample[name] for name in names), target, input_names=names,
-        output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False,
-    )
-"""
 
 
 def transformer_folder(model: SentenceTransformer) -> Path | None:
@@ -85,9 +55,35 @@ def build_query_model(folder: Path, cache_dir: Path, input_names: list[str]) -> 
         return path
     target.mkdir(parents=True, exist_ok=True)
     partial = target / "query.onnx.partial"
-    run_child([sys.executable, "-c", _EXPORT_SCRIPT, str(folder), str(partial), ",".join(input_names)])
+    run_child([sys.executable, "-m", __name__, str(folder), str(partial), ",".join(input_names)])
     os.replace(partial, path)
     return path
+
+
+def _export(folder: Path, target: Path, input_names: list[str]) -> None:
+    """The child's work: the transformer, mean pooling over the attention mask and L2 normalization,
+    exported as one graph whose output is the sentence embedding."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(folder)).eval()
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            feed = dict(zip(input_names, inputs, strict=True))
+            hidden = self.model(**feed).last_hidden_state
+            mask = feed["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    sample = {name: torch.ones((1, 4), dtype=torch.long) for name in input_names}
+    if "token_type_ids" in sample:
+        sample["token_type_ids"].zero_()
+    export_graph(MeanPooled(), sample, "embedding", target)
 
 
 class OnnxQueryEncoder:
@@ -117,8 +113,7 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQuery
     if folder is None:
         raise ValueError("the model is not transformer + mean pooling (+ normalize); queries use torch")
     tokenizer = model.tokenizer
-    probe = tokenizer(["probe"], return_tensors="np")
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in probe]
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in tokenizer.model_input_names]
     path = build_query_model(folder, cache_dir, names)
     encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length))
     # Guard against a graph that does not reproduce the model (a custom architecture, say).
@@ -128,3 +123,7 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQuery
     if difference > 1e-4:
         raise ValueError(f"the ONNX query graph differs from the model by {difference:.2g}; queries use torch")
     return encoder
+
+
+if __name__ == "__main__":
+    _export(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3].split(","))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ import anyio.to_thread
 from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.models import RerankerStatus
-from mimir_mcp.rerank.onnx_int8 import OnnxInt8CrossEncoder, build_int8_model
+from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE, OnnxInt8CrossEncoder, build_int8_model
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -46,7 +45,7 @@ class LocalCrossEncoder:
         self.model = settings.model
         self.timeout_s = settings.timeout_s
         self._cache_dir = cache_dir
-        self._onnx_cache_dir = onnx_cache_dir or Path(tempfile.gettempdir()) / "mimir-mcp-onnx"
+        self._onnx_cache_dir = onnx_cache_dir or DEFAULT_ONNX_CACHE
         self._load: BackgroundLoad[CrossEncoder] = BackgroundLoad("cross-encoder", self._load_model)
         # The int8 copy is built after the torch model is ready, so reranking never waits for it.
         self._fast: BackgroundLoad[OnnxInt8CrossEncoder] = BackgroundLoad("int8 cross-encoder", self._build_fast)

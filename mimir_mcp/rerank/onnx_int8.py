@@ -15,12 +15,16 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+# Where ONNX copies go when no data dir is given (the server passes ``<data dir>/onnx-cache``).
+DEFAULT_ONNX_CACHE = Path(tempfile.gettempdir()) / "mimir-mcp-onnx"
 
 
 def model_fingerprint(model_dir: Path) -> str:
@@ -58,27 +62,34 @@ def run_child(command: list[str]) -> None:
         raise RuntimeError(f"exit {result.returncode}: {lines[-1] if lines else 'no error output'}")
 
 
-def _export(model_dir: Path, exported: Path) -> None:
+def export_graph(module: Any, sample: dict[str, Any], output_name: str, target: Path) -> None:
+    """``torch.onnx.export`` of ``module(*sample.values())`` with batch and sequence axes left dynamic.
+    Call it in a child process only: torch's exporter leaves state behind."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    sample = tokenizer([("query", "a document")], return_tensors="pt")
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+    names = list(sample)
     axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes["logits"] = {0: "batch"}
+    axes[output_name] = {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
-            model,
-            tuple(sample[name] for name in names),
-            str(exported),
+            module,
+            tuple(sample.values()),
+            str(target),
             input_names=names,
-            output_names=["logits"],
+            output_names=[output_name],
             dynamic_axes=axes,
             opset_version=17,
             dynamo=False,
         )
+
+
+def _export(model_dir: Path, exported: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    encoded = AutoTokenizer.from_pretrained(str(model_dir))([("query", "a document")], return_tensors="pt")
+    sample = {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
+    export_graph(model, sample, "logits", exported)
 
 
 def _build(model_dir: Path, target: Path) -> None:
