@@ -189,6 +189,12 @@ def build_finetune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, default=plan.learning_rate)
     parser.add_argument("--max-length", type=int, default=plan.max_length, help="tokens per (query, document) pair")
     parser.add_argument("--max-queries", type=int, help="train on the first N judged queries only (smoke runs)")
+    parser.add_argument(
+        "--dev-fraction",
+        type=float,
+        default=plan.dev_fraction,
+        help="share of the training queries held out to choose the blend weight saved with the model (0: none)",
+    )
     return parser
 
 
@@ -206,6 +212,7 @@ def finetune_main(argv: Sequence[str]) -> int:
         learning_rate=args.learning_rate,
         max_length=args.max_length,
         max_queries=args.max_queries,
+        dev_fraction=args.dev_fraction,
     )
     started = time.perf_counter()
     report = run_command(
@@ -222,7 +229,19 @@ def finetune_main(argv: Sequence[str]) -> int:
     )
     if report is None:
         return 2
-    print(f"saved {args.output} ({report['pairs']} pairs, {report['positives']} positive)")
+    print(
+        f"saved {args.output} ({report['train_queries']} training queries, {report['pairs']} pairs, "
+        f"{report['positives']} positive)"
+    )
+    if "blend" in report:
+        blend = report["blend"]
+        table = blend["dev_ndcg@10"]
+        chosen = table[f"{blend['blend']:g}"]
+        print(
+            f"blend weight {blend['blend']:g} chosen on {blend['dev_queries']} held-out queries "
+            f"(dev nDCG@10: hybrid alone {table['0']:.4f}, cross-encoder alone {table['1']:.4f}, "
+            f"chosen {chosen:.4f})"
+        )
     print("timings (s): " + ", ".join(f"{key} {value}" for key, value in report["timings"].items()))
     if "evaluation" in report:
         print(format_table(report["evaluation"]))

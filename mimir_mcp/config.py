@@ -81,6 +81,14 @@ class RerankerSettings(BaseModel):
         "None: the model's.",
     )
     timeout_s: float = Field(default=30.0, gt=0)
+    blend: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Weight of the cross-encoder in the final order of the reranked candidates, against the "
+        "hybrid's (both standardized): 1 = the cross-encoder's order alone. None: the weight saved with the "
+        "model by finetune-reranker (mimir_reranker.json), else 1.",
+    )
 
 
 class SearchSettings(BaseModel):

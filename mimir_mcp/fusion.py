@@ -61,3 +61,30 @@ def arm_weights(arm_scores: Mapping[str, Sequence[float]], base: Mapping[str, fl
         arm: (fallback if gap is None else gap) * (1.0 if base is None else base.get(arm, 1.0))
         for arm, gap in gaps.items()
     }
+
+
+def _standardized(values: Sequence[float]) -> list[float]:
+    """Each value's distance from the mean in standard deviations; all zeros when the values are equal."""
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
+    return [0.0 if spread == 0 else (value - mean) / spread for value in values]
+
+
+def blend_scores(rerank: Sequence[float], first_stage: Sequence[float], weight: float) -> list[float]:
+    """Combine a cross-encoder's scores with the first stage's over the same candidates:
+    ``weight * z(rerank) + (1 - weight) * z(first_stage)``, each standardized within the candidates.
+
+    Standardizing puts a sigmoid score and an RRF score on one scale without calibration. A reranker
+    weaker than the hybrid alone (one fine-tuned on a few hundred queries from a backbone never trained
+    for relevance) still adds what the hybrid misses this way, instead of replacing its order.
+    ``weight`` 1 is the reranker's own order; 0 the first stage's.
+    """
+    if len(rerank) != len(first_stage):
+        raise ValueError("rerank and first_stage must score the same candidates")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError("weight must be between 0 and 1")
+    if not rerank:
+        return []
+    return [
+        weight * r + (1.0 - weight) * f for r, f in zip(_standardized(rerank), _standardized(first_stage), strict=True)
+    ]

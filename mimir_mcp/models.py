@@ -67,6 +67,10 @@ class HitScores(BaseModel):
     bm25_score: float | None = None
     rrf_score: float
     rerank_score: float | None = Field(default=None, description="Cross-encoder score (0..1), if reranked.")
+    blended_score: float | None = Field(
+        default=None,
+        description="When the reranked order blends cross-encoder and hybrid: the combined score it follows.",
+    )
 
 
 class Hit(BaseModel):
@@ -78,7 +82,10 @@ class Hit(BaseModel):
     agent: str | None
     created_at: str
     metadata: dict[str, MetadataValue]
-    score: float = Field(description="The score the final order follows: rerank score, else RRF score.")
+    score: float = Field(
+        description="The score the final order follows: the blended score when reranking blends, else the "
+        "rerank score, else the RRF score."
+    )
     scores: HitScores
 
 
@@ -131,6 +138,11 @@ class RerankerStatus(BaseModel):
     backend: str = Field(description="What scores: onnx-int8, or torch (and why, while the int8 copy is not ready).")
     batch_size: int
     max_length: int | None
+    blend: float = Field(
+        default=1.0,
+        description="Weight of the cross-encoder against the hybrid in the reranked order (1: cross-encoder alone).",
+    )
+    blend_source: str = Field(default="default", description="Where the blend weight came from.")
 
 
 class EmbeddingStatus(BaseModel):

@@ -1,4 +1,5 @@
-"""The search pipeline: dense top-N and BM25 top-N, fused by RRF, reranked by the cross-encoder, top-k.
+"""The search pipeline: dense top-N and BM25 top-N, fused by RRF, reranked by the cross-encoder (its
+order alone, or blended with the hybrid's when the model carries a blend weight), top-k.
 
 It reports the method it actually used: ``rrf_hybrid+rerank`` only when the cross-encoder scored the
 candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
@@ -16,7 +17,7 @@ import anyio.to_thread
 
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.fusion import arm_weights, rrf
+from mimir_mcp.fusion import arm_weights, blend_scores, rrf
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import Hit, HitScores, MemoryRecord, MetadataValue, SearchCandidates, SearchResponse
 from mimir_mcp.rerank import Reranker, rerank_or_fallback
@@ -163,7 +164,9 @@ class SearchPipeline:
         dense_info = {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(dense, start=1)}
         lexical_info = {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(lexical, start=1)}
 
-        def scores_for(memory_id: str, rrf_score: float, rerank_score: float | None) -> HitScores:
+        def scores_for(
+            memory_id: str, rrf_score: float, rerank_score: float | None, blended: float | None
+        ) -> HitScores:
             dense_rank, dense_score = dense_info.get(memory_id, (None, None))
             bm25_rank, bm25_score = lexical_info.get(memory_id, (None, None))
             return HitScores(
@@ -173,9 +176,11 @@ class SearchPipeline:
                 bm25_score=None if bm25_score is None else round(bm25_score, 6),
                 rrf_score=round(rrf_score, 8),
                 rerank_score=rerank_score,
+                blended_score=blended,
             )
 
-        ordered: list[tuple[str, float, float | None]] = [(i, s, None) for i, s in fused]
+        # (memory id, RRF score, rerank score, blended score), in the final order.
+        ordered: list[tuple[str, float, float | None, float | None]] = [(i, s, None, None) for i, s in fused]
         method = "rrf_hybrid"
         reranked_count = 0
         notes: list[str] = []
@@ -197,17 +202,11 @@ class SearchPipeline:
             else:
                 method = "rrf_hybrid+rerank"
                 reranked_count = len(head)
-                reranked = sorted(
-                    (
-                        (memory_id, rrf_score, score)
-                        for (memory_id, rrf_score), score in zip(head, outcome.scores, strict=True)
-                    ),
-                    key=lambda item: -item[2],
-                )
+                reranked, how = self._reorder(head, outcome.scores)
                 ordered = reranked + ordered[len(window) :]
                 message = (
                     f"RRF hybrid (dense + BM25), top {reranked_count} reranked by the cross-encoder "
-                    f"{self.reranker.model!r}."
+                    f"{self.reranker.model!r}{how}."
                 )
 
         if request.min_score is not None:
@@ -218,11 +217,17 @@ class SearchPipeline:
 
         shown = ordered[: request.top_k]
         t0 = time.perf_counter()
-        await self._hydrate(records, [memory_id for memory_id, _, _ in shown])
+        await self._hydrate(records, [item[0] for item in shown])
         timings["hydrate_ms"] = _ms(time.perf_counter() - t0)
         hits = [
-            _hit(records[memory_id], rrf_score, rerank_score, scores_for(memory_id, rrf_score, rerank_score))
-            for memory_id, rrf_score, rerank_score in shown
+            _hit(
+                records[memory_id],
+                rrf_score,
+                rerank_score,
+                blended,
+                scores_for(memory_id, rrf_score, rerank_score, blended),
+            )
+            for memory_id, rrf_score, rerank_score, blended in shown
             if memory_id in records
         ]
         timings["total_ms"] = _ms(time.perf_counter() - started)
@@ -236,8 +241,32 @@ class SearchPipeline:
             timings_ms=timings,
         )
 
+    def _reorder(
+        self, head: list[tuple[str, float]], scores: list[float]
+    ) -> tuple[list[tuple[str, float, float | None, float | None]], str]:
+        """The reranked head in its final order, and how that order was made (for the message).
 
-def _hit(record: MemoryRecord, rrf_score: float, rerank_score: float | None, scores: HitScores) -> Hit:
+        With the reranker's blend weight below 1, the order follows its scores blended with the RRF
+        scores (``fusion.blend_scores``); at 1 it follows the cross-encoder alone.
+        """
+        weight = self.reranker.blend
+        if weight >= 1.0:
+            rows = [
+                (memory_id, rrf_score, score, None) for (memory_id, rrf_score), score in zip(head, scores, strict=True)
+            ]
+            return sorted(rows, key=lambda item: -(item[2] or 0.0)), ""
+        blended = blend_scores(scores, [rrf_score for _, rrf_score in head], weight)
+        rows = [
+            (memory_id, rrf_score, score, round(mixed, 6))
+            for (memory_id, rrf_score), score, mixed in zip(head, scores, blended, strict=True)
+        ]
+        how = f", blended with the hybrid order (cross-encoder weight {weight:g}, standardized scores)"
+        return sorted(rows, key=lambda item: -(item[3] or 0.0)), how
+
+
+def _hit(
+    record: MemoryRecord, rrf_score: float, rerank_score: float | None, blended: float | None, scores: HitScores
+) -> Hit:
     return Hit(
         id=record.id,
         text=record.text,
@@ -247,6 +276,6 @@ def _hit(record: MemoryRecord, rrf_score: float, rerank_score: float | None, sco
         agent=record.agent,
         created_at=record.created_at,
         metadata=record.metadata,
-        score=rerank_score if rerank_score is not None else round(rrf_score, 8),
+        score=blended if blended is not None else rerank_score if rerank_score is not None else round(rrf_score, 8),
         scores=scores,
     )

@@ -24,6 +24,7 @@ def test_defaults(clean_env):
     assert settings.server.host == "127.0.0.1"
     assert settings.search.rrf_k == 10 and settings.search.fusion == "score_gap"
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
+    assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
 
 
 def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
@@ -31,8 +32,10 @@ def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
     clean_env.setenv("MIMIR_LIMITS_MAX_TEXT_BYTES", "100")
     clean_env.setenv("MIMIR_STORE_DATA_DIR", str(tmp_path))
     clean_env.setenv("MIMIR_SERVER_PORT", "9001")
+    clean_env.setenv("MIMIR_RERANKER_BLEND", "0.3")
     settings = Settings()
     assert settings.reranker.model == "/models/ce"
+    assert settings.reranker.blend == 0.3
     assert settings.limits.max_text_bytes == 100
     assert settings.store.data_dir == tmp_path
     assert settings.server.port == 9001
@@ -57,6 +60,12 @@ def test_flags_override_environment_and_keep_the_rest(clean_env, tmp_path):
     assert settings.store.data_dir == tmp_path
     assert settings.store.collection == "team_memories"
     assert settings.reranker.enabled is False
+
+
+def test_blend_outside_0_to_1_is_refused_by_name(clean_env):
+    clean_env.setenv("MIMIR_RERANKER_BLEND", "1.5")
+    with pytest.raises(ValidationError, match=r"reranker\.blend[\s\S]*less than or equal to 1"):
+        Settings()
 
 
 def test_cross_field_check(clean_env):

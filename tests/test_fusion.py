@@ -1,6 +1,8 @@
+import math
+
 import pytest
 
-from mimir_mcp.fusion import arm_weights, rrf, score_gap_weight
+from mimir_mcp.fusion import arm_weights, blend_scores, rrf, score_gap_weight
 
 
 def test_rrf_sums_reciprocal_ranks_exactly():
@@ -57,3 +59,24 @@ def test_arm_weights_exact():
     assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}) == pytest.approx(
         {"dense": 0.5, "bm25": 2 * 0.75**0.5}
     )
+
+
+def test_blend_scores_standardizes_each_side_exactly():
+    # rerank [3, 1, 2]: mean 2, population sd sqrt(2/3); first stage [0.3, 0.2, 0.1]: mean 0.2, sd sqrt(0.02/3).
+    sd_r, sd_f = math.sqrt(2 / 3), math.sqrt(0.02 / 3)
+    z_r = [1 / sd_r, -1 / sd_r, 0.0]
+    z_f = [0.1 / sd_f, 0.0, -0.1 / sd_f]
+    blended = blend_scores([3.0, 1.0, 2.0], [0.3, 0.2, 0.1], 0.25)
+    assert blended == pytest.approx([0.25 * r + 0.75 * f for r, f in zip(z_r, z_f, strict=True)])
+    assert blend_scores([3.0, 1.0, 2.0], [0.3, 0.2, 0.1], 1.0) == pytest.approx(z_r)
+    assert blend_scores([3.0, 1.0, 2.0], [0.3, 0.2, 0.1], 0.0) == pytest.approx(z_f)
+
+
+def test_blend_scores_edge_cases():
+    assert blend_scores([], [], 0.5) == []
+    # Equal scores carry no evidence: that side contributes nothing.
+    assert blend_scores([0.7, 0.7], [2.0, 1.0], 0.5) == pytest.approx([0.5, -0.5])
+    with pytest.raises(ValueError, match="same candidates"):
+        blend_scores([1.0], [1.0, 2.0], 0.5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        blend_scores([1.0], [1.0], 1.5)

@@ -5,6 +5,10 @@ see), training uses sentence-transformers' ``CrossEncoderTrainer`` with binary c
 saved folder loads with ``CrossEncoder(path)``, so ``MIMIR_RERANKER_MODEL`` and ``eval --reranker``
 accept it. The default base is the bundled all-MiniLM-L6-v2 backbone with a fresh one-logit head,
 which needs no network.
+
+A slice of the training queries is held out (``dev_fraction``) to choose how much the new model's
+scores should count against the hybrid's (``fusion.blend_scores``); the weight is saved beside the
+model (``rerank/blend.py``) and the server uses it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import Any
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import bundled_minilm_path, resolve_model
 from mimir_mcp.evaluation.beir import Dataset, load_dataset
+from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import EVAL_NAMESPACE, index_corpus, progress, run_eval
+from mimir_mcp.fusion import blend_scores
 from mimir_mcp.memory import MemoryService
+from mimir_mcp.rerank.blend import save_blend
 from mimir_mcp.search import SearchRequest
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,61 @@ class TrainingPlan:
     max_length: int = 128
     max_queries: int | None = None
     seed: int = 12
+    # Held out from training to choose the blend weight: ~120 of SciFact's 809 queries.
+    dev_fraction: float = 0.15
+    # Candidates per dev query, as search reranks them by default.
+    dev_depth: int = 50
+
+
+BLEND_GRID = tuple(round(step * 0.05, 2) for step in range(21))
+
+
+@dataclass(frozen=True)
+class DevQuery:
+    """A held-out query with the hybrid's candidates, as the reranker will see them in search."""
+
+    query: str
+    relevance: dict[str, int]
+    documents: list[str]
+    texts: list[str]
+    rrf_scores: list[float]
+
+
+def split_queries(
+    queries: list[tuple[str, str]], fraction: float, seed: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(train, dev): a seeded random ``fraction`` of the queries for dev, at least one when there are
+    four or more queries and the fraction is positive; fewer queries all train."""
+    if fraction <= 0 or len(queries) < 4:
+        return queries, []
+    count = min(max(1, round(len(queries) * fraction)), len(queries) - 1)
+    chosen = set(random.Random(f"{seed}:dev").sample(range(len(queries)), count))
+    train = [pair for i, pair in enumerate(queries) if i not in chosen]
+    dev = [pair for i, pair in enumerate(queries) if i in chosen]
+    return train, dev
+
+
+def choose_blend(dev: list[DevQuery], scores: list[list[float]]) -> tuple[float, dict[str, float]]:
+    """The blend weight with the best mean nDCG@10 on the dev queries (ties: the larger weight, i.e.
+    more trust in the cross-encoder), and the nDCG@10 of every weight tried."""
+    table: dict[str, float] = {}
+    for weight in BLEND_GRID:
+        total = 0.0
+        for item, item_scores in zip(dev, scores, strict=True):
+            mixed = blend_scores(item_scores, item.rrf_scores, weight)
+            order = sorted(range(len(mixed)), key=lambda i: -mixed[i])
+            total += ndcg_at_k([item.documents[i] for i in order], item.relevance, 10)
+        table[f"{weight:g}"] = round(total / len(dev), 4)
+    best = max(BLEND_GRID, key=lambda weight: (table[f"{weight:g}"], weight))
+    return best, table
+
+
+def plan_queries(dataset: Dataset, plan: TrainingPlan) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The (train, dev) queries of a run: the first ``max_queries`` judged ones, split for dev."""
+    queries = list(dataset.judged_queries.items())
+    if plan.max_queries is not None:
+        queries = queries[: plan.max_queries]
+    return split_queries(queries, plan.dev_fraction, plan.seed)
 
 
 async def mine_pairs(
@@ -56,14 +118,15 @@ async def mine_pairs(
     dataset: Dataset,
     owners: dict[str, list[str]],
     plan: TrainingPlan,
+    queries: list[tuple[str, str]] | None = None,
 ) -> dict[str, list[Any]]:
     """(query, document, label) rows: every judged positive, the best-ranked non-relevant documents from
-    hybrid search (hard negatives) and a few random non-relevant ones (easy negatives)."""
+    hybrid search (hard negatives) and a few random non-relevant ones (easy negatives). ``queries``
+    defaults to the run's training queries."""
     rows: dict[str, list[Any]] = {"query": [], "document": [], "label": []}
     corpus_ids = sorted(dataset.corpus)
-    queries = list(dataset.judged_queries.items())
-    if plan.max_queries is not None:
-        queries = queries[: plan.max_queries]
+    if queries is None:
+        queries = plan_queries(dataset, plan)[0]
     for done, (query_id, query) in enumerate(queries, start=1):
         relevant = {doc for doc, rel in dataset.qrels[query_id].items() if rel > 0}
         response = await service.search(
@@ -97,6 +160,42 @@ async def mine_pairs(
         progress(f"mining hard negatives: {done}/{len(queries)} queries")
     sys.stderr.write("\n")
     return rows
+
+
+async def dev_candidates(
+    service: MemoryService, dataset: Dataset, owners: dict[str, list[str]], queries: list[tuple[str, str]], depth: int
+) -> list[DevQuery]:
+    """The hybrid's top ``depth`` for each dev query, with texts and RRF scores, read before training."""
+    dev: list[DevQuery] = []
+    for query_id, query in queries:
+        response = await service.search(
+            SearchRequest(query=query, top_k=depth, rerank=False, rerank_top_k=1, namespace=EVAL_NAMESPACE)
+        )
+        hits = [hit for hit in response.hits if owners.get(hit.id)]
+        dev.append(
+            DevQuery(
+                query=query,
+                relevance=dataset.qrels[query_id],
+                documents=[owners[hit.id][0] for hit in hits],
+                texts=[hit.text for hit in hits],
+                rrf_scores=[hit.scores.rrf_score for hit in hits],
+            )
+        )
+    return [item for item in dev if item.documents]
+
+
+def tune_blend(model: Any, dev: list[DevQuery], output: Path, plan: TrainingPlan) -> dict[str, Any]:
+    """Score the dev candidates with the trained model, choose the blend weight, save it with the model."""
+    scores: list[list[float]] = []
+    for done, item in enumerate(dev, start=1):
+        predicted = model.predict([(item.query, text) for text in item.texts], batch_size=plan.batch_size)
+        scores.append([float(score) for score in predicted])
+        progress(f"choosing the blend weight: {done}/{len(dev)} dev queries")
+    sys.stderr.write("\n")
+    weight, table = choose_blend(dev, scores)
+    evidence = {"dev_queries": len(dev), "dev_depth": plan.dev_depth, "dev_ndcg@10": table}
+    save_blend(output, weight, evidence)
+    return {"blend": weight, **evidence}
 
 
 def load_base(base: str, max_length: int) -> Any:
@@ -167,7 +266,9 @@ async def run_finetune(
             owners = await index_corpus(service, dataset, base_settings.limits.max_batch)
             timings["index_s"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
-            rows = await mine_pairs(service, dataset, owners, plan)
+            train_queries, dev_queries = plan_queries(dataset, plan)
+            rows = await mine_pairs(service, dataset, owners, plan, train_queries)
+            dev = await dev_candidates(service, dataset, owners, dev_queries, plan.dev_depth)
             timings["mine_s"] = round(time.perf_counter() - started, 1)
         finally:
             service.close()
@@ -178,10 +279,15 @@ async def run_finetune(
         report: dict[str, Any] = {
             "output": str(output),
             "base": base,
+            "train_queries": len(train_queries),
             "pairs": len(rows["label"]),
             "positives": int(sum(rows["label"])),
             "timings": timings,
         }
+        if dev:
+            started = time.perf_counter()
+            report["blend"] = tune_blend(model, dev, output, plan)
+            timings["blend_s"] = round(time.perf_counter() - started, 1)
         if eval_split:
             started = time.perf_counter()
             report["evaluation"] = await run_eval(

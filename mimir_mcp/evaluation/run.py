@@ -127,6 +127,8 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"query encoder: {report['query_backend']}")
     if "reranker_backend" in report:
         lines.append(f"reranker backend: {report['reranker_backend']}")
+    if report.get("reranker_blend", 1.0) < 1.0:
+        lines.append(f"rerank order: cross-encoder blended with the hybrid, weight {report['reranker_blend']:g}")
     lines.append(f"{'method':<12} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8} {'p50 ms':>9}")
     for name, figures in report["methods"].items():
         lines.append(
@@ -172,6 +174,7 @@ async def run_eval(
                 if METHODS[name].rerank:
                     # Every query scored by the same backend: wait for the int8 copy, not just torch.
                     report["reranker_backend"] = await service.reranker.wait_backend(3600)
+                    report["reranker_blend"] = service.reranker.blend
                     reason = service.reranker.unavailable_reason()
                     if reason is not None:
                         report.setdefault("errors", {})[name] = reason

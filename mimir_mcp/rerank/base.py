@@ -25,6 +25,10 @@ class Reranker(Protocol):
     async def wait_backend(self, timeout: float) -> str:
         """Wait until the configured scoring backend is in place (or has failed); returns its name."""
 
+    @property
+    def blend(self) -> float:
+        """Weight of this reranker's scores against the first stage's (1: its own order alone)."""
+
     async def score(self, query: str, texts: list[str]) -> list[float]:
         """Scores in input order, computed off the event loop."""
 

@@ -13,6 +13,7 @@ import anyio.to_thread
 from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.models import RerankerStatus
+from mimir_mcp.rerank.blend import BLEND_FILE, load_blend
 from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE, OnnxInt8CrossEncoder, build_int8_model
 
 if TYPE_CHECKING:
@@ -51,9 +52,14 @@ class LocalCrossEncoder:
         self._fast: BackgroundLoad[OnnxInt8CrossEncoder] = BackgroundLoad("int8 cross-encoder", self._build_fast)
         # One inference at a time: two concurrent predicts on 2 cores are slower than two in a row.
         self._limiter = anyio.CapacityLimiter(1)
+        self._saved_blend: float | None = None
 
     def _load_model(self) -> CrossEncoder:
         model = self._load_torch_model()
+        try:
+            self._saved_blend = load_blend(self._model_folder())
+        except Exception:  # noqa: BLE001 - a hub model without a local snapshot simply has no saved weight
+            self._saved_blend = None
         if self.settings.backend == "onnx-int8":
             self._fast.start()
         return model
@@ -90,6 +96,20 @@ class LocalCrossEncoder:
         if cap is not None and (model.max_seq_length is None or model.max_seq_length > cap):
             model.max_seq_length = cap
         return model
+
+    @property
+    def blend(self) -> float:
+        """The setting if given, else the weight saved with the model, else 1 (the cross-encoder alone)."""
+        if self.settings.blend is not None:
+            return self.settings.blend
+        return 1.0 if self._saved_blend is None else self._saved_blend
+
+    def _blend_source(self) -> str:
+        if self.settings.blend is not None:
+            return "setting (MIMIR_RERANKER_BLEND)"
+        if self._saved_blend is not None:
+            return f"saved with the model ({BLEND_FILE})"
+        return "default (the cross-encoder's order alone)"
 
     def _model_folder(self) -> Path:
         name = Path(os.path.expanduser(self.model))
@@ -171,6 +191,8 @@ class LocalCrossEncoder:
             backend=self.backend,
             batch_size=self._scorer()[1],
             max_length=self._effective_max_length(),
+            blend=self.blend,
+            blend_source=self._blend_source(),
         )
 
     def _scorer(self) -> tuple[Any, int]:
