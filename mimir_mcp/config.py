@@ -95,10 +95,12 @@ class SearchSettings(BaseModel):
     """Defaults of the hybrid pipeline."""
 
     candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
-    # k=10 and score-gap weights won on SciFact and on simulated weak-arm sets (README, "Retrieval quality").
+    # k=10 and top-z weights won on SciFact and on simulated weak-arm sets (README, "Retrieval quality").
     rrf_k: int = Field(default=10, ge=1)
-    fusion: Literal["score_gap", "equal"] = Field(
-        default="score_gap", description="Per-query arm weights from each arm's score gap, or plain equal-weight RRF."
+    fusion: Literal["top_z", "score_gap", "equal"] = Field(
+        default="top_z",
+        description="Per-query arm weights from how far each arm's best score stands above its other candidates "
+        "(top_z), from its top-1/top-10 score gap (score_gap), or plain equal-weight RRF.",
     )
     dense_weight: float = Field(default=1.0, ge=0)
     bm25_weight: float = Field(default=1.0, ge=0)

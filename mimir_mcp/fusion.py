@@ -48,13 +48,41 @@ def score_gap_weight(scores: Sequence[float], *, window: int = 10, floor: float 
     return max(math.sqrt(max(top[0] - top[-1], 0.0) / top[0]), floor)
 
 
-def arm_weights(arm_scores: Mapping[str, Sequence[float]], base: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Per-query RRF weights from each arm's score gap, times the configured per-arm weight.
+def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 0.05) -> float | None:
+    """How sure an arm is about this query: how many standard deviations its best score stands above the
+    rest of its candidates, squared (``power``), floored so that no arm is silenced completely.
 
-    An arm without evidence (see ``score_gap_weight``) takes the mean weight of the arms that have it,
-    so a one-result arm neither dominates nor disappears.
+    An arm that singles out a document (a rare keyword, a close paraphrase) scores several deviations;
+    an arm that cannot tell its candidates apart scores about one. Unlike the top-1/top-10 gap, the
+    z-score does not depend on the arm's scale or on how many of its top ten happen to be close, so it
+    separates a weak arm from a strong one more sharply (README, "How the defaults were chosen").
+    ``None`` when there are fewer than three scores or the rest are all equal: no evidence either way.
     """
-    gaps = {arm: score_gap_weight(scores) for arm, scores in arm_scores.items()}
+    values = list(scores)
+    if len(values) < 3:
+        return None
+    rest = values[1:]
+    mean = sum(rest) / len(rest)
+    spread = math.sqrt(sum((value - mean) ** 2 for value in rest) / len(rest))
+    if spread == 0:
+        return None
+    return max((values[0] - mean) / spread, floor) ** power
+
+
+def arm_weights(
+    arm_scores: Mapping[str, Sequence[float]],
+    base: Mapping[str, float] | None = None,
+    *,
+    method: str = "top_z",
+) -> dict[str, float]:
+    """Per-query RRF weights from each arm's own scores (``top_z``: ``top_z_weight``; ``score_gap``:
+    ``score_gap_weight``), times the configured per-arm weight.
+
+    An arm without evidence takes the mean weight of the arms that have it, so a one-result arm neither
+    dominates nor disappears.
+    """
+    weigh = {"top_z": top_z_weight, "score_gap": score_gap_weight}[method]
+    gaps = {arm: weigh(scores) for arm, scores in arm_scores.items()}
     known = [gap for gap in gaps.values() if gap is not None]
     fallback = sum(known) / len(known) if known else 1.0
     return {

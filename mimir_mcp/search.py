@@ -152,8 +152,12 @@ class SearchPipeline:
         lexical = [(i, s) for i, s in lexical if i in allowed]
         configured = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
         weights = (
-            arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]}, configured)
-            if self.settings.fusion == "score_gap"
+            arm_weights(
+                {"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]},
+                configured,
+                method=self.settings.fusion,
+            )
+            if self.settings.fusion != "equal"
             else configured
         )
         fused = rrf(

@@ -22,7 +22,7 @@ def test_defaults(clean_env):
     assert settings.embedding.model == "all-MiniLM-L6-v2"
     assert settings.limits.max_text_bytes == 32 * 1024
     assert settings.server.host == "127.0.0.1"
-    assert settings.search.rrf_k == 10 and settings.search.fusion == "score_gap"
+    assert settings.search.rrf_k == 10 and settings.search.fusion == "top_z"
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
 

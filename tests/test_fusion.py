@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from mimir_mcp.fusion import arm_weights, blend_scores, rrf, score_gap_weight
+from mimir_mcp.fusion import arm_weights, blend_scores, rrf, score_gap_weight, top_z_weight
 
 
 def test_rrf_sums_reciprocal_ranks_exactly():
@@ -49,14 +49,42 @@ def test_score_gap_weight_exact():
     assert score_gap_weight([0.0, -1.0]) is None
 
 
+def test_top_z_weight_exact():
+    # rest [2, 1, 0]: mean 1, population sd sqrt(2/3); the top 4 stands 3 / sqrt(2/3) deviations above.
+    z = 3 / math.sqrt(2 / 3)
+    assert top_z_weight([4.0, 2.0, 1.0, 0.0]) == pytest.approx(z**2)
+    assert top_z_weight([4.0, 2.0, 1.0, 0.0], power=1.0) == pytest.approx(z)
+    # The scale of an arm's scores does not matter, only how far its best stands out.
+    assert top_z_weight([400.0, 200.0, 100.0, 0.0]) == pytest.approx(z**2)
+    # A best score that does not stand out (or sits below the rest's mean) is floored, not silenced.
+    assert top_z_weight([1.0, 2.0, 0.0]) == pytest.approx(0.05**2)
+    assert top_z_weight([3.0, 1.0, 1.0]) is None  # the rest are all equal: no spread to measure against
+    assert top_z_weight([2.0, 1.0]) is None  # too few scores
+    assert top_z_weight([]) is None
+
+
+def test_top_z_weight_separates_a_standout_from_flat_scores():
+    standout = [0.9] + [0.30 - 0.001 * i for i in range(99)]
+    flat = [0.40 - 0.001 * i for i in range(100)]
+    assert top_z_weight(standout) > 100 * top_z_weight(flat)
+
+
 def test_arm_weights_exact():
-    weights = arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]})
+    z = 3 / math.sqrt(2 / 3)
+    weights = arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, method="score_gap")
     assert weights == pytest.approx({"dense": 0.5, "bm25": 0.75**0.5})
+    # the default method is top_z
+    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [1.0, 2.0, 0.0]}) == pytest.approx(
+        {"dense": z**2, "bm25": 0.05**2}
+    )
     # an arm without evidence takes the mean of the others
-    assert arm_weights({"dense": [0.8, 0.6], "bm25": [3.0]}) == pytest.approx({"dense": 0.5, "bm25": 0.5})
+    assert arm_weights({"dense": [0.8, 0.6], "bm25": [3.0]}, method="score_gap") == pytest.approx(
+        {"dense": 0.5, "bm25": 0.5}
+    )
+    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]}) == pytest.approx({"dense": z**2, "bm25": z**2})
     assert arm_weights({"dense": [], "bm25": []}) == {"dense": 1.0, "bm25": 1.0}
     # configured per-arm weights multiply
-    assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}) == pytest.approx(
+    assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}, method="score_gap") == pytest.approx(
         {"dense": 0.5, "bm25": 2 * 0.75**0.5}
     )
 

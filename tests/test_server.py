@@ -299,3 +299,27 @@ async def test_equal_weight_rrf_scores_are_exact(tmp_path, cross_encoder_path, e
                 assert hit["scores"]["rrf_score"] == pytest.approx(expected, abs=1e-8)
     finally:
         service.close()
+
+
+async def test_default_fusion_weights_each_arm_by_its_top_z(client: Client):
+    from mimir_mcp.fusion import arm_weights
+
+    await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
+    query = "staging deploy key of the production database, rotated on Monday"
+    found = await call(client, "search", {"query": query, "rerank": False, "top_k": 5})
+    hits = found["hits"]
+    assert len(hits) == 5 and found["candidates"]["dense"] == 5  # every candidate is shown
+    # Rebuild each arm's ranked scores from the hits, then the weighted RRF score of every hit (k = 10).
+    dense = sorted(
+        (h["scores"]["dense_rank"], h["scores"]["dense_similarity"]) for h in hits if h["scores"]["dense_rank"]
+    )
+    bm25 = sorted((h["scores"]["bm25_rank"], h["scores"]["bm25_score"]) for h in hits if h["scores"]["bm25_rank"])
+    weights = arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]})
+    assert len(bm25) >= 3 and weights["dense"] != weights["bm25"]
+    for hit in hits:
+        expected = sum(
+            weights[arm] / (10 + hit["scores"][f"{arm}_rank"])
+            for arm in ("dense", "bm25")
+            if hit["scores"][f"{arm}_rank"]
+        )
+        assert hit["scores"]["rrf_score"] == pytest.approx(expected, rel=1e-4)

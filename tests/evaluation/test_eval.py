@@ -1,6 +1,7 @@
 """`mimir-mcp eval` on a tiny BEIR folder, through the real remember/search path."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,26 @@ def test_eval_command_names_a_bad_dataset(tmp_path, cross_encoder_path):
     assert result.returncode == 2
     assert "is not a BEIR-format folder: missing corpus.jsonl" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_weak_arm_example_reproduces_the_eval_figures(tiny_beir, tmp_path, cross_encoder_path):
+    """The README's weak-arm tables come from examples/weak_arm_fusion.py; its full-query BM25 column is
+    the same search as `eval --methods bm25` on the same index."""
+    index = tmp_path / "index"
+    out = tmp_path / "bm25.json"
+    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "bm25"]
+    made = run_cli([*args, "--data-dir", str(index), "--json", str(out)], tmp_path, cross_encoder_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    script = Path(__file__).parents[2] / "examples" / "weak_arm_fusion.py"
+    example = ["--dataset", str(tiny_beir), "--data-dir", str(index), "--split", "test"]
+    result = run_cli([str(script), *example], tmp_path, cross_encoder_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| nDCG@10, tiny-beir") and len(rows) == 8
+    names = [row.split("|")[1].strip() for row in rows[1:]]
+    assert names[0] == "full queries" and names[1] == "BM25 sees 3 words" and names[-1] == "dense sees 1 word"
+    figures = {name: [float(cell) for cell in row.split("|")[2:-1]] for name, row in zip(names, rows[1:], strict=True)}
+    assert all(len(values) == 6 and all(0 <= v <= 1 for v in values) for values in figures.values())
+    assert figures["full queries"][1] == pytest.approx(
+        json.loads(out.read_text())["methods"]["bm25"]["ndcg@10"], abs=1e-3
+    )
