@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -61,9 +61,7 @@ def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 
     values = list(scores)
     if len(values) < 3:
         return None
-    rest = values[1:]
-    mean = sum(rest) / len(rest)
-    spread = math.sqrt(sum((value - mean) ** 2 for value in rest) / len(rest))
+    mean, spread = _mean_and_spread(values[1:])
     if spread == 0:
         return None
     return max((values[0] - mean) / spread, floor) ** power
@@ -73,7 +71,7 @@ def arm_weights(
     arm_scores: Mapping[str, Sequence[float]],
     base: Mapping[str, float] | None = None,
     *,
-    method: str = "top_z",
+    method: Literal["top_z", "score_gap"] = "top_z",
 ) -> dict[str, float]:
     """Per-query RRF weights from each arm's own scores (``top_z``: ``top_z_weight``; ``score_gap``:
     ``score_gap_weight``), times the configured per-arm weight.
@@ -82,19 +80,24 @@ def arm_weights(
     dominates nor disappears.
     """
     weigh = {"top_z": top_z_weight, "score_gap": score_gap_weight}[method]
-    gaps = {arm: weigh(scores) for arm, scores in arm_scores.items()}
-    known = [gap for gap in gaps.values() if gap is not None]
+    confidence = {arm: weigh(scores) for arm, scores in arm_scores.items()}
+    known = [value for value in confidence.values() if value is not None]
     fallback = sum(known) / len(known) if known else 1.0
     return {
-        arm: (fallback if gap is None else gap) * (1.0 if base is None else base.get(arm, 1.0))
-        for arm, gap in gaps.items()
+        arm: (fallback if value is None else value) * (1.0 if base is None else base.get(arm, 1.0))
+        for arm, value in confidence.items()
     }
+
+
+def _mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation of a non-empty sequence."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
 
 
 def _standardized(values: Sequence[float]) -> list[float]:
     """Each value's distance from the mean in standard deviations; all zeros when the values are equal."""
-    mean = sum(values) / len(values)
-    spread = math.sqrt(sum((value - mean) ** 2 for value in values) / len(values))
+    mean, spread = _mean_and_spread(values)
     return [0.0 if spread == 0 else (value - mean) / spread for value in values]
 
 
