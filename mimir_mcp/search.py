@@ -254,18 +254,15 @@ class SearchPipeline:
         scores (``fusion.blend_scores``); at 1 it follows the cross-encoder alone.
         """
         weight = self.reranker.blend
+        blended: list[float | None]
         if weight >= 1.0:
-            rows = [
-                (memory_id, rrf_score, score, None) for (memory_id, rrf_score), score in zip(head, scores, strict=True)
-            ]
-            return sorted(rows, key=lambda item: -(item[2] or 0.0)), ""
-        blended = blend_scores(scores, [rrf_score for _, rrf_score in head], weight)
-        rows = [
-            (memory_id, rrf_score, score, round(mixed, 6))
-            for (memory_id, rrf_score), score, mixed in zip(head, scores, blended, strict=True)
-        ]
-        how = f", blended with the hybrid order (cross-encoder weight {weight:g}, standardized scores)"
-        return sorted(rows, key=lambda item: -(item[3] or 0.0)), how
+            keys, blended, how = scores, [None] * len(head), ""
+        else:
+            keys = blend_scores(scores, [rrf_score for _, rrf_score in head], weight)
+            blended = [round(key, 6) for key in keys]
+            how = f", blended with the hybrid order (cross-encoder weight {weight:g}, standardized scores)"
+        order = sorted(range(len(head)), key=lambda i: -keys[i])
+        return [(head[i][0], head[i][1], scores[i], blended[i]) for i in order], how
 
 
 def _hit(
