@@ -27,12 +27,18 @@ from mimir_mcp.fusion import arm_weights, rrf
 from mimir_mcp.lexical import LexicalIndex, tokenize
 
 DEPTH = 100
-COLUMNS = [("equal", 60), ("equal", 10), ("score_gap", 10), ("top_z", 10)]
+COLUMNS = [("equal", 60), ("equal", 10), ("score_gap", 10), ("top_z", 10), ("coverage", 10)]
 
 
-def fuse(dense: list[tuple[str, float]], bm25: list[tuple[str, float]], method: str, k: int) -> list[str]:
+def fuse(
+    dense: list[tuple[str, float]], bm25: list[tuple[str, float]], attainable: float, method: str, k: int
+) -> list[str]:
     scores = {"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}
-    weights = None if method == "equal" else arm_weights(scores, method=method)
+    coverage = {
+        "dense": dense[0][1] if dense else None,
+        "bm25": bm25[0][1] / attainable if bm25 and attainable > 0 else None,
+    }
+    weights = None if method == "equal" else arm_weights(scores, method=method, coverage=coverage)
     return [doc for doc, _ in rrf({"dense": [d for d, _ in dense], "bm25": [d for d, _ in bm25]}, k=k, weights=weights)]
 
 
@@ -70,15 +76,22 @@ def main() -> None:
         return " ".join(rng.sample(tokens, min(count, len(tokens)))) if tokens else query
 
     queries = dataset.judged_queries
-    full = {qid: (dense_top(query), bm25_top(query)) for qid, query in queries.items()}
-    variants: dict[str, dict[str, tuple[list, list]]] = {"full queries": full}
+    # BM25's coverage is measured against the whole query even where the arm sees only some of its words:
+    # the weak arm stands for a collection where the other words match nothing.
+    attainable = {qid: lexical.attainable_score(query) for qid, query in queries.items()}
+    full = {qid: (dense_top(query), bm25_top(query), attainable[qid]) for qid, query in queries.items()}
+    variants: dict[str, dict[str, tuple[list, list, float]]] = {"full queries": full}
     for count in (3, 2, 1):
         variants[f"BM25 sees {count} word{'s' * (count > 1)}"] = {
-            qid: (full[qid][0], bm25_top(words(query, count))) for qid, query in queries.items()
+            qid: (full[qid][0], bm25_top(words(query, count)), attainable[qid]) for qid, query in queries.items()
         }
     for count in (3, 2, 1):
         variants[f"dense sees {count} word{'s' * (count > 1)}"] = {
-            qid: (dense_top(" ".join(rng.sample(query.split(), min(count, len(query.split()))))), full[qid][1])
+            qid: (
+                dense_top(" ".join(rng.sample(query.split(), min(count, len(query.split()))))),
+                full[qid][1],
+                attainable[qid],
+            )
             for qid, query in queries.items()
         }
 
@@ -87,7 +100,7 @@ def main() -> None:
     print("| --- " * (len(header) + 1) + "|")
     for name, arms in variants.items():
         figures = []
-        for pick in (lambda d, b: [x for x, _ in d], lambda d, b: [x for x, _ in b]):
+        for pick in (lambda d, b, _: [x for x, _ in d], lambda d, b, _: [x for x, _ in b]):
             figures.append(np.mean([ndcg_at_k(pick(*arms[q]), dataset.qrels[q], 10) for q in queries]))
         for method, k in COLUMNS:
             figures.append(np.mean([ndcg_at_k(fuse(*arms[q], method, k), dataset.qrels[q], 10) for q in queries]))

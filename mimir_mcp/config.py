@@ -95,12 +95,20 @@ class SearchSettings(BaseModel):
     """Defaults of the hybrid pipeline."""
 
     candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
-    # k=10 and top-z weights won on SciFact and on simulated weak-arm sets (README, "Retrieval quality").
+    # k=10 and coverage-scaled top-z weights won on SciFact, WordNet sets and simulated weak arms
+    # (README, "How the defaults were chosen").
     rrf_k: int = Field(default=10, ge=1)
-    fusion: Literal["top_z", "score_gap", "equal"] = Field(
-        default="top_z",
-        description="Per-query arm weights from how far each arm's best score stands above its other candidates "
-        "(top_z), from its top-1/top-10 score gap (score_gap), or plain equal-weight RRF.",
+    fusion: Literal["coverage", "top_z", "score_gap", "equal"] = Field(
+        default="coverage",
+        description="Per-query arm weights from how far each arm's best score stands above its other candidates, "
+        "scaled by how fully that best hit matches the query (coverage); the first part alone (top_z); from its "
+        "top-1/top-10 score gap (score_gap); or plain equal-weight RRF.",
+    )
+    bm25_coverage_power: float = Field(
+        default=4.0, ge=0, description="Exponent of the BM25 arm's coverage in its weight (coverage fusion)."
+    )
+    dense_coverage_power: float = Field(
+        default=3.0, ge=0, description="Exponent of the dense arm's coverage (best cosine) in its weight."
     )
     dense_weight: float = Field(default=1.0, ge=0)
     bm25_weight: float = Field(default=1.0, ge=0)

@@ -266,6 +266,17 @@ class LexicalIndex:
                 self._total_length -= len(terms)
         return len(gone)
 
+    def attainable_score(self, query: str) -> float:
+        """What a document of average length holding each query term once would score: the sum of the
+        terms' idf (terms no memory holds count at the highest idf). The BM25 arm's coverage is its best
+        score over this (``fusion.coverage_factor``)."""
+        with self._lock:
+            live = self._live
+            return sum(
+                bm25_idf(postings.document_frequency if postings is not None else 0, live)
+                for postings in (self._postings.get(term) for term in query_terms(query))
+            )
+
     def search(
         self,
         query: str,

@@ -117,6 +117,7 @@ class SearchPipeline:
         depth = max(self.settings.candidate_depth, request.top_k, request.rerank_top_k)
         dense: list[tuple[str, float]] = []
         lexical: list[tuple[str, float]] = []
+        attainable = 0.0
 
         async def run_dense() -> None:
             nonlocal dense
@@ -128,11 +129,14 @@ class SearchPipeline:
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
         async def run_lexical() -> None:
-            nonlocal lexical
+            nonlocal lexical, attainable
             t0 = time.perf_counter()
-            hits = await anyio.to_thread.run_sync(
-                lambda: self.lexical.search(
-                    request.query, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
+            hits, attainable = await anyio.to_thread.run_sync(
+                lambda: (
+                    self.lexical.search(
+                        request.query, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
+                    ),
+                    self.lexical.attainable_score(request.query),
                 )
             )
             lexical = [(hit.id, hit.score) for hit in hits]
@@ -156,6 +160,11 @@ class SearchPipeline:
                 {"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]},
                 configured,
                 method=self.settings.fusion,
+                coverage={
+                    "dense": dense[0][1] if dense else None,
+                    "bm25": lexical[0][1] / attainable if lexical and attainable > 0 else None,
+                },
+                coverage_power={"dense": self.settings.dense_coverage_power, "bm25": self.settings.bm25_coverage_power},
             )
             if self.settings.fusion != "equal"
             else configured

@@ -22,7 +22,8 @@ def test_defaults(clean_env):
     assert settings.embedding.model == "all-MiniLM-L6-v2"
     assert settings.limits.max_text_bytes == 32 * 1024
     assert settings.server.host == "127.0.0.1"
-    assert settings.search.rrf_k == 10 and settings.search.fusion == "top_z"
+    assert settings.search.rrf_k == 10 and settings.search.fusion == "coverage"
+    assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (4.0, 3.0)
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
 
@@ -33,7 +34,9 @@ def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
     clean_env.setenv("MIMIR_STORE_DATA_DIR", str(tmp_path))
     clean_env.setenv("MIMIR_SERVER_PORT", "9001")
     clean_env.setenv("MIMIR_RERANKER_BLEND", "0.3")
+    clean_env.setenv("MIMIR_SEARCH_BM25_COVERAGE_POWER", "2.5")
     settings = Settings()
+    assert settings.search.bm25_coverage_power == 2.5
     assert settings.reranker.model == "/models/ce"
     assert settings.reranker.blend == 0.3
     assert settings.limits.max_text_bytes == 100

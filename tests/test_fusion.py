@@ -2,7 +2,15 @@ import math
 
 import pytest
 
-from mimir_mcp.fusion import arm_weights, blend_scores, rrf, score_gap_weight, top_z_weight
+from mimir_mcp.fusion import (
+    COVERAGE_POWER,
+    arm_weights,
+    blend_scores,
+    coverage_factor,
+    rrf,
+    score_gap_weight,
+    top_z_weight,
+)
 
 
 def test_rrf_sums_reciprocal_ranks_exactly():
@@ -73,20 +81,49 @@ def test_arm_weights_exact():
     z = 3 / math.sqrt(2 / 3)
     weights = arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, method="score_gap")
     assert weights == pytest.approx({"dense": 0.5, "bm25": 0.75**0.5})
-    # the default method is top_z
-    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [1.0, 2.0, 0.0]}) == pytest.approx(
+    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [1.0, 2.0, 0.0]}, method="top_z") == pytest.approx(
         {"dense": z**2, "bm25": 0.05**2}
     )
     # an arm without evidence takes the mean of the others
     assert arm_weights({"dense": [0.8, 0.6], "bm25": [3.0]}, method="score_gap") == pytest.approx(
         {"dense": 0.5, "bm25": 0.5}
     )
-    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]}) == pytest.approx({"dense": z**2, "bm25": z**2})
+    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]}, method="top_z") == pytest.approx(
+        {"dense": z**2, "bm25": z**2}
+    )
     assert arm_weights({"dense": [], "bm25": []}) == {"dense": 1.0, "bm25": 1.0}
     # configured per-arm weights multiply
     assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}, method="score_gap") == pytest.approx(
         {"dense": 0.5, "bm25": 2 * 0.75**0.5}
     )
+
+
+def test_coverage_factor_exact():
+    assert coverage_factor(0.5, 4.0) == pytest.approx(0.0625)
+    assert coverage_factor(0.6, 3.0) == pytest.approx(0.216)
+    assert coverage_factor(1.7, 4.0) == 1.0  # BM25 can beat the average-document score: clipped to 1
+    assert coverage_factor(-0.2, 2.0) == pytest.approx(0.05**2)  # floored, not silenced
+    assert coverage_factor(None, 4.0) == 1.0  # unknown: no change
+    assert coverage_factor(0.3, 0.0) == 1.0  # power 0 turns it off
+
+
+def test_coverage_is_the_default_method_and_scales_top_z_exactly():
+    z = 3 / math.sqrt(2 / 3)  # top_z of [4, 2, 1, 0]: the rest have mean 1 and sd sqrt(2/3)
+    scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0]}
+    weights = arm_weights(scores, coverage={"dense": 0.6, "bm25": 0.5})
+    assert COVERAGE_POWER == {"bm25": 4.0, "dense": 3.0}
+    assert weights == pytest.approx({"dense": z**2 * 0.6**3, "bm25": z**2 * 0.5**4})
+    # the same z-scores, but BM25's best hit matches a fraction of the query: dense leads
+    assert weights["dense"] > 3 * weights["bm25"]
+    # powers per arm, configured weights and the no-evidence fallback combine
+    assert arm_weights(
+        {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]},
+        {"bm25": 2.0},
+        coverage={"dense": 0.5, "bm25": None},
+        coverage_power={"dense": 1.0},
+    ) == pytest.approx({"dense": z**2 * 0.5, "bm25": 2 * z**2})
+    # without coverage it is top_z
+    assert arm_weights(scores) == pytest.approx(arm_weights(scores, method="top_z"))
 
 
 def test_blend_scores_standardizes_each_side_exactly():

@@ -32,6 +32,16 @@ def test_bm25_idf_exact():
     assert bm25_idf(3, 3) == pytest.approx(math.log(1 + 0.5 / 3.5))  # never negative
 
 
+def test_attainable_score_is_the_sum_of_query_idf(index):
+    index.add([record("a", "cat cat dog"), record("b", "cat bird"), record("c", "fish")])
+    # N=3: "cat" n=2, "dog" n=1; "zebra" is in no memory (n=0); "the" is a stop word; "cats" repeats "cat"
+    expected = bm25_idf(2, 3) + bm25_idf(1, 3) + bm25_idf(0, 3)
+    assert index.attainable_score("the cats and dogs, cats and a zebra") == pytest.approx(expected)
+    assert index.attainable_score("?!") == 0.0
+    # a memory holding each query term once at average length scores exactly this
+    assert index.search("dog fish", 3)[0].score < index.attainable_score("dog fish")
+
+
 def test_scores_are_bm25_exactly(index):
     index.add([record("a", "cat cat dog"), record("b", "cat bird"), record("c", "fish")])
     # N=3, avgdl=2; "cat": n=2; "dog": n=1

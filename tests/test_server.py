@@ -301,8 +301,9 @@ async def test_equal_weight_rrf_scores_are_exact(tmp_path, cross_encoder_path, e
         service.close()
 
 
-async def test_default_fusion_weights_each_arm_by_its_top_z(client: Client):
+async def test_default_fusion_weights_each_arm_by_its_top_z_and_coverage(client: Client):
     from mimir_mcp.fusion import arm_weights
+    from mimir_mcp.lexical import analyze, bm25_idf, query_terms
 
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "staging deploy key of the production database, rotated on Monday"
@@ -314,7 +315,13 @@ async def test_default_fusion_weights_each_arm_by_its_top_z(client: Client):
         (h["scores"]["dense_rank"], h["scores"]["dense_similarity"]) for h in hits if h["scores"]["dense_rank"]
     )
     bm25 = sorted((h["scores"]["bm25_rank"], h["scores"]["bm25_score"]) for h in hits if h["scores"]["bm25_rank"])
-    weights = arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]})
+    # BM25 coverage: the best score over the sum of the query terms' idf among the five facts
+    attainable = sum(bm25_idf(sum(term in analyze(fact) for fact in FACTS), len(FACTS)) for term in query_terms(query))
+    weights = arm_weights(
+        {"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]},
+        coverage={"dense": dense[0][1], "bm25": bm25[0][1] / attainable},
+    )
+    assert weights != arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}, method="top_z")
     assert len(bm25) >= 3 and weights["dense"] != weights["bm25"]
     for hit in hits:
         expected = sum(

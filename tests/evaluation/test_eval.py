@@ -96,7 +96,53 @@ def test_weak_arm_example_reproduces_the_eval_figures(tiny_beir, tmp_path, cross
     names = [row.split("|")[1].strip() for row in rows[1:]]
     assert names[0] == "full queries" and names[1] == "BM25 sees 3 words" and names[-1] == "dense sees 1 word"
     figures = {name: [float(cell) for cell in row.split("|")[2:-1]] for name, row in zip(names, rows[1:], strict=True)}
-    assert all(len(values) == 6 and all(0 <= v <= 1 for v in values) for values in figures.values())
+    assert all(len(values) == 7 and all(0 <= v <= 1 for v in values) for values in figures.values())
     assert figures["full queries"][1] == pytest.approx(
         json.loads(out.read_text())["methods"]["bm25"]["ndcg@10"], abs=1e-3
     )
+
+
+def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
+    """examples/wordnet_sets.py turns WordNet's data files into the README's extra fusion sets."""
+    wordnet = tmp_path / "wordnet"
+    wordnet.mkdir()
+    lines = {
+        "noun": [
+            "  1 This software and database is being provided",
+            "00000001 05 n 02 bank 0 depository_financial_institution 0 000 | "
+            'a financial institution; "he cashed a check at the bank"',
+            '00000002 17 n 01 bank 1 000 | sloping land beside a body of water; "they pulled the canoe up on the bank"',
+            "00000003 05 n 01 vault 0 000 | a strongroom for valuables",
+        ],
+        "verb": ['00000004 40 v 01 bank 0 000 | do business with a bank; "Where do you bank?"'],
+        "adj": ['00000005 00 a 01 steep(a) 0 000 | having a sharp inclination; "a steep bank"'],
+        "adv": [],
+    }
+    for name, rows in lines.items():
+        (wordnet / f"data.{name}").write_text("".join(row + "  \n" for row in rows), encoding="latin-1")
+    script = Path(__file__).parents[2] / "examples" / "wordnet_sets.py"
+    base = [str(script), "--wordnet", str(wordnet), "--queries", "2"]
+
+    made = run_cli([*base, "--task", "reverse", "--out", str(tmp_path / "reverse")], tmp_path, cross_encoder_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    reverse = load_dataset(tmp_path / "reverse", "test")
+    # nouns with examples are the terms: titled by their synonyms, their examples as text
+    assert set(reverse.corpus) == {"n00000001", "n00000002"}
+    assert reverse.corpus["n00000001"].memory_text == (
+        "bank, depository financial institution\nhe cashed a check at the bank"
+    )
+    assert sorted(reverse.queries.values()) == ["a financial institution", "sloping land beside a body of water"]
+    assert all(reverse.qrels[query] == {query[1:]: 1} for query in reverse.queries)
+
+    made = run_cli([*base, "--task", "senses", "--out", str(tmp_path / "senses")], tmp_path, cross_encoder_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    senses = load_dataset(tmp_path / "senses", "test")
+    # every sense of the picked words is a document (not the unambiguous "steep"); queries are examples
+    assert set(senses.corpus) == {"n00000001", "n00000002", "v00000004"}
+    assert senses.corpus["n00000002"].memory_text == "bank\nsloping land beside a body of water"
+    assert all(
+        senses.queries[query]
+        in {"he cashed a check at the bank", "they pulled the canoe up on the bank", "Where do you bank?"}
+        for query in senses.queries
+    )
+    assert all(senses.qrels[query] == {query[1:]: 1} for query in senses.queries)
