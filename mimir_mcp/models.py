@@ -96,6 +96,18 @@ class SearchCandidates(BaseModel):
     reranked: int
 
 
+class SearchFusion(BaseModel):
+    """How the two arms were fused for this query, so a caller can see why one arm led."""
+
+    method: str = Field(description="coverage, top_z, score_gap or equal (MIMIR_SEARCH_FUSION).")
+    rrf_k: int
+    weights: dict[str, float] = Field(description="Each arm's RRF weight for this query.")
+    coverage: dict[str, float | None] = Field(
+        description="How fully each arm's best hit matches the query: BM25's best score over the query's "
+        "summed idf, the dense arm's best cosine; null for an arm with no candidates."
+    )
+
+
 class SearchResponse(BaseModel):
     query: str
     hits: list[Hit]
@@ -103,6 +115,7 @@ class SearchResponse(BaseModel):
     message: str = Field(description="What ran, and why reranking did not when it did not.")
     reranker_model: str | None
     candidates: SearchCandidates
+    fusion: SearchFusion
     timings_ms: dict[str, float]
 
 

@@ -19,7 +19,15 @@ from mimir_mcp.config import SearchSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.fusion import arm_weights, blend_scores, rrf
 from mimir_mcp.lexical import LexicalIndex
-from mimir_mcp.models import Hit, HitScores, MemoryRecord, MetadataValue, SearchCandidates, SearchResponse
+from mimir_mcp.models import (
+    Hit,
+    HitScores,
+    MemoryRecord,
+    MetadataValue,
+    SearchCandidates,
+    SearchFusion,
+    SearchResponse,
+)
 from mimir_mcp.rerank import Reranker, rerank_or_fallback
 from mimir_mcp.store import MemoryStore
 from mimir_mcp.validation import matches_filters
@@ -155,15 +163,16 @@ class SearchPipeline:
         dense = [(i, s) for i, s in dense if i in allowed][:depth]
         lexical = [(i, s) for i, s in lexical if i in allowed]
         configured = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
+        coverage = {
+            "dense": dense[0][1] if dense else None,
+            "bm25": lexical[0][1] / attainable if lexical and attainable > 0 else None,
+        }
         weights = (
             arm_weights(
                 {"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]},
                 configured,
                 method=self.settings.fusion,
-                coverage={
-                    "dense": dense[0][1] if dense else None,
-                    "bm25": lexical[0][1] / attainable if lexical and attainable > 0 else None,
-                },
+                coverage=coverage,
                 coverage_power={"dense": self.settings.dense_coverage_power, "bm25": self.settings.bm25_coverage_power},
             )
             if self.settings.fusion != "equal"
@@ -251,6 +260,12 @@ class SearchPipeline:
             message=" ".join([message, *notes]),
             reranker_model=self.reranker.model if method == "rrf_hybrid+rerank" else None,
             candidates=SearchCandidates(dense=len(dense), bm25=len(lexical), fused=len(fused), reranked=reranked_count),
+            fusion=SearchFusion(
+                method=self.settings.fusion,
+                rrf_k=self.settings.rrf_k,
+                weights={arm: round(weight, 6) for arm, weight in weights.items()},
+                coverage={arm: None if value is None else round(value, 6) for arm, value in coverage.items()},
+            ),
             timings_ms=timings,
         )
 

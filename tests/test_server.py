@@ -322,6 +322,11 @@ async def test_default_fusion_weights_each_arm_by_its_top_z_and_coverage(client:
         coverage={"dense": dense[0][1], "bm25": bm25[0][1] / attainable},
     )
     assert weights != arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}, method="top_z")
+    # the response says how it fused: the same weights and coverage
+    assert found["fusion"]["method"] == "coverage" and found["fusion"]["rrf_k"] == 10
+    assert found["fusion"]["weights"] == pytest.approx(weights, rel=1e-3)  # hits carry rounded scores
+    expected_coverage = {"dense": dense[0][1], "bm25": bm25[0][1] / attainable}
+    assert found["fusion"]["coverage"] == pytest.approx(expected_coverage, rel=1e-3)
     assert len(bm25) >= 3 and weights["dense"] != weights["bm25"]
     for hit in hits:
         expected = sum(
