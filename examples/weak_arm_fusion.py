@@ -23,7 +23,7 @@ from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import EVAL_NAMESPACE
-from mimir_mcp.fusion import arm_weights, rrf
+from mimir_mcp.fusion import arm_coverage, arm_weights, rrf
 from mimir_mcp.lexical import LexicalIndex, tokenize
 
 DEPTH = 100
@@ -34,10 +34,7 @@ def fuse(
     dense: list[tuple[str, float]], bm25: list[tuple[str, float]], attainable: float, method: str, k: int
 ) -> list[str]:
     scores = {"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}
-    coverage = {
-        "dense": dense[0][1] if dense else None,
-        "bm25": bm25[0][1] / attainable if bm25 and attainable > 0 else None,
-    }
+    coverage = arm_coverage(scores["dense"], scores["bm25"], attainable)
     weights = None if method == "equal" else arm_weights(scores, method=method, coverage=coverage)
     return [doc for doc, _ in rrf({"dense": [d for d, _ in dense], "bm25": [d for d, _ in bm25]}, k=k, weights=weights)]
 

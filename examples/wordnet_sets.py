@@ -21,10 +21,11 @@ WordNet comes from Debian's ``wordnet-base`` package (``apt-get install wordnet-
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 from pathlib import Path
+
+from mimir_mcp.evaluation.beir import Document, write_dataset
 
 PARTS_OF_SPEECH = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 Synset = tuple[list[str], str, list[str]]  # synonyms, definition, examples
@@ -47,7 +48,9 @@ def read_synsets(wordnet: Path) -> dict[str, Synset]:
     return synsets
 
 
-def build(synsets: dict[str, Synset], task: str, queries: int, pos: str, seed: int):
+def build(
+    synsets: dict[str, Synset], task: str, queries: int, pos: str, seed: int
+) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
     rng = random.Random(seed)
     with_examples = sorted(key for key, (_, definition, examples) in synsets.items() if examples and definition)
     if task == "senses":
@@ -62,28 +65,14 @@ def build(synsets: dict[str, Synset], task: str, queries: int, pos: str, seed: i
         for key in picked:
             for word in synsets[key][0]:
                 documents |= senses_of[word.lower()]
-        corpus = [(key, ", ".join(synsets[key][0]), synsets[key][1]) for key in sorted(documents)]
-        query_rows = [(f"q{key}", rng.choice(synsets[key][2])) for key in picked]
+        corpus = [Document(key, ", ".join(synsets[key][0]), synsets[key][1]) for key in sorted(documents)]
+        query_rows = {f"q{key}": rng.choice(synsets[key][2]) for key in picked}
     else:
         terms = [key for key in with_examples if key[0] in pos]
-        corpus = [(key, ", ".join(synsets[key][0]), " ".join(synsets[key][2])) for key in terms]
+        corpus = [Document(key, ", ".join(synsets[key][0]), " ".join(synsets[key][2])) for key in terms]
         picked = rng.sample(terms, queries)
-        query_rows = [(f"q{key}", synsets[key][1]) for key in picked]
-    return corpus, query_rows, [(f"q{key}", key) for key in picked]
-
-
-def write(out: Path, corpus, queries, qrels) -> None:
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    with (out / "corpus.jsonl").open("w", encoding="utf-8") as fh:
-        for key, title, text in corpus:
-            fh.write(json.dumps({"_id": key, "title": title, "text": text}) + "\n")
-    with (out / "queries.jsonl").open("w", encoding="utf-8") as fh:
-        for key, text in queries:
-            fh.write(json.dumps({"_id": key, "text": text}) + "\n")
-    with (out / "qrels" / "test.tsv").open("w", encoding="utf-8") as fh:
-        fh.write("query-id\tcorpus-id\tscore\n")
-        for query, document in qrels:
-            fh.write(f"{query}\t{document}\t1\n")
+        query_rows = {f"q{key}": synsets[key][1] for key in picked}
+    return corpus, query_rows, {f"q{key}": {key: 1} for key in picked}
 
 
 def main() -> None:
@@ -96,7 +85,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     corpus, queries, qrels = build(read_synsets(args.wordnet), args.task, args.queries, args.pos, args.seed)
-    write(args.out, corpus, queries, qrels)
+    write_dataset(args.out, corpus, queries, qrels)
     print(f"{args.task}: {len(corpus)} documents, {len(queries)} queries -> {args.out}")
 
 

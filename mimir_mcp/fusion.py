@@ -88,6 +88,16 @@ def coverage_factor(coverage: float | None, power: float, *, floor: float = 0.05
     return max(min(coverage, 1.0), floor) ** power
 
 
+def arm_coverage(dense: Sequence[float], bm25: Sequence[float], attainable: float) -> dict[str, float | None]:
+    """Each arm's coverage from its ranked scores, for ``coverage_factor``: the dense arm's best cosine
+    similarity, and BM25's best score over ``attainable`` (``LexicalIndex.attainable_score`` of the
+    query); ``None`` for an arm without hits."""
+    return {
+        "dense": dense[0] if dense else None,
+        "bm25": bm25[0] / attainable if bm25 and attainable > 0 else None,
+    }
+
+
 def arm_weights(
     arm_scores: Mapping[str, Sequence[float]],
     base: Mapping[str, float] | None = None,

@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.fusion import arm_weights, blend_scores, rrf
+from mimir_mcp.fusion import arm_coverage, arm_weights, blend_scores, rrf
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import (
     Hit,
@@ -163,13 +163,11 @@ class SearchPipeline:
         dense = [(i, s) for i, s in dense if i in allowed][:depth]
         lexical = [(i, s) for i, s in lexical if i in allowed]
         configured = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
-        coverage = {
-            "dense": dense[0][1] if dense else None,
-            "bm25": lexical[0][1] / attainable if lexical and attainable > 0 else None,
-        }
+        arm_scores = {"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]}
+        coverage = arm_coverage(arm_scores["dense"], arm_scores["bm25"], attainable)
         weights = (
             arm_weights(
-                {"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]},
+                arm_scores,
                 configured,
                 method=self.settings.fusion,
                 coverage=coverage,

@@ -4,6 +4,7 @@ import pytest
 
 from mimir_mcp.fusion import (
     COVERAGE_POWER,
+    arm_coverage,
     arm_weights,
     blend_scores,
     coverage_factor,
@@ -105,6 +106,12 @@ def test_coverage_factor_exact():
     assert coverage_factor(-0.2, 2.0) == pytest.approx(0.05**2)  # floored, not silenced
     assert coverage_factor(None, 4.0) == 1.0  # unknown: no change
     assert coverage_factor(0.3, 0.0) == 1.0  # power 0 turns it off
+
+
+def test_arm_coverage_exact():
+    assert arm_coverage([0.7, 0.5], [6.0, 2.0], 8.0) == {"dense": 0.7, "bm25": 0.75}
+    assert arm_coverage([], [6.0], 0.0) == {"dense": None, "bm25": None}  # no hits; nothing attainable
+    assert arm_coverage([0.4], [], 3.0) == {"dense": 0.4, "bm25": None}
 
 
 def test_coverage_is_the_default_method_and_scales_top_z_exactly():

@@ -1,10 +1,11 @@
-"""Loading a BEIR-format dataset folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``."""
+"""Reading and writing a BEIR-format dataset folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``."""
 
 from __future__ import annotations
 
 import csv
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,3 +67,27 @@ def load_dataset(folder: Path | str, split: str = "test") -> Dataset:
             if len(row) >= 3 and row[1] in corpus:
                 qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
     return Dataset(name=folder.name, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def write_dataset(
+    folder: Path | str,
+    corpus: Iterable[Document],
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    split: str = "test",
+) -> None:
+    """Write a folder that ``load_dataset`` (and BEIR's own loader) reads back: how the examples turn
+    other collections into evaluation sets."""
+    folder = Path(folder)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as out:
+        for document in corpus:
+            out.write(json.dumps({"_id": document.id, "title": document.title, "text": document.text}) + "\n")
+    with (folder / "queries.jsonl").open("w", encoding="utf-8") as out:
+        for query_id, text in queries.items():
+            out.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    with (folder / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as out:
+        out.write("query-id\tcorpus-id\tscore\n")
+        for query_id, judged in qrels.items():
+            for document_id, score in judged.items():
+                out.write(f"{query_id}\t{document_id}\t{score}\n")

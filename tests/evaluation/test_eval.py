@@ -146,3 +146,31 @@ def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
         for query in senses.queries
     )
     assert all(senses.qrels[query] == {query[1:]: 1} for query in senses.queries)
+
+
+def test_debian_packages_example_builds_a_beir_folder(tmp_path, cross_encoder_path):
+    """examples/debian_packages_set.py: one document per distinct long description, synopses as queries."""
+    translations = tmp_path / "Translation-en"
+    translations.write_text(
+        "Package: git\nDescription-md5: 1\nDescription-en: fast, scalable, distributed revision control system\n"
+        " Git is popular.\n .\n It is fast.\n\n"
+        "Package: 0ad\nDescription-md5: 2\nDescription-en: Real-time strategy game of ancient warfare\n"
+        " 0 A.D. is a game.\n\n"
+        "Package: 0ad-copy\nDescription-md5: 3\nDescription-en: Real-time strategy game (copy)\n"
+        " 0 A.D. is a game.\n\n"
+        "Package: empty\nDescription-md5: 4\nDescription-en: no long description\n",
+        encoding="utf-8",
+    )
+    script = Path(__file__).parents[2] / "examples" / "debian_packages_set.py"
+    args = [str(script), "--translations", str(translations), "--queries", "5", "--out", str(tmp_path / "debian")]
+    made = run_cli(args, tmp_path, cross_encoder_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    dataset = load_dataset(tmp_path / "debian", "test")
+    # the copy repeats 0ad's description and the last package has none: two documents remain
+    assert set(dataset.corpus) == {"git", "0ad"}
+    assert dataset.corpus["git"].memory_text == "git\nGit is popular. It is fast."
+    assert dataset.queries == {
+        "q-git": "fast, scalable, distributed revision control system",
+        "q-0ad": "Real-time strategy game of ancient warfare",
+    }
+    assert dataset.qrels == {"q-git": {"git": 1}, "q-0ad": {"0ad": 1}}
