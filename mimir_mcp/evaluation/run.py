@@ -54,16 +54,24 @@ def progress(message: str, stream: TextIO = sys.stderr) -> None:
 
 
 async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int) -> dict[str, list[str]]:
-    """Remember every document (deduplicated like any memory); returns memory id -> document ids."""
+    """Remember every document (deduplicated like any memory); returns memory id -> document ids.
+
+    A document longer than a memory may be (``MIMIR_LIMITS_MAX_TEXT_BYTES``) is cut to fit, as an agent
+    storing it would have to, and the count is reported: one long document must not stop an evaluation.
+    """
     documents = list(dataset.corpus.values())
+    limit = service.settings.limits.max_text_bytes
     owners: dict[str, list[str]] = {}
+    cut = 0
     started = time.perf_counter()
     for start in range(0, len(documents), batch_size):
         chunk = documents[start : start + batch_size]
+        texts = [_fit(doc.memory_text, limit) for doc in chunk]
+        cut += sum(len(text) < len(doc.memory_text) for text, doc in zip(texts, chunk, strict=True))
         batch = check_batch(
             [
-                MemoryInput(text=doc.memory_text, namespace=EVAL_NAMESPACE, source=f"{dataset.name}:{doc.id}")
-                for doc in chunk
+                MemoryInput(text=text, namespace=EVAL_NAMESPACE, source=f"{dataset.name}:{doc.id}")
+                for text, doc in zip(texts, chunk, strict=True)
             ],
             service.settings.limits,
         )
@@ -74,7 +82,15 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
         rate = done / max(time.perf_counter() - started, 1e-9)
         progress(f"indexing {dataset.name}: {done}/{len(documents)} documents ({rate:.0f}/s)")
     sys.stderr.write("\n")
+    if cut:
+        sys.stderr.write(f"{cut} document(s) longer than {limit} bytes were cut to fit (MIMIR_LIMITS_MAX_TEXT_BYTES)\n")
     return owners
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, at a character boundary."""
+    encoded = text.encode("utf-8")
+    return text if len(encoded) <= limit else encoded[:limit].decode("utf-8", "ignore").rstrip()
 
 
 async def evaluate_method(

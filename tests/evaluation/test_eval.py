@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mimir_mcp.evaluation.beir import load_dataset
-from mimir_mcp.evaluation.run import METHODS, format_table, parse_methods, run_eval
+from mimir_mcp.evaluation.beir import Document, load_dataset, write_dataset
+from mimir_mcp.evaluation.run import METHODS, _fit, format_table, parse_methods, run_eval
 
 from ..conftest import run_cli
 
@@ -50,6 +50,26 @@ async def test_run_eval_reports_every_method(tiny_beir, settings, tmp_path):
     assert "not_reranked" not in report["methods"]["rrf+rerank"]
     table = format_table(report)
     assert "rrf+rerank" in table and "nDCG@10" in table
+
+
+def test_fit_cuts_at_a_character_boundary():
+    assert _fit("short", 100) == "short"
+    assert _fit("aé" * 10, 3) == "aé"  # "a" is 1 byte, "é" 2
+    assert _fit("aé" * 10, 5) == "aéa"  # the second "é" would end at byte 6: dropped, not split
+    assert _fit("ab " + "c" * 10, 3) == "ab"  # trailing space dropped
+
+
+@pytest.mark.anyio
+async def test_eval_cuts_documents_longer_than_a_memory_may_be(settings, tmp_path, capsys):
+    """One document over MIMIR_LIMITS_MAX_TEXT_BYTES must not stop an evaluation: it is cut and counted."""
+    folder = tmp_path / "long"
+    long_text = "Geysers erupt when groundwater boils under pressure. " + "é" * 400
+    corpus = [Document("geyser", "Geyser", long_text), Document("tide", "Tide", "The moon pulls the oceans.")]
+    write_dataset(folder, corpus, {"q1": "why do geysers erupt"}, {"q1": {"geyser": 1}})
+    limited = settings.model_copy(update={"limits": settings.limits.model_copy(update={"max_text_bytes": 200})})
+    report = await run_eval(folder, split="test", methods=("bm25",), settings=limited, data_dir=tmp_path / "ix")
+    assert report["documents"] == 2 and report["methods"]["bm25"]["ndcg@10"] == 1.0
+    assert "1 document(s) longer than 200 bytes were cut to fit" in capsys.readouterr().err
 
 
 def test_eval_command_writes_json(tiny_beir, tmp_path, cross_encoder_path):
