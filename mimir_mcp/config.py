@@ -16,6 +16,8 @@ import platformdirs
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mimir_mcp.fusion import COVERAGE_POWER
+
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_RERANKER_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 
@@ -105,10 +107,10 @@ class SearchSettings(BaseModel):
         "top-1/top-10 score gap (score_gap); or plain equal-weight RRF.",
     )
     bm25_coverage_power: float = Field(
-        default=4.0, ge=0, description="Exponent of the BM25 arm's coverage in its weight (coverage fusion)."
+        default=COVERAGE_POWER["bm25"], ge=0, description="Exponent of the BM25 arm's coverage in its weight."
     )
     dense_coverage_power: float = Field(
-        default=3.0, ge=0, description="Exponent of the dense arm's coverage (best cosine) in its weight."
+        default=COVERAGE_POWER["dense"], ge=0, description="Exponent of the dense arm's coverage (best cosine)."
     )
     dense_weight: float = Field(default=1.0, ge=0)
     bm25_weight: float = Field(default=1.0, ge=0)

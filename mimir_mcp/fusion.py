@@ -68,7 +68,8 @@ def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 
 
 
 # How strongly each arm's coverage counts (``coverage_factor``): chosen on SciFact, two WordNet sets
-# and simulated weak arms, checked on a third WordNet set (README, "How the defaults were chosen").
+# and simulated weak arms, checked on a third WordNet set and a Debian package set (README, "How the
+# defaults were chosen"). The settings' defaults (MIMIR_SEARCH_*_COVERAGE_POWER) are these.
 COVERAGE_POWER = {"bm25": 4.0, "dense": 3.0}
 
 
