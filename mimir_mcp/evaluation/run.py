@@ -66,8 +66,9 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
     started = time.perf_counter()
     for start in range(0, len(documents), batch_size):
         chunk = documents[start : start + batch_size]
-        texts = [_fit(doc.memory_text, limit) for doc in chunk]
-        cut += sum(len(text) < len(doc.memory_text) for text, doc in zip(texts, chunk, strict=True))
+        whole = [doc.memory_text for doc in chunk]
+        texts = [_fit(text, limit) for text in whole]
+        cut += sum(len(fitted) < len(text) for fitted, text in zip(texts, whole, strict=True))
         batch = check_batch(
             [
                 MemoryInput(text=text, namespace=EVAL_NAMESPACE, source=f"{dataset.name}:{doc.id}")
