@@ -7,6 +7,8 @@ array per term that new documents are appended to, and answers a query with a fe
 over the postings of the query's terms. SQLite keeps the records and their analyzed tokens
 (transactional, one file), and the in-memory index is rebuilt from it when the server starts.
 Stemming is the Snowball project's Porter stemmer (``snowballstemmer``), the same algorithm FTS5 uses.
+Accents are folded, and Chinese, Japanese and Korean text is indexed as overlapping character bigrams,
+the analysis of Lucene's CJKAnalyzer, since those scripts do not separate words with spaces.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,23 @@ STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there "
     "these they this to was will with".split()
 )
-_WORD = re.compile(r"\w+")
+# Han (with its iteration marks), Hiragana, Katakana and Hangul syllables. Chinese and Japanese put no
+# spaces between words; Korean does, but fuses particles and endings onto them (서울에서, 서울은), so a
+# whole Korean word would rarely match another sentence's. Without a dictionary, overlapping bigrams
+# are the standard answer: most words are one or two characters, and a longer one is matched gram by gram.
+_CJK_RUN = re.compile(
+    "([\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3040-\u30ff\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f]+)"
+)
+# The generic combining diacritics (acute, grave, diaeresis, cedilla, tilde, breve...) that Latin,
+# Greek and Cyrillic letters decompose into. Marks that are letters of their own script (Devanagari
+# vowel signs, Hebrew points, Arabic harakat) live in that script's block and are kept.
+_DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 MAX_TOKEN_CHARS = 64
+# What ``analyze`` returns for a text, as stored with each memory: bump it whenever that changes, so an
+# index written by the previous analyzer is analyzed again once when it is opened. 1: \w+ words, stop
+# words, Porter. 2: accents folded, CJK bigrams.
+ANALYZER_VERSION = 2
 K1 = 1.2
 B = 0.75
 
@@ -56,15 +73,58 @@ CREATE TABLE IF NOT EXISTS memories (
     tokens TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS memories_namespace ON memories(namespace);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+@cache
+def _word_pattern() -> re.Pattern[str]:
+    """A word character, then word characters and combining marks: Python's ``\\w`` leaves out vowel
+    signs and viramas (Devanagari, Bengali, Thai...), which would cut those words apart. Only the Basic
+    Multilingual Plane's marks, those of nearly every script in use: a class reaching past it is matched
+    range by range, several times slower. Built from the Unicode database on first use, not at import."""
+    marks = "".join(chr(code_point) for code_point in range(0x10000) if unicodedata.category(chr(code_point))[0] == "M")
+    return re.compile(rf"\w[\w{re.escape(marks)}]*")
+
+
 def tokenize(text: str, *, drop_stop_words: bool = True) -> list[str]:
-    """Lower-cased Unicode word tokens, NFKC-normalized, stop words dropped, over-long tokens cut."""
-    words = _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+    """Lower-cased Unicode word tokens, NFKC-normalized and accent-folded, runs of CJK characters as
+    bigrams, stop words dropped, over-long tokens cut."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    words = _word_pattern().findall(text)
+    if not text.isascii():
+        words = [token for word in words for token in ((word,) if word.isascii() else _non_ascii_word_tokens(word))]
     return [
         word[:MAX_TOKEN_CHARS] for word in words if word.strip("_") and not (drop_stop_words and word in STOP_WORDS)
     ]
+
+
+@lru_cache(maxsize=200_000)
+def _non_ascii_word_tokens(word: str) -> tuple[str, ...]:
+    """A word's CJK runs as bigrams, the rest of it accent-folded (cached: words repeat, Unicode
+    normalization is not free)."""
+    tokens: list[str] = []
+    for position, piece in enumerate(_CJK_RUN.split(word)):
+        if position % 2:  # split() puts the captured CJK runs at odd positions
+            tokens.extend(cjk_bigrams(piece))
+        elif piece:
+            tokens.append(fold_accents(piece))
+    return tuple(tokens)
+
+
+def fold_accents(word: str) -> str:
+    """``café`` -> ``cafe``: NFKD, drop the generic combining diacritics, recompose. A word without
+    them comes back unchanged, so other scripts (and precomposed Hangul) are never decomposed."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    stripped = _DIACRITICS.sub("", decomposed)
+    return word if stripped == decomposed else unicodedata.normalize("NFC", stripped)
+
+
+def cjk_bigrams(run: str) -> list[str]:
+    """Overlapping character bigrams of a CJK run, as Lucene's CJKBigramFilter; one character stays itself."""
+    if len(run) == 1:
+        return [run]
+    return [run[start : start + 2] for start in range(len(run) - 1)]
 
 
 _STEMMER = snowballstemmer.stemmer("porter")
@@ -72,7 +132,8 @@ _STEMMER = snowballstemmer.stemmer("porter")
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    return _STEMMER.stemWord(word)
+    """Porter stemming; CJK grams are left as they are."""
+    return word if _CJK_RUN.match(word) else _STEMMER.stemWord(word)
 
 
 def analyze(text: str) -> list[str]:
@@ -157,17 +218,31 @@ class LexicalIndex:
         self._db.execute("DROP TABLE IF EXISTS memories_fts")
 
     def _load(self) -> None:
-        """Rebuild the in-memory postings from SQLite (analyzing rows an older version stored without tokens)."""
+        """Rebuild the in-memory postings from SQLite. Tokens stored by another analyzer version (or none,
+        by the FTS5 version) would not match this version's query terms: every memory's text is then
+        analyzed again, once, and stored in one transaction."""
+        stored_version = self._db.execute("SELECT value FROM meta WHERE key = 'analyzer_version'").fetchone()
+        outdated = stored_version is None or stored_version[0] != str(ANALYZER_VERSION)
         rows = self._db.execute("SELECT rowid, id, namespace, text, tokens FROM memories ORDER BY rowid").fetchall()
-        missing = []
+        reanalyzed = []
         for rowid, memory_id, namespace, text, tokens in rows:
-            terms = tokens.split() if tokens else analyze(text)
-            if not tokens and terms:
-                missing.append((" ".join(terms), rowid))
+            terms = analyze(text) if outdated else tokens.split()
+            if outdated:
+                reanalyzed.append((" ".join(terms), rowid))
             self._index(rowid, memory_id, namespace, terms)
-        if missing:
+        if outdated:
             with self._transaction() as db:
-                db.executemany("UPDATE memories SET tokens = ? WHERE rowid = ?", missing)
+                db.executemany("UPDATE memories SET tokens = ? WHERE rowid = ?", reanalyzed)
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('analyzer_version', ?)", (str(ANALYZER_VERSION),)
+                )
+            if rows:
+                logger.info(
+                    "BM25 index re-analyzed: %d memories from analyzer version %s to %d",
+                    len(rows),
+                    stored_version[0] if stored_version else "1",
+                    ANALYZER_VERSION,
+                )
         if rows:
             logger.info("BM25 index loaded: %d memories, %d terms", self._live, len(self._postings))
 

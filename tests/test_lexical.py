@@ -1,9 +1,21 @@
+import logging
 import math
+import sqlite3
 
 import pytest
 from rank_bm25 import BM25Okapi
 
-from mimir_mcp.lexical import K1, LexicalIndex, analyze, bm25_idf, query_terms, tokenize
+from mimir_mcp.lexical import (
+    ANALYZER_VERSION,
+    K1,
+    LexicalIndex,
+    analyze,
+    bm25_idf,
+    cjk_bigrams,
+    fold_accents,
+    query_terms,
+    tokenize,
+)
 from mimir_mcp.models import MemoryRecord
 
 
@@ -13,7 +25,7 @@ def record(memory_id: str, text: str, **fields) -> MemoryRecord:
 
 def test_tokenize_exact():
     assert tokenize("The Cats, and the DOGS!") == ["cats", "dogs"]
-    assert tokenize("Ｆｕｌｌ-width café_au_lait 42") == ["full", "width", "café_au_lait", "42"]
+    assert tokenize("Ｆｕｌｌ-width café_au_lait 42") == ["full", "width", "cafe_au_lait", "42"]
     assert tokenize("the and of") == []
     assert tokenize("the and of", drop_stop_words=False) == ["the", "and", "of"]
     assert tokenize("___ x") == ["x"]
@@ -25,6 +37,53 @@ def test_analyze_and_query_terms_exact():
     assert query_terms('cats NOT "dogs*" NEAR(x) cats') == ["cat", "dog", "near", "x"]
     assert query_terms("the the") == ["the"]  # only stop words: keep them rather than match nothing
     assert query_terms("?!") == []
+
+
+def test_accents_are_folded_exact():
+    assert analyze("Café au lait") == ["cafe", "au", "lait"]
+    assert tokenize("naïve Zürich résumé Việt") == ["naive", "zurich", "resume", "viet"]
+    assert tokenize("cafe\u0301 nai\u0308ve") == ["cafe", "naive"]  # decomposed input: marks are part of the word
+    assert tokenize("Ἀθῆναι Ёлка") == ["αθηναι", "елка"]  # Greek and Cyrillic diacritics fold too
+    assert tokenize("à la") == ["la"]  # folded before stop words: "à" becomes the stop word "a"
+    assert fold_accents("crème brûlée") == "creme brulee"
+    assert fold_accents("ø ß ł") == "ø ß ł"  # letters of their own, not a base letter plus a mark
+
+
+def test_marks_that_are_letters_are_kept():
+    # Devanagari vowel signs and the virama are marks, but \w alone would cut the word at each of them.
+    assert tokenize("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]
+    assert analyze("हिन्दी") == ["हिन्दी"]
+    assert tokenize("❤️ ok") == ["ok"]  # a mark with no word before it (emoji variation selector) is no word
+
+
+def test_cjk_bigrams_exact():
+    assert cjk_bigrams("東京タワー") == ["東京", "京タ", "タワ", "ワー"]
+    assert cjk_bigrams("東") == ["東"]
+    assert analyze("東京タワーに行きました and visited Tokyo") == [
+        *["東京", "京タ", "タワ", "ワー", "ーに", "に行", "行き", "きま", "まし", "した"],
+        *["visit", "tokyo"],  # Latin words around CJK text: stop words, stemming as ever
+    ]
+    assert analyze("我喜欢北京烤鸭") == ["我喜", "喜欢", "欢北", "北京", "京烤", "烤鸭"]
+    assert analyze("2024年に") == ["2024", "年に"]
+    assert analyze("東京、京都と大阪") == ["東京", "京都", "都と", "と大", "大阪"]  # punctuation ends a run
+    # Hangul: syllables stay precomposed; a word is bigrammed so that 서울 matches 서울에서 (particle fused on)
+    assert analyze("서울에서 친구를 만났어요 밥") == [
+        "서울",
+        "울에",
+        "에서",
+        "친구",
+        "구를",
+        "만났",
+        "났어",
+        "어요",
+        "밥",
+    ]
+
+
+def test_query_terms_for_cjk_queries():
+    assert query_terms("東京タワー、東京") == ["東京", "京タ", "タワ", "ワー"]  # distinct, in order, not stemmed
+    assert query_terms("東") == ["東"]
+    assert query_terms("Tokyoのカフェ") == ["tokyo", "のカ", "カフ", "フェ"]
 
 
 def test_bm25_idf_exact():
@@ -163,3 +222,64 @@ def test_index_written_by_the_fts5_version_is_migrated(tmp_path):
     index = LexicalIndex(path)
     assert [hit.id for hit in index.search("glacier", 5)] == ["a"]
     index.close()
+
+
+def test_accented_and_unaccented_words_find_each_other(index):
+    index.add([record("accented", "Un café à Zürich"), record("plain", "a naive resume"), record("other", "tea")])
+    assert [hit.id for hit in index.search("cafe zurich", 5)] == ["accented"]
+    assert [hit.id for hit in index.search("Café", 5)] == ["accented"]
+    assert [hit.id for hit in index.search("naïve résumé", 5)] == ["plain"]
+
+
+def test_japanese_query_ranks_the_memory_sharing_most_bigrams_first(index):
+    index.add(
+        [
+            record("station", "東京駅で友達に会いました"),
+            record("tower", "昨日東京タワーに行きました"),
+            record("kyoto", "京都の寺を訪ねました"),
+            record("english", "We visited Tokyo Tower yesterday"),
+        ]
+    )
+    assert [hit.id for hit in index.search("東京タワー", 5)] == ["tower", "station"]  # 4 shared bigrams, then 1
+    assert {hit.id for hit in index.search("東京", 5)} == {"station", "tower"}  # a two-character word
+    assert [hit.id for hit in index.search("京都", 5)] == ["kyoto"]  # 京 alone matches nothing
+    assert {hit.id for hit in index.search("tokyo タワー", 5)} == {"tower", "english"}  # mixed query
+
+
+def test_index_written_by_the_previous_analyzer_is_reanalyzed_once(tmp_path, caplog):
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as db:  # what the version-1 code wrote: no meta table, \w+ tokens unfolded
+        db.executescript(
+            "CREATE TABLE memories (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, namespace TEXT NOT NULL, "
+            "text TEXT NOT NULL, tags TEXT NOT NULL, source TEXT, agent TEXT, created_at TEXT NOT NULL, "
+            "metadata TEXT NOT NULL, tokens TEXT NOT NULL DEFAULT ''); "
+            "CREATE INDEX memories_namespace ON memories(namespace);"
+        )
+        db.executemany(
+            "INSERT INTO memories VALUES (?, ?, 'default', ?, '[]', NULL, NULL, 't', '{}', ?)",
+            [
+                (1, "cafe", "Un café à Zürich", "un café à zürich"),
+                (2, "tokyo", "東京タワーに行きました", "東京タワーに行きました"),
+                (3, "plain", "Dogs running", "dog run"),
+            ],
+        )
+    with caplog.at_level(logging.INFO, logger="mimir_mcp.lexical"):
+        index = LexicalIndex(path)
+    assert "re-analyzed: 3 memories from analyzer version 1 to 2" in caplog.text
+    assert [hit.id for hit in index.search("cafe", 5)] == ["cafe"]
+    assert [hit.id for hit in index.search("東京", 5)] == ["tokyo"]
+    assert [hit.id for hit in index.search("dog", 5)] == ["plain"]
+    assert index.remove(["tokyo"]) == 1  # document frequencies come from the re-analyzed tokens
+    assert index.search("東京", 5) == []
+    index.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'analyzer_version'").fetchone() == (
+            str(ANALYZER_VERSION),
+        )
+        assert db.execute("SELECT tokens FROM memories WHERE id = 'cafe'").fetchone() == ("un cafe zurich",)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mimir_mcp.lexical"):
+        again = LexicalIndex(path)  # up to date now: tokens are read, not analyzed again
+    assert "re-analyzed" not in caplog.text
+    assert [hit.id for hit in again.search("Zürich", 5)] == ["cafe"]
+    again.close()
