@@ -39,7 +39,7 @@ def snippet(text: str, query: str, max_chars: int) -> str:
     budget = max_chars - 2 * len(ELLIPSIS)
     found = _best_matches(text, set(query_terms(query)), budget)
     if found is None:
-        start, end = 0, _cut_end(text, 1, max_chars - len(ELLIPSIS), 1)
+        start, end = 0, _cut_end(text, 1, max_chars - len(ELLIPSIS))
     else:
         first, last = found
         slack = budget - (last - first)
@@ -48,7 +48,7 @@ def snippet(text: str, query: str, max_chars: int) -> str:
             start, end = 0, max_chars - len(ELLIPSIS)
         elif end >= len(text):
             start, end = len(text) - (max_chars - len(ELLIPSIS)), len(text)
-        start, end = _cut_start(text, start, first), _cut_end(text, last, end, start + 1)
+        start, end = _cut_start(text, start, first), _cut_end(text, last, end)
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
@@ -109,16 +109,15 @@ def _cut_start(text: str, start: int, limit: int) -> int:
     return limit
 
 
-def _cut_end(text: str, limit: int, end: int, floor: int) -> int:
-    """The last word boundary in ``[limit, end]``, preferring whitespace to punctuation; when there is
-    none (one word longer than the window) ``end`` itself. ``floor`` keeps the window non-empty."""
+def _cut_end(text: str, limit: int, end: int) -> int:
+    """The last word boundary in ``[limit, end]`` (``limit`` > 0), preferring whitespace to punctuation;
+    when there is none (one word longer than the window) ``end`` itself."""
     if end >= len(text):
         return len(text)
-    low = max(limit, floor)
-    for position in range(end, low - 1, -1):
+    for position in range(end, limit - 1, -1):
         if text[position - 1].isspace() or text[position].isspace():
             return position
-    for position in range(end, low - 1, -1):
+    for position in range(end, limit - 1, -1):
         if not (_is_word_char(text[position - 1]) and _is_word_char(text[position])):
             return position
     return end
