@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mimir_mcp.fusion import COVERAGE_POWER
+from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_RERANKER_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
@@ -116,6 +117,13 @@ class SearchSettings(BaseModel):
     bm25_weight: float = Field(default=1.0, ge=0)
     default_top_k: int = Field(default=10, ge=1)
     default_rerank_top_k: int = Field(default=50, ge=1)
+    # About a paragraph: enough to judge a hit, and ten hits with their scores stay a few KB.
+    default_max_chars: int = Field(
+        default=400,
+        ge=MIN_SNIPPET_CHARS,
+        description="Most characters of each hit's text when `max_chars` is not given; longer memories "
+        "are shown as a snippet around the best-matching part.",
+    )
 
 
 class LimitSettings(BaseModel):

@@ -75,7 +75,12 @@ class HitScores(BaseModel):
 
 class Hit(BaseModel):
     id: str
-    text: str
+    text: str = Field(
+        description="The memory's text, or when it is longer than the search's max_chars, the part of it that "
+        "best matches the query, with '…' where it was cut."
+    )
+    truncated: bool = Field(description="True when `text` is a snippet rather than the whole memory.")
+    text_chars: int = Field(description="Length of the whole memory in characters.")
     namespace: str
     tags: list[str]
     source: str | None

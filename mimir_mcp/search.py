@@ -29,6 +29,7 @@ from mimir_mcp.models import (
     SearchResponse,
 )
 from mimir_mcp.rerank import Reranker, rerank_or_fallback
+from mimir_mcp.snippet import snippet
 from mimir_mcp.store import MemoryStore
 from mimir_mcp.validation import matches_filters
 
@@ -38,7 +39,8 @@ Arm = Literal["dense", "bm25"]
 @dataclass(frozen=True)
 class SearchRequest:
     """A validated search; ``namespace=None`` searches every namespace. ``arms`` lets evaluation run one
-    retrieval arm alone through the same pipeline; the tool always uses both."""
+    retrieval arm alone through the same pipeline; the tool always uses both. ``max_chars`` caps each
+    hit's text (a snippet around the best-matching part); ``None`` shows whole texts."""
 
     query: str
     top_k: int
@@ -49,6 +51,7 @@ class SearchRequest:
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
     arms: tuple[Arm, ...] = ("dense", "bm25")
+    max_chars: int | None = None
 
 
 def _ms(seconds: float) -> float:
@@ -239,17 +242,26 @@ class SearchPipeline:
         t0 = time.perf_counter()
         await self._hydrate(records, [item[0] for item in shown])
         timings["hydrate_ms"] = _ms(time.perf_counter() - t0)
-        hits = [
-            _hit(
-                records[memory_id],
-                rrf_score,
-                rerank_score,
-                blended,
-                scores_for(memory_id, rrf_score, rerank_score, blended),
-            )
-            for memory_id, rrf_score, rerank_score, blended in shown
-            if memory_id in records
-        ]
+
+        def build_hits() -> list[Hit]:
+            return [
+                _hit(
+                    records[memory_id],
+                    rrf_score,
+                    rerank_score,
+                    blended,
+                    scores_for(memory_id, rrf_score, rerank_score, blended),
+                    request,
+                )
+                for memory_id, rrf_score, rerank_score, blended in shown
+                if memory_id in records
+            ]
+
+        # A snippet scans every word of its memory: off the event loop when there is one to make.
+        long_texts = request.max_chars is not None and any(
+            len(records[memory_id].text) > request.max_chars for memory_id, *_ in shown if memory_id in records
+        )
+        hits = await anyio.to_thread.run_sync(build_hits) if long_texts else build_hits()
         timings["total_ms"] = _ms(time.perf_counter() - started)
         return SearchResponse(
             query=request.query,
@@ -288,11 +300,23 @@ class SearchPipeline:
 
 
 def _hit(
-    record: MemoryRecord, rrf_score: float, rerank_score: float | None, blended: float | None, scores: HitScores
+    record: MemoryRecord,
+    rrf_score: float,
+    rerank_score: float | None,
+    blended: float | None,
+    scores: HitScores,
+    request: SearchRequest,
 ) -> Hit:
+    """The hit as the caller sees it: scores and order were settled on the whole text; only what is
+    shown of a long memory is cut to ``request.max_chars``."""
+    text = record.text
+    if request.max_chars is not None and len(text) > request.max_chars:
+        text = snippet(text, request.query, request.max_chars)
     return Hit(
         id=record.id,
-        text=record.text,
+        text=text,
+        truncated=len(text) < len(record.text),
+        text_chars=len(record.text),
         namespace=record.namespace,
         tags=record.tags,
         source=record.source,

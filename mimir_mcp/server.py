@@ -30,6 +30,7 @@ from mimir_mcp.models import (
 )
 from mimir_mcp.rerank import rerank_or_raise
 from mimir_mcp.search import SearchRequest
+from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 from mimir_mcp.validation import (
     check_batch,
     check_count,
@@ -59,6 +60,9 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
     settings = settings or Settings()
     memory = service or MemoryService(settings)
     limits = settings.limits
+    # No memory is longer than max_text_bytes characters, so a larger max_chars would change nothing;
+    # the configured default is allowed even when it is larger.
+    max_chars_limit = max(limits.max_text_bytes, settings.search.default_max_chars)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[MemoryService]:
@@ -164,13 +168,24 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         metadata: Annotated[
             dict[str, Any] | None, Field(description="Only memories whose metadata equals all of these pairs.")
         ] = None,
+        max_chars: Annotated[
+            int,
+            Field(
+                ge=MIN_SNIPPET_CHARS,
+                le=max_chars_limit,
+                description="Most characters of each hit's text: a longer memory is shown as the part that best "
+                f"matches the query, with `truncated: true` ({MIN_SNIPPET_CHARS}-{max_chars_limit}).",
+            ),
+        ] = settings.search.default_max_chars,
     ) -> SearchResponse:
         """Find memories: dense vectors and BM25 keywords fused by Reciprocal Rank Fusion, then the top
         candidates reranked by a cross-encoder.
 
         `search_method` says what ran: `rrf_hybrid+rerank`, or `rrf_hybrid` when reranking was off or
         unavailable (the reason is in `message`; results are still returned in RRF order). Each hit has
-        its dense rank, BM25 rank, RRF score and rerank score.
+        its dense rank, BM25 rank, RRF score and rerank score. A hit's `text` is at most `max_chars`
+        long: a longer memory shows the part that best matches the query, with `truncated: true` and
+        its full length in `text_chars`.
         """
         request = SearchRequest(
             query=check_query("query", query, limits.max_query_chars),
@@ -181,6 +196,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
             namespace=None if namespace == ALL_NAMESPACES else check_namespace("namespace", namespace),
             tags=check_tags("tags", tags or [], limits),
             metadata=check_metadata("metadata", metadata, limits),
+            max_chars=max_chars,
         )
         return await memory.search(request)
 

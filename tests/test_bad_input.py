@@ -55,6 +55,9 @@ SEARCH_CASES = [
     ({"query": "q", "namespace": "no spaces"}, ["namespace", "not a valid namespace"]),
     ({"query": "q", "metadata": {"a": [1]}}, ["metadata.a", "flat"]),
     ({"query": "q", "tags": ["x\ty"]}, ["tags[0]", "U+0009"]),
+    ({"query": "q", "max_chars": 0}, ["max_chars", "greater than or equal to 40"]),
+    ({"query": "q", "max_chars": -1}, ["max_chars", "greater than or equal to 40"]),
+    ({"query": "q", "max_chars": 32 * 1024 + 1}, ["max_chars", "less than or equal to 32768"]),
 ]
 
 RERANK_CASES = [

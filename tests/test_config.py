@@ -23,6 +23,7 @@ def test_defaults(clean_env):
     assert settings.limits.max_text_bytes == 32 * 1024
     assert settings.server.host == "127.0.0.1"
     assert settings.search.rrf_k == 10 and settings.search.fusion == "coverage"
+    assert settings.search.default_max_chars == 400
     assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (4.0, 3.0)
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
@@ -35,8 +36,10 @@ def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
     clean_env.setenv("MIMIR_SERVER_PORT", "9001")
     clean_env.setenv("MIMIR_RERANKER_BLEND", "0.3")
     clean_env.setenv("MIMIR_SEARCH_BM25_COVERAGE_POWER", "2.5")
+    clean_env.setenv("MIMIR_SEARCH_DEFAULT_MAX_CHARS", "1200")
     settings = Settings()
     assert settings.search.bm25_coverage_power == 2.5
+    assert settings.search.default_max_chars == 1200
     assert settings.reranker.model == "/models/ce"
     assert settings.reranker.blend == 0.3
     assert settings.limits.max_text_bytes == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -38,6 +39,8 @@ async def test_tools_are_listed_with_schemas_and_read_only_hints(client: Client)
     assert search_props["top_k"]["default"] == 10
     assert search_props["rerank_top_k"]["default"] == 50
     assert search_props["rerank"]["default"] is True
+    assert search_props["max_chars"]["default"] == 400
+    assert (search_props["max_chars"]["minimum"], search_props["max_chars"]["maximum"]) == (40, 32 * 1024)
 
 
 async def test_remember_search_rerank_status(client: Client, cross_encoder_path):
@@ -251,7 +254,7 @@ async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedde
             await call(client, "remember", {"text": long_text})
             failed = await call(client, "search", {"query": "word"})
             assert failed["search_method"] == "rrf_hybrid" and "raised" in failed["message"]
-            assert failed["hits"][0]["text"] == long_text
+            assert failed["hits"][0]["text_chars"] == len(long_text) and failed["hits"][0]["truncated"] is True
     finally:
         service.close()
 
@@ -335,3 +338,36 @@ async def test_default_fusion_weights_each_arm_by_its_top_z_and_coverage(client:
             if hit["scores"][f"{arm}_rank"]
         )
         assert hit["scores"]["rrf_score"] == pytest.approx(expected, rel=1e-4)
+
+
+async def test_long_memories_are_shown_as_snippets(client: Client, settings):
+    """One 30 KB memory used to make a 30 KB answer; a default search now stays a few KB."""
+    filler = "Notes from the weekly sync: the team reviewed open tickets and agreed on next steps. "
+    key = "The canary rollout of the billing service is paused until the Postgres failover drill passes."
+    long_text = (filler * 175 + key + " " + filler * 175).strip()
+    assert 29_000 < len(long_text) < 32 * 1024
+    await call(client, "remember", {"memories": [{"text": long_text}, *({"text": fact} for fact in FACTS)]})
+    query = "why is the billing canary rollout paused?"
+
+    found = await call(client, "search", {"query": query})
+    max_chars = settings.search.default_max_chars
+    # Each hit's text is capped; its id, metadata and every stage's scores stay well under 1 KB.
+    assert len(json.dumps(found)) < settings.search.default_top_k * (max_chars + 1024)
+    long_hit = next(hit for hit in found["hits"] if hit["text_chars"] == len(long_text))
+    assert long_hit["truncated"] is True
+    assert len(long_hit["text"]) <= max_chars
+    assert long_hit["text"].startswith("…") and long_hit["text"].endswith("…")
+    assert key in long_hit["text"]
+    for hit in found["hits"]:
+        if hit is not long_hit:
+            assert hit["truncated"] is False and hit["text_chars"] == len(hit["text"]) and hit["text"] in FACTS
+
+    # The cross-encoder scored the whole memory, not the snippet.
+    reranked = await call(client, "rerank", {"query": query, "documents": [long_text, long_hit["text"]]})
+    whole = next(item["score"] for item in reranked["results"] if item["index"] == 0)
+    assert long_hit["scores"]["rerank_score"] == pytest.approx(whole, abs=1e-5)
+
+    everything = await call(client, "search", {"query": query, "max_chars": 32 * 1024})
+    full = next(hit for hit in everything["hits"] if hit["id"] == long_hit["id"])
+    assert full["text"] == long_text and full["truncated"] is False
+    assert [hit["id"] for hit in everything["hits"]] == [hit["id"] for hit in found["hits"]]
