@@ -1,0 +1,59 @@
+"""The example set builders that turn text shipped by Debian packages into BEIR folders (README,
+"How the defaults were chosen"): each is built from tiny inputs and read back."""
+
+import gzip
+import subprocess
+from pathlib import Path
+
+from mimir_mcp.evaluation.beir import load_dataset
+
+from ..conftest import PYTHON
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def build(script: str, *args: str) -> None:
+    made = subprocess.run([PYTHON, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr[-2000:]
+
+
+def test_man_pages_set(tmp_path):
+    """examples/man_pages_set.py: NAME summaries find the DESCRIPTION of their page."""
+    man = tmp_path / "man"
+    (man / "man1").mkdir(parents=True)
+    (man / "man3").mkdir()
+    pages = {
+        "man1/cp.1.gz": '.\\" generated\n.TH CP "1"\n.SH NAME\ncp \\- copy files and directories\n.SH SYNOPSIS\n'
+        ".B cp\nSOURCE DEST\n.SH DESCRIPTION\n.PP\nCopy \\fISOURCE\\fR to \\fBDEST\\fP, or several\n"
+        ".TP\n\\fB\\-a\\fR, \\fB\\-\\-archive\\fR\nsame as \\fB\\-dR\\fR\n.TS\nl l.\ntable\trow\n.TE\n"
+        ".SH AUTHOR\nWritten by someone.\n",
+        # same summary as cp: asks for two pages, so it is no query (the document stays)
+        "man1/cp-copy.1": ".TH CPC 1\n.SH NAME\ncpc \\- copy files and directories\n.SH DESCRIPTION\n"
+        "A second copier that is much like the first one.\n",
+        "man3/printf.3.gz": ".TH PRINTF 3\n.SH NAME\nprintf, fprintf \\- formatted output conversion\n"
+        ".SH DESCRIPTION\nThe functions in the\n.BR printf ()\n"
+        "family produce output according to a \\(lqformat\\(rq.\n",
+        # the summary occurs verbatim in the description: a document, but no query
+        "man3/puts.3": ".TH PUTS 3\n.SH NAME\nputs \\- output of strings\n.SH DESCRIPTION\n"
+        "These functions perform output of strings to a stream.\n",
+        "man3/fprintf.3.gz": ".so man3/printf.3\n",  # an alias
+        "man1/bsd.1": ".Dd May 1, 2020\n.Sh NAME\n.Nm bsd\n.Nd an mdoc page\n",
+        "man1/short.1": ".TH SHORT 1\n.SH NAME\nshort \\- too short a page\n.SH DESCRIPTION\nSays little.\n",
+        "man1/gcloud_x.1": ".TH G 1\n.SH NAME\ngcloud x \\- a generated page\n.SH DESCRIPTION\nOne of many thousand.\n",
+    }
+    for name, text in pages.items():
+        path = man / name
+        path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    (man / "man1" / "cp-link.1.gz").symlink_to("cp.1.gz")
+
+    build("man_pages_set.py", "--man", str(man), "--out", str(tmp_path / "set"))
+    dataset = load_dataset(tmp_path / "set", "test")
+    assert set(dataset.corpus) == {"cp.1", "cp-copy.1", "printf.3", "puts.3"}
+    cp = dataset.corpus["cp.1"]
+    assert cp.title == "cp (1)"
+    assert cp.text == "Copy SOURCE to DEST, or several -a, --archive same as -dR"
+    assert dataset.corpus["printf.3"].memory_text == (
+        'printf, fprintf (3)\nThe functions in the printf() family produce output according to a "format".'
+    )
+    assert dataset.queries == {"q-printf.3": "formatted output conversion"}
+    assert dataset.qrels == {"q-printf.3": {"printf.3": 1}}
