@@ -57,3 +57,48 @@ def test_man_pages_set(tmp_path):
     )
     assert dataset.queries == {"q-printf.3": "formatted output conversion"}
     assert dataset.qrels == {"q-printf.3": {"printf.3": 1}}
+
+
+def test_python_reference_set(tmp_path):
+    """examples/python_reference_set.py: an object's first sentence finds the rest of its documentation."""
+    html = tmp_path / "library"
+    html.mkdir()
+    (html / "shutil.html").write_text(
+        '<html><body><section><h1>shutil<a class="headerlink" href="#">¶</a></h1>\n'
+        '<dl class="py function">\n<dt class="sig sig-object py" id="shutil.copyfile">\n'
+        '<span class="pre">shutil.</span><span class="pre">copyfile</span>(<em>src</em>, <em>dst</em>)'
+        '<a class="headerlink" href="#shutil.copyfile">¶</a></dt>\n'
+        "<dd><p>Copy the contents of the file named <em>src</em>\nto a file named <em>dst</em>. "
+        "Both are path-like objects.</p>\n<p>The destination must be writable.</p>\n</dd></dl>\n"
+        # a class: its method is a document of its own, not part of the class's text
+        '<dl class="py class">\n<dt class="sig sig-object py" id="shutil.Archive">class shutil.Archive()</dt>\n'
+        "<dd><p>An archive of many files kept together. It is written once, then read.</p>\n"
+        '<dl class="field-list"><dt>Raises</dt><dd><p>OSError when the disk is full</p></dd></dl>\n'
+        '<dl class="py method">\n<dt class="sig sig-object py" id="shutil.Archive.add">add(<em>path</em>)</dt>\n'
+        "<dd><p>Add one more file at the end of the archive. The file is read at once.</p></dd></dl>\n"
+        "</dd></dl>\n"
+        # one sentence only: left out
+        '<dl class="py data">\n<dt class="sig sig-object py" id="shutil.SEP">shutil.SEP</dt>\n'
+        "<dd><p>The separator between the parts of a path.</p></dd></dl>\n"
+        # the first sentence is repeated in the rest: a document, but no query
+        '<dl class="py function">\n<dt class="sig sig-object py" id="shutil.move">shutil.move(src, dst)</dt>\n'
+        "<dd><p>Move a file to another place. In short: move a file to another place, again.</p></dd></dl>\n"
+        "</section></body></html>\n",
+        encoding="utf-8",
+    )
+    build("python_reference_set.py", "--html", str(html), "--out", str(tmp_path / "set"))
+    dataset = load_dataset(tmp_path / "set", "test")
+    assert set(dataset.corpus) == {"shutil.copyfile", "shutil.Archive", "shutil.Archive.add", "shutil.move"}
+    assert dataset.corpus["shutil.copyfile"].memory_text == (
+        "shutil.copyfile(src, dst)\nBoth are path-like objects. The destination must be writable."
+    )
+    assert dataset.corpus["shutil.Archive"].memory_text == (
+        "class shutil.Archive()\nIt is written once, then read. Raises OSError when the disk is full"
+    )
+    assert dataset.corpus["shutil.Archive.add"].title == "shutil.Archive.add(path)"
+    assert dataset.queries == {
+        "q-shutil.copyfile": "Copy the contents of the file named src to a file named dst.",
+        "q-shutil.Archive": "An archive of many files kept together.",
+        "q-shutil.Archive.add": "Add one more file at the end of the archive.",
+    }
+    assert all(dataset.qrels[query] == {query[2:]: 1} for query in dataset.queries)
