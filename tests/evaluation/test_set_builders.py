@@ -102,3 +102,56 @@ def test_python_reference_set(tmp_path):
         "q-shutil.Archive.add": "Add one more file at the end of the archive.",
     }
     assert all(dataset.qrels[query] == {query[2:]: 1} for query in dataset.queries)
+
+
+def _b64(number: int) -> str:
+    digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    text = ""
+    while True:
+        text = digits[number % 64] + text
+        number //= 64
+        if not number:
+            return text
+
+
+def test_foldoc_set(tmp_path):
+    """examples/foldoc_set.py: an entry's first sentence finds its headword and the rest of the entry."""
+    entries = [
+        (
+            ["Pascal"],
+            "Pascal\n\n   <language> (After the mathematician {Blaise\n   Pascal}) A language designed by N. Wirth"
+            " around 1970.  It\n   emphasises {structured programming} and data structures and\n"
+            "   {strong typing} in teaching.\n\n   (1995-03-10)\n\n",
+        ),
+        (["PL", "pl"], "pl\n\n   {Pascal}.\n\n"),  # a cross-reference, under two headwords: left out
+        (
+            ["VLAN"],
+            "virtual LAN\n\n   VLAN\n   <networking> (VLAN) A logical grouping of nodes on one network.\n"
+            "   A VLAN lets nodes on many segments share one broadcast domain as if wired together.\n\n",
+        ),
+        (  # the first sentence returns in the rest: a document, but no query
+            ["grok"],
+            "grok\n\n   <jargon> To understand a thing deeply.  Hackers say: to understand a thing deeply"
+            " is to grok it, as in the novel.\n\n",
+        ),
+    ]
+    text, index = "", []
+    for headwords, entry in entries:
+        offset = len(text.encode())
+        text += entry
+        index += [f"{word}\t{_b64(offset)}\t{_b64(len(entry.encode()))}" for word in headwords]
+    (tmp_path / "foldoc.dict").write_text(text, encoding="utf-8")
+    (tmp_path / "foldoc.index").write_text("\n".join(sorted(index)) + "\n", encoding="utf-8")
+
+    build("foldoc_set.py", "--dictionary", str(tmp_path / "foldoc.dict"), "--out", str(tmp_path / "set"))
+    dataset = load_dataset(tmp_path / "set", "test")
+    assert set(dataset.corpus) == {"pascal", "virtual_lan", "grok"}
+    assert dataset.corpus["pascal"].memory_text == (
+        "Pascal\nIt emphasises structured programming and data structures and strong typing in teaching."
+    )
+    assert dataset.corpus["virtual_lan"].title == "virtual LAN"
+    assert dataset.queries == {
+        "q-pascal": "(After the mathematician Blaise Pascal) A language designed by N. Wirth around 1970.",
+        "q-virtual_lan": "A logical grouping of nodes on one network.",
+    }
+    assert all(dataset.qrels[query] == {query[2:]: 1} for query in dataset.queries)
