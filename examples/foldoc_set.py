@@ -7,9 +7,9 @@ Each document is an entry, titled by its headword (``Pascal``), with the rest of
 (cut to about 2,000 characters); each query is the entry's first sentence without its subject tags
 ("(After the French mathematician Blaise Pascal (1623-1662)) A programming language designed by
 Niklaus Wirth around 1970."), which the document no longer holds. Entries whose rest is under ten
-words (cross-references, abbreviations) are left out, and so are queries under five words, queries
-that two entries share and queries that occur verbatim in their own document, so that each query
-has one right answer. FOLDOC comes from Debian's ``dict-foldoc`` (a dictd database):
+words (cross-references, abbreviations) or repeats another's are left out, and so are queries under
+five words, queries that two entries share and queries that occur verbatim in their own document,
+so that each query has one right answer. FOLDOC comes from Debian's ``dict-foldoc`` (a dictd database):
 
     apt-get install dict-foldoc
     python examples/foldoc_set.py --out /tmp/foldoc
@@ -92,9 +92,12 @@ def _key(text: str) -> str:
 def build(
     entries: list[Entry], documents: int, queries: int, seed: int
 ) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
+    rests: dict[str, int] = {}
+    for entry in entries:
+        rests[entry.rest] = rests.get(entry.rest, 0) + 1
     kept: dict[str, Entry] = {}
     for entry in entries:
-        if len(entry.rest.split()) >= MIN_WORDS:
+        if len(entry.rest.split()) >= MIN_WORDS and rests[entry.rest] == 1:
             kept.setdefault(_key(entry.headword).replace(" ", "_") or entry.headword, entry)  # "C" and "c": one id
     summaries: dict[str, int] = {}
     for entry in kept.values():

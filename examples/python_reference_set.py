@@ -7,9 +7,10 @@ Each document is one documented object, titled by its qualified name and paramet
 (cut to about 2,000 characters); each query is the description's first sentence ("Copy the
 contents (no metadata) of the file named src to a file named dst and return dst in the most
 efficient way possible."), which the document no longer holds. Objects whose description is a
-single sentence are left out (the document would be a bare signature), and so are queries that two
-objects share ("Return a copy of the string.") or that occur verbatim in their own document, so that
-each query has one right answer. The reference is the HTML that Debian's ``python3-doc`` installs:
+single sentence (the document would be a bare signature), or whose rest another object's repeats
+("Availability: Unix."), are left out, and so are queries that two objects share ("Return a copy of
+the string.") or that occur verbatim in their own document, so that each query has one right
+answer. The reference is the HTML that Debian's ``python3-doc`` installs:
 
     apt-get install python3-doc
     python examples/python_reference_set.py --out /tmp/python-reference
@@ -167,7 +168,13 @@ def _key(text: str) -> str:
 def build(
     references: list[Reference], documents: int, queries: int, seed: int
 ) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
-    kept = [reference for reference in references if len(reference.rest.split()) >= MIN_WORDS]
+    rests: dict[str, int] = {}
+    for reference in references:
+        rests[reference.rest] = rests.get(reference.rest, 0) + 1
+    # a rest that several objects share is boilerplate ("Availability: Unix."), which only the title tells apart
+    kept = [
+        reference for reference in references if len(reference.rest.split()) >= MIN_WORDS and rests[reference.rest] == 1
+    ]
     summaries: dict[str, int] = {}
     for reference in kept:
         summaries[_key(reference.summary)] = summaries.get(_key(reference.summary), 0) + 1

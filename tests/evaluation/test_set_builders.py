@@ -80,6 +80,11 @@ def test_python_reference_set(tmp_path):
         # one sentence only: left out
         '<dl class="py data">\n<dt class="sig sig-object py" id="shutil.SEP">shutil.SEP</dt>\n'
         "<dd><p>The separator between the parts of a path.</p></dd></dl>\n"
+        # the same rest after different first sentences is boilerplate: both left out
+        '<dl class="py data">\n<dt class="sig sig-object py" id="shutil.EX_A">shutil.EX_A</dt>\n'
+        "<dd><p>Exit code for a missing file.</p><p>Availability: Unix, not Emscripten, not WASI.</p></dd></dl>\n"
+        '<dl class="py data">\n<dt class="sig sig-object py" id="shutil.EX_B">shutil.EX_B</dt>\n'
+        "<dd><p>Exit code for a full disk.</p><p>Availability: Unix, not Emscripten, not WASI.</p></dd></dl>\n"
         # the first sentence is repeated in the rest: a document, but no query
         '<dl class="py function">\n<dt class="sig sig-object py" id="shutil.move">shutil.move(src, dst)</dt>\n'
         "<dd><p>Move a file to another place. In short: move a file to another place, again.</p></dd></dl>\n"
