@@ -56,6 +56,10 @@ MAX_TOKEN_CHARS = 64
 # index written by the previous analyzer is analyzed again once when it is opened. 1: \w+ words, stop
 # words, Porter. 2: accents folded, CJK bigrams.
 ANALYZER_VERSION = 2
+COHERENCE_SAMPLE = 200
+COHERENCE_MIN_MEMORIES = 20
+_EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
+_EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)
 K1 = 1.2
 B = 0.75
 
@@ -206,6 +210,12 @@ class LexicalIndex:
         self._alive = _Growable(np.bool_)
         self._namespaces = _Growable(np.int32)
         self._namespace_codes: dict[str, int] = {}
+        # Each memory's neighbours in its namespace, in the order they were stored (-1: none): a memory's
+        # context is the one stored just before it (``search(context=True)``).
+        self._previous = _Growable(np.int32)
+        self._next = _Growable(np.int32)
+        self._last_in_namespace: dict[int, int] = {}
+        self._coherence: dict[str | None, tuple[int, float | None]] = {}
         self._live = 0
         self._total_length = 0.0
         self._load()
@@ -253,7 +263,14 @@ class LexicalIndex:
         self._rowids.append(rowid)
         self._lengths.append(len(terms))
         self._alive.append(True)
-        self._namespaces.append(self._namespace_codes.setdefault(namespace, len(self._namespace_codes)))
+        code = self._namespace_codes.setdefault(namespace, len(self._namespace_codes))
+        self._namespaces.append(code)
+        previous = self._last_in_namespace.get(code, -1)
+        self._previous.append(previous)
+        self._next.append(-1)
+        if previous >= 0:
+            self._next.data[previous] = position
+        self._last_in_namespace[code] = position
         for term, frequency in Counter(terms).items():
             postings = self._postings.get(term)
             if postings is None:
@@ -341,16 +358,43 @@ class LexicalIndex:
                 self._total_length -= len(terms)
         return len(gone)
 
-    def attainable_score(self, query: str) -> float:
+    def attainable_score(self, query: str, *, context: bool = False) -> float:
         """What a document of average length holding each query term once would score: the sum of the
         terms' idf (terms no memory holds count at the highest idf). The BM25 arm's coverage is its best
-        score over this (``fusion.coverage_factor``)."""
+        score over this (``fusion.coverage_factor``). With ``context``, the idf of context documents."""
         with self._lock:
-            live = self._live
-            return sum(
-                bm25_idf(postings.document_frequency if postings is not None else 0, live)
-                for postings in (self._postings.get(term) for term in query_terms(query))
-            )
+            return sum(self._term_statistics(term, context)[2] for term in query_terms(query))
+
+    def _term_statistics(self, term: str, context: bool) -> tuple[np.ndarray, np.ndarray, float]:
+        """A term's live documents, their term frequencies and its idf. With ``context``, each memory's
+        document is its own terms plus those of the memory stored just before it in its namespace, so
+        a term also counts for the memory after each one that holds it."""
+        postings = self._postings.get(term)
+        if postings is None or postings.document_frequency == 0:
+            return _EMPTY_POSITIONS, _EMPTY_FREQUENCIES, bm25_idf(0, self._live)
+        documents = postings.documents.view
+        frequencies = postings.frequencies.view
+        if not context:
+            return documents, frequencies, bm25_idf(postings.document_frequency, self._live)
+        alive = self._alive.view
+        documents, frequencies = documents[alive[documents]], frequencies[alive[documents]]
+        following = self._next.view[documents]
+        carried = following >= 0
+        positions = np.concatenate([documents, following[carried]])
+        counts = np.concatenate([frequencies, frequencies[carried]])
+        positions, inverse = np.unique(positions, return_inverse=True)
+        totals = np.bincount(inverse, weights=counts).astype(np.float32)
+        keep = alive[positions]
+        return positions[keep], totals[keep], bm25_idf(int(keep.sum()), self._live)
+
+    def _context_lengths(self) -> np.ndarray:
+        """Each memory's context document length: its own plus the live memory stored before it."""
+        lengths = self._lengths.view
+        previous = self._previous.view
+        has_previous = previous >= 0
+        carried = np.zeros_like(lengths)
+        carried[has_previous] = np.where(self._alive.view[previous[has_previous]], lengths[previous[has_previous]], 0)
+        return lengths + carried
 
     def search(
         self,
@@ -360,8 +404,14 @@ class LexicalIndex:
         namespace: str | None = None,
         tags: Sequence[str] = (),
         metadata: dict[str, MetadataValue] | None = None,
+        context: bool = False,
     ) -> list[LexicalHit]:
-        """Top ``limit`` memories by BM25 (k1 = 1.2, b = 0.75), best first, filters applied exactly."""
+        """Top ``limit`` memories by BM25 (k1 = 1.2, b = 0.75), best first, filters applied exactly.
+
+        With ``context``, each memory is scored as its own text plus the text of the memory stored just
+        before it in its namespace: in a conversation, a turn that answers ("yes, last May") is found by
+        the words of the turn it answers. Whether a namespace is stored that way is ``coherence``'s call.
+        """
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
@@ -371,16 +421,13 @@ class LexicalIndex:
                 return []
             count = len(self._doc_ids)
             scores = np.zeros(count, dtype=np.float32)
-            average_length = self._total_length / self._live
-            lengths = self._lengths.view
+            lengths = self._context_lengths() if context else self._lengths.view
+            average_length = float(lengths[self._alive.view].sum()) / self._live
             for term in terms:
-                postings = self._postings.get(term)
-                if postings is None or postings.document_frequency == 0:
+                documents, frequencies, idf = self._term_statistics(term, context)
+                if len(documents) == 0:
                     continue
-                documents = postings.documents.view
-                frequencies = postings.frequencies.view
                 norm = K1 * (1.0 - B + B * lengths[documents] / average_length)
-                idf = bm25_idf(postings.document_frequency, self._live)
                 scores[documents] += idf * frequencies * (K1 + 1.0) / (frequencies + norm)
             mask = self._alive.view.copy()
             if namespace is not None:
@@ -398,6 +445,65 @@ class LexicalIndex:
                 candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
             order = sorted(candidates.tolist(), key=lambda position: (-scores[position], position))
             return [LexicalHit(id=self._doc_ids[position], score=float(scores[position])) for position in order]
+
+    def coherence(self, namespace: str | None = None) -> float | None:
+        """How much more alike a memory is to the one stored just before it than to one stored far from
+        it, in ``namespace`` (``None``: all): the mean idf-weighted term overlap (cosine of binary idf
+        vectors) of up to ``COHERENCE_SAMPLE`` adjacent pairs, minus that of as many distant pairs.
+
+        Turns of a conversation, steps of a log or sections of one document score well above 0: their
+        neighbours share names and topics. Unrelated facts, or a corpus stored in arbitrary order, score
+        about 0. No labels are needed, so it calibrates to each user's own store; it is recomputed when
+        the namespace has grown or shrunk by a tenth. ``None`` below ``COHERENCE_MIN_MEMORIES``.
+        """
+        with self._lock:
+            alive = self._alive.view
+            members = np.flatnonzero(
+                alive
+                if namespace is None
+                else alive & (self._namespaces.view == self._namespace_codes.get(namespace, -1))
+            )
+            size = len(members)
+            cached = self._coherence.get(namespace)
+            if cached is not None and abs(size - cached[0]) * 10 < max(cached[0], 1):
+                return cached[1]
+            value = None
+            if size >= COHERENCE_MIN_MEMORIES:
+                previous = self._previous.view[members]
+                paired = members[(previous >= 0) & alive[np.maximum(previous, 0)]]
+                if len(paired) >= COHERENCE_MIN_MEMORIES // 2:
+                    step = max(len(paired) // COHERENCE_SAMPLE, 1)
+                    chosen = paired[::step][:COHERENCE_SAMPLE]
+                    rank = np.searchsorted(members, chosen)
+                    distant = members[(rank + size // 2) % size]
+                    value = self._mean_overlap(chosen, self._previous.view[chosen]) - self._mean_overlap(
+                        chosen, distant
+                    )
+            self._coherence[namespace] = (size, value)
+            return value
+
+    def _mean_overlap(self, left: np.ndarray, right: np.ndarray) -> float:
+        """Mean cosine of the binary idf-weighted term vectors of memories paired position by position."""
+        rowids = self._rowids.view
+        wanted = sorted({int(rowids[p]) for p in np.concatenate([left, right])})
+        tokens: dict[int, set[str]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for rowid, text in self._db.execute(
+                f"SELECT rowid, tokens FROM memories WHERE rowid IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                tokens[rowid] = set(text.split())
+
+        def weight(term: str) -> float:
+            postings = self._postings.get(term)
+            return bm25_idf(postings.document_frequency if postings else 0, self._live) ** 2
+
+        total = 0.0
+        for a, b in zip(left.tolist(), right.tolist(), strict=True):
+            first, second = tokens.get(int(rowids[a]), set()), tokens.get(int(rowids[b]), set())
+            norm = math.sqrt(sum(map(weight, first)) * sum(map(weight, second)))
+            total += sum(map(weight, first & second)) / norm if norm else 0.0
+        return total / len(left)
 
     def _filter_positions(self, tags: Sequence[str], metadata: dict[str, MetadataValue]) -> np.ndarray:
         """Which documents pass the tag and metadata filters, as a mask over index positions."""

@@ -283,3 +283,77 @@ def test_index_written_by_the_previous_analyzer_is_reanalyzed_once(tmp_path, cap
     assert "re-analyzed" not in caplog.text
     assert [hit.id for hit in again.search("Zürich", 5)] == ["cafe"]
     again.close()
+
+
+def test_context_scores_each_memory_with_the_one_stored_before_it_exactly(index):
+    # namespace "talk": a -> b -> c; "other": d (no neighbour). Context documents:
+    # a = "cat fish" (2), b = "cat fish" + "dog" (3), c = "dog" + "bird bird" (3), d = "dog fish" (2)
+    index.add([record("a", "cat fish", namespace="talk"), record("d", "dog fish", namespace="other")])
+    index.add([record("b", "dog", namespace="talk"), record("c", "bird bird", namespace="talk")])
+    average = (2 + 3 + 3 + 2) / 4
+    # "cat" holds in a and (carried) in b: n = 2 of N = 4
+    idf_cat = bm25_idf(2, 4)
+
+    def part(tf: float, dl: float) -> float:
+        return tf * (K1 + 1) / (tf + K1 * (1 - 0.75 + 0.75 * dl / average))
+
+    hits = {hit.id: hit.score for hit in index.search("cat", 10, context=True)}
+    assert hits == pytest.approx({"a": idf_cat * part(1, 2), "b": idf_cat * part(1, 3)}, rel=1e-6)
+    assert [hit.id for hit in index.search("cat", 10)] == ["a"]  # without context only a holds it
+    # "dog" holds in b, c (carried from b) and d, each once
+    dog = {hit.id: hit.score for hit in index.search("dog", 10, context=True, namespace="talk")}
+    assert set(dog) == {"b", "c"}
+    assert dog["b"] == pytest.approx(bm25_idf(3, 4) * part(1, 3), rel=1e-6)
+    assert index.attainable_score("cat", context=True) == pytest.approx(idf_cat)
+    assert index.attainable_score("cat") == pytest.approx(bm25_idf(1, 4))
+
+
+def test_context_skips_a_forgotten_neighbour(index):
+    index.add([record("a", "apples", namespace="n"), record("b", "yes, last May", namespace="n")])
+    assert [hit.id for hit in index.search("apples", 10, context=True)] == ["a", "b"]
+    index.remove(["a"])
+    assert index.search("apples", 10, context=True) == []
+
+
+def test_context_neighbours_survive_a_restart(tmp_path):
+    ix = LexicalIndex(tmp_path / "bm25.sqlite3")
+    ix.add([record("q", "where did Maria travel", namespace="chat"), record("x", "taxes due", namespace="todo")])
+    ix.add([record("r", "Lisbon, in spring", namespace="chat")])
+    before = [(hit.id, hit.score) for hit in ix.search("Maria travel", 10, context=True)]
+    ix.close()
+    reopened = LexicalIndex(tmp_path / "bm25.sqlite3")
+    assert [(hit.id, hit.score) for hit in reopened.search("Maria travel", 10, context=True)] == before
+    assert [memory_id for memory_id, _ in before] == ["q", "r"]
+    reopened.close()
+
+
+def test_coherence_tells_a_conversation_from_unrelated_memories(index):
+    topics = [
+        "volcano magma eruption",
+        "glacier ice valley",
+        "coral reef algae",
+        "tornado storm vortex",
+        "aurora solar wind",
+        "monsoon rain winds",
+        "tsunami wave earthquake",
+        "geyser steam vent",
+    ]
+    # a conversation: each topic discussed over three consecutive turns
+    turns = [
+        f"{speaker}: the {topic} {filler}"
+        for topic in topics
+        for speaker, filler in (("Ann", "was amazing"), ("Bob", "really?"), ("Ann", "yes, truly"))
+    ]
+    index.add([record(f"t{i}", text, namespace="chat") for i, text in enumerate(turns)])
+    # the same texts stored in an order that keeps no topic together
+    shuffled = [turns[(i * 7) % len(turns)] + f" #{i}" for i in range(len(turns))]
+    index.add([record(f"s{i}", text, namespace="facts") for i, text in enumerate(shuffled)])
+    chat, facts = index.coherence("chat"), index.coherence("facts")
+    assert chat is not None and facts is not None
+    assert chat > 0.2
+    assert abs(facts) < 0.1
+    assert index.coherence("missing") is None
+    small = LexicalIndex(":memory:")
+    small.add([record(f"m{i}", text, namespace="few") for i, text in enumerate(turns[:5])])
+    assert small.coherence("few") is None  # too few memories to tell
+    small.close()
