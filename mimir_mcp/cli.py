@@ -103,9 +103,15 @@ def serve_http(server: Any, transport: str, host: str, port: int, log_level: str
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower())).run()
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser, *, split: str, split_help: str) -> None:
+def add_dataset_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    split: str,
+    split_help: str,
+    dataset_help: str = "Folder with corpus.jsonl, queries.jsonl, qrels/",
+) -> None:
     """The arguments eval and finetune-reranker share."""
-    parser.add_argument("--dataset", required=True, type=Path, help="Folder with corpus.jsonl, queries.jsonl, qrels/")
+    parser.add_argument("--dataset", required=True, type=Path, help=dataset_help)
     parser.add_argument("--split", default=split, help=f"{split_help} (default: {split})")
     parser.add_argument("--data-dir", type=Path, help="Keep the corpus index here (default: a temporary folder)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
@@ -123,13 +129,32 @@ def run_command(prog: str, main: Callable[[], Awaitable[Any]]) -> Any | None:
 
 
 def build_eval_parser() -> argparse.ArgumentParser:
-    from mimir_mcp.evaluation.run import METHODS
+    from mimir_mcp.evaluation.run import FORMATS, METHODS
 
     parser = argparse.ArgumentParser(
         prog="mimir-mcp eval",
-        description="Measure retrieval quality on a BEIR-format folder through the real remember/search path.",
+        description="Measure retrieval quality on a BEIR-format folder, or on LoCoMo conversations (one "
+        "namespace per conversation), through the real remember/search path.",
     )
-    add_dataset_arguments(parser, split="test", split_help="qrels split to judge")
+    add_dataset_arguments(
+        parser,
+        split="test",
+        split_help="qrels split to judge",
+        dataset_help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or LoCoMo folder (conversation *.json files)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="how to read --dataset; auto: locomo when it holds *.json (or conversations/*.json) and no "
+        "corpus.jsonl, else beir",
+    )
+    parser.add_argument(
+        "--group-by-prefix",
+        metavar="SEP",
+        help="BEIR only: one namespace per group, the part of each document and query id before the first SEP; "
+        "each query is searched in its own group",
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--reranker", help="Cross-encoder name or path for rrf+rerank (default: the configured one)")
     parser.add_argument("--rerank-top-k", type=int, help="Candidates reranked per query (default: the server's)")
@@ -157,6 +182,8 @@ def eval_main(argv: Sequence[str]) -> int:
             reranker=args.reranker,
             data_dir=args.data_dir,
             rerank_top_k=args.rerank_top_k,
+            dataset_format=args.format,
+            group_prefix=args.group_by_prefix,
         ),
     )
     if report is None:

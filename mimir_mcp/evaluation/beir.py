@@ -6,8 +6,10 @@ import csv
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from mimir_mcp.validation import check_namespace
 
 # Scraped corpora carry stray control characters (SciFact has U+0096 from mis-decoded cp1252), which
 # `remember` rightly refuses; they carry no meaning, so documents are cleaned the way a careful agent would.
@@ -19,6 +21,7 @@ class Document:
     id: str
     title: str
     text: str
+    metadata: dict[str, str | int] = field(default_factory=dict, hash=False)
 
     @property
     def memory_text(self) -> str:
@@ -33,11 +36,36 @@ class Dataset:
     corpus: dict[str, Document]
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
+    # Optional grouping, one namespace per group (say, per conversation): document id -> group and
+    # query id -> group; a query is searched in its own group only. Empty: one namespace for all.
+    document_groups: dict[str, str] = field(default_factory=dict)
+    query_groups: dict[str, str] = field(default_factory=dict)
+    # Optional label per query (LoCoMo's question category), for figures broken down by label.
+    query_categories: dict[str, str] = field(default_factory=dict)
 
     @property
     def judged_queries(self) -> dict[str, str]:
         """Queries with at least one relevant document in this split, in qrels order."""
         return {qid: self.queries[qid] for qid in self.qrels if qid in self.queries}
+
+
+def group_by_prefix(dataset: Dataset, separator: str) -> Dataset:
+    """``dataset`` with each document and query in the group its id starts with: the part before the
+    first ``separator`` (``26-D1:3`` and ``26-q0`` are both in ``26`` with ``-``)."""
+    if not separator:
+        raise ValueError("--group-by-prefix needs a non-empty separator")
+
+    def group(kind: str, item_id: str) -> str:
+        prefix, found, _ = item_id.partition(separator)
+        if not found or not prefix:
+            raise ValueError(f"{kind} id {item_id!r} does not start with a group followed by {separator!r}")
+        return check_namespace(f"the namespace of {kind} {item_id!r}", prefix)
+
+    return replace(
+        dataset,
+        document_groups={doc_id: group("document", doc_id) for doc_id in dataset.corpus},
+        query_groups={query_id: group("query", query_id) for query_id in dataset.judged_queries},
+    )
 
 
 def load_dataset(folder: Path | str, split: str = "test") -> Dataset:

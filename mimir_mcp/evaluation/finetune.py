@@ -27,7 +27,7 @@ from mimir_mcp.config import Settings
 from mimir_mcp.embedding import bundled_minilm_path, resolve_model
 from mimir_mcp.evaluation.beir import Dataset, load_dataset
 from mimir_mcp.evaluation.metrics import ndcg_at_k
-from mimir_mcp.evaluation.run import EVAL_NAMESPACE, index_corpus, progress, run_eval
+from mimir_mcp.evaluation.run import index_corpus, progress, query_namespace, run_eval
 from mimir_mcp.fusion import blend_scores
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.rerank.blend import save_blend
@@ -125,7 +125,9 @@ async def mine_pairs(
     hybrid search (hard negatives) and a few random non-relevant ones (easy negatives). ``queries``
     defaults to the run's training queries."""
     rows: dict[str, list[Any]] = {"query": [], "document": [], "label": []}
-    corpus_ids = sorted(dataset.corpus)
+    # Empty documents are not indexed (index_corpus skips them); they are no training pair either.
+    corpus_ids = sorted(doc_id for doc_id, doc in dataset.corpus.items() if doc.memory_text)
+    indexed = set(corpus_ids)
     if queries is None:
         queries = plan_queries(dataset, plan)[0]
     for done, (query_id, query) in enumerate(queries, start=1):
@@ -136,7 +138,7 @@ async def mine_pairs(
                 top_k=plan.mining_depth,
                 rerank=False,
                 rerank_top_k=1,
-                namespace=EVAL_NAMESPACE,
+                namespace=query_namespace(dataset, query_id),
             )
         )
         negatives: list[str] = []
@@ -150,7 +152,7 @@ async def mine_pairs(
         candidates = pool.sample(corpus_ids, min(len(corpus_ids), plan.random_negatives * 3))
         easy = [doc for doc in candidates if doc not in relevant and doc not in negatives][: plan.random_negatives]
         negatives.extend(easy)
-        for doc_id in sorted(relevant):
+        for doc_id in sorted(relevant & indexed):
             rows["query"].append(query)
             rows["document"].append(dataset.corpus[doc_id].memory_text)
             rows["label"].append(1.0)
@@ -170,7 +172,9 @@ async def dev_candidates(
     dev: list[DevQuery] = []
     for query_id, query in queries:
         response = await service.search(
-            SearchRequest(query=query, top_k=depth, rerank=False, rerank_top_k=1, namespace=EVAL_NAMESPACE)
+            SearchRequest(
+                query=query, top_k=depth, rerank=False, rerank_top_k=1, namespace=query_namespace(dataset, query_id)
+            )
         )
         hits = [hit for hit in response.hits if owners.get(hit.id)]
         dev.append(
@@ -264,7 +268,7 @@ async def run_finetune(
         service.start()
         try:
             started = time.perf_counter()
-            owners = await index_corpus(service, dataset, base_settings.limits.max_batch)
+            owners = (await index_corpus(service, dataset, base_settings.limits.max_batch)).owners
             timings["index_s"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             train_queries, dev_queries = plan_queries(dataset, plan)

@@ -35,5 +35,10 @@ def mrr_at_k(ranking: Sequence[str], relevance: Mapping[str, int], k: int = 10) 
     return 0.0
 
 
+def mean(values: Sequence[float]) -> float:
+    """The average over queries; 0 for none (a split with no judged query)."""
+    return math.fsum(values) / len(values) if values else 0.0
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else 0.0

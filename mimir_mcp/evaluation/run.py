@@ -1,5 +1,6 @@
-"""``mimir-mcp eval``: index a BEIR-format corpus through ``remember``'s code path, answer every judged
-query through the ``search`` pipeline, and report nDCG@10, Recall@100, MRR@10 and median latency."""
+"""``mimir-mcp eval``: index a BEIR-format corpus (or LoCoMo conversations, one namespace each) through
+``remember``'s code path, answer every judged query through the ``search`` pipeline, and report nDCG@10,
+Recall@5/10/50/100, MRR@10 and median latency."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from mimir_mcp.config import Settings
-from mimir_mcp.evaluation.beir import Dataset, load_dataset
-from mimir_mcp.evaluation.metrics import median, mrr_at_k, ndcg_at_k, recall_at_k
+from mimir_mcp.evaluation.beir import Dataset, group_by_prefix, load_dataset
+from mimir_mcp.evaluation.locomo import is_locomo_folder, load_locomo
+from mimir_mcp.evaluation.metrics import mean, median, mrr_at_k, ndcg_at_k, recall_at_k
 from mimir_mcp.memory import MemoryService
-from mimir_mcp.models import MemoryInput
+from mimir_mcp.models import MemoryInput, SearchResponse
 from mimir_mcp.search import Arm, SearchRequest
 from mimir_mcp.validation import check_batch
 
@@ -48,31 +50,75 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
+DatasetFormat = Literal["auto", "beir", "locomo"]
+FORMATS: tuple[DatasetFormat, ...] = ("auto", "beir", "locomo")
+
+
+def open_dataset(
+    folder: Path, split: str = "test", *, dataset_format: DatasetFormat = "auto", group_prefix: str | None = None
+) -> tuple[Dataset, str]:
+    """The dataset in ``folder`` and the format it was read as. ``auto`` reads LoCoMo when the folder
+    holds conversation files (itself or in ``conversations/``) and no ``corpus.jsonl``, BEIR otherwise."""
+    chosen = dataset_format
+    if chosen == "auto":
+        chosen = "locomo" if is_locomo_folder(folder) else "beir"
+    if chosen == "locomo":
+        if group_prefix is not None:
+            raise ValueError("--group-by-prefix is for BEIR folders; LoCoMo is one namespace per conversation already")
+        return load_locomo(folder, split), chosen
+    dataset = load_dataset(folder, split)
+    return (group_by_prefix(dataset, group_prefix) if group_prefix is not None else dataset), chosen
+
+
 def progress(message: str, stream: TextIO = sys.stderr) -> None:
     stream.write(f"\r{message}")
     stream.flush()
 
 
-async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int) -> dict[str, list[str]]:
-    """Remember every document (deduplicated like any memory); returns memory id -> document ids.
+@dataclass(frozen=True)
+class IndexedCorpus:
+    """What indexing made: memory id -> the document ids it holds, and what had to be adapted."""
 
-    A document longer than a memory may be (``MIMIR_LIMITS_MAX_TEXT_BYTES``) is cut to fit, as an agent
-    storing it would have to, and the count is reported: one long document must not stop an evaluation.
+    owners: dict[str, list[str]]
+    cut: int = 0
+    empty: int = 0
+
+
+def document_namespace(dataset: Dataset, document_id: str) -> str:
+    return dataset.document_groups.get(document_id, EVAL_NAMESPACE)
+
+
+def query_namespace(dataset: Dataset, query_id: str) -> str:
+    return dataset.query_groups.get(query_id, EVAL_NAMESPACE)
+
+
+async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int) -> IndexedCorpus:
+    """Remember every document (deduplicated like any memory), each in its group's namespace.
+
+    Real corpora come as they are: a document longer than a memory may be (``MIMIR_LIMITS_MAX_TEXT_BYTES``)
+    is cut to fit, as an agent storing it would have to, and an empty one (Cranfield has two) is skipped,
+    as ``remember`` would refuse it; both are counted and reported, and neither stops an evaluation.
     """
-    documents = list(dataset.corpus.values())
     limit = service.settings.limits.max_text_bytes
+    texts = {doc_id: doc.memory_text for doc_id, doc in dataset.corpus.items()}
+    documents = [doc for doc in dataset.corpus.values() if texts[doc.id]]
+    empty = len(dataset.corpus) - len(documents)
     owners: dict[str, list[str]] = {}
     cut = 0
     started = time.perf_counter()
     for start in range(0, len(documents), batch_size):
         chunk = documents[start : start + batch_size]
-        whole = [doc.memory_text for doc in chunk]
-        texts = [_fit(text, limit) for text in whole]
-        cut += sum(len(fitted) < len(text) for fitted, text in zip(texts, whole, strict=True))
+        fitted = [_fit(texts[doc.id], limit) for doc in chunk]
+        cut += sum(len(text) < len(texts[doc.id]) for text, doc in zip(fitted, chunk, strict=True))
         batch = check_batch(
             [
-                MemoryInput(text=text, namespace=EVAL_NAMESPACE, source=f"{dataset.name}:{doc.id}")
-                for text, doc in zip(texts, chunk, strict=True)
+                MemoryInput(
+                    text=text,
+                    namespace=document_namespace(dataset, doc.id),
+                    source=f"{dataset.name}:{doc.id}",
+                    metadata=dict(doc.metadata),
+                )
+                for text, doc in zip(fitted, chunk, strict=True)
             ],
             service.settings.limits,
         )
@@ -85,13 +131,51 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
     sys.stderr.write("\n")
     if cut:
         sys.stderr.write(f"{cut} document(s) longer than {limit} bytes were cut to fit (MIMIR_LIMITS_MAX_TEXT_BYTES)\n")
-    return owners
+    if empty:
+        sys.stderr.write(f"{empty} empty document(s) were skipped (no text after cleaning)\n")
+    return IndexedCorpus(owners=owners, cut=cut, empty=empty)
 
 
 def _fit(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` UTF-8 bytes, at a character boundary."""
     encoded = text.encode("utf-8")
     return text if len(encoded) <= limit else encoded[:limit].decode("utf-8", "ignore").rstrip()
+
+
+# Figures per query, in report order; the recall cut-offs are what an agent reads (5, 10), what the
+# reranker sees (50, its default depth) and what the first stage found at all (100).
+RECALL_CUTOFFS = (5, 10, 50, 100)
+CATEGORY_CUTOFFS = (5, 10)
+
+
+def score_ranking(ranking: Sequence[str], relevance: dict[str, int]) -> dict[str, float]:
+    figures = {"ndcg@10": ndcg_at_k(ranking, relevance, 10)}
+    figures.update({f"recall@{k}": recall_at_k(ranking, relevance, k) for k in RECALL_CUTOFFS})
+    figures["mrr@10"] = mrr_at_k(ranking, relevance, 10)
+    return figures
+
+
+async def rank_query(
+    service: MemoryService,
+    dataset: Dataset,
+    owners: dict[str, list[str]],
+    name: str,
+    query_id: str,
+    *,
+    rerank_top_k: int,
+) -> tuple[list[str], SearchResponse]:
+    """The document ids ``name`` returns for one query, searched in the query's own namespace."""
+    method = METHODS[name]
+    request = SearchRequest(
+        query=dataset.queries[query_id],
+        top_k=100,
+        rerank=method.rerank,
+        rerank_top_k=rerank_top_k,
+        namespace=query_namespace(dataset, query_id),
+        arms=method.arms,
+    )
+    response = await service.search(request)
+    return [doc_id for hit in response.hits for doc_id in owners.get(hit.id, [])], response
 
 
 async def evaluate_method(
@@ -102,57 +186,81 @@ async def evaluate_method(
     *,
     rerank_top_k: int,
 ) -> dict[str, Any]:
-    method = METHODS[name]
     queries = dataset.judged_queries
-    ndcg, recall, mrr, latencies = [], [], [], []
+    per_query: dict[str, dict[str, float]] = {}
+    latencies = []
     fallbacks = 0
-    for done, (query_id, query) in enumerate(queries.items(), start=1):
-        request = SearchRequest(
-            query=query,
-            top_k=100,
-            rerank=method.rerank,
-            rerank_top_k=rerank_top_k,
-            namespace=EVAL_NAMESPACE,
-            arms=method.arms,
-        )
+    for done, query_id in enumerate(queries, start=1):
         started = time.perf_counter()
-        response = await service.search(request)
+        ranking, response = await rank_query(service, dataset, owners, name, query_id, rerank_top_k=rerank_top_k)
         latencies.append((time.perf_counter() - started) * 1000)
-        if method.rerank and response.search_method != "rrf_hybrid+rerank":
+        if METHODS[name].rerank and response.search_method != "rrf_hybrid+rerank":
             fallbacks += 1
-        ranking = [doc_id for hit in response.hits for doc_id in owners.get(hit.id, [])]
-        relevance = dataset.qrels[query_id]
-        ndcg.append(ndcg_at_k(ranking, relevance, 10))
-        recall.append(recall_at_k(ranking, relevance, 100))
-        mrr.append(mrr_at_k(ranking, relevance, 10))
+        per_query[query_id] = score_ranking(ranking, dataset.qrels[query_id])
         progress(f"{name}: {done}/{len(queries)} queries")
     sys.stderr.write("\n")
-    result: dict[str, Any] = {
-        "ndcg@10": round(sum(ndcg) / len(ndcg), 4) if ndcg else 0.0,
-        "recall@100": round(sum(recall) / len(recall), 4) if recall else 0.0,
-        "mrr@10": round(sum(mrr) / len(mrr), 4) if mrr else 0.0,
-        "p50_ms": round(median(latencies), 2),
-    }
+    keys = ["ndcg@10", *(f"recall@{k}" for k in RECALL_CUTOFFS), "mrr@10"]
+    result: dict[str, Any] = {key: round(mean([row[key] for row in per_query.values()]), 4) for key in keys}
+    result["p50_ms"] = round(median(latencies), 2)
     if fallbacks:
         result["not_reranked"] = fallbacks
+    if dataset.query_categories:
+        result["by_category"] = by_category(per_query, dataset.query_categories)
     return result
 
 
+def by_category(per_query: dict[str, dict[str, float]], categories: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Recall@5 and @10 averaged over each category's queries, categories in natural order."""
+    grouped: dict[str, list[dict[str, float]]] = {}
+    for query_id, figures in per_query.items():
+        grouped.setdefault(categories.get(query_id, ""), []).append(figures)
+    order = sorted(grouped, key=lambda label: (not label.isdigit(), int(label) if label.isdigit() else 0, label))
+    return {
+        label: {
+            "queries": len(grouped[label]),
+            **{f"recall@{k}": round(mean([row[f"recall@{k}"] for row in grouped[label]]), 4) for k in CATEGORY_CUTOFFS},
+        }
+        for label in order
+    }
+
+
 def format_table(report: dict[str, Any]) -> str:
-    lines = [f"{report['dataset']} ({report['split']}, {report['queries']} queries, {report['documents']} documents)"]
+    header = f"{report['dataset']} ({report['split']}, {report['queries']} queries, {report['documents']} documents"
+    if report.get("empty_documents"):
+        header += f", {report['empty_documents']} empty skipped"
+    if report.get("namespaces"):
+        header += f", {report['namespaces']} namespaces"
+    lines = [header + ")"]
     if "query_backend" in report:
         lines.append(f"query encoder: {report['query_backend']}")
     if "reranker_backend" in report:
         lines.append(f"reranker backend: {report['reranker_backend']}")
     if report.get("reranker_blend", 1.0) < 1.0:
         lines.append(f"rerank order: cross-encoder blended with the hybrid, weight {report['reranker_blend']:g}")
-    lines.append(f"{'method':<12} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8} {'p50 ms':>9}")
+    recalls = [f"R@{k}" for k in RECALL_CUTOFFS]
+    lines.append(
+        f"{'method':<12} {'nDCG@10':>8}"
+        + "".join(f" {label:>7}" for label in recalls)
+        + f" {'MRR@10':>8} {'p50 ms':>8}"
+    )
     for name, figures in report["methods"].items():
         lines.append(
-            f"{name:<12} {figures['ndcg@10']:>8.4f} {figures['recall@100']:>8.4f} "
-            f"{figures['mrr@10']:>8.4f} {figures['p50_ms']:>9.1f}"
+            f"{name:<12} {figures['ndcg@10']:>8.4f}"
+            + "".join(f" {figures[f'recall@{k}']:>7.4f}" for k in RECALL_CUTOFFS)
+            + f" {figures['mrr@10']:>8.4f} {figures['p50_ms']:>8.1f}"
             + (f"  ({figures['not_reranked']} queries not reranked)" if figures.get("not_reranked") else "")
         )
+    categorised = {
+        name: figures["by_category"] for name, figures in report["methods"].items() if "by_category" in figures
+    }
+    if categorised:
+        first = next(iter(categorised.values()))
+        lines.append("R@5 / R@10 by question category (queries):")
+        heads = [f"{label} ({row['queries']})" for label, row in first.items()]
+        lines.append(f"{'':<12}" + "".join(f" {head:>13}" for head in heads))
+        for name, table in categorised.items():
+            cells = [f"{row['recall@5']:.3f}/{row['recall@10']:.3f}" for row in table.values()]
+            lines.append(f"{name:<12}" + "".join(f" {cell:>13}" for cell in cells))
     return "\n".join(lines)
 
 
@@ -165,9 +273,11 @@ async def run_eval(
     data_dir: Path | None = None,
     rerank_top_k: int | None = None,
     settings: Settings | None = None,
+    dataset_format: DatasetFormat = "auto",
+    group_prefix: str | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation and return the report (the ``--json`` document plus a few descriptive keys)."""
-    dataset = load_dataset(dataset_dir, split)
+    dataset, read_as = open_dataset(dataset_dir, split, dataset_format=dataset_format, group_prefix=group_prefix)
     base = settings or Settings()
     with tempfile.TemporaryDirectory(prefix="mimir-eval-") as scratch:
         store = base.store.model_copy(update={"data_dir": data_dir or Path(scratch)})
@@ -176,7 +286,7 @@ async def run_eval(
         service = MemoryService(settings)
         service.start()
         try:
-            owners = await index_corpus(service, dataset, settings.limits.max_batch)
+            indexed = await index_corpus(service, dataset, settings.limits.max_batch)
             # Latencies of every query on the same query encoder: the ONNX copy once built.
             query_backend = await service.embedder.wait_query_backend(600)
             report: dict[str, Any] = {
@@ -184,6 +294,10 @@ async def run_eval(
                 "split": split,
                 "queries": len(dataset.judged_queries),
                 "documents": len(dataset.corpus),
+                "format": read_as,
+                "namespaces": len(set(dataset.document_groups.values())),
+                "empty_documents": indexed.empty,
+                "cut_documents": indexed.cut,
                 "query_backend": query_backend,
                 "methods": {},
             }
@@ -200,7 +314,7 @@ async def run_eval(
                 report["methods"][name] = await evaluate_method(
                     service,
                     dataset,
-                    owners,
+                    indexed.owners,
                     name,
                     rerank_top_k=rerank_top_k or settings.search.default_rerank_top_k,
                 )
@@ -210,5 +324,6 @@ async def run_eval(
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
-    document = {key: report[key] for key in ("dataset", "queries", "methods")}
+    keys = ("dataset", "format", "queries", "documents", "empty_documents", "cut_documents", "namespaces", "methods")
+    document = {key: report[key] for key in keys}
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

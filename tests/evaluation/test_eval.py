@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from mimir_mcp.evaluation.beir import Document, load_dataset, write_dataset
-from mimir_mcp.evaluation.run import METHODS, _fit, format_table, parse_methods, run_eval
+from mimir_mcp.evaluation.beir import Dataset, Document, group_by_prefix, load_dataset, write_dataset
+from mimir_mcp.evaluation.run import METHODS, _fit, by_category, format_table, parse_methods, run_eval
 
 from ..conftest import run_cli
 
@@ -40,16 +40,20 @@ async def test_run_eval_reports_every_method(tiny_beir, settings, tmp_path):
     assert report["queries"] == 3 and report["documents"] == 12
     assert set(report["methods"]) == set(METHODS)
     for name, figures in report["methods"].items():
-        assert set(figures) == {"ndcg@10", "recall@100", "mrr@10", "p50_ms"}, name
+        recalls = {"recall@5", "recall@10", "recall@50", "recall@100"}
+        assert set(figures) == {"ndcg@10", *recalls, "mrr@10", "p50_ms"}, name
         assert figures["recall@100"] == 1.0  # 12 documents: everything relevant is in the top 100
+        assert figures["recall@5"] <= figures["recall@10"] <= figures["recall@50"] <= figures["recall@100"]
         assert 0 < figures["ndcg@10"] <= 1 and figures["p50_ms"] > 0
     # Each question shares words and meaning with exactly one document: both arms put it first.
     assert report["methods"]["bm25"]["ndcg@10"] == 1.0
     assert report["methods"]["dense"]["ndcg@10"] == 1.0
     assert report["methods"]["rrf"]["mrr@10"] == 1.0
     assert "not_reranked" not in report["methods"]["rrf+rerank"]
+    assert report["methods"]["bm25"]["recall@5"] == 1.0  # first, so in the top 5
+    assert report["format"] == "beir" and report["namespaces"] == 0 and report["empty_documents"] == 0
     table = format_table(report)
-    assert "rrf+rerank" in table and "nDCG@10" in table
+    assert "rrf+rerank" in table and "nDCG@10" in table and "R@50" in table
 
 
 def test_fit_cuts_at_a_character_boundary():
@@ -70,6 +74,51 @@ async def test_eval_cuts_documents_longer_than_a_memory_may_be(settings, tmp_pat
     report = await run_eval(folder, split="test", methods=("bm25",), settings=limited, data_dir=tmp_path / "ix")
     assert report["documents"] == 2 and report["methods"]["bm25"]["ndcg@10"] == 1.0
     assert "1 document(s) longer than 200 bytes were cut to fit" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_eval_skips_empty_documents(settings, tmp_path, capsys):
+    """Cranfield has empty documents; `remember` refuses them, so they are skipped and counted."""
+    folder = tmp_path / "empty"
+    corpus = [
+        Document("geyser", "Geyser", "Geysers erupt when groundwater boils under pressure."),
+        Document("blank", "", "   "),
+        Document("noise", "", "\x96\x00"),  # nothing left once control characters are cleaned
+        Document("tide", "Tide", "The moon pulls the oceans."),
+    ]
+    write_dataset(folder, corpus, {"q1": "why do geysers erupt"}, {"q1": {"geyser": 1}})
+    report = await run_eval(folder, split="test", methods=("bm25",), settings=settings, data_dir=tmp_path / "ix")
+    assert report["documents"] == 4 and report["empty_documents"] == 2 and report["cut_documents"] == 0
+    assert report["methods"]["bm25"]["ndcg@10"] == 1.0
+    assert "2 empty document(s) were skipped" in capsys.readouterr().err
+    assert "4 documents, 2 empty skipped" in format_table(report)
+
+
+def test_group_by_prefix():
+    corpus = {doc_id: Document(doc_id, "", "text") for doc_id in ("26-D1:1", "26-D1:2", "41-D1:1")}
+    dataset = Dataset(
+        "pooled", corpus, {"26-q0": "?", "41-q3": "?"}, {"26-q0": {"26-D1:2": 1}, "41-q3": {"41-D1:1": 1}}
+    )
+    grouped = group_by_prefix(dataset, "-")
+    assert grouped.document_groups == {"26-D1:1": "26", "26-D1:2": "26", "41-D1:1": "41"}
+    assert grouped.query_groups == {"26-q0": "26", "41-q3": "41"}
+    with pytest.raises(ValueError, match="document id '26-D1:1' does not start with a group followed by '/'"):
+        group_by_prefix(dataset, "/")
+    bad = Dataset("bad", {"_x-1": Document("_x-1", "", "text")}, {}, {})
+    with pytest.raises(ValueError, match="'_x' is not a valid namespace"):
+        group_by_prefix(bad, "-")
+
+
+def test_by_category_averages_each_category():
+    per_query = {
+        "a": {"recall@5": 1.0, "recall@10": 1.0},
+        "b": {"recall@5": 0.0, "recall@10": 0.5},
+        "c": {"recall@5": 0.5, "recall@10": 1.0},
+    }
+    assert by_category(per_query, {"a": "10", "b": "2", "c": "2"}) == {
+        "2": {"queries": 2, "recall@5": 0.25, "recall@10": 0.75},
+        "10": {"queries": 1, "recall@5": 1.0, "recall@10": 1.0},
+    }
 
 
 def test_eval_command_writes_json(tiny_beir, tmp_path, cross_encoder_path):

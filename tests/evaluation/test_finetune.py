@@ -83,7 +83,7 @@ async def test_mined_negatives_are_never_relevant(tiny_beir, service):
 
     dataset = load_dataset(tiny_beir, "train")
     service.start()
-    owners = await index_corpus(service, dataset, 256)
+    owners = (await index_corpus(service, dataset, 256)).owners
     plan = TrainingPlan(hard_negatives=4, random_negatives=2, dev_fraction=0)
     rows = await mine_pairs(service, dataset, owners, plan)
     by_text = {doc.memory_text: doc.id for doc in dataset.corpus.values()}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mimir_mcp.evaluation.metrics import dcg, median, mrr_at_k, ndcg_at_k, recall_at_k
+from mimir_mcp.evaluation.metrics import dcg, mean, median, mrr_at_k, ndcg_at_k, recall_at_k
 
 
 def test_dcg_linear_gain():
@@ -38,3 +38,9 @@ def test_median():
     assert median([3.0, 1.0, 2.0]) == 2.0
     assert median([4.0, 1.0, 2.0, 3.0]) == 2.5
     assert median([]) == 0.0
+
+
+def test_mean():
+    assert mean([1.0, 0.0, 0.5]) == 0.5
+    assert mean([0.1] * 10) == 0.1  # summed exactly (fsum): plain sum() would give 0.09999999999999999
+    assert mean([]) == 0.0
