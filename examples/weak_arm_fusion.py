@@ -23,19 +23,21 @@ from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import EVAL_NAMESPACE
-from mimir_mcp.fusion import arm_coverage, arm_weights, rrf
+from mimir_mcp.fusion import arm_coverage, arm_weights, rrf, z_fusion
 from mimir_mcp.lexical import LexicalIndex, tokenize
 
 DEPTH = 100
-COLUMNS = [("equal", 60), ("equal", 10), ("score_gap", 10), ("top_z", 10), ("coverage", 10)]
+COLUMNS = [("equal", 60), ("equal", 10), ("score_gap", 10), ("top_z", 10), ("coverage", 10), ("zscore", 0)]
 
 
 def fuse(
     dense: list[tuple[str, float]], bm25: list[tuple[str, float]], attainable: float, method: str, k: int
 ) -> list[str]:
     scores = {"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}
-    coverage = arm_coverage(scores["dense"], scores["bm25"], attainable)
+    coverage = arm_coverage(scores, {"bm25": attainable})
     weights = None if method == "equal" else arm_weights(scores, method=method, coverage=coverage)
+    if method == "zscore":
+        return [doc for doc, _ in z_fusion({"dense": dense, "bm25": bm25}, weights=weights)]
     return [doc for doc, _ in rrf({"dense": [d for d, _ in dense], "bm25": [d for d, _ in bm25]}, k=k, weights=weights)]
 
 
@@ -92,7 +94,7 @@ def main() -> None:
             for qid, query in queries.items()
         }
 
-    header = ["dense", "BM25"] + [f"RRF k={k} {method}" for method, k in COLUMNS]
+    header = ["dense", "BM25"] + [f"RRF k={k} {method}" if k else method for method, k in COLUMNS]
     print(f"| nDCG@10, {dataset.name} {args.split} | " + " | ".join(header) + " |")
     print("| --- " * (len(header) + 1) + "|")
     for name, arms in variants.items():

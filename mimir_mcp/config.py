@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mimir_mcp.fusion import COVERAGE_POWER
+from mimir_mcp.lexical import CONTEXT_MIN_COHERENCE
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -98,23 +98,33 @@ class SearchSettings(BaseModel):
     """Defaults of the hybrid pipeline."""
 
     candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
-    # k=10 and coverage-scaled top-z weights won on SciFact, WordNet sets and simulated weak arms
-    # (README, "How the defaults were chosen").
-    rrf_k: int = Field(default=10, ge=1)
-    fusion: Literal["coverage", "top_z", "score_gap", "equal"] = Field(
-        default="coverage",
-        description="Per-query arm weights from how far each arm's best score stands above its other candidates, "
-        "scaled by how fully that best hit matches the query (coverage); the first part alone (top_z); from its "
-        "top-1/top-10 score gap (score_gap); or plain equal-weight RRF.",
+    # zscore fusion, its coverage powers and the context threshold were chosen leave one collection out
+    # over ten collections (README, "How the defaults were chosen"); the RRF methods remain for comparison.
+    fusion: Literal["zscore", "coverage", "top_z", "score_gap", "equal"] = Field(
+        default="zscore",
+        description="zscore: each arm's standardized scores added, weighted per query by how far its best hit "
+        "stands above its other candidates and how fully it matches the query (coverage). RRF with such weights "
+        "(coverage), with the stand-out part alone (top_z), with the top-1/top-10 score gap (score_gap), or "
+        "plain equal-weight RRF (equal).",
     )
-    bm25_coverage_power: float = Field(
-        default=COVERAGE_POWER["bm25"], ge=0, description="Exponent of the BM25 arm's coverage in its weight."
+    rrf_k: int = Field(default=10, ge=1, description="RRF constant, for the RRF methods.")
+    bm25_coverage_power: float | None = Field(
+        default=None, ge=0, description="Exponent of the BM25 arms' coverage in their weight (default: the method's)."
     )
-    dense_coverage_power: float = Field(
-        default=COVERAGE_POWER["dense"], ge=0, description="Exponent of the dense arm's coverage (best cosine)."
+    dense_coverage_power: float | None = Field(
+        default=None, ge=0, description="Exponent of the dense arm's coverage (best cosine) (default: the method's)."
     )
     dense_weight: float = Field(default=1.0, ge=0)
     bm25_weight: float = Field(default=1.0, ge=0)
+    context: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Score each memory with the one stored before it in its namespace (BM25 arm): 'auto' when "
+        "the namespace's coherence reaches context_min_coherence (conversations, logs), 'on' always, 'off' never.",
+    )
+    context_min_coherence: float = Field(
+        default=CONTEXT_MIN_COHERENCE,
+        description="Coherence (LexicalIndex.coherence) from which 'auto' context applies.",
+    )
     default_top_k: int = Field(default=10, ge=1)
     default_rerank_top_k: int = Field(default=50, ge=1)
     # About a paragraph: enough to judge a hit, and ten hits with their scores stay a few KB.

@@ -31,6 +31,38 @@ def rrf(
     return sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))
 
 
+def z_fusion(
+    scored: Mapping[str, Sequence[tuple[K, float]]],
+    *,
+    weights: Mapping[str, float] | None = None,
+) -> list[tuple[K, float]]:
+    """Score fusion of standardized arm scores: ``score(d) = sum_arm weight_arm * (s_arm(d) - min_arm) /
+    sd_arm``, where ``min_arm`` and ``sd_arm`` are the lowest score and the standard deviation of that
+    arm's candidate list, so a document an arm did not return gets that arm's floor, 0.
+
+    Unlike RRF, the fused order keeps how far apart an arm put its candidates: an arm whose best hit
+    stands far above the rest (a rare keyword, a close paraphrase) moves it further than an arm whose
+    scores are flat moves anything, which is what lets a weak arm add little instead of dragging the
+    strong one down. Standardizing needs no calibration between cosines and BM25 scores (Bruch et al.,
+    "An Analysis of Fusion Functions for Hybrid Retrieval", TOIS 2023, found such score fusion more
+    robust than RRF). An arm with one candidate, or equal scores, gives each candidate 1. Ties keep the
+    order in which items were first seen, arm by arm.
+    """
+    scores: dict[K, float] = {}
+    for arm, candidates in scored.items():
+        weight = 1.0 if weights is None else weights.get(arm, 1.0)
+        values = [score for _, score in candidates]
+        if not values:
+            continue
+        floor = min(values)
+        _, spread = _mean_and_spread(values)
+        for item, score in candidates:
+            standardized = 1.0 if spread == 0 else (score - floor) / spread
+            scores[item] = scores.get(item, 0.0) + weight * standardized
+    order = {item: position for position, item in enumerate(scores)}
+    return sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))
+
+
 def score_gap_weight(scores: Sequence[float], *, window: int = 10, floor: float = 0.05) -> float | None:
     """How sure an arm is about this query: the square root of the relative drop from its best score to
     its ``window``-th, ``sqrt((s_1 - s_n) / s_1)``, floored so that no arm is silenced completely.
@@ -67,10 +99,20 @@ def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 
     return max((values[0] - mean) / spread, floor) ** power
 
 
-# How strongly each arm's coverage counts (``coverage_factor``): chosen on SciFact, two WordNet sets
-# and simulated weak arms, checked on a third WordNet set and a Debian package set (README, "How the
-# defaults were chosen"). The settings' defaults (MIMIR_SEARCH_*_COVERAGE_POWER) are these.
-COVERAGE_POWER = {"bm25": 4.0, "dense": 3.0}
+FusionMethod = Literal["zscore", "coverage", "top_z", "score_gap"]
+
+# How strongly each arm's coverage counts (``coverage_factor``), per fusion method. ``coverage`` (RRF)
+# was chosen on SciFact, two WordNet sets and simulated weak arms; ``zscore``, the default, leave one
+# collection out over ten collections (README, "How the defaults were chosen"). The settings
+# MIMIR_SEARCH_*_COVERAGE_POWER override them.
+COVERAGE_POWER: dict[str, dict[str, float]] = {
+    "zscore": {"dense": 0.5, "bm25": 0.5, "context": 0.5},
+    "coverage": {"dense": 3.0, "bm25": 4.0, "context": 4.0},
+}
+# How many standard deviations count as much as one of BM25's, per arm, under ``zscore``: the bi-encoder's
+# cosines spread less in the tail than BM25 scores do, so its best hit stands about half as many
+# deviations above the rest for a match of the same strength (chosen with the powers above).
+ZSCORE_ARM_SCALE = {"dense": 2.0}
 
 
 def coverage_factor(coverage: float | None, power: float, *, floor: float = 0.05) -> float:
@@ -89,41 +131,55 @@ def coverage_factor(coverage: float | None, power: float, *, floor: float = 0.05
     return max(min(coverage, 1.0), floor) ** power
 
 
-def arm_coverage(dense: Sequence[float], bm25: Sequence[float], attainable: float) -> dict[str, float | None]:
+def arm_coverage(scores: Mapping[str, Sequence[float]], attainable: Mapping[str, float]) -> dict[str, float | None]:
     """Each arm's coverage from its ranked scores, for ``coverage_factor``: the dense arm's best cosine
-    similarity, and BM25's best score over ``attainable`` (``LexicalIndex.attainable_score`` of the
-    query); ``None`` for an arm without hits."""
-    return {
-        "dense": dense[0] if dense else None,
-        "bm25": bm25[0] / attainable if bm25 and attainable > 0 else None,
-    }
+    similarity; a BM25 arm's best score over its ``attainable`` score (``LexicalIndex.attainable_score``
+    of the query); ``None`` for an arm without hits."""
+    coverage: dict[str, float | None] = {}
+    for arm, values in scores.items():
+        if arm == "dense":
+            coverage[arm] = values[0] if values else None
+        else:
+            reachable = attainable.get(arm, 0.0)
+            coverage[arm] = values[0] / reachable if values and reachable > 0 else None
+    return coverage
 
 
 def arm_weights(
     arm_scores: Mapping[str, Sequence[float]],
     base: Mapping[str, float] | None = None,
     *,
-    method: Literal["coverage", "top_z", "score_gap"] = "coverage",
+    method: FusionMethod = "zscore",
     coverage: Mapping[str, float | None] | None = None,
-    coverage_power: Mapping[str, float] | None = None,
+    coverage_power: Mapping[str, float | None] | None = None,
 ) -> dict[str, float]:
-    """Per-query RRF weights from each arm's own scores (``top_z``: ``top_z_weight``; ``score_gap``:
-    ``score_gap_weight``; ``coverage``: ``top_z_weight`` times ``coverage_factor`` of the arm's
-    ``coverage``, with ``coverage_power`` per arm, ``COVERAGE_POWER`` by default), times the configured
-    per-arm weight.
+    """Per-query arm weights from each arm's own scores, times the configured per-arm weight ``base``.
 
-    An arm without evidence takes the mean weight of the arms that have it, so a one-result arm neither
-    dominates nor disappears.
+    - ``zscore``: ``max(z, 0.05) * coverage_factor(c, 0.5) * scale``, ``z`` the standard deviations the
+      arm's best score stands above its other candidates, ``scale`` 2 for the dense arm
+      (``ZSCORE_ARM_SCALE``): for ``z_fusion``.
+    - ``coverage``: ``max(z, 0.05)**2 * coverage_factor(c, p)`` with ``p`` 4 for BM25, 3 for dense; for RRF.
+    - ``top_z``: ``max(z, 0.05)**2``; ``score_gap``: ``score_gap_weight``.
+
+    ``coverage_power`` overrides an arm's exponent (``None``: the method's own). An arm without
+    evidence takes the mean weight of the arms that have it, so a one-result arm neither dominates nor
+    disappears.
     """
-    weigh = {"coverage": top_z_weight, "top_z": top_z_weight, "score_gap": score_gap_weight}[method]
-    confidence = {arm: weigh(scores) for arm, scores in arm_scores.items()}
+    if method == "zscore":
+        confidence = {arm: top_z_weight(scores, power=1.0) for arm, scores in arm_scores.items()}
+    else:
+        weigh = score_gap_weight if method == "score_gap" else top_z_weight
+        confidence = {arm: weigh(scores) for arm, scores in arm_scores.items()}
     known = [value for value in confidence.values() if value is not None]
     fallback = sum(known) / len(known) if known else 1.0
-    powers = {**COVERAGE_POWER, **(coverage_power or {})}
+    powers = {**COVERAGE_POWER.get(method, {})}
+    powers.update({arm: power for arm, power in (coverage_power or {}).items() if power is not None})
+    scale = ZSCORE_ARM_SCALE if method == "zscore" else {}
     return {
         arm: (fallback if value is None else value)
         * (1.0 if base is None else base.get(arm, 1.0))
-        * (coverage_factor((coverage or {}).get(arm), powers.get(arm, 0.0)) if method == "coverage" else 1.0)
+        * scale.get(arm, 1.0)
+        * coverage_factor((coverage or {}).get(arm), powers.get(arm, 0.0))
         for arm, value in confidence.items()
     }
 

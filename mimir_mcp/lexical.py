@@ -57,6 +57,9 @@ MAX_TOKEN_CHARS = 64
 # words, Porter. 2: accents folded, CJK bigrams.
 ANALYZER_VERSION = 2
 COHERENCE_SAMPLE = 200
+# From this coherence on, search scores a namespace's memories with their context (README, "How the
+# defaults were chosen").
+CONTEXT_MIN_COHERENCE = 0.05
 COHERENCE_MIN_MEMORIES = 20
 _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
 _EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)

@@ -65,7 +65,14 @@ class HitScores(BaseModel):
     dense_similarity: float | None = Field(default=None, description="Cosine similarity of the bi-encoder.")
     bm25_rank: int | None = None
     bm25_score: float | None = None
-    rrf_score: float
+    context_rank: int | None = Field(
+        default=None, description="Rank in the BM25 arm that reads each memory with the one stored before it."
+    )
+    context_score: float | None = None
+    rrf_score: float = Field(
+        description="The hybrid's fused score before reranking (standardized-score fusion by default; RRF under "
+        "the RRF fusion methods); the order without a reranker follows it."
+    )
     rerank_score: float | None = Field(default=None, description="Cross-encoder score (0..1), if reranked.")
     blended_score: float | None = Field(
         default=None,
@@ -97,19 +104,30 @@ class Hit(BaseModel):
 class SearchCandidates(BaseModel):
     dense: int
     bm25: int
+    context: int | None = Field(default=None, description="Candidates of the context arm; null when it did not run.")
     fused: int
     reranked: int
 
 
 class SearchFusion(BaseModel):
-    """How the two arms were fused for this query, so a caller can see why one arm led."""
+    """How the arms were fused for this query, so a caller can see why one arm led."""
 
-    method: str = Field(description="coverage, top_z, score_gap or equal (MIMIR_SEARCH_FUSION).")
-    rrf_k: int
-    weights: dict[str, float] = Field(description="Each arm's RRF weight for this query.")
+    method: str = Field(description="zscore, coverage, top_z, score_gap or equal (MIMIR_SEARCH_FUSION).")
+    rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
+    weights: dict[str, float] = Field(description="Each arm's weight for this query.")
     coverage: dict[str, float | None] = Field(
-        description="How fully each arm's best hit matches the query: BM25's best score over the query's "
+        description="How fully each arm's best hit matches the query: a BM25 arm's best score over the query's "
         "summed idf, the dense arm's best cosine; null for an arm with no candidates."
+    )
+    context: bool = Field(
+        default=False,
+        description="Whether the BM25 arm scored each memory together with the one stored before it in its "
+        "namespace (a conversation's previous turn), as the namespace's coherence called for.",
+    )
+    coherence: float | None = Field(
+        default=None,
+        description="How much more alike neighbouring memories of the namespace are than distant ones "
+        "(0: unrelated; conversations about 0.08-0.12); null when too few memories to tell.",
     )
 
 

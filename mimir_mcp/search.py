@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.fusion import arm_coverage, arm_weights, blend_scores, rrf
+from mimir_mcp.fusion import arm_coverage, arm_weights, blend_scores, rrf, z_fusion
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import (
     Hit,
@@ -33,7 +33,7 @@ from mimir_mcp.snippet import snippet
 from mimir_mcp.store import MemoryStore
 from mimir_mcp.validation import matches_filters
 
-Arm = Literal["dense", "bm25"]
+Arm = Literal["dense", "bm25", "context"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class SearchRequest:
     namespace: str | None = "default"
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
-    arms: tuple[Arm, ...] = ("dense", "bm25")
+    arms: tuple[Arm, ...] = ("dense", "bm25", "context")
     max_chars: int | None = None
 
 
@@ -122,13 +122,26 @@ class SearchPipeline:
         if missing:
             records.update(await anyio.to_thread.run_sync(self.lexical.get, missing))
 
+    def _context(self, namespace: str | None) -> tuple[bool, float | None]:
+        """Whether the BM25 arm scores each memory with the one stored before it, and the namespace's
+        coherence that decided it (``None`` when not measured)."""
+        mode = self.settings.context
+        if mode == "off":
+            return False, None
+        coherence = self.lexical.coherence(namespace)
+        if mode == "on":
+            return True, coherence
+        return coherence is not None and coherence >= self.settings.context_min_coherence, coherence
+
     async def run(self, request: SearchRequest) -> SearchResponse:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         depth = max(self.settings.candidate_depth, request.top_k, request.rerank_top_k)
         dense: list[tuple[str, float]] = []
-        lexical: list[tuple[str, float]] = []
-        attainable = 0.0
+        # The BM25 arm on each memory's own text, and on its context (with the memory stored before it).
+        lexical: dict[str, list[tuple[str, float]]] = {}
+        attainable: dict[str, float] = {}
+        context, coherence = False, None
 
         async def run_dense() -> None:
             nonlocal dense
@@ -139,64 +152,62 @@ class SearchPipeline:
             timings["embed_ms"] = _ms(t1 - t0)
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
-        async def run_lexical() -> None:
-            nonlocal lexical, attainable
-            t0 = time.perf_counter()
-            hits, attainable = await anyio.to_thread.run_sync(
-                lambda: (
-                    self.lexical.search(
-                        request.query, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
-                    ),
-                    self.lexical.attainable_score(request.query),
+        def lexical_arms() -> None:
+            nonlocal context, coherence
+            context, coherence = self._context(request.namespace)
+            wanted = [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or context)]
+            if request.arms == ("context",):  # evaluation of the context arm alone
+                wanted = ["context"]
+            for arm in wanted:
+                hits = self.lexical.search(
+                    request.query,
+                    depth,
+                    namespace=request.namespace,
+                    tags=request.tags,
+                    metadata=request.metadata,
+                    context=arm == "context",
                 )
-            )
-            lexical = [(hit.id, hit.score) for hit in hits]
+                lexical[arm] = [(hit.id, hit.score) for hit in hits]
+                attainable[arm] = self.lexical.attainable_score(request.query, context=arm == "context")
+
+        async def run_lexical() -> None:
+            t0 = time.perf_counter()
+            await anyio.to_thread.run_sync(lexical_arms)
             timings["bm25_ms"] = _ms(time.perf_counter() - t0)
 
         async with anyio.create_task_group() as group:
             if "dense" in request.arms:
                 group.start_soon(run_dense)
-            if "bm25" in request.arms:
+            if "bm25" in request.arms or "context" in request.arms:
                 group.start_soon(run_lexical)
 
         t0 = time.perf_counter()
-        records, allowed = await anyio.to_thread.run_sync(
-            self._allowed, list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in lexical])), request
-        )
-        dense = [(i, s) for i, s in dense if i in allowed][:depth]
-        lexical = [(i, s) for i, s in lexical if i in allowed]
-        configured = {"dense": self.settings.dense_weight, "bm25": self.settings.bm25_weight}
-        arm_scores = {"dense": [s for _, s in dense], "bm25": [s for _, s in lexical]}
-        coverage = arm_coverage(arm_scores["dense"], arm_scores["bm25"], attainable)
-        weights = (
-            arm_weights(
-                arm_scores,
-                configured,
-                method=self.settings.fusion,
-                coverage=coverage,
-                coverage_power={"dense": self.settings.dense_coverage_power, "bm25": self.settings.bm25_coverage_power},
-            )
-            if self.settings.fusion != "equal"
-            else configured
-        )
-        fused = rrf(
-            {"dense": [i for i, _ in dense], "bm25": [i for i, _ in lexical]}, k=self.settings.rrf_k, weights=weights
-        )
+        found = [i for i, _ in dense] + [i for hits in lexical.values() for i, _ in hits]
+        records, allowed = await anyio.to_thread.run_sync(self._allowed, list(dict.fromkeys(found)), request)
+        arms: dict[str, list[tuple[str, float]]] = {"dense": [(i, s) for i, s in dense if i in allowed][:depth]}
+        arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in lexical.items()})
+        arms = {arm: hits for arm, hits in arms.items() if arm in request.arms or arm in lexical}
+        fused, weights, coverage = self._fuse(arms, attainable)
         timings["fusion_ms"] = _ms(time.perf_counter() - t0)
 
-        dense_info = {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(dense, start=1)}
-        lexical_info = {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(lexical, start=1)}
+        info = {
+            arm: {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(hits, start=1)}
+            for arm, hits in arms.items()
+        }
 
         def scores_for(
             memory_id: str, rrf_score: float, rerank_score: float | None, blended: float | None
         ) -> HitScores:
-            dense_rank, dense_score = dense_info.get(memory_id, (None, None))
-            bm25_rank, bm25_score = lexical_info.get(memory_id, (None, None))
+            dense_rank, dense_score = info.get("dense", {}).get(memory_id, (None, None))
+            bm25_rank, bm25_score = info.get("bm25", {}).get(memory_id, (None, None))
+            context_rank, context_score = info.get("context", {}).get(memory_id, (None, None))
             return HitScores(
                 dense_rank=dense_rank,
                 dense_similarity=None if dense_score is None else round(dense_score, 6),
                 bm25_rank=bm25_rank,
                 bm25_score=None if bm25_score is None else round(bm25_score, 6),
+                context_rank=context_rank,
+                context_score=None if context_score is None else round(context_score, 6),
                 rrf_score=round(rrf_score, 8),
                 rerank_score=rerank_score,
                 blended_score=blended,
@@ -207,10 +218,11 @@ class SearchPipeline:
         method = "rrf_hybrid"
         reranked_count = 0
         notes: list[str] = []
+        hybrid = self._describe(arms)
         if not request.rerank:
-            message = "RRF hybrid (dense + BM25); reranking was not requested (rerank=false)."
+            message = f"{hybrid}; reranking was not requested (rerank=false)."
         elif not fused:
-            message = "RRF hybrid (dense + BM25); no memory matched, so there was nothing to rerank."
+            message = f"{hybrid}; no memory matched, so there was nothing to rerank."
         else:
             window = fused[: request.rerank_top_k]
             await self._hydrate(records, [memory_id for memory_id, _ in window])
@@ -221,16 +233,13 @@ class SearchPipeline:
             if outcome.attempted:
                 timings["rerank_ms"] = _ms(outcome.seconds)
             if outcome.scores is None:
-                message = f"RRF hybrid (dense + BM25), not reranked: {outcome.reason}"
+                message = f"{hybrid}, not reranked: {outcome.reason}"
             else:
                 method = "rrf_hybrid+rerank"
                 reranked_count = len(head)
                 reranked, how = self._reorder(head, outcome.scores)
                 ordered = reranked + ordered[len(window) :]
-                message = (
-                    f"RRF hybrid (dense + BM25), top {reranked_count} reranked by the cross-encoder "
-                    f"{self.reranker.model!r}{how}."
-                )
+                message = f"{hybrid}, top {reranked_count} reranked by the cross-encoder {self.reranker.model!r}{how}."
 
         if request.min_score is not None:
             if method == "rrf_hybrid+rerank":
@@ -269,15 +278,63 @@ class SearchPipeline:
             search_method=method,
             message=" ".join([message, *notes]),
             reranker_model=self.reranker.model if method == "rrf_hybrid+rerank" else None,
-            candidates=SearchCandidates(dense=len(dense), bm25=len(lexical), fused=len(fused), reranked=reranked_count),
+            candidates=SearchCandidates(
+                dense=len(arms.get("dense", [])),
+                bm25=len(arms.get("bm25", [])),
+                context=len(arms["context"]) if "context" in arms else None,
+                fused=len(fused),
+                reranked=reranked_count,
+            ),
             fusion=SearchFusion(
                 method=self.settings.fusion,
                 rrf_k=self.settings.rrf_k,
                 weights={arm: round(weight, 6) for arm, weight in weights.items()},
                 coverage={arm: None if value is None else round(value, 6) for arm, value in coverage.items()},
+                context=context,
+                coherence=None if coherence is None else round(coherence, 6),
             ),
             timings_ms=timings,
         )
+
+    def _describe(self, arms: dict[str, list[tuple[str, float]]]) -> str:
+        """The first stage in words, for the message: which arms ran and how they were fused."""
+        names = {"dense": "dense", "bm25": "BM25", "context": "BM25 with each memory's predecessor"}
+        fusion = "standardized scores" if self.settings.fusion == "zscore" else f"RRF ({self.settings.fusion})"
+        return f"Hybrid ({' + '.join(names[arm] for arm in arms)}; fused by {fusion})"
+
+    def _fuse(
+        self, arms: dict[str, list[tuple[str, float]]], attainable: dict[str, float]
+    ) -> tuple[list[tuple[str, float]], dict[str, float], dict[str, float | None]]:
+        """The fused first-stage order with each arm's weight and coverage for this query.
+
+        ``zscore`` (the default) adds each arm's standardized scores (``fusion.z_fusion``); the other
+        methods are RRF. Every method weighs the arms per query from their own scores
+        (``fusion.arm_weights``) but ``equal``, which takes the configured per-arm weights as they are.
+        """
+        settings = self.settings
+        configured = {"dense": settings.dense_weight, "bm25": settings.bm25_weight, "context": settings.bm25_weight}
+        scores = {arm: [score for _, score in hits] for arm, hits in arms.items()}
+        coverage = arm_coverage(scores, attainable)
+        if settings.fusion == "equal":
+            weights = {arm: configured[arm] for arm in arms}
+        else:
+            lexical_power = settings.bm25_coverage_power
+            weights = arm_weights(
+                scores,
+                configured,
+                method=settings.fusion,
+                coverage=coverage,
+                coverage_power={
+                    "dense": settings.dense_coverage_power,
+                    "bm25": lexical_power,
+                    "context": lexical_power,
+                },
+            )
+        if settings.fusion == "zscore":
+            fused = z_fusion(arms, weights=weights)
+        else:
+            fused = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=settings.rrf_k, weights=weights)
+        return fused, weights, coverage
 
     def _reorder(
         self, head: list[tuple[str, float]], scores: list[float]

@@ -22,9 +22,10 @@ def test_defaults(clean_env):
     assert settings.embedding.model == "all-MiniLM-L6-v2"
     assert settings.limits.max_text_bytes == 32 * 1024
     assert settings.server.host == "127.0.0.1"
-    assert settings.search.rrf_k == 10 and settings.search.fusion == "coverage"
+    assert settings.search.fusion == "zscore" and settings.search.rrf_k == 10
+    assert settings.search.context == "auto" and settings.search.context_min_coherence == 0.05
     assert settings.search.default_max_chars == 400
-    assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (4.0, 3.0)
+    assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (None, None)
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
 

@@ -11,6 +11,7 @@ from mimir_mcp.fusion import (
     rrf,
     score_gap_weight,
     top_z_weight,
+    z_fusion,
 )
 
 
@@ -92,7 +93,7 @@ def test_arm_weights_exact():
     assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]}, method="top_z") == pytest.approx(
         {"dense": z**2, "bm25": z**2}
     )
-    assert arm_weights({"dense": [], "bm25": []}) == {"dense": 1.0, "bm25": 1.0}
+    assert arm_weights({"dense": [], "bm25": []}, method="top_z") == {"dense": 1.0, "bm25": 1.0}
     # configured per-arm weights multiply
     assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}, method="score_gap") == pytest.approx(
         {"dense": 0.5, "bm25": 2 * 0.75**0.5}
@@ -109,16 +110,18 @@ def test_coverage_factor_exact():
 
 
 def test_arm_coverage_exact():
-    assert arm_coverage([0.7, 0.5], [6.0, 2.0], 8.0) == {"dense": 0.7, "bm25": 0.75}
-    assert arm_coverage([], [6.0], 0.0) == {"dense": None, "bm25": None}  # no hits; nothing attainable
-    assert arm_coverage([0.4], [], 3.0) == {"dense": 0.4, "bm25": None}
+    scores = {"dense": [0.7, 0.5], "bm25": [6.0, 2.0], "context": [9.0]}
+    assert arm_coverage(scores, {"bm25": 8.0, "context": 12.0}) == {"dense": 0.7, "bm25": 0.75, "context": 0.75}
+    # no hits; nothing attainable
+    assert arm_coverage({"dense": [], "bm25": [6.0]}, {"bm25": 0.0}) == {"dense": None, "bm25": None}
+    assert arm_coverage({"dense": [0.4], "bm25": []}, {"bm25": 3.0}) == {"dense": 0.4, "bm25": None}
 
 
-def test_coverage_is_the_default_method_and_scales_top_z_exactly():
+def test_coverage_method_scales_top_z_exactly():
     z = 3 / math.sqrt(2 / 3)  # top_z of [4, 2, 1, 0]: the rest have mean 1 and sd sqrt(2/3)
     scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0]}
-    weights = arm_weights(scores, coverage={"dense": 0.6, "bm25": 0.5})
-    assert COVERAGE_POWER == {"bm25": 4.0, "dense": 3.0}
+    weights = arm_weights(scores, method="coverage", coverage={"dense": 0.6, "bm25": 0.5})
+    assert COVERAGE_POWER["coverage"] == {"bm25": 4.0, "dense": 3.0, "context": 4.0}
     assert weights == pytest.approx({"dense": z**2 * 0.6**3, "bm25": z**2 * 0.5**4})
     # the same z-scores, but BM25's best hit matches a fraction of the query: dense leads
     assert weights["dense"] > 3 * weights["bm25"]
@@ -126,11 +129,39 @@ def test_coverage_is_the_default_method_and_scales_top_z_exactly():
     assert arm_weights(
         {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]},
         {"bm25": 2.0},
+        method="coverage",
         coverage={"dense": 0.5, "bm25": None},
-        coverage_power={"dense": 1.0},
+        coverage_power={"dense": 1.0, "bm25": None},
     ) == pytest.approx({"dense": z**2 * 0.5, "bm25": 2 * z**2})
     # without coverage it is top_z
-    assert arm_weights(scores) == pytest.approx(arm_weights(scores, method="top_z"))
+    assert arm_weights(scores, method="coverage") == pytest.approx(arm_weights(scores, method="top_z"))
+
+
+def test_zscore_is_the_default_and_weighs_exactly():
+    z = 3 / math.sqrt(2 / 3)
+    scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0], "context": [1.0, 2.0, 0.0]}
+    weights = arm_weights(scores, coverage={"dense": 0.64, "bm25": 0.25, "context": 2.0})
+    assert COVERAGE_POWER["zscore"] == {"dense": 0.5, "bm25": 0.5, "context": 0.5}
+    # z (not squared) times the square root of coverage; the dense arm's deviations count twice;
+    # context's best hit is below its mean: floored at 0.05; its coverage is clipped to 1
+    assert weights == pytest.approx({"dense": 2 * z * 0.8, "bm25": z * 0.5, "context": 0.05})
+
+
+def test_z_fusion_adds_standardized_scores_exactly():
+    # dense [0.9, 0.5, 0.4]: min 0.4, population sd sqrt(0.14/3); bm25 [6, 2]: min 2, sd 2
+    sd_dense = math.sqrt(((0.9 - 0.6) ** 2 + (0.5 - 0.6) ** 2 + (0.4 - 0.6) ** 2) / 3)
+    fused = z_fusion(
+        {"dense": [("a", 0.9), ("b", 0.5), ("c", 0.4)], "bm25": [("b", 6.0), ("d", 2.0)]}, weights={"dense": 2.0}
+    )
+    expected = {"a": 2 * 0.5 / sd_dense, "b": 2 * 0.1 / sd_dense + 2.0, "c": 0.0, "d": 0.0}
+    assert dict(fused) == pytest.approx(expected)
+    assert [item for item, _ in fused] == ["a", "b", "c", "d"]  # c and d tie at 0: first seen first
+    # one candidate, or equal scores: each counts 1 (times the weight); an empty arm adds nothing
+    assert z_fusion({"dense": [("a", 0.3)], "bm25": [("b", 5.0), ("c", 5.0)], "context": []}) == [
+        ("a", 1.0),
+        ("b", 1.0),
+        ("c", 1.0),
+    ]
 
 
 def test_blend_scores_standardizes_each_side_exactly():

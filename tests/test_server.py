@@ -304,7 +304,9 @@ async def test_equal_weight_rrf_scores_are_exact(tmp_path, cross_encoder_path, e
         service.close()
 
 
-async def test_default_fusion_weights_each_arm_by_its_top_z_and_coverage(client: Client):
+async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top_z_and_coverage(client: Client):
+    import statistics
+
     from mimir_mcp.fusion import arm_weights
     from mimir_mcp.lexical import analyze, bm25_idf, query_terms
 
@@ -313,31 +315,34 @@ async def test_default_fusion_weights_each_arm_by_its_top_z_and_coverage(client:
     found = await call(client, "search", {"query": query, "rerank": False, "top_k": 5})
     hits = found["hits"]
     assert len(hits) == 5 and found["candidates"]["dense"] == 5  # every candidate is shown
-    # Rebuild each arm's ranked scores from the hits, then the weighted RRF score of every hit (k = 10).
-    dense = sorted(
-        (h["scores"]["dense_rank"], h["scores"]["dense_similarity"]) for h in hits if h["scores"]["dense_rank"]
-    )
-    bm25 = sorted((h["scores"]["bm25_rank"], h["scores"]["bm25_score"]) for h in hits if h["scores"]["bm25_rank"])
+    # five unrelated facts: too few to tell a conversation, so no context arm
+    assert found["fusion"]["context"] is False and found["fusion"]["coherence"] is None
+    assert found["candidates"]["context"] is None
+    # Rebuild each arm's ranked scores from the hits, then the fused score of every hit.
+    arms = {
+        arm: [s for _, s in sorted((h["scores"][f"{arm}_rank"], h["scores"][key]) for h in hits if h["scores"][key])]
+        for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
+    }
     # BM25 coverage: the best score over the sum of the query terms' idf among the five facts
     attainable = sum(bm25_idf(sum(term in analyze(fact) for fact in FACTS), len(FACTS)) for term in query_terms(query))
-    weights = arm_weights(
-        {"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]},
-        coverage={"dense": dense[0][1], "bm25": bm25[0][1] / attainable},
-    )
-    assert weights != arm_weights({"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}, method="top_z")
+    coverage = {"dense": arms["dense"][0], "bm25": arms["bm25"][0] / attainable}
+    weights = arm_weights(arms, coverage=coverage)
+    assert weights != arm_weights(arms, method="top_z")
     # the response says how it fused: the same weights and coverage
-    assert found["fusion"]["method"] == "coverage" and found["fusion"]["rrf_k"] == 10
+    assert found["fusion"]["method"] == "zscore"
     assert found["fusion"]["weights"] == pytest.approx(weights, rel=1e-3)  # hits carry rounded scores
-    expected_coverage = {"dense": dense[0][1], "bm25": bm25[0][1] / attainable}
-    assert found["fusion"]["coverage"] == pytest.approx(expected_coverage, rel=1e-3)
-    assert len(bm25) >= 3 and weights["dense"] != weights["bm25"]
+    assert found["fusion"]["coverage"] == pytest.approx(coverage, rel=1e-3)
+    assert len(arms["bm25"]) >= 3 and weights["dense"] != weights["bm25"]
     for hit in hits:
         expected = sum(
-            weights[arm] / (10 + hit["scores"][f"{arm}_rank"])
-            for arm in ("dense", "bm25")
-            if hit["scores"][f"{arm}_rank"]
+            weights[arm] * (hit["scores"][key] - min(arms[arm])) / statistics.pstdev(arms[arm])
+            for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
+            if hit["scores"][key] is not None
         )
-        assert hit["scores"]["rrf_score"] == pytest.approx(expected, rel=1e-4)
+        assert hit["scores"]["rrf_score"] == pytest.approx(expected, rel=1e-3)
+    assert [hit["scores"]["rrf_score"] for hit in hits] == sorted(
+        (h["scores"]["rrf_score"] for h in hits), reverse=True
+    )
 
 
 async def test_long_memories_are_shown_as_snippets(client: Client, settings):
@@ -371,3 +376,64 @@ async def test_long_memories_are_shown_as_snippets(client: Client, settings):
     full = next(hit for hit in everything["hits"] if hit["id"] == long_hit["id"])
     assert full["text"] == long_text and full["truncated"] is False
     assert [hit["id"] for hit in everything["hits"]] == [hit["id"] for hit in found["hits"]]
+
+
+CONVERSATION = [
+    ("Ann", "Morning Bob! How was the climbing trip to the Dolomites?"),
+    ("Bob", "The climbing trip was amazing, the Dolomites stayed sunny for our climbing."),
+    ("Ann", "Did your knee survive all that climbing in the Dolomites?"),
+    ("Bob", "My knee held up, I wore the knee brace on every climbing day."),
+    ("Bob", "Where did you go for your sister's wedding in June?"),
+    ("Ann", "Lisbon! We stayed a whole week by the river."),
+    ("Bob", "Lisbon by the river sounds lovely, was the food good in Lisbon?"),
+    ("Ann", "The food in Lisbon was great, grilled sardines every night by the river."),
+    ("Ann", "Have you picked a name for the new puppy yet?"),
+    ("Bob", "The puppy is called Biscuit, the kids voted for the puppy name."),
+    ("Ann", "Is Biscuit the puppy sleeping through the night?"),
+    ("Bob", "Not yet, Biscuit the puppy cries in his crate every night."),
+    ("Bob", "How is your pottery class going?"),
+    ("Ann", "The pottery class is fun, I threw a pottery bowl on the wheel."),
+    ("Bob", "Will the pottery bowl go in the kiln soon?"),
+    ("Ann", "The bowl goes in the kiln on Friday, then I glaze the pottery bowl blue."),
+    ("Ann", "Are you still training for the Berlin marathon?"),
+    ("Bob", "Marathon training is going well, 60 km a week before Berlin."),
+    ("Ann", "What time are you aiming for in the Berlin marathon?"),
+    ("Bob", "Under four hours in the marathon would make me happy."),
+    ("Bob", "Did the job interview at the museum go well?"),
+    ("Ann", "The museum interview went well, they offered me the curator job."),
+    ("Bob", "When do you start the curator job at the museum?"),
+    ("Ann", "I start at the museum in September, right after the summer exhibition."),
+]
+
+
+async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Client):
+    """The answer to 'where was the wedding?' is a turn that names neither wedding nor sister; the turn
+    before it does. A namespace stored as a conversation is coherent, so its BM25 arm reads each turn
+    with the one before it and finds the answer."""
+    for speaker, text in CONVERSATION:  # one at a time, as an agent records a conversation
+        await call(client, "remember", {"text": f"{speaker}: {text}", "namespace": "ann-and-bob"})
+    found = await call(
+        client,
+        "search",
+        {"query": "Where was the wedding of Ann's sister?", "namespace": "ann-and-bob", "rerank": False},
+    )
+    assert found["fusion"]["context"] is True
+    assert found["fusion"]["coherence"] >= 0.05
+    assert found["candidates"]["context"] > 0
+    texts = [hit["text"] for hit in found["hits"]]
+    answer = "Ann: Lisbon! We stayed a whole week by the river."
+    assert answer in texts[:3]
+    hit = found["hits"][texts.index(answer)]
+    assert hit["scores"]["context_rank"] <= 2  # its predecessor's words found it
+    assert "BM25 with each memory's predecessor" in found["message"]
+    # the same memories stored in an order that keeps no exchange together are not read that way
+    for position in range(len(CONVERSATION)):
+        speaker, text = CONVERSATION[(position * 7) % len(CONVERSATION)]
+        await call(client, "remember", {"text": f"{speaker}: {text}", "namespace": "shuffled"})
+    shuffled = await call(
+        client, "search", {"query": "Where was the wedding of Ann's sister?", "namespace": "shuffled", "rerank": False}
+    )
+    assert shuffled["fusion"]["context"] is False
+    assert shuffled["fusion"]["coherence"] < 0.05
+    assert shuffled["candidates"]["context"] is None
+    assert all(hit["scores"]["context_rank"] is None for hit in shuffled["hits"])

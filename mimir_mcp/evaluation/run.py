@@ -37,8 +37,9 @@ class Method:
 METHODS: dict[str, Method] = {
     "bm25": Method(("bm25",), False),
     "dense": Method(("dense",), False),
-    "rrf": Method(("dense", "bm25"), False),
-    "rrf+rerank": Method(("dense", "bm25"), True),
+    "context": Method(("context",), False),
+    "rrf": Method(("dense", "bm25", "context"), False),
+    "rrf+rerank": Method(("dense", "bm25", "context"), True),
 }
 
 
