@@ -106,7 +106,7 @@ FusionMethod = Literal["zscore", "coverage", "top_z", "score_gap"]
 # collection out over ten collections (README, "How the defaults were chosen"). The settings
 # MIMIR_SEARCH_*_COVERAGE_POWER override them.
 COVERAGE_POWER: dict[str, dict[str, float]] = {
-    "zscore": {"dense": 0.5, "bm25": 0.5, "context": 0.5},
+    "zscore": {"dense": 1.0, "bm25": 1.0, "context": 1.0},
     "coverage": {"dense": 3.0, "bm25": 4.0, "context": 4.0},
 }
 # How many standard deviations count as much as one of BM25's, per arm, under ``zscore``: the bi-encoder's
@@ -155,7 +155,7 @@ def arm_weights(
 ) -> dict[str, float]:
     """Per-query arm weights from each arm's own scores, times the configured per-arm weight ``base``.
 
-    - ``zscore``: ``max(z, 0.05) * coverage_factor(c, 0.5) * scale``, ``z`` the standard deviations the
+    - ``zscore``: ``max(z, 0.05) * coverage_factor(c, 1) * scale``, ``z`` the standard deviations the
       arm's best score stands above its other candidates, ``scale`` 2 for the dense arm
       (``ZSCORE_ARM_SCALE``): for ``z_fusion``.
     - ``coverage``: ``max(z, 0.05)**2 * coverage_factor(c, p)`` with ``p`` 4 for BM25, 3 for dense; for RRF.

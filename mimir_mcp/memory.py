@@ -275,7 +275,8 @@ class MemoryService:
                 namespaces=namespaces,
             )
             bm25 = LexicalStatus(
-                backend="in-memory BM25 (k1=1.2, b=0.75, Porter stemming), persisted in SQLite",
+                backend="in-memory BM25 (k1=1.2, b=0.75, Porter stemming, folded accents, CJK bigrams), "
+                "persisted in SQLite",
                 path=backend.lexical.path,
                 documents=documents,
                 in_sync=documents == store_count,

@@ -141,10 +141,10 @@ def test_zscore_is_the_default_and_weighs_exactly():
     z = 3 / math.sqrt(2 / 3)
     scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0], "context": [1.0, 2.0, 0.0]}
     weights = arm_weights(scores, coverage={"dense": 0.64, "bm25": 0.25, "context": 2.0})
-    assert COVERAGE_POWER["zscore"] == {"dense": 0.5, "bm25": 0.5, "context": 0.5}
-    # z (not squared) times the square root of coverage; the dense arm's deviations count twice;
+    assert COVERAGE_POWER["zscore"] == {"dense": 1.0, "bm25": 1.0, "context": 1.0}
+    # z (not squared) times coverage; the dense arm's deviations count twice;
     # context's best hit is below its mean: floored at 0.05; its coverage is clipped to 1
-    assert weights == pytest.approx({"dense": 2 * z * 0.8, "bm25": z * 0.5, "context": 0.05})
+    assert weights == pytest.approx({"dense": 2 * z * 0.64, "bm25": z * 0.25, "context": 0.05})
 
 
 def test_z_fusion_adds_standardized_scores_exactly():
