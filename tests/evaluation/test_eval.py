@@ -165,10 +165,37 @@ def test_weak_arm_example_reproduces_the_eval_figures(tiny_beir, tmp_path, cross
     names = [row.split("|")[1].strip() for row in rows[1:]]
     assert names[0] == "full queries" and names[1] == "BM25 sees 3 words" and names[-1] == "dense sees 1 word"
     figures = {name: [float(cell) for cell in row.split("|")[2:-1]] for name, row in zip(names, rows[1:], strict=True)}
-    assert all(len(values) == 7 and all(0 <= v <= 1 for v in values) for values in figures.values())
+    assert all(len(values) == 8 and all(0 <= v <= 1 for v in values) for values in figures.values())
     assert figures["full queries"][1] == pytest.approx(
         json.loads(out.read_text())["methods"]["bm25"]["ndcg@10"], abs=1e-3
     )
+
+
+def test_leave_one_out_example_measures_the_arms_as_eval_does(tiny_beir, tmp_path, cross_encoder_path):
+    """examples/fusion_loo.py makes the README's leave-one-collection-out table from the project's own
+    index, bi-encoder and fusion functions: its arms score what `eval` scores on the same collection."""
+    out = tmp_path / "arms.json"
+    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "bm25,dense", "--json", str(out)]
+    made = run_cli(args, tmp_path, cross_encoder_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    script = Path(__file__).parents[2] / "examples" / "fusion_loo.py"
+    collections = [f"first={tiny_beir}", f"second={tiny_beir}"]
+    result = run_cli([str(script), "--cache", str(tmp_path / "cache"), *collections], tmp_path, cross_encoder_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    arms = {row[0].strip(): row for row in rows[1:3]}
+    methods = json.loads(out.read_text())["methods"]
+    for name in ("first", "second"):
+        assert float(arms[name][1]) == pytest.approx(methods["dense"]["ndcg@10"], abs=1e-3)
+        assert float(arms[name][2]) == pytest.approx(methods["bm25"]["ndcg@10"], abs=1e-3)
+        assert arms[name][4].strip() == "n/a"  # 12 documents: too few to measure coherence
+    held_out = [row for row in rows if len(row) == 7 and row[0].strip() in ("first", "second")]
+    assert len(held_out) == 4  # the leave-one-out table and the table of the setting chosen on both
+    for row in held_out[:2]:
+        hybrid, better, margin = float(row[2]), float(row[3]), float(row[4])
+        assert margin == pytest.approx(hybrid - better, abs=2e-4)
+        assert better == pytest.approx(max(methods["dense"]["ndcg@10"], methods["bm25"]["ndcg@10"]), abs=1e-3)
+    assert "chosen on all: coverage^" in result.stdout
 
 
 def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
