@@ -155,10 +155,9 @@ class SearchPipeline:
         def lexical_arms() -> None:
             nonlocal context, coherence
             context, coherence = self._context(request.namespace)
-            wanted = [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or context)]
-            if request.arms == ("context",):  # evaluation of the context arm alone
-                wanted = ["context"]
-            for arm in wanted:
+            # the context arm runs where the namespace calls for it, or alone when evaluation asks for it
+            context = "context" in request.arms and (context or request.arms == ("context",))
+            for arm in [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or context)]:
                 hits = self.lexical.search(
                     request.query,
                     depth,
@@ -184,9 +183,8 @@ class SearchPipeline:
         t0 = time.perf_counter()
         found = [i for i, _ in dense] + [i for hits in lexical.values() for i, _ in hits]
         records, allowed = await anyio.to_thread.run_sync(self._allowed, list(dict.fromkeys(found)), request)
-        arms: dict[str, list[tuple[str, float]]] = {"dense": [(i, s) for i, s in dense if i in allowed][:depth]}
+        arms = {"dense": [(i, s) for i, s in dense if i in allowed][:depth]} if "dense" in request.arms else {}
         arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in lexical.items()})
-        arms = {arm: hits for arm, hits in arms.items() if arm in request.arms or arm in lexical}
         fused, weights, coverage = self._fuse(arms, attainable)
         timings["fusion_ms"] = _ms(time.perf_counter() - t0)
 
