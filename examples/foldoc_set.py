@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimir_mcp.evaluation.beir import Document, write_dataset
+from mimir_mcp.evaluation.beir import Document, cut_at_word, match_key, write_dataset
 
 MAX_CHARS = 2_000
 MIN_WORDS = 10  # of the entry once its first sentence is taken out
@@ -81,14 +81,6 @@ def read_entries(dictionary: Path, index: Path) -> list[Entry]:
     return entries
 
 
-def _cut(text: str, limit: int = MAX_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0]
-
-
-def _key(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 def build(
     entries: list[Entry], documents: int, queries: int, seed: int
 ) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
@@ -98,23 +90,26 @@ def build(
     kept: dict[str, Entry] = {}
     for entry in entries:
         if len(entry.rest.split()) >= MIN_WORDS and rests[entry.rest] == 1:
-            kept.setdefault(_key(entry.headword).replace(" ", "_") or entry.headword, entry)  # "C" and "c": one id
+            kept.setdefault(match_key(entry.headword).replace(" ", "_") or entry.headword, entry)  # "C" and "c": one id
     summaries: dict[str, int] = {}
     for entry in kept.values():
-        summaries[_key(entry.summary)] = summaries.get(_key(entry.summary), 0) + 1
+        summaries[match_key(entry.summary)] = summaries.get(match_key(entry.summary), 0) + 1
     rng = random.Random(seed)
     ids = sorted(kept)
     picked = rng.sample(ids, min(documents, len(ids)))
     askable = [
         entry_id
         for entry_id in picked
-        if summaries[_key(kept[entry_id].summary)] == 1
-        and len(_key(kept[entry_id].summary).split()) >= 5
-        and _key(kept[entry_id].summary) not in _key(_cut(kept[entry_id].rest))
+        if summaries[match_key(kept[entry_id].summary)] == 1
+        and len(match_key(kept[entry_id].summary).split()) >= 5
+        and match_key(kept[entry_id].summary) not in match_key(cut_at_word(kept[entry_id].rest, MAX_CHARS))
     ]
     asked = rng.sample(askable, min(queries, len(askable)))
     return (
-        [Document(entry_id, kept[entry_id].headword, _cut(kept[entry_id].rest)) for entry_id in picked],
+        [
+            Document(entry_id, kept[entry_id].headword, cut_at_word(kept[entry_id].rest, MAX_CHARS))
+            for entry_id in picked
+        ],
         {f"q-{entry_id}": kept[entry_id].summary for entry_id in asked},
         {f"q-{entry_id}": {entry_id: 1} for entry_id in asked},
     )

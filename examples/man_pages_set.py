@@ -27,7 +27,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimir_mcp.evaluation.beir import Document, write_dataset
+from mimir_mcp.evaluation.beir import Document, cut_at_word, match_key, write_dataset
 
 SECTIONS = ("1", "2", "3", "4", "5", "6", "7", "8")
 MAX_CHARS = 2_000
@@ -210,23 +210,13 @@ def read_page(path: Path) -> Page | None:
     return Page(file_name, section, names.strip(), summary.strip(), description)
 
 
-def _cut(text: str, limit: int = MAX_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0]
-
-
-def _key(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 def usable_query(page: Page) -> bool:
     """A summary that asks for something and does not occur verbatim in the page's own text."""
-    summary = _key(page.summary)
+    summary = match_key(page.summary)
     return (
         len(summary.split()) >= 3
         and not summary.startswith("manual page for")
-        and summary not in _key(_cut(page.description))
+        and summary not in match_key(cut_at_word(page.description, MAX_CHARS))
     )
 
 
@@ -243,10 +233,12 @@ def build(
     picked = rng.sample(unique, min(documents, len(unique)))
     summaries: dict[str, int] = {}
     for page in unique:
-        summaries[_key(page.summary)] = summaries.get(_key(page.summary), 0) + 1
-    askable = [page for page in picked if usable_query(page) and summaries[_key(page.summary)] == 1]
+        summaries[match_key(page.summary)] = summaries.get(match_key(page.summary), 0) + 1
+    askable = [page for page in picked if usable_query(page) and summaries[match_key(page.summary)] == 1]
     asked = rng.sample(askable, min(queries, len(askable)))
-    corpus = [Document(page.id, f"{page.names} ({page.section})", _cut(page.description)) for page in picked]
+    corpus = [
+        Document(page.id, f"{page.names} ({page.section})", cut_at_word(page.description, MAX_CHARS)) for page in picked
+    ]
     return (
         corpus,
         {f"q-{page.id}": page.summary for page in asked},

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from mimir_mcp.evaluation.beir import Document, write_dataset
+from mimir_mcp.evaluation.beir import Document, cut_at_word, match_key, write_dataset
 
 MAX_CHARS = 2_000
 MIN_WORDS = 5  # of the text left once the first sentence is taken out
@@ -157,14 +157,6 @@ def read_reference(html: Path) -> list[Reference]:
     return references
 
 
-def _cut(text: str, limit: int = MAX_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0]
-
-
-def _key(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 def build(
     references: list[Reference], documents: int, queries: int, seed: int
 ) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
@@ -177,18 +169,20 @@ def build(
     ]
     summaries: dict[str, int] = {}
     for reference in kept:
-        summaries[_key(reference.summary)] = summaries.get(_key(reference.summary), 0) + 1
+        summaries[match_key(reference.summary)] = summaries.get(match_key(reference.summary), 0) + 1
     rng = random.Random(seed)
     picked = rng.sample(kept, min(documents, len(kept)))
     askable = [
         reference
         for reference in picked
-        if summaries[_key(reference.summary)] == 1
-        and len(_key(reference.summary).split()) >= 5
-        and _key(reference.summary) not in _key(_cut(reference.rest))
+        if summaries[match_key(reference.summary)] == 1
+        and len(match_key(reference.summary).split()) >= 5
+        and match_key(reference.summary) not in match_key(cut_at_word(reference.rest, MAX_CHARS))
     ]
     asked = rng.sample(askable, min(queries, len(askable)))
-    corpus = [Document(reference.id, reference.signature, _cut(reference.rest)) for reference in picked]
+    corpus = [
+        Document(reference.id, reference.signature, cut_at_word(reference.rest, MAX_CHARS)) for reference in picked
+    ]
     return (
         corpus,
         {f"q-{reference.id}": reference.summary for reference in asked},

@@ -119,3 +119,14 @@ def write_dataset(
         for query_id, judged in qrels.items():
             for document_id, score in judged.items():
                 out.write(f"{query_id}\t{document_id}\t{score}\n")
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a space: how the set builders bound a document."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0]
+
+
+def match_key(text: str) -> str:
+    """Lower-cased words only: how the set builders tell whether a query occurs in a document verbatim,
+    or two texts repeat each other, whatever the case and punctuation."""
+    return " ".join(re.findall(r"\w+", text.lower()))
