@@ -22,6 +22,7 @@ import argparse
 import gzip
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +85,7 @@ def read_entries(dictionary: Path, index: Path) -> list[Entry]:
 def build(
     entries: list[Entry], documents: int, queries: int, seed: int
 ) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
-    rests: dict[str, int] = {}
-    for entry in entries:
-        rests[entry.rest] = rests.get(entry.rest, 0) + 1
+    rests = Counter(entry.rest for entry in entries)
     kept: dict[str, Entry] = {}
     for entry in entries:
         if len(entry.rest.split()) >= MIN_WORDS and rests[entry.rest] == 1:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -160,9 +161,7 @@ def read_reference(html: Path) -> list[Reference]:
 def build(
     references: list[Reference], documents: int, queries: int, seed: int
 ) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:
-    rests: dict[str, int] = {}
-    for reference in references:
-        rests[reference.rest] = rests.get(reference.rest, 0) + 1
+    rests = Counter(reference.rest for reference in references)
     # a rest that several objects share is boilerplate ("Availability: Unix."), which only the title tells apart
     kept = [
         reference for reference in references if len(reference.rest.split()) >= MIN_WORDS and rests[reference.rest] == 1
