@@ -178,14 +178,15 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
             ),
         ] = settings.search.default_max_chars,
     ) -> SearchResponse:
-        """Find memories: dense vectors and BM25 keywords fused by Reciprocal Rank Fusion, then the top
-        candidates reranked by a cross-encoder.
+        """Find memories: dense vectors and BM25 keywords (plus, in a namespace holding a conversation,
+        BM25 over each turn with the turn before it) fused into one ranking, then the top candidates
+        reranked by a cross-encoder.
 
         `search_method` says what ran: `rrf_hybrid+rerank`, or `rrf_hybrid` when reranking was off or
-        unavailable (the reason is in `message`; results are still returned in RRF order). Each hit has
-        its dense rank, BM25 rank, RRF score and rerank score. A hit's `text` is at most `max_chars`
-        long: a longer memory shows the part that best matches the query, with `truncated: true` and
-        its full length in `text_chars`.
+        unavailable (the reason is in `message`; results are still returned in the hybrid's order). Each
+        hit has its rank and score in every arm, the fused score (`rrf_score`) and the rerank score. A
+        hit's `text` is at most `max_chars` long: a longer memory shows the part that best matches the
+        query, with `truncated: true` and its full length in `text_chars`.
         """
         request = SearchRequest(
             query=check_query("query", query, limits.max_query_chars),

@@ -28,7 +28,7 @@ class RerankOutcome:
 async def rerank_or_fallback(reranker: Reranker, query: str, texts: list[str]) -> RerankOutcome:
     """Score ``texts``; on any problem (not loaded, timeout, exception, bad output) return the reason instead.
 
-    Search never waits for a model that is still loading: it answers now, in RRF order, and says so.
+    Search never waits for a model that is still loading: it answers now, in the hybrid's order, and says so.
     """
     reason = reranker.unavailable_reason()
     if reason is not None:
@@ -40,7 +40,7 @@ async def rerank_or_fallback(reranker: Reranker, query: str, texts: list[str]) -
     except TimeoutError:
         reason = f"reranking took longer than {reranker.timeout_s:g} s (reranker.timeout_s) and was abandoned."
     except Exception as exc:  # noqa: BLE001 - a reranker failure must degrade search, not break it
-        logger.warning("cross-encoder failed during inference; falling back to RRF order", exc_info=True)
+        logger.warning("cross-encoder failed during inference; falling back to the hybrid's order", exc_info=True)
         reason = f"the cross-encoder raised {type(exc).__name__} during inference: {exc}"
     else:
         if len(scores) != len(texts):
