@@ -425,7 +425,8 @@ class LexicalIndex:
             count = len(self._doc_ids)
             scores = np.zeros(count, dtype=np.float32)
             lengths = self._context_lengths() if context else self._lengths.view
-            average_length = float(lengths[self._alive.view].sum()) / self._live
+            total_length = float(lengths[self._alive.view].sum()) if context else self._total_length
+            average_length = total_length / self._live
             for term in terms:
                 documents, frequencies, idf = self._term_statistics(term, context)
                 if len(documents) == 0:
