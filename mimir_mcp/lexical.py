@@ -415,20 +415,39 @@ class LexicalIndex:
         before it in its namespace: in a conversation, a turn that answers ("yes, last May") is found by
         the words of the turn it answers. Whether a namespace is stored that way is ``coherence``'s call.
         """
+        return self.search_with_attainable(
+            query, limit, namespace=namespace, tags=tags, metadata=metadata, context=context
+        )[0]
+
+    def search_with_attainable(
+        self,
+        query: str,
+        limit: int,
+        *,
+        namespace: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: dict[str, MetadataValue] | None = None,
+        context: bool = False,
+    ) -> tuple[list[LexicalHit], float]:
+        """``search`` and ``attainable_score`` from one pass over the query terms' statistics (which, for
+        the context arm, are computed rather than looked up): what the search pipeline needs. The
+        attainable score is 0 when nothing could be searched."""
         terms = query_terms(query)
         if not terms or limit <= 0:
-            return []
+            return [], 0.0
         allowed = self._filter_positions(tags, metadata or {}) if (tags or metadata) else None
         with self._lock:
             if self._live == 0:
-                return []
+                return [], 0.0
             count = len(self._doc_ids)
             scores = np.zeros(count, dtype=np.float32)
             lengths = self._context_lengths() if context else self._lengths.view
             total_length = float(lengths[self._alive.view].sum()) if context else self._total_length
             average_length = total_length / self._live
+            attainable = 0.0
             for term in terms:
                 documents, frequencies, idf = self._term_statistics(term, context)
+                attainable += idf
                 if len(documents) == 0:
                     continue
                 norm = K1 * (1.0 - B + B * lengths[documents] / average_length)
@@ -437,7 +456,7 @@ class LexicalIndex:
             if namespace is not None:
                 code = self._namespace_codes.get(namespace)
                 if code is None:
-                    return []
+                    return [], attainable
                 mask &= self._namespaces.view == code
             if allowed is not None:  # computed before the lock: documents added since then are not allowed
                 padded = np.zeros(count, dtype=np.bool_)
@@ -448,7 +467,8 @@ class LexicalIndex:
             if len(candidates) > limit:
                 candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
             order = sorted(candidates.tolist(), key=lambda position: (-scores[position], position))
-            return [LexicalHit(id=self._doc_ids[position], score=float(scores[position])) for position in order]
+            hits = [LexicalHit(id=self._doc_ids[position], score=float(scores[position])) for position in order]
+            return hits, attainable
 
     def coherence(self, namespace: str | None = None) -> float | None:
         """How much more alike a memory is to the one stored just before it than to one stored far from

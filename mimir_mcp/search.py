@@ -39,7 +39,8 @@ Arm = Literal["dense", "bm25", "context"]
 @dataclass(frozen=True)
 class SearchRequest:
     """A validated search; ``namespace=None`` searches every namespace. ``arms`` lets evaluation run one
-    retrieval arm alone through the same pipeline; the tool always uses both. ``max_chars`` caps each
+    retrieval arm alone through the same pipeline; the tool uses all three (the context arm where the
+    namespace's coherence calls for it). ``max_chars`` caps each
     hit's text (a snippet around the best-matching part); ``None`` shows whole texts."""
 
     query: str
@@ -158,7 +159,7 @@ class SearchPipeline:
             # the context arm runs where the namespace calls for it, or alone when evaluation asks for it
             context = "context" in request.arms and (context or request.arms == ("context",))
             for arm in [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or context)]:
-                hits = self.lexical.search(
+                hits, attainable[arm] = self.lexical.search_with_attainable(
                     request.query,
                     depth,
                     namespace=request.namespace,
@@ -167,7 +168,6 @@ class SearchPipeline:
                     context=arm == "context",
                 )
                 lexical[arm] = [(hit.id, hit.score) for hit in hits]
-                attainable[arm] = self.lexical.attainable_score(request.query, context=arm == "context")
 
         async def run_lexical() -> None:
             t0 = time.perf_counter()

@@ -306,6 +306,12 @@ def test_context_scores_each_memory_with_the_one_stored_before_it_exactly(index)
     assert dog["b"] == pytest.approx(bm25_idf(3, 4) * part(1, 3), rel=1e-6)
     assert index.attainable_score("cat", context=True) == pytest.approx(idf_cat)
     assert index.attainable_score("cat") == pytest.approx(bm25_idf(1, 4))
+    # the pipeline's one-pass call gives both at once, the same to the last digit
+    for context in (False, True):
+        for query in ("cat dog", "cat unseen"):
+            hits, attainable = index.search_with_attainable(query, 10, context=context)
+            assert hits == index.search(query, 10, context=context)
+            assert attainable == pytest.approx(index.attainable_score(query, context=context), rel=1e-12)
 
 
 def test_context_skips_a_forgotten_neighbour(index):
