@@ -32,8 +32,7 @@ import numpy as np
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
-from mimir_mcp.evaluation.metrics import ndcg_at_k, recall_at_k
-from mimir_mcp.evaluation.run import _fit
+from mimir_mcp.evaluation.run import _fit, score_ranking
 from mimir_mcp.fusion import arm_coverage, arm_weights, rrf, z_fusion
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryRecord
@@ -130,13 +129,10 @@ def fuse_rrf(arms: Arms, method: str, k: int) -> list[str]:
 
 
 def measure(collection: dict, rank: Callable[[Arms], list[str]]) -> dict[str, float]:
-    figures: dict[str, list[float]] = {"ndcg": [], "r5": [], "r10": [], "r50": []}
-    for qid, arms in collection["runs"].items():
-        ranking, relevant = rank(arms), collection["qrels"][qid]
-        figures["ndcg"].append(ndcg_at_k(ranking, relevant, 10))
-        for k in (5, 10, 50):
-            figures[f"r{k}"].append(recall_at_k(ranking, relevant, k))
-    return {name: float(np.mean(values)) for name, values in figures.items()}
+    """nDCG@10 and Recall@5, @10 and @50, averaged over the collection's queries, as ``eval`` scores them."""
+    rows = [score_ranking(rank(arms), collection["qrels"][qid]) for qid, arms in collection["runs"].items()]
+    names = {"ndcg": "ndcg@10", "r5": "recall@5", "r10": "recall@10", "r50": "recall@50"}
+    return {name: float(np.mean([row[key] for row in rows])) for name, key in names.items()}
 
 
 def main() -> None:
