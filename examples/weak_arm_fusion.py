@@ -24,7 +24,8 @@ from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import EVAL_NAMESPACE
 from mimir_mcp.fusion import arm_coverage, arm_weights, rrf, z_fusion
-from mimir_mcp.lexical import LexicalIndex, tokenize
+from mimir_mcp.analysis import tokenize
+from mimir_mcp.lexical import LexicalIndex
 
 DEPTH = 100
 COLUMNS = [("equal", 60), ("equal", 10), ("score_gap", 10), ("top_z", 10), ("coverage", 10), ("zscore", 0)]

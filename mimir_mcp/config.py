@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mimir_mcp.lexical import CONTEXT_MIN_COHERENCE
+from mimir_mcp.bm25 import CONTEXT_MIN_COHERENCE
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -149,6 +149,11 @@ class LimitSettings(BaseModel):
     max_tag_chars: int = Field(default=64, ge=1)
     max_metadata_keys: int = Field(default=32, ge=0)
     max_metadata_value_chars: int = Field(default=1024, ge=1)
+    max_list_limit: int = Field(default=100, ge=1, description="Most memories one `list` page or `get` returns.")
+    forget_confirm_threshold: int = Field(
+        default=100, ge=0, description="A `forget` by filter matching more memories than this needs `confirm: true`."
+    )
+    max_forget_ids_shown: int = Field(default=1000, ge=1, description="Most ids one `forget` answer lists.")
 
 
 class ServerSettings(BaseModel):

@@ -28,3 +28,11 @@ class RerankerUnavailableError(MimirError):
 
 class StoreUnavailableError(MimirError):
     """The memory store or the embedding model could not be opened."""
+
+
+class EmbeddingMismatchError(MimirError):
+    """The collection holds vectors of another embedding model than the one configured."""
+
+
+class NotFoundError(MimirError):
+    """A memory asked for by id is not stored."""

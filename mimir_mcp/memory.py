@@ -9,6 +9,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -19,26 +20,38 @@ import numpy as np
 
 from mimir_mcp import __version__
 from mimir_mcp.background import BackgroundLoad
+from mimir_mcp.catalogue import timestamp
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.errors import StoreUnavailableError
+from mimir_mcp.errors import InvalidInputError, NotFoundError, StoreUnavailableError
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import (
+    ForgetResponse,
+    GetResponse,
     LexicalStatus,
+    ListResponse,
     MemoryInput,
+    MemoryOut,
     MemoryRecord,
+    MetadataValue,
+    RecordFilter,
     RememberedMemory,
     RememberResponse,
     SearchResponse,
     SearchStats,
     StatusResponse,
     StoreStatus,
+    UpdateResponse,
 )
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker
 from mimir_mcp.search import SearchPipeline, SearchRequest
 from mimir_mcp.store import MemoryStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
+
+# How far another machine's clock may run behind this one's when reading updates made since the last one
+# seen (a Chroma server shared by several machines).
+UPDATE_CLOCK_SKEW_S = 300.0
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -90,6 +103,7 @@ class MemoryService:
         self._last_timings: dict[str, float] | None = None
         self._last_sync = -float("inf")
         self._last_token: object = None
+        self._generation: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -111,11 +125,18 @@ class MemoryService:
             backend.lexical.close()
 
     def _open_backend(self) -> _Backend:
-        store = MemoryStore(
-            self.settings.store, make_embedding_function(self.embedder.encode, self.settings.embedding.model)
-        )
+        model = self.settings.embedding.model
+        store = MemoryStore(self.settings.store, make_embedding_function(self.embedder.encode, model), model=model)
         lexical = LexicalIndex(self._lexical_path(store))
         self._reconcile(store, lexical)
+        if lexical.catalogue.meta("chroma_created_ts") is None:
+            # Stores written before time filters existed have no numeric creation time in Chroma.
+            older = store.missing_created_ts()
+            if older:
+                store.set_created_ts(older)
+                logger.info("store: creation times recorded for %d older memories (time filters)", len(older))
+            lexical.catalogue.set_meta("chroma_created_ts", "1")
+        self._generation = store.generation()
         return _Backend(store, lexical)
 
     def _lexical_path(self, store: MemoryStore) -> Path:
@@ -126,8 +147,10 @@ class MemoryService:
         return data_dir / f"bm25-{self.settings.store.collection}{suffix}.sqlite3"
 
     def _reconcile(self, store: MemoryStore, lexical: LexicalIndex) -> None:
-        """Make the BM25 index hold exactly the store's memories (after a crash, or writes by another
-        process sharing a Chroma server). Chroma is the store of record."""
+        """Make the catalogue and the BM25 index hold exactly the store's memories, with the store's tags
+        and metadata (after a crash, or changes by another process sharing the store). Chroma is the
+        store of record. An update interrupted after storing its new text keeps the new memory and
+        drops the one it supersedes, in Chroma too, so no memory is left half-replaced."""
         store_ids = store.all_ids()
         lexical_ids = lexical.ids()
         missing = sorted(store_ids - lexical_ids)
@@ -136,8 +159,26 @@ class MemoryService:
             lexical.add(store.get(missing))
         if extra:
             lexical.remove(extra)
-        if missing or extra:
-            logger.info("BM25 index reconciled with the store: %d added, %d removed", len(missing), len(extra))
+        superseded = lexical.catalogue.superseded_present()
+        if superseded:
+            store.delete(superseded)
+            lexical.remove(superseded)
+        watermark = float(lexical.catalogue.meta("updated_watermark") or 0.0)
+        refreshed = store.updated_since(watermark - UPDATE_CLOCK_SKEW_S)
+        for record in refreshed:
+            current = lexical.get([record.id]).get(record.id)
+            if current is not None and current.updated_at != record.updated_at:
+                lexical.set_fields(record)
+        if refreshed:
+            newest = max(timestamp(r.updated_at) for r in refreshed if r.updated_at is not None)
+            lexical.catalogue.set_meta("updated_watermark", repr(max(newest, watermark)))
+        if missing or extra or superseded:
+            logger.info(
+                "catalogue reconciled with the store: %d added, %d removed, %d superseded",
+                len(missing),
+                len(extra),
+                len(superseded),
+            )
 
     async def _ready(self) -> _Backend:
         try:
@@ -209,6 +250,7 @@ class MemoryService:
             fresh = [candidates[i] for i in keep]
             if fresh:
                 backend.store.add(fresh, embeddings[keep])
+                backend.store.record_dimension(int(embeddings.shape[1]))
                 backend.lexical.add(fresh)
         return {record.id for record in fresh}
 
@@ -240,10 +282,203 @@ class MemoryService:
         return due
 
     def _sync_if_needed(self, backend: _Backend) -> None:
-        """A cheap count comparison catches writes made through another process sharing the store."""
-        if backend.store.count() != backend.lexical.count():
+        """A count comparison catches memories added through another process sharing the store; the
+        collection's generation, which every ``forget`` and ``update`` changes, catches the rest."""
+        generation = backend.store.generation()
+        if backend.store.count() != backend.lexical.count() or generation != self._generation:
             with self._write_lock:
                 self._reconcile(backend.store, backend.lexical)
+                self._generation = generation
+
+    async def _synced(self) -> _Backend:
+        """The backend, with changes made by other processes applied: list, get, forget and update act on
+        what the store holds now, not on what this process last saw."""
+        backend = await self._ready()
+        if self._sync_due(backend):
+            await anyio.to_thread.run_sync(self._sync_if_needed, backend)
+        return backend
+
+    def _changed(self, backend: _Backend) -> None:
+        """Tell every process sharing the store that memories were removed or changed (under the lock)."""
+        backend.store.bump_generation()
+        self._generation = backend.store.generation()
+
+    # -- list and get ------------------------------------------------------------------------------
+
+    async def list_memories(
+        self, where: RecordFilter, *, limit: int, cursor: str | None, newest_first: bool, max_chars: int | None
+    ) -> ListResponse:
+        backend = await self._synced()
+        catalogue = backend.lexical.catalogue
+
+        def run() -> tuple[list[MemoryRecord], str | None, int]:
+            records, next_cursor = catalogue.page(where, limit, cursor, newest_first=newest_first)
+            return records, next_cursor, catalogue.count(where)
+
+        try:
+            records, next_cursor, total = await anyio.to_thread.run_sync(run)
+        except ValueError as exc:
+            raise InvalidInputError("cursor", str(exc)) from exc
+        return ListResponse(
+            memories=[memory_out(record, max_chars) for record in records], next_cursor=next_cursor, total=total
+        )
+
+    async def get(self, ids: list[str], *, max_chars: int | None) -> GetResponse:
+        backend = await self._synced()
+        found = await anyio.to_thread.run_sync(backend.lexical.get, ids)
+        return GetResponse(
+            memories=[memory_out(found[memory_id], max_chars) for memory_id in ids if memory_id in found],
+            not_found=[memory_id for memory_id in ids if memory_id not in found],
+        )
+
+    # -- forget ------------------------------------------------------------------------------------
+
+    async def forget(
+        self, ids: list[str] | None, where: RecordFilter | None, *, confirm: bool, dry_run: bool
+    ) -> ForgetResponse:
+        """Remove memories by id, or every memory a filter matches (which past a threshold needs
+        ``confirm``). Chroma first, then the catalogue and the index, under the write lock; a crash in
+        between is repaired by the next reconcile, which follows Chroma."""
+        backend = await self._synced()
+        limits = self.settings.limits
+
+        def run() -> ForgetResponse:
+            with self._write_lock:
+                not_found: list[str] = []
+                if ids is not None:
+                    wanted = list(dict.fromkeys(ids))
+                    present = backend.lexical.get(wanted)
+                    matched = [memory_id for memory_id in wanted if memory_id in present]
+                    not_found = [memory_id for memory_id in wanted if memory_id not in present]
+                else:
+                    assert where is not None
+                    matched = backend.lexical.catalogue.matching_ids(where)
+                    if len(matched) > limits.forget_confirm_threshold and not confirm and not dry_run:
+                        raise InvalidInputError(
+                            "confirm",
+                            f"the filter matches {len(matched)} memories, more than "
+                            f"{limits.forget_confirm_threshold}; pass confirm: true to remove them, or dry_run: "
+                            "true to see which they are",
+                        )
+                if not dry_run and matched:
+                    backend.store.delete(matched)
+                    self._changed(backend)
+                    backend.lexical.remove(matched)
+                shown = matched[: limits.max_forget_ids_shown]
+                verb = "would remove" if dry_run else "removed"
+                more = f" (the first {len(shown)} ids listed)" if len(shown) < len(matched) else ""
+                return ForgetResponse(
+                    dry_run=dry_run,
+                    matched=len(matched),
+                    removed_count=0 if dry_run else len(matched),
+                    ids=shown,
+                    not_found=not_found,
+                    message=f"{verb} {len(matched)} memories{more}"
+                    + (f"; {len(not_found)} ids were not stored" if not_found else ""),
+                )
+
+        return await anyio.to_thread.run_sync(run)
+
+    # -- update ------------------------------------------------------------------------------------
+
+    async def update(
+        self,
+        memory_id: str,
+        *,
+        text: str | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, MetadataValue] | None = None,
+    ) -> UpdateResponse:
+        """Change a memory. Tags or metadata only: the same id, changed in place. New text: the id is the
+        new text's content hash (so remembering that text again deduplicates), the memory is embedded and
+        indexed anew with ``supersedes`` naming the old id, and the old one is removed; the creation time
+        stays the original one. Chroma first: the new memory, then the old one's removal, so a crash
+        between leaves both, and the next reconcile drops the superseded one."""
+        backend = await self._synced()
+
+        def run() -> UpdateResponse:
+            with self._write_lock:
+                old = backend.lexical.get([memory_id]).get(memory_id)
+                if old is None:
+                    raise NotFoundError(f"id: no memory {memory_id!r} is stored (it may have been forgotten)")
+                now = datetime.now(UTC).isoformat(timespec="milliseconds")
+                changes: dict[str, object] = {"updated_at": now}
+                changed = []
+                if tags is not None and tags != old.tags:
+                    changes["tags"], changed = tags, [*changed, "tags"]
+                if metadata is not None and metadata != old.metadata:
+                    changes["metadata"], changed = metadata, [*changed, "metadata"]
+                new_id = memory_id if text is None else dedup_key(old.namespace, text)
+                if new_id == memory_id:
+                    if text is not None and text != old.text:
+                        changed.append("text")  # only whitespace or normalization differs: same memory
+                    if not changed:
+                        return UpdateResponse(
+                            id=memory_id,
+                            previous_id=memory_id,
+                            supersedes=None,
+                            changed=[],
+                            deduplicated=False,
+                            memory=memory_out(old, None),
+                        )
+                    record = old.model_copy(update={**changes, **({"text": text} if text is not None else {})})
+                    if record.text != old.text:
+                        # The same normalized text: keep the stored text so the hash stays its hash.
+                        record = record.model_copy(update={"text": old.text})
+                        changed.remove("text")
+                    backend.store.set_fields(record, old)
+                    self._changed(backend)
+                    backend.lexical.set_fields(record)
+                    return UpdateResponse(
+                        id=memory_id,
+                        previous_id=memory_id,
+                        supersedes=None,
+                        changed=changed,
+                        deduplicated=False,
+                        memory=memory_out(record, None),
+                    )
+                assert text is not None
+                existing = backend.lexical.get([new_id]).get(new_id)
+                record = old.model_copy(update={**changes, "id": new_id, "text": text, "supersedes": memory_id})
+                if existing is None:
+                    vector = self.embedder.encode([text])
+                    backend.store.add([record], vector)
+                    backend.lexical.add([record])
+                else:
+                    record = existing
+                backend.store.delete([memory_id])
+                self._changed(backend)
+                backend.lexical.remove([memory_id])
+                return UpdateResponse(
+                    id=new_id,
+                    previous_id=memory_id,
+                    supersedes=memory_id,
+                    changed=["text", *changed],
+                    deduplicated=existing is not None,
+                    memory=memory_out(record, None),
+                )
+
+        return await anyio.to_thread.run_sync(run)
+
+    # -- export and import -------------------------------------------------------------------------
+
+    def export_records(self, namespace: str | None = None, page: int = 1000) -> Iterator[MemoryRecord]:
+        """Every memory (of ``namespace``, or all), oldest first, as stored: blocking, for the CLI."""
+        store, lexical = self.storage()
+        self._sync_if_needed(self._backend.wait())
+        cursor = None
+        where = RecordFilter(namespace=namespace)
+        while True:
+            records, cursor = lexical.catalogue.page(where, page, cursor, newest_first=False)
+            yield from records
+            if cursor is None:
+                return
+
+    def import_records(self, records: list[MemoryRecord]) -> set[str]:
+        """Store exported records as they are (ids, times and all); ids already stored are skipped.
+        Blocking, for the CLI. Returns the ids that were new."""
+        self.storage()
+        return self._write(self._backend.wait(), records)
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -270,6 +505,8 @@ class MemoryService:
                 kind=backend.store.kind,
                 location=backend.store.location,
                 collection=self.settings.store.collection,
+                embedding_model=backend.store.embedding_model,
+                embedding_dimension=backend.store.embedding_dimension,
                 state="ready",
                 memories=store_count,
                 namespaces=namespaces,
@@ -305,3 +542,28 @@ def _versions() -> dict[str, str]:
         except package_metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def memory_out(record: MemoryRecord, max_chars: int | None) -> MemoryOut:
+    """A record as ``list`` and ``get`` show it; with ``max_chars``, a longer text is cut at a word."""
+    text = record.text
+    truncated = max_chars is not None and len(text) > max_chars
+    if truncated:
+        assert max_chars is not None
+        cut = text[: max_chars - 1]
+        space = cut.rfind(" ")
+        text = (cut[:space] if space > max_chars // 2 else cut).rstrip() + "…"
+    return MemoryOut(
+        id=record.id,
+        text=text,
+        truncated=truncated,
+        text_chars=len(record.text),
+        namespace=record.namespace,
+        tags=record.tags,
+        source=record.source,
+        agent=record.agent,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        supersedes=record.supersedes,
+        metadata=record.metadata,
+    )

@@ -39,6 +39,81 @@ class MemoryRecord(BaseModel):
     agent: str | None = None
     created_at: str
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    updated_at: str | None = Field(default=None, description="When `update` last changed it; null if never.")
+    supersedes: str | None = Field(
+        default=None, description="The id of the memory whose text this one replaced through `update`, if any."
+    )
+
+
+class RecordFilter(BaseModel):
+    """Which memories a search, list or forget covers: every given condition must hold. One rule,
+    evaluated by the record catalogue (SQL) and translated once for Chroma's ``where``."""
+
+    namespace: str | None = Field(default="default", description="None: every namespace.")
+    tags: list[str] = Field(default_factory=list, description="Every one of these tags.")
+    agent: str | None = None
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="Every pair equal.")
+    created_after: float | None = Field(default=None, description="Unix seconds, inclusive.")
+    created_before: float | None = Field(default=None, description="Unix seconds, exclusive.")
+
+    @property
+    def selects_by_content(self) -> bool:
+        """Whether anything beyond the namespace narrows the set (so records must be checked)."""
+        return bool(self.tags or self.metadata or self.agent is not None) or self.has_time
+
+    @property
+    def has_time(self) -> bool:
+        return self.created_after is not None or self.created_before is not None
+
+
+class MemoryOut(BaseModel):
+    """A stored memory as ``list`` and ``get`` return it."""
+
+    id: str
+    text: str = Field(description="The text, or its first max_chars characters with '…' when `truncated`.")
+    truncated: bool = False
+    text_chars: int
+    namespace: str
+    tags: list[str]
+    source: str | None
+    agent: str | None
+    created_at: str
+    updated_at: str | None = None
+    supersedes: str | None = None
+    metadata: dict[str, MetadataValue]
+
+
+class ListResponse(BaseModel):
+    memories: list[MemoryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    total: int = Field(description="How many memories match the filters (all pages).")
+
+
+class GetResponse(BaseModel):
+    memories: list[MemoryOut] = Field(description="In the order asked, those that exist.")
+    not_found: list[str]
+
+
+class ForgetResponse(BaseModel):
+    dry_run: bool
+    matched: int = Field(description="How many memories the ids or filters matched.")
+    removed_count: int = Field(description="How many were removed (0 on a dry run).")
+    ids: list[str] = Field(description="The matched ids (removed unless dry_run).")
+    not_found: list[str] = Field(default_factory=list, description="Ids asked for that are not stored.")
+    message: str
+
+
+class UpdateResponse(BaseModel):
+    id: str = Field(description="The memory's id now: the same, unless the text changed.")
+    previous_id: str
+    supersedes: str | None = Field(
+        description="The old id when the text changed: the old memory is gone from search, list and get."
+    )
+    changed: list[str] = Field(description="Which of text, tags, metadata changed.")
+    deduplicated: bool = Field(
+        description="True when the new text was already stored in the namespace: the update merged into that memory."
+    )
+    memory: MemoryOut
 
 
 class RememberedMemory(BaseModel):
@@ -198,6 +273,8 @@ class StoreStatus(BaseModel):
     kind: Literal["embedded", "server"]
     location: str
     collection: str
+    embedding_model: str | None = Field(default=None, description="The model whose vectors the collection holds.")
+    embedding_dimension: int | None = None
     state: ModelState
     error: str | None = None
     memories: int

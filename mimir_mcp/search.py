@@ -24,6 +24,7 @@ from mimir_mcp.models import (
     HitScores,
     MemoryRecord,
     MetadataValue,
+    RecordFilter,
     SearchCandidates,
     SearchFusion,
     SearchResponse,
@@ -31,7 +32,6 @@ from mimir_mcp.models import (
 from mimir_mcp.rerank import Reranker, rerank_or_fallback
 from mimir_mcp.snippet import snippet
 from mimir_mcp.store import MemoryStore
-from mimir_mcp.validation import matches_filters
 
 Arm = Literal["dense", "bm25", "context"]
 
@@ -53,6 +53,20 @@ class SearchRequest:
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
     arms: tuple[Arm, ...] = ("dense", "bm25", "context")
     max_chars: int | None = None
+    agent: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+
+    @property
+    def where(self) -> RecordFilter:
+        return RecordFilter(
+            namespace=self.namespace,
+            tags=self.tags,
+            agent=self.agent,
+            metadata=self.metadata,
+            created_after=self.created_after,
+            created_before=self.created_before,
+        )
 
 
 def _ms(seconds: float) -> float:
@@ -82,7 +96,8 @@ class SearchPipeline:
         no other filter, it is cheaper to search unfiltered a little deeper and drop other namespaces
         afterwards (the pipeline re-checks every filter on the records anyway).
         """
-        if not request.tags and not request.metadata:
+        where = request.where
+        if not where.selects_by_content:
             total = self.lexical.count()
             share = (
                 1.0
@@ -91,25 +106,18 @@ class SearchPipeline:
             )
             if share >= 0.5:
                 return self.store.query(vector, min(math.ceil(depth / share), total or depth))
-        return self.store.query(
-            vector, depth, namespace=request.namespace, tags=request.tags, metadata=request.metadata
-        )
+        return self.store.query(vector, depth, where=where)
 
     def _allowed(self, ids: list[str], request: SearchRequest) -> tuple[dict[str, MemoryRecord], set[str]]:
         """Which candidates pass the request's filters, re-checked here so both arms follow one rule.
 
-        Without tag or metadata filters the namespace check needs no records (the index holds every
-        memory's namespace), so only the hits shown are read from SQLite later: at 100k memories that
-        skips reading ~200 rows per search. With those filters the records are read now and checked.
+        With only a namespace, the check needs no records (the index holds every memory's namespace),
+        so only the hits shown are read from SQLite later: at 100k memories that skips reading ~200 rows
+        per search. Other filters are checked by the catalogue's one SQL rule over the candidates.
         """
-        if request.tags or request.metadata:
-            records = self.lexical.get(ids)
-            return records, {
-                memory_id
-                for memory_id, record in records.items()
-                if (request.namespace is None or record.namespace == request.namespace)
-                and matches_filters(record, request.tags, request.metadata)
-            }
+        where = request.where
+        if where.selects_by_content:
+            return {}, self.lexical.catalogue.passing(ids, where)
         namespaces = self.lexical.namespaces_of(ids)
         return {}, {
             memory_id
@@ -162,9 +170,7 @@ class SearchPipeline:
                 hits, attainable[arm] = self.lexical.search_with_attainable(
                     request.query,
                     depth,
-                    namespace=request.namespace,
-                    tags=request.tags,
-                    metadata=request.metadata,
+                    where=request.where,
                     context=arm == "context",
                 )
                 lexical[arm] = [(hit.id, hit.score) for hit in hits]

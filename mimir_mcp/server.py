@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
@@ -20,13 +20,18 @@ from mimir_mcp.config import Settings
 from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import (
+    ForgetResponse,
+    GetResponse,
+    ListResponse,
     MemoryInput,
+    RecordFilter,
     RememberResponse,
     RerankDocument,
     RerankedDocument,
     RerankResponse,
     SearchResponse,
     StatusResponse,
+    UpdateResponse,
 )
 from mimir_mcp.rerank import rerank_or_raise
 from mimir_mcp.search import SearchRequest
@@ -34,6 +39,7 @@ from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 from mimir_mcp.validation import (
     check_batch,
     check_count,
+    check_ids,
     check_label,
     check_memory,
     check_metadata,
@@ -42,15 +48,19 @@ from mimir_mcp.validation import (
     check_query,
     check_tags,
     check_text,
+    check_time_range,
 )
 
 logger = logging.getLogger(__name__)
 
 ALL_NAMESPACES = "*"
+CREATED_AFTER = "Only memories stored at or after this ISO 8601 date or time (e.g. 2026-05-01, 2026-05-01T12:00Z)."
+CREATED_BEFORE = "Only memories stored before this ISO 8601 date or time."
 INSTRUCTIONS = (
     "mimir-mcp is a shared long-term memory. Call `remember` to store facts, decisions and notes "
     "(with tags, source, agent and a namespace per project); call `search` to find them again by meaning "
-    "and keywords. `rerank` scores any list of texts against a query; `status` says whether the "
+    "and keywords; `list_memories` and `get` read them back, `update` corrects one and `forget` removes them. "
+    "`rerank` scores any list of texts against a query; `status` says whether the "
     "cross-encoder reranker is ready."
 )
 
@@ -177,6 +187,9 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
                 f"matches the query, with `truncated: true` ({MIN_SNIPPET_CHARS}-{max_chars_limit}).",
             ),
         ] = settings.search.default_max_chars,
+        agent: Annotated[str | None, Field(description="Only memories stored by this agent.")] = None,
+        created_after: Annotated[str | None, Field(description=CREATED_AFTER)] = None,
+        created_before: Annotated[str | None, Field(description=CREATED_BEFORE)] = None,
     ) -> SearchResponse:
         """Find memories: dense vectors and BM25 keywords (plus, in a namespace holding a conversation,
         BM25 over each turn with the turn before it) fused into one ranking, then the top candidates
@@ -188,6 +201,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         hit's `text` is at most `max_chars` long: a longer memory shows the part that best matches the
         query, with `truncated: true` and its full length in `text_chars`.
         """
+        after, before = check_time_range(created_after, created_before)
         request = SearchRequest(
             query=check_query("query", query, limits.max_query_chars),
             top_k=check_count("top_k", top_k, limits.max_top_k),
@@ -198,6 +212,9 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
             tags=check_tags("tags", tags or [], limits),
             metadata=check_metadata("metadata", metadata, limits),
             max_chars=max_chars,
+            agent=check_label("agent", agent),
+            created_after=after,
+            created_before=before,
         )
         return await memory.search(request)
 
@@ -247,6 +264,153 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
                 "rerank_ms": round(outcome.seconds * 1000, 2),
                 "total_ms": round((time.perf_counter() - started) * 1000, 2),
             },
+        )
+
+    @server.tool(annotations=read_only)
+    async def list_memories(
+        namespace: Annotated[
+            str, Field(description=f"Memory space to list; '{ALL_NAMESPACES}' lists all of them.")
+        ] = "default",
+        tags: Annotated[list[str] | None, Field(description="Only memories carrying every one of these tags.")] = None,
+        agent: Annotated[str | None, Field(description="Only memories stored by this agent.")] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="Only memories whose metadata equals all of these pairs.")
+        ] = None,
+        created_after: Annotated[str | None, Field(description=CREATED_AFTER)] = None,
+        created_before: Annotated[str | None, Field(description=CREATED_BEFORE)] = None,
+        limit: Annotated[int, Field(ge=1, description=f"Memories per page (1-{limits.max_list_limit}).")] = 20,
+        cursor: Annotated[str | None, Field(description="The `next_cursor` of the previous page.")] = None,
+        order: Annotated[
+            Literal["newest", "oldest"], Field(description="Newest first (default) or oldest.")
+        ] = "newest",
+        max_chars: Annotated[
+            int,
+            Field(
+                ge=MIN_SNIPPET_CHARS,
+                le=max_chars_limit,
+                description="Most characters of each memory's text; longer ones are cut with `truncated: true` "
+                "(use `get` for the whole text).",
+            ),
+        ] = settings.search.default_max_chars,
+    ) -> ListResponse:
+        """List stored memories page by page, newest first, with the same filters as `search` (and no
+        scores). Pass `next_cursor` back as `cursor` for the next page; memories stored meanwhile never
+        shift or repeat the pages that follow."""
+        after, before = check_time_range(created_after, created_before)
+        where = RecordFilter(
+            namespace=None if namespace == ALL_NAMESPACES else check_namespace("namespace", namespace),
+            tags=check_tags("tags", tags or [], limits),
+            agent=check_label("agent", agent),
+            metadata=check_metadata("metadata", metadata, limits),
+            created_after=after,
+            created_before=before,
+        )
+        return await memory.list_memories(
+            where,
+            limit=check_count("limit", limit, limits.max_list_limit),
+            cursor=cursor,
+            newest_first=order == "newest",
+            max_chars=max_chars,
+        )
+
+    @server.tool(annotations=read_only)
+    async def get(
+        ids: Annotated[
+            list[str],
+            Field(description=f"Memory ids, as `remember` and `search` return them (at most {limits.max_list_limit})."),
+        ],
+    ) -> GetResponse:
+        """Read memories by id, whole (no snippet); ids not stored are listed in `not_found`."""
+        return await memory.get(check_ids("ids", ids, limits.max_list_limit), max_chars=None)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        )
+    )
+    async def forget(
+        ids: Annotated[
+            list[str] | None, Field(description=f"Memory ids to remove (at most {limits.max_batch}).")
+        ] = None,
+        namespace: Annotated[
+            str | None, Field(description=f"Remove memories of this namespace ('{ALL_NAMESPACES}': any namespace).")
+        ] = None,
+        tags: Annotated[list[str] | None, Field(description="...carrying every one of these tags.")] = None,
+        agent: Annotated[str | None, Field(description="...stored by this agent.")] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="...whose metadata equals all of these pairs.")
+        ] = None,
+        created_after: Annotated[str | None, Field(description=CREATED_AFTER)] = None,
+        created_before: Annotated[str | None, Field(description=CREATED_BEFORE)] = None,
+        confirm: Annotated[
+            bool,
+            Field(description=f"Needed when a filter matches more than {limits.forget_confirm_threshold} memories."),
+        ] = False,
+        dry_run: Annotated[bool, Field(description="Report what would be removed, remove nothing.")] = False,
+    ) -> ForgetResponse:
+        """Remove memories for good: by `ids`, or every memory matching a filter (`namespace`, `tags`,
+        `agent`, `metadata`, `created_after`/`created_before`; all given conditions must hold). Removed
+        memories vanish from search, `list_memories`, `get` and the counts in `status`. A filter matching
+        more than the threshold needs `confirm: true`; `dry_run: true` shows what would go."""
+        filters = {
+            "namespace": namespace,
+            "tags": tags,
+            "agent": agent,
+            "metadata": metadata,
+            "created_after": created_after,
+            "created_before": created_before,
+        }
+        given = [name for name, value in filters.items() if value is not None]
+        if ids is not None:
+            if given:
+                raise InvalidInputError(given[0], "give either `ids` or filters, not both")
+            return await memory.forget(check_ids("ids", ids, limits.max_batch), None, confirm=confirm, dry_run=dry_run)
+        if not given:
+            raise InvalidInputError(
+                "ids",
+                f"give `ids`, or at least one filter (namespace, tags, agent, metadata, created_after, "
+                f"created_before); namespace '{ALL_NAMESPACES}' with confirm: true removes everything",
+            )
+        after, before = check_time_range(created_after, created_before)
+        where = RecordFilter(
+            namespace=None if namespace in (None, ALL_NAMESPACES) else check_namespace("namespace", namespace),
+            tags=check_tags("tags", tags or [], limits),
+            agent=check_label("agent", agent),
+            metadata=check_metadata("metadata", metadata, limits),
+            created_after=after,
+            created_before=before,
+        )
+        return await memory.forget(None, where, confirm=confirm, dry_run=dry_run)
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        )
+    )
+    async def update(
+        id: Annotated[str, Field(description="The id of the memory to change.")],  # noqa: A002 - the field's name
+        text: Annotated[
+            str | None,
+            Field(description="New text: the memory is embedded and indexed again and gets a new id (`supersedes`)."),
+        ] = None,
+        tags: Annotated[
+            list[str] | None, Field(description="New tags, replacing the old ones ([] removes all).")
+        ] = None,
+        metadata: Annotated[
+            dict[str, Any] | None, Field(description="New metadata, replacing the old ({} removes all).")
+        ] = None,
+    ) -> UpdateResponse:
+        """Correct a memory. Changing only `tags` or `metadata` keeps its id. Changing `text` stores the
+        new text under its own content id (so remembering it again deduplicates), says which id it
+        `supersedes`, and removes the old memory: search never returns the old text again."""
+        memory_id = check_ids("id", [id], 1)[0]
+        if text is None and tags is None and metadata is None:
+            raise InvalidInputError("text", "give at least one of text, tags, metadata to change")
+        return await memory.update(
+            memory_id,
+            text=None if text is None else check_text("text", text, limits.max_text_bytes),
+            tags=None if tags is None else check_tags("tags", tags, limits),
+            metadata=None if metadata is None else check_metadata("metadata", metadata, limits),
         )
 
     @server.tool(annotations=read_only)

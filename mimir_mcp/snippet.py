@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 
-from mimir_mcp.lexical import query_terms, stem, tokenize
+from mimir_mcp.analysis import query_terms, stem, tokenize
 
 ELLIPSIS = "…"
 # Room for a leading and a trailing ellipsis and a few words between them.

@@ -4,24 +4,39 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mimir_mcp.catalogue import timestamp
 from mimir_mcp.config import StoreSettings
-from mimir_mcp.models import MemoryRecord, MetadataValue
+from mimir_mcp.errors import EmbeddingMismatchError
+from mimir_mcp.models import MemoryRecord, RecordFilter
 
 logger = logging.getLogger(__name__)
 
 USER_METADATA_PREFIX = "m:"
 CHROMA_BATCH = 1000
+# Suffixes of the collections ``reindex`` builds and retires beside the live one.
+REINDEX_SUFFIX = "-reindex"
+PREVIOUS_SUFFIX = "-previous"
 
 
 def to_chroma_metadata(record: MemoryRecord) -> dict[str, Any]:
     """Reserved fields at the top level, user metadata under a prefix so a user key can never shadow them."""
-    metadata: dict[str, Any] = {"namespace": record.namespace, "created_at": record.created_at}
+    metadata: dict[str, Any] = {
+        "namespace": record.namespace,
+        "created_at": record.created_at,
+        "created_ts": _timestamp_or_zero(record.created_at),
+    }
+    if record.updated_at is not None:
+        metadata["updated_at"] = record.updated_at
+        metadata["updated_ts"] = _timestamp_or_zero(record.updated_at)
+    if record.supersedes is not None:
+        metadata["supersedes"] = record.supersedes
     if record.tags:
         metadata["tags"] = list(record.tags)
     if record.source is not None:
@@ -41,6 +56,8 @@ def record_from_chroma(memory_id: str, document: str, metadata: dict[str, Any]) 
         source=metadata.get("source"),
         agent=metadata.get("agent"),
         created_at=metadata.get("created_at", ""),
+        updated_at=metadata.get("updated_at"),
+        supersedes=metadata.get("supersedes"),
         metadata={
             key[len(USER_METADATA_PREFIX) :]: value
             for key, value in metadata.items()
@@ -49,15 +66,28 @@ def record_from_chroma(memory_id: str, document: str, metadata: dict[str, Any]) 
     )
 
 
-def chroma_where(
-    namespace: str | None, tags: Sequence[str], metadata: dict[str, MetadataValue]
-) -> dict[str, Any] | None:
-    """The Chroma ``where`` clause for the search filters (``None`` when there is nothing to filter)."""
+def _timestamp_or_zero(iso: str) -> float:
+    try:
+        return timestamp(iso)
+    except ValueError:
+        return 0.0
+
+
+def chroma_where(where: RecordFilter) -> dict[str, Any] | None:
+    """The filter rule (``catalogue.filter_sql``) as a Chroma ``where`` clause, so the HNSW search itself
+    is filtered; ``None`` when there is nothing to filter. The pipeline re-checks every candidate
+    against the catalogue, so the two can never disagree on what is shown."""
     clauses: list[dict[str, Any]] = []
-    if namespace is not None:
-        clauses.append({"namespace": namespace})
-    clauses.extend({"tags": {"$contains": tag}} for tag in tags)
-    clauses.extend({USER_METADATA_PREFIX + key: value} for key, value in metadata.items())
+    if where.namespace is not None:
+        clauses.append({"namespace": where.namespace})
+    clauses.extend({"tags": {"$contains": tag}} for tag in where.tags)
+    if where.agent is not None:
+        clauses.append({"agent": where.agent})
+    clauses.extend({USER_METADATA_PREFIX + key: value} for key, value in where.metadata.items())
+    if where.created_after is not None:
+        clauses.append({"created_ts": {"$gte": where.created_after}})
+    if where.created_before is not None:
+        clauses.append({"created_ts": {"$lt": where.created_before}})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -95,11 +125,12 @@ def make_embedding_function(encode: Callable[[list[str]], np.ndarray], model: st
 class MemoryStore:
     """A Chroma collection in cosine space holding every memory's text, metadata and vector."""
 
-    def __init__(self, settings: StoreSettings, embedding_function: Any) -> None:
+    def __init__(self, settings: StoreSettings, embedding_function: Any, model: str | None = None) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
         self.settings = settings
+        self.name = settings.collection
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         if settings.chroma_host:
             self.kind = "server"
@@ -115,11 +146,131 @@ class MemoryStore:
             path.mkdir(parents=True, exist_ok=True)
             self.location = str(path)
             self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-        self._collection = self._client.get_or_create_collection(
-            settings.collection,
-            embedding_function=embedding_function,
-            configuration={"hnsw": {"space": "cosine"}},
+        self._embedding_function = embedding_function
+        self._recover_reindex()
+        self._collection = self._open(self.name)
+        meta = self.collection_meta()
+        self.embedding_model: str | None = meta.get("embedding_model")
+        dimension = meta.get("embedding_dimension")
+        self.embedding_dimension: int | None = int(dimension) if dimension else None
+        if model is not None:
+            if self.embedding_model is None:
+                # A new collection, or one written before the model was recorded: it holds this model's vectors.
+                self.set_collection_meta(embedding_model=model)
+                self.embedding_model = model
+            elif self.embedding_model != model:
+                raise EmbeddingMismatchError(
+                    f"the collection {self.name!r} holds vectors of the embedding model {self.embedding_model!r}"
+                    f"{f' ({self.embedding_dimension} dimensions)' if self.embedding_dimension else ''}, but "
+                    f"{model!r} is configured; mixing them would make search meaningless. Start with "
+                    f"--embedding-model {self.embedding_model} (MIMIR_EMBEDDING_MODEL), or run "
+                    f"`mimir-mcp reindex --embedding-model {model}` to re-embed every memory with the new model"
+                )
+
+    def _open(self, name: str) -> Any:
+        return self._client.get_or_create_collection(
+            name, embedding_function=self._embedding_function, configuration={"hnsw": {"space": "cosine"}}
         )
+
+    def _collection_names(self) -> set[str]:
+        return {getattr(item, "name", item) for item in self._client.list_collections()}
+
+    def _recover_reindex(self) -> None:
+        """Finish or undo a ``reindex`` switch-over that a crash interrupted: the live collection is renamed
+        away only after the new one is complete, so either the complete new one or the old one exists."""
+        names = self._collection_names()
+        fresh, previous = self.name + REINDEX_SUFFIX, self.name + PREVIOUS_SUFFIX
+        if self.name not in names:
+            if fresh in names and (self._client.get_collection(fresh).metadata or {}).get("reindex_complete"):
+                self._client.get_collection(fresh).modify(name=self.name)
+                logger.warning("reindex: finished an interrupted switch-over to the re-embedded collection")
+            elif previous in names:
+                self._client.get_collection(previous).modify(name=self.name)
+                logger.warning("reindex: restored the collection an interrupted switch-over had set aside")
+        elif previous in self._collection_names():
+            self._client.delete_collection(previous)
+
+    def collection_meta(self) -> dict[str, Any]:
+        """The collection's own metadata, read afresh (another process may have changed it)."""
+        return dict(self._client.get_collection(self.name).metadata or {})
+
+    def set_collection_meta(self, **values: Any) -> None:
+        meta = self.collection_meta()
+        meta.update(values)
+        self._collection.modify(metadata=meta)
+
+    def generation(self) -> str | None:
+        """Changes whenever any process deletes or updates a memory: what tells the others to reconcile
+        more than counts."""
+        value = self.collection_meta().get("mimir_generation")
+        return None if value is None else str(value)
+
+    def bump_generation(self) -> None:
+        self.set_collection_meta(mimir_generation=uuid.uuid4().hex)
+
+    def record_dimension(self, dimension: int) -> None:
+        if self.embedding_dimension is None:
+            self.set_collection_meta(embedding_dimension=dimension)
+            self.embedding_dimension = dimension
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), CHROMA_BATCH):
+            self._collection.delete(ids=list(ids[start : start + CHROMA_BATCH]))
+
+    def set_fields(self, record: MemoryRecord, previous: MemoryRecord) -> None:
+        """Replace a memory's tags, metadata, source and agent (Chroma merges metadata, so keys that are
+        gone are set to ``None``, which removes them)."""
+        new = to_chroma_metadata(record)
+        removed = {key: None for key in to_chroma_metadata(previous) if key not in new}
+        self._collection.update(ids=[record.id], metadatas=[{**removed, **new}])
+
+    def updated_since(self, since: float) -> list[MemoryRecord]:
+        """Memories whose tags or metadata ``update`` changed after ``since`` (Unix seconds)."""
+        result = self._collection.get(where={"updated_ts": {"$gt": since}}, include=["documents", "metadatas"])
+        return [
+            record_from_chroma(memory_id, document or "", metadata or {})
+            for memory_id, document, metadata in zip(
+                result["ids"], result["documents"], result["metadatas"], strict=True
+            )
+        ]
+
+    def missing_created_ts(self) -> list[MemoryRecord]:
+        """Memories stored before creation times were numbers in Chroma (time filters need them)."""
+        found: list[MemoryRecord] = []
+        offset = 0
+        while True:
+            page = self._collection.get(include=["metadatas"], limit=10_000, offset=offset)
+            for memory_id, metadata in zip(page["ids"], page["metadatas"], strict=True):
+                if metadata is not None and "created_ts" not in metadata:
+                    found.append(record_from_chroma(memory_id, "", metadata))
+            if len(page["ids"]) < 10_000:
+                return found
+            offset += len(page["ids"])
+
+    def set_created_ts(self, records: Sequence[MemoryRecord]) -> None:
+        for start in range(0, len(records), CHROMA_BATCH):
+            chunk = records[start : start + CHROMA_BATCH]
+            self._collection.update(
+                ids=[r.id for r in chunk], metadatas=[{"created_ts": _timestamp_or_zero(r.created_at)} for r in chunk]
+            )
+
+    def records(
+        self, *, embeddings: bool = False, batch: int = CHROMA_BATCH
+    ) -> Iterator[tuple[list[MemoryRecord], Any]]:
+        """Every memory, a page at a time, with its vectors when asked (export, reindex)."""
+        offset = 0
+        include = ["documents", "metadatas", *(["embeddings"] if embeddings else [])]
+        while True:
+            page = self._collection.get(include=include, limit=batch, offset=offset)
+            records = [
+                record_from_chroma(memory_id, document or "", metadata or {})
+                for memory_id, document, metadata in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+            ]
+            if records:
+                yield records, (page["embeddings"] if embeddings else None)
+            if len(page["ids"]) < batch:
+                return
+            offset += len(page["ids"])
 
     def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> None:
         for start in range(0, len(records), CHROMA_BATCH):
@@ -141,9 +292,7 @@ class MemoryStore:
         embedding: np.ndarray,
         limit: int,
         *,
-        namespace: str | None = None,
-        tags: Sequence[str] = (),
-        metadata: dict[str, MetadataValue] | None = None,
+        where: RecordFilter | None = None,
     ) -> list[tuple[str, float]]:
         """Nearest memories as ``(id, cosine similarity)``, best first."""
         if limit <= 0:
@@ -151,7 +300,7 @@ class MemoryStore:
         result = self._collection.query(
             query_embeddings=[embedding],
             n_results=limit,
-            where=chroma_where(namespace, tags, metadata or {}),
+            where=None if where is None else chroma_where(where),
             include=["distances"],
         )
         ids = result["ids"][0] if result["ids"] else []

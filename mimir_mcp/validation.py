@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from mimir_mcp.config import LimitSettings
 from mimir_mcp.errors import InvalidInputError
-from mimir_mcp.models import MemoryInput, MemoryRecord, MetadataValue
+from mimir_mcp.models import MemoryInput, MetadataValue
 
+ID_PATTERN = re.compile(r"mem_[0-9a-f]{32}")
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 METADATA_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 # C0 controls other than tab, newline and carriage return, DEL, and C1 controls.
@@ -162,20 +164,42 @@ def check_batch(memories: list[MemoryInput], limits: LimitSettings) -> list[Memo
     return [check_memory(f"memories[{i}]", memory, limits) for i, memory in enumerate(memories)]
 
 
-def matches_filters(record: MemoryRecord, tags: list[str], metadata: dict[str, MetadataValue]) -> bool:
-    """The filter rule both search arms apply: every tag present, every metadata key equal."""
-    return all(tag in record.tags for tag in tags) and all(
-        key in record.metadata and _same_value(record.metadata[key], value) for key, value in metadata.items()
-    )
+def check_time(field: str, value: Any) -> float | None:
+    """An ISO 8601 date or time (``2026-05-01``, ``2026-05-01T12:00:00Z``, with any offset; none means
+    UTC) as Unix seconds."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"must be an ISO 8601 date or time string, got {type(value).__name__}")
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInputError(
+            field, f"{value[:64]!r} is not an ISO 8601 date or time (e.g. 2026-05-01 or 2026-05-01T12:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
-def _same_value(stored: MetadataValue, wanted: MetadataValue) -> bool:
-    """Numbers compare by value (JSON clients may send 2 or 2.0); booleans and strings only to their kind."""
-    if isinstance(stored, bool) or isinstance(wanted, bool):
-        return isinstance(stored, bool) and isinstance(wanted, bool) and stored == wanted
-    if isinstance(stored, str) or isinstance(wanted, str):
-        return isinstance(stored, str) and isinstance(wanted, str) and stored == wanted
-    return stored == wanted
+def check_time_range(after: Any, before: Any) -> tuple[float | None, float | None]:
+    start, end = check_time("created_after", after), check_time("created_before", before)
+    if start is not None and end is not None and start >= end:
+        raise InvalidInputError("created_before", "must be later than created_after")
+    return start, end
+
+
+def check_ids(field: str, ids: Any, maximum: int) -> list[str]:
+    if not isinstance(ids, list) or not ids:
+        raise InvalidInputError(field, "must be a non-empty list of memory ids")
+    if len(ids) > maximum:
+        raise InvalidInputError(field, f"has {len(ids)} ids; the limit is {maximum} per call")
+    for position, memory_id in enumerate(ids):
+        if not isinstance(memory_id, str) or not ID_PATTERN.fullmatch(memory_id):
+            raise InvalidInputError(
+                f"{field}[{position}]", f"{str(memory_id)[:80]!r} is not a memory id (mem_ and 32 hex digits)"
+            )
+    return list(dict.fromkeys(ids))
 
 
 def _check_no_controls(field: str, value: str, *, allow_whitespace_controls: bool = True) -> None:

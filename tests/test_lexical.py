@@ -5,22 +5,14 @@ import sqlite3
 import pytest
 from rank_bm25 import BM25Okapi
 
-from mimir_mcp.lexical import (
-    ANALYZER_VERSION,
-    K1,
-    LexicalIndex,
-    analyze,
-    bm25_idf,
-    cjk_bigrams,
-    fold_accents,
-    query_terms,
-    tokenize,
-)
+from mimir_mcp.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
+from mimir_mcp.bm25 import K1, bm25_idf
+from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryRecord
 
 
 def record(memory_id: str, text: str, **fields) -> MemoryRecord:
-    return MemoryRecord(id=memory_id, text=text, namespace=fields.pop("namespace", "default"), created_at="t", **fields)
+    return MemoryRecord(id=memory_id, text=text, namespace=fields.pop("namespace", "default"), created_at="2026-01-01T00:00:00+00:00", **fields)
 
 
 def test_tokenize_exact():

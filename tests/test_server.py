@@ -308,7 +308,8 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
     import statistics
 
     from mimir_mcp.fusion import arm_weights
-    from mimir_mcp.lexical import analyze, bm25_idf, query_terms
+    from mimir_mcp.analysis import analyze, query_terms
+    from mimir_mcp.bm25 import bm25_idf
 
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "staging deploy key of the production database, rotated on Monday"

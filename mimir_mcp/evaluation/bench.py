@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from mimir_mcp.analysis import tokenize
 from mimir_mcp.config import RerankerSettings, Settings
 from mimir_mcp.evaluation.run import progress
-from mimir_mcp.lexical import LexicalIndex, tokenize
+from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryInput, MemoryRecord
 
 SAMPLE_SENTENCES = [
