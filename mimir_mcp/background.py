@@ -20,6 +20,11 @@ import anyio.to_thread
 from mimir_mcp.models import ModelState
 
 logger = logging.getLogger(__name__)
+
+# Held while a loader imports sentence-transformers: the bi-encoder and the cross-encoder load in two
+# threads at once, and transformers' lazy modules can fail ("cannot import name ...") when two threads
+# first touch them together.
+MODEL_IMPORT_LOCK = threading.Lock()
 T = TypeVar("T")
 
 

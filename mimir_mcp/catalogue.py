@@ -193,16 +193,6 @@ class Catalogue:
         with self.transaction() as db:
             db.executemany("UPDATE memories SET tokens = ? WHERE rowid = ?", [(" ".join(t), r) for r, t in terms])
 
-    def superseded_present(self) -> list[str]:
-        """Ids of memories that another stored memory says it replaced: what an update interrupted between
-        storing the new text and dropping the old one left behind."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT DISTINCT supersedes FROM memories WHERE supersedes IS NOT NULL "
-                "AND supersedes IN (SELECT id FROM memories)"
-            ).fetchall()
-        return [row[0] for row in rows]
-
     # -- reading -------------------------------------------------------------------------------------
 
     def rows(self) -> list[tuple[int, str, str, str, str]]:

@@ -61,7 +61,10 @@ class Embedder:
         self.dimension: int | None = None
 
     def _load_model(self) -> SentenceTransformer:
-        from sentence_transformers import SentenceTransformer
+        from mimir_mcp.background import MODEL_IMPORT_LOCK
+
+        with MODEL_IMPORT_LOCK:
+            from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(self.resolved, device=self.settings.device, cache_folder=self._cache_dir)
         self.dimension = model.get_embedding_dimension()

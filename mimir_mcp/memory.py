@@ -114,8 +114,10 @@ class MemoryService:
         self._backend.start()
 
     def storage(self) -> tuple[MemoryStore, LexicalIndex]:
-        """Blocking: the opened store and index, for tools that fill them directly (the benchmark)."""
-        self.start()
+        """Blocking: the opened store and index, for tools that fill them directly (the benchmark, export,
+        import). Starts the store and the bi-encoder, not the reranker, which these never need."""
+        self.embedder.start()
+        self._backend.start()
         backend = self._backend.wait()
         return backend.store, backend.lexical
 
@@ -155,11 +157,12 @@ class MemoryService:
         lexical_ids = lexical.ids()
         missing = sorted(store_ids - lexical_ids)
         extra = sorted(lexical_ids - store_ids)
-        if missing:
-            lexical.add(store.get(missing))
+        added = store.get(missing) if missing else []
+        if added:
+            lexical.add(added)
         if extra:
             lexical.remove(extra)
-        superseded = lexical.catalogue.superseded_present()
+        superseded = _interrupted_updates(added, lexical)
         if superseded:
             store.delete(superseded)
             lexical.remove(superseded)
@@ -373,7 +376,7 @@ class MemoryService:
                     removed_count=0 if dry_run else len(matched),
                     ids=shown,
                     not_found=not_found,
-                    message=f"{verb} {len(matched)} memories{more}"
+                    message=f"{verb} {len(matched)} {'memory' if len(matched) == 1 else 'memories'}{more}"
                     + (f"; {len(not_found)} ids were not stored" if not_found else ""),
                 )
 
@@ -392,8 +395,9 @@ class MemoryService:
         """Change a memory. Tags or metadata only: the same id, changed in place. New text: the id is the
         new text's content hash (so remembering that text again deduplicates), the memory is embedded and
         indexed anew with ``supersedes`` naming the old id, and the old one is removed; the creation time
-        stays the original one. Chroma first: the new memory, then the old one's removal, so a crash
-        between leaves both, and the next reconcile drops the superseded one."""
+        stays the original one. Chroma first: the new memory, then the old one's removal, then the
+        catalogue and the index; a crash between the two Chroma writes leaves both, and the next
+        reconcile, finding the new memory missing from the catalogue, drops the superseded one."""
         backend = await self._synced()
 
         def run() -> UpdateResponse:
@@ -441,13 +445,13 @@ class MemoryService:
                 existing = backend.lexical.get([new_id]).get(new_id)
                 record = old.model_copy(update={**changes, "id": new_id, "text": text, "supersedes": memory_id})
                 if existing is None:
-                    vector = self.embedder.encode([text])
-                    backend.store.add([record], vector)
-                    backend.lexical.add([record])
+                    backend.store.add([record], self.embedder.encode([text]))
                 else:
                     record = existing
                 backend.store.delete([memory_id])
                 self._changed(backend)
+                if existing is None:
+                    backend.lexical.add([record])
                 backend.lexical.remove([memory_id])
                 return UpdateResponse(
                     id=new_id,
@@ -542,6 +546,29 @@ def _versions() -> dict[str, str]:
         except package_metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
+
+
+def _interrupted_updates(added: list[MemoryRecord], lexical: LexicalIndex) -> list[str]:
+    """Memories an interrupted ``update`` left behind: among memories this reconcile found in Chroma but
+    not in the catalogue (``update`` writes the new memory to Chroma, then removes the old one, and
+    only then touches the catalogue), those that supersede a memory still stored which was created no
+    later than the update. A memory stored again after an update replaced it (a new ``remember`` of the
+    old text) is newer than the update and stays."""
+    gone: list[str] = []
+    for record in added:
+        if record.supersedes is None or record.updated_at is None:
+            continue
+        old = lexical.get([record.supersedes]).get(record.supersedes)
+        if old is not None and _seconds(old.created_at) <= _seconds(record.updated_at):
+            gone.append(old.id)
+    return gone
+
+
+def _seconds(iso: str) -> float:
+    try:
+        return timestamp(iso)
+    except ValueError:
+        return 0.0
 
 
 def memory_out(record: MemoryRecord, max_chars: int | None) -> MemoryOut:

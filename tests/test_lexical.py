@@ -12,7 +12,13 @@ from mimir_mcp.models import MemoryRecord
 
 
 def record(memory_id: str, text: str, **fields) -> MemoryRecord:
-    return MemoryRecord(id=memory_id, text=text, namespace=fields.pop("namespace", "default"), created_at="2026-01-01T00:00:00+00:00", **fields)
+    return MemoryRecord(
+        id=memory_id,
+        text=text,
+        namespace=fields.pop("namespace", "default"),
+        created_at="2026-01-01T00:00:00+00:00",
+        **fields,
+    )
 
 
 def test_tokenize_exact():

@@ -157,7 +157,7 @@ async def test_update_text_supersedes_and_search_never_returns_the_old_text(clie
         assert old not in [hit["id"] for hit in found["hits"]]
         assert all("March" not in hit["text"] for hit in found["hits"])
     assert new in await search_ids(client, "launch April")
-    record = (await call(client, "get", {"ids": [new, old]}))
+    record = await call(client, "get", {"ids": [new, old]})
     assert record["not_found"] == [old]
     assert record["memories"][0]["tags"] == ["launch"] and record["memories"][0]["supersedes"] == old
     # remembering the new text again deduplicates
@@ -194,7 +194,9 @@ async def test_time_filters_apply_inside_both_arms(client: Client, service: Memo
     listed = await call(client, "list_memories", window)
     assert [m["id"] for m in listed["memories"]] == [target]
     assert "created_after" in await call_error(client, "search", {"query": "x", "created_after": "yesterday"})
-    message = await call_error(client, "search", {"query": "x", "created_after": "2025-01-02", "created_before": "2025-01-01"})
+    message = await call_error(
+        client, "search", {"query": "x", "created_after": "2025-01-02", "created_before": "2025-01-01"}
+    )
     assert "created_before" in message
 
 

@@ -29,8 +29,8 @@ FACTS = [
 
 async def test_tools_are_listed_with_schemas_and_read_only_hints(client: Client):
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {"remember", "search", "rerank", "status"}
-    for name in ("search", "rerank", "status"):
+    assert set(tools) == {"remember", "search", "rerank", "status", "list_memories", "get", "forget", "update"}
+    for name in ("search", "rerank", "status", "list_memories", "get"):
         assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is True
     assert tools["remember"].annotations.read_only_hint is False
     for tool in tools.values():
@@ -307,9 +307,9 @@ async def test_equal_weight_rrf_scores_are_exact(tmp_path, cross_encoder_path, e
 async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top_z_and_coverage(client: Client):
     import statistics
 
-    from mimir_mcp.fusion import arm_weights
     from mimir_mcp.analysis import analyze, query_terms
     from mimir_mcp.bm25 import bm25_idf
+    from mimir_mcp.fusion import arm_weights
 
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "staging deploy key of the production database, rotated on Monday"

@@ -45,6 +45,22 @@ async def exercise_all_tools(client: Client, agent: str) -> None:
     assert status["store"]["memories"] >= 3
 
 
+async def exercise_management(client: Client) -> None:
+    """list_memories, get, update and forget over the transport."""
+    listed = await call(client, "list_memories", {"limit": 2})
+    assert listed["total"] >= 3 and len(listed["memories"]) == 2 and listed["next_cursor"]
+    falcon = next(m for m in (await call(client, "list_memories", {"limit": 100}))["memories"] if "Falcon" in m["text"])
+    assert (await call(client, "get", {"ids": [falcon["id"]]}))["memories"][0]["text"] == falcon["text"]
+    updated = await call(client, "update", {"id": falcon["id"], "text": "Project Falcon's launch moved to May 9th."})
+    assert updated["supersedes"] == falcon["id"]
+    found = await call(client, "search", {"query": "when does Falcon launch?", "top_k": 3, "rerank": False})
+    assert falcon["id"] not in [hit["id"] for hit in found["hits"]]
+    assert found["hits"][0]["id"] == updated["id"]
+    gone = await call(client, "forget", {"ids": [updated["id"]]})
+    assert gone["removed_count"] == 1
+    assert "confirm" not in (await call(client, "forget", {"tags": ["nothing-has-this"], "dry_run": True}))["message"]
+
+
 async def wait_for_reranker(client: Client, timeout: float = 120) -> None:
     """The cross-encoder loads after the handshake; status reports when it is ready."""
     with anyio.fail_after(timeout):
@@ -60,6 +76,7 @@ async def test_stdio_subprocess(tmp_path: Path, cross_encoder_path: Path):
         assert client.server_info is not None and client.server_info.name == "mimir-mcp"
         await wait_for_reranker(client)
         await exercise_all_tools(client, "stdio-agent")
+        await exercise_management(client)
         message = await call_error(client, "search", {"query": "q", "top_k": 1000})
         assert "top_k" in message and "between 1 and 100" in message
 
@@ -179,6 +196,45 @@ async def test_streamable_http_two_agents_share_memory(http_server: int):
         assert sum(result["stored_count"] for result in results) == 1
         status = await call(reader, "status")
         assert status["store"]["memories"] == 4 and status["bm25"]["in_sync"]
+
+
+async def test_two_stdio_processes_on_one_store_see_each_others_forget_and_update(
+    tmp_path: Path, cross_encoder_path: Path, chroma_server: int
+):
+    """Two server processes sharing one Chroma server, each with its own catalogue: what one forgets or
+    changes, the other stops showing at its next call after the sync interval (no restart)."""
+
+    def params(name: str) -> StdioServerParameters:
+        env = server_env(tmp_path / name, cross_encoder_path)
+        env.update(
+            {
+                "MIMIR_RERANKER_ENABLED": "false",
+                "MIMIR_STORE_CHROMA_HOST": "127.0.0.1",
+                "MIMIR_STORE_CHROMA_PORT": str(chroma_server),
+                "MIMIR_STORE_SYNC_INTERVAL_S": "0",
+            }
+        )
+        return StdioServerParameters(command=PYTHON, args=["-m", "mimir_mcp"], env=env)
+
+    async with Client(params("a"), mode="legacy") as first, Client(params("b"), mode="legacy") as second:
+        ids = (await call(first, "remember", {"memories": [{"text": note} for note in NOTES]}))["ids"]
+
+        async def seen_by_second(query: str, **arguments) -> list[str]:
+            found = await call(second, "search", {"query": query, "rerank": False, "top_k": 5, **arguments})
+            return [hit["id"] for hit in found["hits"]]
+
+        assert ids[1] in await seen_by_second("billing retries")
+        await call(first, "forget", {"ids": [ids[1]]})
+        assert ids[1] not in await seen_by_second("billing retries")
+        new = (await call(first, "update", {"id": ids[0], "text": "Project Falcon now launches on June 1st."}))["id"]
+        falcon = await seen_by_second("Falcon launch date")
+        assert ids[0] not in falcon and falcon[0] == new
+        await call(first, "update", {"id": ids[2], "tags": ["dashboards"]})
+        assert await seen_by_second("who owns the dashboard", tags=["dashboards"]) == [ids[2]]
+        listed = await call(second, "list_memories", {"limit": 10})
+        assert sorted(m["id"] for m in listed["memories"]) == sorted([new, ids[2]])
+        status = await call(second, "status")
+        assert status["store"]["memories"] == 2 and status["bm25"]["documents"] == 2
 
 
 async def test_sse_transport(tmp_path: Path, cross_encoder_path: Path):

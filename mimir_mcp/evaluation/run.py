@@ -281,7 +281,8 @@ async def run_eval(
     dataset, read_as = open_dataset(dataset_dir, split, dataset_format=dataset_format, group_prefix=group_prefix)
     base = settings or Settings()
     with tempfile.TemporaryDirectory(prefix="mimir-eval-") as scratch:
-        store = base.store.model_copy(update={"data_dir": data_dir or Path(scratch)})
+        # Always an embedded scratch store: a configured Chroma server is the user's memory, not a test bed.
+        store = base.store.model_copy(update={"data_dir": data_dir or Path(scratch), "chroma_host": None})
         chosen = base.reranker.model_copy(update={"model": reranker}) if reranker else base.reranker
         settings = base.model_copy(update={"store": store, "reranker": chosen})
         service = MemoryService(settings)

@@ -65,7 +65,10 @@ class LocalCrossEncoder:
         return model
 
     def _load_torch_model(self) -> CrossEncoder:
-        from sentence_transformers import CrossEncoder
+        from mimir_mcp.background import MODEL_IMPORT_LOCK
+
+        with MODEL_IMPORT_LOCK:
+            from sentence_transformers import CrossEncoder
 
         name = os.path.expanduser(self.model)
         kwargs: dict[str, Any] = dict(device=self.settings.device, cache_folder=self._cache_dir)
