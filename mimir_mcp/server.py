@@ -296,15 +296,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         """List stored memories page by page, newest first, with the same filters as `search` (and no
         scores). Pass `next_cursor` back as `cursor` for the next page; memories stored meanwhile never
         shift or repeat the pages that follow."""
-        after, before = check_time_range(created_after, created_before)
-        where = RecordFilter(
-            namespace=None if namespace == ALL_NAMESPACES else check_namespace("namespace", namespace),
-            tags=check_tags("tags", tags or [], limits),
-            agent=check_label("agent", agent),
-            metadata=check_metadata("metadata", metadata, limits),
-            created_after=after,
-            created_before=before,
-        )
+        where = _record_filter(namespace, tags, agent, metadata, created_after, created_before, settings)
         return await memory.list_memories(
             where,
             limit=check_count("limit", limit, limits.max_list_limit),
@@ -371,15 +363,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
                 f"give `ids`, or at least one filter (namespace, tags, agent, metadata, created_after, "
                 f"created_before); namespace '{ALL_NAMESPACES}' with confirm: true removes everything",
             )
-        after, before = check_time_range(created_after, created_before)
-        where = RecordFilter(
-            namespace=None if namespace in (None, ALL_NAMESPACES) else check_namespace("namespace", namespace),
-            tags=check_tags("tags", tags or [], limits),
-            agent=check_label("agent", agent),
-            metadata=check_metadata("metadata", metadata, limits),
-            created_after=after,
-            created_before=before,
-        )
+        where = _record_filter(namespace, tags, agent, metadata, created_after, created_before, settings)
         return await memory.forget(None, where, confirm=confirm, dry_run=dry_run)
 
     @server.tool(
@@ -421,6 +405,27 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         return await memory.status()
 
     return server
+
+
+def _record_filter(
+    namespace: str | None,
+    tags: list[str] | None,
+    agent: str | None,
+    metadata: dict[str, Any] | None,
+    created_after: str | None,
+    created_before: str | None,
+    settings: Settings,
+) -> RecordFilter:
+    """The filter arguments of list_memories and forget, checked; namespace None or '*' is every namespace."""
+    after, before = check_time_range(created_after, created_before)
+    return RecordFilter(
+        namespace=None if namespace in (None, ALL_NAMESPACES) else check_namespace("namespace", namespace),
+        tags=check_tags("tags", tags or [], settings.limits),
+        agent=check_label("agent", agent),
+        metadata=check_metadata("metadata", metadata, settings.limits),
+        created_after=after,
+        created_before=before,
+    )
 
 
 def _check_shared(key: str, value: Any, settings: Settings) -> None:

@@ -226,3 +226,31 @@ async def _stored_at(service: MemoryService, text: str, when: datetime, **fields
     )
     await asyncio.to_thread(service.import_records, [record])
     return record.id
+
+
+async def test_a_different_embedding_model_is_refused_by_status_and_every_call(settings, embedder, reranker):
+    """A store written with one model, a server configured with another (here the same weights under
+    another name, so only the recorded name differs): nothing is mixed, and every answer says why."""
+    from mimir_mcp.embedding import bundled_minilm_path
+    from mimir_mcp.server import create_server
+
+    first = MemoryService(settings, embedder=embedder, reranker=reranker)
+    async with Client(create_server(settings, service=first)) as client:
+        await remember(client, "a memory embedded by the default model")
+    first.close()
+    other = settings.model_copy(
+        update={"embedding": settings.embedding.model_copy(update={"model": str(bundled_minilm_path())})}
+    )
+    second = MemoryService(other, reranker=reranker)
+    async with Client(create_server(other, service=second)) as client:
+        for tool, arguments in (
+            ("search", {"query": "memory"}),
+            ("list_memories", {}),
+            ("forget", {"ids": ["mem_" + "a" * 32]}),
+        ):
+            message = await call_error(client, tool, arguments)
+            assert "all-MiniLM-L6-v2" in message and str(bundled_minilm_path()) in message, message
+            assert "mimir-mcp reindex" in message
+        status = await call(client, "status")
+        assert status["store"]["state"] == "failed" and "mimir-mcp reindex" in status["store"]["error"]
+    second.close()
