@@ -213,6 +213,11 @@ class Catalogue:
                     found[rowid] = set(text.split())
         return found
 
+    def rowids(self, ids: Sequence[str]) -> dict[str, int]:
+        """The row numbers of the records among ``ids`` that are stored."""
+        with self._lock:
+            return _rowids(self._db, list(dict.fromkeys(ids)))
+
     def get(self, ids: Sequence[str]) -> dict[str, MemoryRecord]:
         found: dict[str, MemoryRecord] = {}
         wanted = list(dict.fromkeys(ids))
@@ -318,6 +323,9 @@ def filter_sql(where: RecordFilter) -> tuple[str, list[object]]:
     if where.namespace is not None:
         sql.append("m.namespace = ?")
         params.append(where.namespace)
+    if where.namespaces is not None:
+        sql.append(f"m.namespace IN ({','.join('?' * len(where.namespaces))})" if where.namespaces else "0")
+        params.extend(where.namespaces)
     for tag in where.tags:
         sql.append("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE json_each.value = ?)")
         params.append(tag)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from mimir_mcp import __version__
 
 if TYPE_CHECKING:
+    from mimir_mcp.access import Token
     from mimir_mcp.config import Settings
 
 logger = logging.getLogger("mimir_mcp")
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A shared, searchable memory for AI agents over MCP (stdio, SSE or streamable HTTP).",
         epilog="Every setting can also be given as a MIMIR_* environment variable; see the README. "
         "Other commands: `mimir-mcp eval --help`, `mimir-mcp finetune-reranker --help`, `mimir-mcp bench --help`, "
-        "`mimir-mcp export --help`, `mimir-mcp import --help`, `mimir-mcp reindex --help`.",
+        "`mimir-mcp stress --help`, `mimir-mcp export --help`, `mimir-mcp import --help`, `mimir-mcp reindex --help`.",
     )
     parser.add_argument("--version", action="version", version=f"mimir-mcp {__version__}")
     parser.add_argument(
@@ -38,6 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", help="Interface for sse / streamable-http (default 127.0.0.1).")
     parser.add_argument("--port", type=int, help="Port for sse / streamable-http (default 8000).")
+    parser.add_argument(
+        "--auth-tokens-file",
+        help="JSON or TOML file of bearer tokens and their namespaces (or MIMIR_AUTH_TOKENS; see the README).",
+    )
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="Serve HTTP on a non-loopback --host without tokens (refused otherwise; logs a warning).",
+    )
+    parser.add_argument(
+        "--allowed-hosts", help="Comma list of Host headers clients use, e.g. mimir.lan:8000 (others get 421)."
+    )
+    parser.add_argument("--allowed-origins", help="Comma list of browser Origins allowed (others get 403).")
+    parser.add_argument("--max-body-bytes", type=int, help="Largest HTTP request body (larger: 413).")
     parser.add_argument("--data-dir", help="Folder for the embedded Chroma store and the BM25 index.")
     parser.add_argument("--embedding-model", help="sentence-transformers model name or local path.")
     parser.add_argument("--reranker-model", help="Cross-encoder model name or local path.")
@@ -75,6 +90,12 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("server", "host", args.host)
     put("server", "port", args.port)
     put("server", "log_level", args.log_level)
+    put("server", "allowed_hosts", args.allowed_hosts)
+    put("server", "allowed_origins", args.allowed_origins)
+    put("server", "max_body_bytes", args.max_body_bytes)
+    put("auth", "tokens_file", args.auth_tokens_file)
+    if args.allow_unauthenticated:
+        put("auth", "allow_unauthenticated", True)
     put("store", "data_dir", args.data_dir)
     put("store", "chroma_host", args.chroma_host)
     put("store", "chroma_port", args.chroma_port)
@@ -96,15 +117,28 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def serve_http(server: Any, transport: str, host: str, port: int, log_level: str) -> None:
-    """Run SSE or streamable HTTP under uvicorn with our logging (stderr), not uvicorn's (stdout)."""
+def serve_http(server: Any, settings: Settings, tokens: list[Token]) -> None:
+    """Run SSE or streamable HTTP under uvicorn, behind the Host/Origin, token and body-size checks of
+    ``access.http_app``, with our logging (stderr), not uvicorn's (stdout)."""
     import uvicorn
 
-    if transport == "sse":
-        app = server.sse_app(host=host)
-    else:
-        app = server.streamable_http_app(host=host)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower())).run()
+    from mimir_mcp.access import WILDCARD_BINDS, http_app, transport_security
+
+    security = transport_security(settings)
+    logger.info(
+        "HTTP access: %s; Host allowed: %s",
+        f"{len(tokens)} bearer tokens ({', '.join(token.name for token in tokens)})" if tokens else "no tokens",
+        ", ".join(security.allowed_hosts),
+    )
+    if settings.server.host in WILDCARD_BINDS and settings.server.allowed_hosts is None:
+        logger.warning(
+            "listening on every interface, but only loopback Host names are allowed: clients that reach this "
+            "server by another name or address get 421; list those in MIMIR_SERVER_ALLOWED_HOSTS (--allowed-hosts)"
+        )
+    host, port = settings.server.host, settings.server.port
+    app = http_app(server, settings, tokens)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=settings.server.log_level.lower())
+    uvicorn.Server(config).run()
 
 
 def add_dataset_arguments(
@@ -315,6 +349,46 @@ def bench_main(argv: Sequence[str]) -> int:
         return 2
     print(format_report(report))
     print(f"took {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def build_stress_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mimir-mcp stress",
+        description="Many clients at once against a real server over streamable HTTP: throughput, latency per "
+        "operation, errors, RSS, how reranked searches were served, and lost writes.",
+    )
+    parser.add_argument("--clients", type=positive_int, default=16, help="concurrent MCP sessions (default 16)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
+    parser.add_argument("--memories", type=positive_int, default=1000, help="memories stored first (default 1000)")
+    parser.add_argument("--reranker", help="cross-encoder folder (default: MiniLM-L6 + one-logit head)")
+    parser.add_argument(
+        "--dataset", type=Path, default=Path("../shared/datasets/scifact"), help="text to use (BEIR folder)"
+    )
+    parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
+    return parser
+
+
+def stress_main(argv: Sequence[str]) -> int:
+    args = build_stress_parser().parse_args(argv)
+    configure_logging("WARNING")
+    from mimir_mcp.evaluation.stress import format_report, run_stress
+
+    try:
+        report = run_stress(
+            clients=args.clients,
+            duration=args.duration,
+            memories=args.memories,
+            reranker=args.reranker,
+            dataset=args.dataset,
+            say=lambda message: print(f"stress: {message}", file=sys.stderr, flush=True),
+        )
+    except (RuntimeError, ValueError) as exc:
+        print(f"mimir-mcp stress: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
@@ -576,6 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return finetune_main(argv[1:])
     if argv and argv[0] == "bench":
         return bench_main(argv[1:])
+    if argv and argv[0] == "stress":
+        return stress_main(argv[1:])
     if argv and argv[0] == "export":
         return export_main(argv[1:])
     if argv and argv[0] == "import":
@@ -602,6 +678,19 @@ def serve_main(argv: Sequence[str]) -> int:
         return 2
     configure_logging(settings.server.log_level)
 
+    from mimir_mcp.access import ExposureError, TokenConfigError, check_exposure, load_tokens
+
+    try:
+        tokens = load_tokens(settings)
+        warning = check_exposure(settings, tokens)
+    except (TokenConfigError, ExposureError) as exc:
+        print(f"mimir-mcp: {exc}", file=sys.stderr)
+        return 2
+    if warning:
+        logger.warning(warning)
+    if tokens and settings.server.transport == "stdio":
+        logger.info("bearer tokens apply to the HTTP transports only; stdio serves whoever started the process")
+
     from mimir_mcp.memory import MemoryService
     from mimir_mcp.server import create_server
 
@@ -619,9 +708,11 @@ def serve_main(argv: Sequence[str]) -> int:
     service.start()
     try:
         if transport == "stdio":
-            server.run("stdio")
+            from mimir_mcp.stdio import serve_stdio
+
+            serve_stdio(server)
         else:
-            serve_http(server, transport, settings.server.host, settings.server.port, settings.server.log_level)
+            serve_http(server, settings, tokens)
     except KeyboardInterrupt:
         pass
     finally:

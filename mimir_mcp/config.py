@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mimir_mcp.bm25 import CONTEXT_MIN_COHERENCE
@@ -84,6 +84,21 @@ class RerankerSettings(BaseModel):
         "None: the model's.",
     )
     timeout_s: float = Field(default=30.0, gt=0)
+    # One search scores at a time; under load the others queue (rerank/admission.py).
+    budget_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Under load, the longest a search may wait for the cross-encoder and score with it: a search "
+        "whose scoring would end later reranks only the top candidates that fit, or none, and says so in "
+        "`message`. A search alone in the queue reranks everything it asks for unless the CPU is so busy that "
+        "this would take longer than budget_s and 1.5x its time on an idle machine.",
+    )
+    min_candidates: int = Field(
+        default=10,
+        ge=1,
+        description="Fewest candidates worth reranking under load; a search that cannot score this many within "
+        "budget_s is answered in the hybrid's order.",
+    )
     blend: float | None = Field(
         default=None,
         ge=0,
@@ -154,6 +169,25 @@ class LimitSettings(BaseModel):
         default=100, ge=0, description="A `forget` by filter matching more memories than this needs `confirm: true`."
     )
     max_forget_ids_shown: int = Field(default=1000, ge=1, description="Most ids one `forget` answer lists.")
+    max_input_depth: int = Field(
+        default=8,
+        ge=4,
+        description="Deepest nesting of objects and arrays in a tool's arguments (the deepest valid call has 3); "
+        "deeper input is refused before it is validated or stored.",
+    )
+    max_input_items: int = Field(
+        default=100_000,
+        ge=1000,
+        description="Most values (array items and object members, all levels) in one tool call's arguments.",
+    )
+
+
+def _comma_list(value: Any) -> Any:
+    """``a,b`` from an environment variable or a flag as a list (a JSON list is read by pydantic-settings)."""
+    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+
+CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
 
 
 class ServerSettings(BaseModel):
@@ -163,6 +197,34 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    allowed_hosts: CommaList | None = Field(
+        default=None,
+        description="Host headers HTTP requests may carry besides the loopback names, e.g. mimir.lan:8000 "
+        "(host:* for any port); others get 421. None: the bind address (nothing more for 0.0.0.0).",
+    )
+    allowed_origins: CommaList | None = Field(
+        default=None,
+        description="Origin headers allowed besides loopback ones (a request without Origin passes); others "
+        "get 403. None: http:// and https:// of every allowed host.",
+    )
+    max_body_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Largest HTTP request body; larger ones get 413 before they are read. None: twice the "
+        "largest remember batch's text (limits.max_batch x limits.max_text_bytes) plus 1 MiB.",
+    )
+
+
+class AccessSettings(BaseModel):
+    """Bearer tokens for the HTTP transports and the namespaces each may use (``mimir_mcp.access``)."""
+
+    tokens: SecretStr | None = Field(
+        default=None, description="name:secret:ns1,ns2 entries separated by ';' ('*': every namespace)."
+    )
+    tokens_file: Path | None = Field(default=None, description="A JSON or TOML file of tokens.")
+    allow_unauthenticated: bool = Field(
+        default=False, description="Serve HTTP on a non-loopback address without tokens (logs a warning)."
+    )
 
 
 class Settings(BaseSettings):
@@ -181,6 +243,7 @@ class Settings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AccessSettings = Field(default_factory=AccessSettings)
 
     @model_validator(mode="after")
     def _check_search_within_limits(self) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,10 @@ class Embedder:
         # Built after the torch model is ready, so no query ever waits for it.
         self._fast: BackgroundLoad[OnnxQueryEncoder] = BackgroundLoad("ONNX query encoder", self._build_fast)
         self.dimension: int | None = None
+        # One call at a time per model: concurrent calls (several remembers, several searches) each spin
+        # up the library's threads on the same cores and thrash; in turn, each runs at full speed.
+        self._document_lock = threading.Lock()
+        self._query_lock = threading.Lock()
 
     def _load_model(self) -> SentenceTransformer:
         from mimir_mcp.background import MODEL_IMPORT_LOCK
@@ -104,19 +109,21 @@ class Embedder:
         """Blocking: one query's unit vector, from the ONNX graph once built, else from torch."""
         fast = self._fast.result_now()
         if fast is not None:
-            return fast.encode([query])[0]
+            with self._query_lock:
+                return fast.encode([query])[0]
         return self.encode([query])[0]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Blocking: call from a worker thread. Returns float32 rows of unit length."""
         model = self._load.wait()
-        vectors: Any = model.encode(
-            texts,
-            batch_size=self.settings.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._document_lock:
+            vectors: Any = model.encode(
+                texts,
+                batch_size=self.settings.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def status(self) -> EmbeddingStatus:

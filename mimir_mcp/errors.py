@@ -36,3 +36,7 @@ class EmbeddingMismatchError(MimirError):
 
 class NotFoundError(MimirError):
     """A memory asked for by id is not stored."""
+
+
+class AccessDeniedError(MimirError):
+    """The caller's token may not use the namespace it named; the message never says what it holds."""

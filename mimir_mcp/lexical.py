@@ -66,6 +66,15 @@ class LexicalIndex:
         if rows:
             logger.info("BM25 index loaded: %d memories, %d terms", len(self._index), self._index.term_count())
 
+    def reload(self) -> None:
+        """Rebuild the postings from the catalogue (after another process sharing it removed memories:
+        their terms, which the postings need to drop them, went with the rows)."""
+        with self._lock:
+            self._index = BM25Index()
+            self._ids.clear()
+            self._rowids.clear()
+            self._load()
+
     def _put(self, rowid: int, memory_id: str, namespace: str, terms: list[str]) -> None:
         self._index.add(rowid, namespace, terms)
         self._ids[rowid] = memory_id
@@ -77,11 +86,15 @@ class LexicalIndex:
 
     def add(self, records: Iterable[MemoryRecord]) -> int:
         """Store and index new memories (one catalogue transaction, then the postings); ids already
-        present are skipped. Returns how many were new."""
+        indexed are skipped. Returns how many this process indexed."""
         with self._lock:
             batch = {record.id: record for record in records if record.id not in self._rowids}
             analyzed = [(record, analyze(record.text)) for record in batch.values()]
             rowids = self.catalogue.insert(analyzed)
+            elsewhere = [record.id for record in batch.values() if record.id not in rowids]
+            if elsewhere:
+                # In the catalogue already, stored by another process sharing it: index them here too.
+                rowids.update(self.catalogue.rowids(elsewhere))
             for record, terms in analyzed:
                 if record.id in rowids:
                     self._put(rowids[record.id], record.id, record.namespace, terms)
@@ -95,7 +108,11 @@ class LexicalIndex:
                 self._index.remove(gone.rowid, gone.terms)
                 self._ids.pop(gone.rowid, None)
                 self._rowids.pop(gone.id, None)
-            return len(removed)
+            elsewhere = [memory_id for memory_id in dict.fromkeys(ids) if memory_id in self._rowids]
+            if elsewhere:
+                # Removed from the catalogue by another process sharing it: rebuild from what it holds.
+                self.reload()
+            return len(removed) + len(elsewhere)
 
     def set_fields(self, record: MemoryRecord) -> bool:
         """Replace a memory's tags, metadata, source and agent; its text and postings stay."""

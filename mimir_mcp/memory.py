@@ -3,10 +3,10 @@ in step. Tools call this; it owns the models, the store and the index for the li
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
-import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -44,6 +44,7 @@ from mimir_mcp.models import (
     UpdateResponse,
 )
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker
+from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.search import SearchPipeline, SearchRequest
 from mimir_mcp.store import MemoryStore, make_embedding_function
 
@@ -94,8 +95,9 @@ class MemoryService:
         self.reranker: Reranker = reranker or LocalCrossEncoder(
             settings.reranker, cache_dir=settings.model_cache_dir, onnx_cache_dir=onnx_cache_dir
         )
+        # The cross-encoder's queue, shared by every search and `rerank` call of the process.
+        self.rerank_queue = RerankQueue(settings.reranker)
         self._backend: BackgroundLoad[_Backend] = BackgroundLoad("memory store", self._open_backend)
-        self._write_lock = threading.Lock()
         self._started_at = time.monotonic()
         self._searches = 0
         self._reranked_searches = 0
@@ -129,16 +131,17 @@ class MemoryService:
     def _open_backend(self) -> _Backend:
         model = self.settings.embedding.model
         store = MemoryStore(self.settings.store, make_embedding_function(self.embedder.encode, model), model=model)
-        lexical = LexicalIndex(self._lexical_path(store))
-        self._reconcile(store, lexical)
-        if lexical.catalogue.meta("chroma_created_ts") is None:
-            # Stores written before time filters existed have no numeric creation time in Chroma.
-            older = store.missing_created_ts()
-            if older:
-                store.set_created_ts(older)
-                logger.info("store: creation times recorded for %d older memories (time filters)", len(older))
-            lexical.catalogue.set_meta("chroma_created_ts", "1")
-        self._generation = store.generation()
+        with store.writing():
+            lexical = LexicalIndex(self._lexical_path(store))
+            self._reconcile(store, lexical)
+            if lexical.catalogue.meta("chroma_created_ts") is None:
+                # Stores written before time filters existed have no numeric creation time in Chroma.
+                older = store.missing_created_ts()
+                if older:
+                    store.set_created_ts(older)
+                    logger.info("store: creation times recorded for %d older memories (time filters)", len(older))
+                lexical.catalogue.set_meta("chroma_created_ts", "1")
+            self._generation = store.generation()
         return _Backend(store, lexical)
 
     def _lexical_path(self, store: MemoryStore) -> Path:
@@ -232,8 +235,10 @@ class MemoryService:
         )
 
     def _write(self, backend: _Backend, records: list[MemoryRecord]) -> set[str]:
-        """Embed outside the lock (the slow part), then check-and-add under it so concurrent retries of
-        the same memory store it once. Chroma first: it is the store of record; the index follows."""
+        """Embed outside the lock (the slow part), then check-and-add under the store lock, which every
+        process on the data dir takes, so the same memory stored at once by several calls or processes
+        is stored once and reported new to exactly one. Chroma first: it is the store of record; the
+        index follows."""
         unique = list({record.id: record for record in records}.values())
         already = backend.store.existing([r.id for r in unique])
         candidates = [r for r in unique if r.id not in already]
@@ -247,7 +252,7 @@ class MemoryService:
             if total > step:
                 logger.info("remember: embedded %d/%d memories", min(start + step, total), total)
         embeddings = np.concatenate(vectors)
-        with self._write_lock:
+        with backend.store.writing():
             present = backend.store.existing([r.id for r in candidates])
             keep = [i for i, r in enumerate(candidates) if r.id not in present]
             fresh = [candidates[i] for i in keep]
@@ -263,7 +268,9 @@ class MemoryService:
         backend = await self._ready()
         if self._sync_due(backend):
             await anyio.to_thread.run_sync(self._sync_if_needed, backend)
-        pipeline = SearchPipeline(self.settings.search, self.embedder, backend.store, backend.lexical, self.reranker)
+        pipeline = SearchPipeline(
+            self.settings.search, self.embedder, backend.store, backend.lexical, self.reranker, self.rerank_queue
+        )
         response = await pipeline.run(request)
         self._searches += 1
         self._reranked_searches += response.search_method == "rrf_hybrid+rerank"
@@ -287,9 +294,11 @@ class MemoryService:
     def _sync_if_needed(self, backend: _Backend) -> None:
         """A count comparison catches memories added through another process sharing the store; the
         collection's generation, which every ``forget`` and ``update`` changes, catches the rest."""
+        with backend.store.lock:
+            backend.store.refresh()  # this process's HNSW index, with the other processes' vectors
         generation = backend.store.generation()
         if backend.store.count() != backend.lexical.count() or generation != self._generation:
-            with self._write_lock:
+            with backend.store.writing():
                 self._reconcile(backend.store, backend.lexical)
                 self._generation = generation
 
@@ -346,7 +355,7 @@ class MemoryService:
         limits = self.settings.limits
 
         def run() -> ForgetResponse:
-            with self._write_lock:
+            with backend.store.writing():
                 not_found: list[str] = []
                 if ids is not None:
                     wanted = list(dict.fromkeys(ids))
@@ -401,7 +410,7 @@ class MemoryService:
         backend = await self._synced()
 
         def run() -> UpdateResponse:
-            with self._write_lock:
+            with backend.store.writing():
                 old = backend.lexical.get([memory_id]).get(memory_id)
                 if old is None:
                     raise NotFoundError(f"id: no memory {memory_id!r} is stored (it may have been forgotten)")
@@ -538,6 +547,7 @@ class MemoryService:
         )
 
 
+@functools.cache  # reading package metadata scans sys.path: not on every status call
 def _versions() -> dict[str, str]:
     versions = {"mimir-mcp": __version__}
     for package in ("mcp", "chromadb", "sentence-transformers", "transformers", "torch"):

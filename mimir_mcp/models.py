@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 MetadataValue = str | int | float | bool
 SearchMethod = Literal["rrf_hybrid+rerank", "rrf_hybrid"]
@@ -17,6 +17,8 @@ ModelState = Literal["disabled", "loading", "ready", "failed"]
 
 class MemoryInput(BaseModel):
     """One memory inside a ``remember`` batch."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not silently dropped
 
     text: str = Field(description="The memory itself: a fact, a decision, a note.")
     tags: list[str] = Field(default_factory=list, description="Labels to filter on later.")
@@ -50,6 +52,9 @@ class RecordFilter(BaseModel):
     evaluated by the record catalogue (SQL) and translated once for Chroma's ``where``."""
 
     namespace: str | None = Field(default="default", description="None: every namespace.")
+    namespaces: list[str] | None = Field(
+        default=None, description="Only these namespaces (a token's scope), whatever `namespace` says."
+    )
     tags: list[str] = Field(default_factory=list, description="Every one of these tags.")
     agent: str | None = None
     metadata: dict[str, MetadataValue] = Field(default_factory=dict, description="Every pair equal.")
@@ -59,7 +64,8 @@ class RecordFilter(BaseModel):
     @property
     def selects_by_content(self) -> bool:
         """Whether anything beyond the namespace narrows the set (so records must be checked)."""
-        return bool(self.tags or self.metadata or self.agent is not None) or self.has_time
+        narrowed = self.tags or self.metadata or self.agent is not None or self.namespaces is not None
+        return bool(narrowed) or self.has_time
 
     @property
     def has_time(self) -> bool:
@@ -220,6 +226,8 @@ class SearchResponse(BaseModel):
 
 class RerankDocument(BaseModel):
     """A candidate with an id the caller wants back."""
+
+    model_config = ConfigDict(extra="forbid")
 
     id: str | None = None
     text: str

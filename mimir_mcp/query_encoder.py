@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimir_mcp.locks import build_once
 from mimir_mcp.rerank.onnx_int8 import export_graph, model_fingerprint, run_child
 
 if TYPE_CHECKING:
@@ -48,15 +49,13 @@ def transformer_folder(model: SentenceTransformer) -> Path | None:
 
 
 def build_query_model(folder: Path, cache_dir: Path, input_names: list[str]) -> Path:
-    """Export ``folder`` once; returns the cached ``query.onnx``."""
-    target = cache_dir / f"query-{model_fingerprint(folder)}"
-    path = target / "query.onnx"
-    if path.exists():
-        return path
-    target.mkdir(parents=True, exist_ok=True)
-    partial = target / "query.onnx.partial"
-    run_child([sys.executable, "-m", __name__, str(folder), str(partial), ",".join(input_names)])
-    os.replace(partial, path)
+    """Export ``folder`` once (``locks.build_once``: one build at a time on the machine, an atomic
+    rename); returns the cached ``query.onnx``."""
+
+    def export(scratch: Path) -> None:
+        run_child([sys.executable, "-m", __name__, str(folder), str(scratch / "query.onnx"), ",".join(input_names)])
+
+    path, _ = build_once(cache_dir / f"query-{model_fingerprint(folder)}", "query.onnx", export)
     return path
 
 

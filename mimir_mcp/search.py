@@ -30,6 +30,7 @@ from mimir_mcp.models import (
     SearchResponse,
 )
 from mimir_mcp.rerank import Reranker, rerank_or_fallback
+from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.snippet import snippet
 from mimir_mcp.store import MemoryStore
 
@@ -56,11 +57,14 @@ class SearchRequest:
     agent: str | None = None
     created_after: float | None = None
     created_before: float | None = None
+    # A token's scope: only these namespaces, whatever ``namespace`` says (None: no such bound).
+    namespaces: list[str] | None = None
 
     @property
     def where(self) -> RecordFilter:
         return RecordFilter(
             namespace=self.namespace,
+            namespaces=self.namespaces,
             tags=self.tags,
             agent=self.agent,
             metadata=self.metadata,
@@ -81,12 +85,15 @@ class SearchPipeline:
         store: MemoryStore,
         lexical: LexicalIndex,
         reranker: Reranker,
+        rerank_queue: RerankQueue | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.store = store
         self.lexical = lexical
         self.reranker = reranker
+        # Shared by every search of the process: under load it trims or skips reranking (admission.py).
+        self.rerank_queue = rerank_queue
 
     def _dense(self, vector: Any, depth: int, request: SearchRequest) -> list[tuple[str, float]]:
         """Nearest memories for the request's filters.
@@ -232,7 +239,10 @@ class SearchPipeline:
             await self._hydrate(records, [memory_id for memory_id, _ in window])
             head = [(memory_id, score) for memory_id, score in window if memory_id in records]
             outcome = await rerank_or_fallback(
-                self.reranker, request.query, [records[memory_id].text for memory_id, _ in head]
+                self.reranker,
+                request.query,
+                [records[memory_id].text for memory_id, _ in head],
+                self.rerank_queue,
             )
             if outcome.attempted:
                 timings["rerank_ms"] = _ms(outcome.seconds)
@@ -240,10 +250,15 @@ class SearchPipeline:
                 message = f"{hybrid}, not reranked: {outcome.reason}"
             else:
                 method = "rrf_hybrid+rerank"
-                reranked_count = len(head)
-                reranked, how = self._reorder(head, outcome.scores)
-                ordered = reranked + ordered[len(window) :]
+                # Under load the queue may admit only the best-fused part of the head; the rest keeps its order.
+                reranked_count = len(outcome.scores)
+                trimmed = outcome.note
+                reranked, how = self._reorder(head[:reranked_count], outcome.scores)
+                rest = [(memory_id, score, None, None) for memory_id, score in head[reranked_count:]]
+                ordered = reranked + rest + ordered[len(window) :]
                 message = f"{hybrid}, top {reranked_count} reranked by the cross-encoder {self.reranker.model!r}{how}."
+                if trimmed:
+                    message += f" {trimmed}."
 
         if request.min_score is not None:
             if method == "rrf_hybrid+rerank":

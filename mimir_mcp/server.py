@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
-from pydantic import Field
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
+from pydantic import Field, ValidationError
 
 from mimir_mcp import __version__
-from mimir_mcp.config import Settings
-from mimir_mcp.errors import InvalidInputError
+from mimir_mcp.access import WRITTEN_BY, Grant, audit, grant_of
+from mimir_mcp.config import LimitSettings, Settings
+from mimir_mcp.errors import InvalidInputError, MimirError, NotFoundError
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import (
     ForgetResponse,
@@ -37,6 +39,7 @@ from mimir_mcp.rerank import rerank_or_raise
 from mimir_mcp.search import SearchRequest
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 from mimir_mcp.validation import (
+    check_arguments,
     check_batch,
     check_count,
     check_ids,
@@ -49,6 +52,7 @@ from mimir_mcp.validation import (
     check_tags,
     check_text,
     check_time_range,
+    check_validation_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,7 +85,8 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         memory.start()
         yield memory
 
-    server = MCPServer(
+    server = _CheckedServer(
+        limits,
         "mimir-mcp",
         title="Mimir memory",
         instructions=INSTRUCTIONS,
@@ -99,6 +104,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         )
     )
     async def remember(
+        ctx: Context,
         text: Annotated[
             str | None, Field(description=f"One memory to store (at most {limits.max_text_bytes} bytes).")
         ] = None,
@@ -153,10 +159,28 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
                 ],
                 limits,
             )
-        return await memory.remember(checked)
+        grant = grant_of(ctx)
+        if grant is not None:
+            for index, item in enumerate(checked):
+                grant.check("namespace" if text is not None else f"memories[{index}].namespace", item.namespace)
+            checked = [
+                item.model_copy(update={"metadata": {**item.metadata, WRITTEN_BY: grant.name}}) for item in checked
+            ]
+        response = await memory.remember(checked)
+        audit(
+            "remember",
+            ctx,
+            grant,
+            namespaces=",".join(sorted({item.namespace for item in checked})),
+            agents=",".join(sorted({item.agent or "-" for item in checked})),
+            stored=response.stored_count,
+            deduplicated=response.deduplicated_count,
+        )
+        return response
 
     @server.tool(annotations=read_only)
     async def search(
+        ctx: Context,
         query: Annotated[str, Field(description="What to look for, in natural language or keywords.")],
         top_k: Annotated[
             int, Field(ge=1, description=f"How many hits to return (1-{limits.max_top_k}).")
@@ -202,13 +226,18 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         query, with `truncated: true` and its full length in `text_chars`.
         """
         after, before = check_time_range(created_after, created_before)
+        scope = _confine(
+            RecordFilter(namespace=None if namespace == ALL_NAMESPACES else check_namespace("namespace", namespace)),
+            grant_of(ctx),
+        )
         request = SearchRequest(
             query=check_query("query", query, limits.max_query_chars),
             top_k=check_count("top_k", top_k, limits.max_top_k),
             rerank=bool(rerank),
             rerank_top_k=check_count("rerank_top_k", rerank_top_k, limits.max_rerank_top_k),
             min_score=check_min_score("min_score", min_score),
-            namespace=None if namespace == ALL_NAMESPACES else check_namespace("namespace", namespace),
+            namespace=scope.namespace,
+            namespaces=scope.namespaces,
             tags=check_tags("tags", tags or [], limits),
             metadata=check_metadata("metadata", metadata, limits),
             max_chars=max_chars,
@@ -248,7 +277,9 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
                 check_label(f"documents[{index}].id", item.id)
         limit = len(items) if top_k is None else check_count("top_k", top_k, limits.max_rerank_documents)
         threshold = check_min_score("min_score", min_score)
-        outcome = await rerank_or_raise(memory.reranker, checked_query, [item.text for item in items])
+        outcome = await rerank_or_raise(
+            memory.reranker, checked_query, [item.text for item in items], memory.rerank_queue
+        )
         assert outcome.scores is not None
         ranked = sorted(range(len(items)), key=lambda i: -outcome.scores[i])  # type: ignore[index]
         results = [
@@ -268,6 +299,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
 
     @server.tool(annotations=read_only)
     async def list_memories(
+        ctx: Context,
         namespace: Annotated[
             str, Field(description=f"Memory space to list; '{ALL_NAMESPACES}' lists all of them.")
         ] = "default",
@@ -298,7 +330,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         shift or repeat the pages that follow."""
         where = _record_filter(namespace, tags, agent, metadata, created_after, created_before, settings)
         return await memory.list_memories(
-            where,
+            _confine(where, grant_of(ctx)),
             limit=check_count("limit", limit, limits.max_list_limit),
             cursor=cursor,
             newest_first=order == "newest",
@@ -307,13 +339,22 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
 
     @server.tool(annotations=read_only)
     async def get(
+        ctx: Context,
         ids: Annotated[
             list[str],
             Field(description=f"Memory ids, as `remember` and `search` return them (at most {limits.max_list_limit})."),
         ],
     ) -> GetResponse:
         """Read memories by id, whole (no snippet); ids not stored are listed in `not_found`."""
-        return await memory.get(check_ids("ids", ids, limits.max_list_limit), max_chars=None)
+        checked = check_ids("ids", ids, limits.max_list_limit)
+        response = await memory.get(checked, max_chars=None)
+        grant = grant_of(ctx)
+        if grant is None:
+            return response
+        # A memory of a namespace outside the token's scope is reported exactly as one never stored.
+        shown = [item for item in response.memories if grant.allows(item.namespace)]
+        visible = {item.id for item in shown}
+        return GetResponse(memories=shown, not_found=[memory_id for memory_id in checked if memory_id not in visible])
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -321,6 +362,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         )
     )
     async def forget(
+        ctx: Context,
         ids: Annotated[
             list[str] | None, Field(description=f"Memory ids to remove (at most {limits.max_batch}).")
         ] = None,
@@ -353,18 +395,39 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
             "created_before": created_before,
         }
         given = [name for name, value in filters.items() if value is not None]
+        grant = grant_of(ctx)
         if ids is not None:
             if given:
                 raise InvalidInputError(given[0], "give either `ids` or filters, not both")
-            return await memory.forget(check_ids("ids", ids, limits.max_batch), None, confirm=confirm, dry_run=dry_run)
+            checked = check_ids("ids", ids, limits.max_batch)
+            hidden = await _outside(checked, grant)
+            response = await memory.forget(
+                [memory_id for memory_id in checked if memory_id not in hidden], None, confirm=confirm, dry_run=dry_run
+            )
+            if hidden:
+                # Out of scope reads as never stored, in the same place and words.
+                absent = set(response.not_found) | hidden
+                not_found = [memory_id for memory_id in dict.fromkeys(checked) if memory_id in absent]
+                message = response.message.split("; ")[0] + f"; {len(not_found)} ids were not stored"
+                response = response.model_copy(update={"not_found": not_found, "message": message})
+            if not dry_run:
+                removed, shown = response.removed_count, ",".join(response.ids) or "-"
+                audit("forget", ctx, grant, removed=removed, ids=shown, not_found=len(response.not_found))
+            return response
         if not given:
             raise InvalidInputError(
                 "ids",
                 f"give `ids`, or at least one filter (namespace, tags, agent, metadata, created_after, "
                 f"created_before); namespace '{ALL_NAMESPACES}' with confirm: true removes everything",
             )
-        where = _record_filter(namespace, tags, agent, metadata, created_after, created_before, settings)
-        return await memory.forget(None, where, confirm=confirm, dry_run=dry_run)
+        where = _confine(
+            _record_filter(namespace, tags, agent, metadata, created_after, created_before, settings), grant
+        )
+        response = await memory.forget(None, where, confirm=confirm, dry_run=dry_run)
+        if not dry_run:
+            removed, shown = response.removed_count, ",".join(response.ids) or "-"
+            audit("forget", ctx, grant, by=",".join(given), removed=removed, ids=shown)
+        return response
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -372,6 +435,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         )
     )
     async def update(
+        ctx: Context,
         id: Annotated[str, Field(description="The id of the memory to change.")],  # noqa: A002 - the field's name
         text: Annotated[
             str | None,
@@ -390,21 +454,77 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         memory_id = check_ids("id", [id], 1)[0]
         if text is None and tags is None and metadata is None:
             raise InvalidInputError("text", "give at least one of text, tags, metadata to change")
-        return await memory.update(
+        new_metadata = None if metadata is None else check_metadata("metadata", metadata, limits)
+        grant = grant_of(ctx)
+        if grant is not None:
+            current = (await memory.get([memory_id], max_chars=MIN_SNIPPET_CHARS)).memories
+            if not current or not grant.allows(current[0].namespace):
+                raise NotFoundError(f"id: no memory {memory_id!r} is stored (it may have been forgotten)")
+            new_metadata = {**(current[0].metadata if new_metadata is None else new_metadata), WRITTEN_BY: grant.name}
+        response = await memory.update(
             memory_id,
             text=None if text is None else check_text("text", text, limits.max_text_bytes),
             tags=None if tags is None else check_tags("tags", tags, limits),
-            metadata=None if metadata is None else check_metadata("metadata", metadata, limits),
+            metadata=new_metadata,
         )
+        audit("update", ctx, grant, id=memory_id, new_id=response.id, changed=",".join(response.changed) or "-")
+        return response
 
     @server.tool(annotations=read_only)
-    async def status() -> StatusResponse:
+    async def status(ctx: Context) -> StatusResponse:
         """Report whether the cross-encoder is ready (loading / ready / failed, with the error), which
         models are in use, where memories are stored, how many there are per namespace, the BM25 index,
         search timings, versions and uptime."""
-        return await memory.status()
+        response = await memory.status()
+        grant = grant_of(ctx)
+        if grant is not None and grant.namespaces is not None:
+            # Counts of the token's own namespaces only: nothing about what the others hold.
+            shown = {name: count for name, count in response.store.namespaces.items() if name in grant.namespaces}
+            response.store.namespaces = shown
+            response.store.memories = sum(shown.values())
+            if response.bm25 is not None:
+                response.bm25.documents = response.store.memories
+        return response
+
+    async def _outside(ids: list[str], grant: Grant | None) -> set[str]:
+        """The ids among ``ids`` stored in namespaces the token may not use."""
+        if grant is None or grant.namespaces is None:
+            return set()
+        found = await memory.get(list(dict.fromkeys(ids)), max_chars=MIN_SNIPPET_CHARS)
+        return {item.id for item in found.memories if not grant.allows(item.namespace)}
 
     return server
+
+
+class _CheckedServer(MCPServer):
+    """Every call's raw arguments are checked for shape (names, depth, size, lone surrogates, NaN) before the
+    SDK validates them, and the SDK's own validation errors are told in the project's words."""
+
+    def __init__(self, limits: LimitSettings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits
+        self._accepted: dict[str, frozenset[str]] | None = None
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if self._accepted is None:
+            self._accepted = {
+                tool.name: frozenset(tool.input_schema.get("properties", ())) for tool in await self.list_tools()
+            }
+        try:
+            if name in self._accepted:
+                check_arguments(arguments, self._limits, accepted=self._accepted[name])
+            return await super().call_tool(name, arguments, context)
+        except InvalidInputError as exc:
+            # Worded as the SDK words a refusal raised inside a tool.
+            raise ToolError(f"Error executing tool {name}: {exc}") from exc
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, MimirError):
+                raise ToolError(
+                    f"Error executing tool {name}: {check_validation_error(exc.__cause__)}"
+                ) from exc.__cause__
+            raise
 
 
 def _record_filter(
@@ -426,6 +546,14 @@ def _record_filter(
         created_after=after,
         created_before=before,
     )
+
+
+def _confine(where: RecordFilter, grant: Grant | None) -> RecordFilter:
+    """The filter bounded to the token's namespaces; a named namespace outside them is refused."""
+    if grant is None:
+        return where
+    namespace, namespaces = grant.confine(where.namespace)
+    return where.model_copy(update={"namespace": namespace, "namespaces": namespaces})
 
 
 def _check_shared(key: str, value: Any, settings: Settings) -> None:

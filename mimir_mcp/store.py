@@ -6,6 +6,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from mimir_mcp.catalogue import timestamp
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.errors import EmbeddingMismatchError
+from mimir_mcp.locks import ProcessLock
 from mimir_mcp.models import MemoryRecord, RecordFilter
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ def chroma_where(where: RecordFilter) -> dict[str, Any] | None:
     clauses: list[dict[str, Any]] = []
     if where.namespace is not None:
         clauses.append({"namespace": where.namespace})
+    if where.namespaces is not None:
+        clauses.append({"namespace": {"$in": where.namespaces}})
     clauses.extend({"tags": {"$contains": tag}} for tag in where.tags)
     if where.agent is not None:
         clauses.append({"agent": where.agent})
@@ -140,15 +144,26 @@ class MemoryStore:
             self._client = chromadb.HttpClient(
                 host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl, settings=chroma_settings
             )
-        else:
-            self.kind = "embedded"
-            path = Path(settings.data_dir).expanduser() / "chroma"
-            path.mkdir(parents=True, exist_ok=True)
-            self.location = str(path)
-            self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-        self._embedding_function = embedding_function
-        self._recover_reindex()
-        self._collection = self._open(self.name)
+        data_dir = Path(settings.data_dir).expanduser()
+        # Every process using this data dir writes under this lock (``writing``); with a server, processes
+        # on this machine still take it, so their deduplication is exact too.
+        server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
+        self.lock = ProcessLock(data_dir / f"store{server}.lock")
+        with self.lock:
+            if not settings.chroma_host:
+                self.kind = "embedded"
+                path = data_dir / "chroma"
+                path.mkdir(parents=True, exist_ok=True)
+                self.location = str(path)
+                self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            self._embedding_function = embedding_function
+            self._recover_reindex()
+            self._collection = self._open(self.name)
+            self._check_model(model)
+            self._fresh_token = self.change_token()
+            self._index_loaded = False
+
+    def _check_model(self, model: str | None) -> None:
         meta = self.collection_meta()
         self.embedding_model: str | None = meta.get("embedding_model")
         dimension = meta.get("embedding_dimension")
@@ -166,6 +181,48 @@ class MemoryStore:
                     f"--embedding-model {self.embedding_model} (MIMIR_EMBEDDING_MODEL), or run "
                     f"`mimir-mcp reindex --embedding-model {model}` to re-embed every memory with the new model"
                 )
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store lock, with this process's view of the store made current first: every write to
+        Chroma and the catalogue, by any process on this data dir, happens inside one of these."""
+        with self.lock:
+            reloaded = self.refresh(load=False)  # a write below loads the index, under the lock
+            self._index_loaded = False
+            try:
+                yield
+            finally:
+                if reloaded and not self._index_loaded:
+                    self._load_index()
+                self._fresh_token = self.change_token()
+
+    def refresh(self, *, load: bool = True) -> bool:
+        """Embedded store, under the lock: if another process wrote since this one last read or wrote,
+        drop Chroma's in-memory HNSW index and load it afresh from the files. Chroma keeps the index of
+        each collection in the memory of each process and writes it back whole; without this, a process
+        would not find vectors another one added, and its next write would put back an index without
+        them (both seen with chromadb 1.5). Returns whether it reloaded."""
+        token = self.change_token()
+        if token is None or token == self._fresh_token:
+            return False
+        # New Rust bindings behind the same client and collection objects: they reopen the files. The old
+        # ones serve any query in flight in another thread and go when it returns.
+        self._client._server.start()
+        if load:
+            self._load_index()
+        self._fresh_token = token
+        return True
+
+    def _load_index(self) -> None:
+        """Load the HNSW index now, under the lock, rather than at the next query, when another process
+        may be writing its files."""
+        if self.embedding_dimension is None:
+            dimension = self.collection_meta().get("embedding_dimension")  # another process may have stored one
+            self.embedding_dimension = int(dimension) if dimension else None
+        if self.embedding_dimension:
+            probe = np.zeros(self.embedding_dimension, dtype=np.float32)
+            probe[0] = 1.0
+            self._collection.query(query_embeddings=[probe], n_results=1, include=[])
 
     def _open(self, name: str) -> Any:
         return self._client.get_or_create_collection(
@@ -214,6 +271,7 @@ class MemoryStore:
             self.embedding_dimension = dimension
 
     def delete(self, ids: Sequence[str]) -> None:
+        self._index_loaded = True  # every write applies to the index, loading it
         for start in range(0, len(ids), CHROMA_BATCH):
             self._collection.delete(ids=list(ids[start : start + CHROMA_BATCH]))
 
@@ -222,6 +280,7 @@ class MemoryStore:
         gone are set to ``None``, which removes them)."""
         new = to_chroma_metadata(record)
         removed = {key: None for key in to_chroma_metadata(previous) if key not in new}
+        self._index_loaded = True
         self._collection.update(ids=[record.id], metadatas=[{**removed, **new}])
 
     def updated_since(self, since: float) -> list[MemoryRecord]:
@@ -248,6 +307,7 @@ class MemoryStore:
             offset += len(page["ids"])
 
     def set_created_ts(self, records: Sequence[MemoryRecord]) -> None:
+        self._index_loaded = True
         for start in range(0, len(records), CHROMA_BATCH):
             chunk = records[start : start + CHROMA_BATCH]
             self._collection.update(
@@ -273,6 +333,7 @@ class MemoryStore:
             offset += len(page["ids"])
 
     def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> None:
+        self._index_loaded = True
         for start in range(0, len(records), CHROMA_BATCH):
             chunk = records[start : start + CHROMA_BATCH]
             self._collection.add(

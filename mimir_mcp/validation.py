@@ -11,6 +11,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from mimir_mcp.config import LimitSettings
 from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.models import MemoryInput, MetadataValue
@@ -21,6 +23,154 @@ METADATA_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 # C0 controls other than tab, newline and carriage return, DEL, and C1 controls.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_LABEL_CHARS = 256
+TIME_PATTERN = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+SHOWN_CHARS = 64
+MAX_KEY_CHARS = 64
+# Type tags pydantic puts in an error's location for a member of a union (`documents: list[str | RerankDocument]`).
+UNION_TAGS = frozenset({"str", "RerankDocument"})
+
+
+def check_arguments(arguments: Any, limits: LimitSettings, *, accepted: frozenset[str] | None = None) -> None:
+    """The shape of a call's raw arguments, before anything parses, validates or stores them: known names,
+    nesting at most ``limits.max_input_depth`` deep, at most ``limits.max_input_items`` values, no string
+    longer than any field takes, no lone surrogate (in keys too), no NaN or infinity.
+
+    Iterative and stopped at the first fault, so a payload 100,000 levels deep or with millions of values
+    costs no more than the limits allow."""
+    if not isinstance(arguments, dict):
+        raise InvalidInputError("arguments", f"must be an object, got {_json_type(arguments)}")
+    if accepted is not None:
+        for name in arguments:
+            if name not in accepted:
+                raise InvalidInputError(
+                    _shown_key(name), f"unknown argument; this tool takes {', '.join(sorted(accepted)) or 'none'}"
+                )
+    longest = max(limits.max_text_bytes, limits.max_query_chars, limits.max_metadata_value_chars)
+    items = 0
+    pending: list[tuple[str, Any, int]] = [("", arguments, 0)]
+    while pending:
+        path, value, depth = pending.pop()
+        if isinstance(value, str):
+            _check_plain_string(path, value, longest)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidInputError(path, f"must be a finite number, got {value!r} (no NaN or infinity)")
+        elif isinstance(value, dict | list):
+            if depth >= limits.max_input_depth:
+                raise InvalidInputError(
+                    path, f"nested deeper than {limits.max_input_depth} levels (limits.max_input_depth)"
+                )
+            items += len(value)
+            if items > limits.max_input_items:
+                raise InvalidInputError(
+                    path or "arguments",
+                    f"more than {limits.max_input_items} values in one call (limits.max_input_items)",
+                )
+            if isinstance(value, list):
+                pending.extend((f"{path}[{index}]", item, depth + 1) for index, item in enumerate(value))
+                continue
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InvalidInputError(f"{path} key {key!r}", "object keys must be strings")
+                name = f"{path}.{key}" if path else key
+                if not _is_plain_name(key):
+                    name = f"{path} key {_shown(key)}" if path else f"key {_shown(key)}"
+                    _check_plain_string(name, key, MAX_KEY_CHARS, "keys")
+                pending.append((name, item, depth + 1))
+        elif value is not None and not isinstance(value, bool | int):
+            raise InvalidInputError(
+                path, f"must be JSON (a string, number, boolean, array or object), got {_json_type(value)}"
+            )
+
+
+def check_validation_error(error: ValidationError) -> InvalidInputError:
+    """pydantic's complaint about a tool's arguments (the SDK validates them against the signature), told the
+    way every other refusal is: the field, then what is wrong, never the input echoed back."""
+    errors = error.errors(include_url=False, include_input=True)
+    # Of a union's complaints, the branch that got furthest says the most (a {id, text} missing its text);
+    # otherwise the first.
+    _, _, chosen = max((len(err["loc"]), -position, err) for position, err in enumerate(errors))
+    return InvalidInputError(_location(chosen["loc"]) or "arguments", _problem(chosen))
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part not in UNION_TAGS:
+            name += f".{part}" if name else str(part)
+    return name
+
+
+def _problem(err: Any) -> str:
+    kind, context, given = err["type"], err.get("ctx") or {}, err.get("input")
+    got = f", got {_json_type(given)}"
+    match kind:
+        case "missing":
+            return "is required"
+        case "extra_forbidden":
+            return "unknown field"
+        case "string_type":
+            return "must be a string" + got
+        case "int_type" | "int_parsing" | "int_from_float" | "int_parsing_size":
+            return "must be an integer" + got
+        case "float_type" | "float_parsing":
+            return "must be a number" + got
+        case "finite_number":
+            return "must be a finite number (no NaN or infinity)"
+        case "bool_type" | "bool_parsing":
+            return "must be true or false" + got
+        case "list_type":
+            return "must be an array" + got
+        case "dict_type" | "model_type" | "model_attributes_type":
+            return "must be an object" + got
+        case "literal_error":
+            return f"must be {context.get('expected')}"
+        case "greater_than_equal":
+            return f"must be greater than or equal to {context.get('ge')}, got {_shown(given)}"
+        case "less_than_equal":
+            return f"must be less than or equal to {context.get('le')}, got {_shown(given)}"
+        case _:
+            return f"is not valid ({kind}){got}"
+
+
+def _check_plain_string(field: str, value: str, longest: int, what: str = "") -> None:
+    if len(value) > longest:
+        if what:
+            raise InvalidInputError(field, f"is {len(value)} characters; {what} are at most {longest}")
+        raise InvalidInputError(
+            field, f"is {len(value)} characters, over the limit of {longest} bytes of UTF-8 (limits.max_text_bytes)"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                field,
+                f"contains a lone surrogate U+{ord(value[exc.start]):04X} at position {exc.start}; "
+                "text must be valid Unicode",
+            ) from None
+
+
+def _is_plain_name(key: str) -> bool:
+    return METADATA_KEY_PATTERN.fullmatch(key) is not None
+
+
+def _shown_key(key: Any) -> str:
+    return key if isinstance(key, str) and _is_plain_name(key) else f"key {_shown(key)}"
+
+
+def _shown(value: Any) -> str:
+    """A caller's value quoted in a message: never more than ``SHOWN_CHARS`` characters of it."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return repr(value[:SHOWN_CHARS]) + f"… ({len(value)} characters)"
+    if isinstance(value, dict | list):
+        return _json_type(value)
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
 def check_text(field: str, text: Any, max_bytes: int) -> str:
@@ -51,7 +201,7 @@ def check_namespace(field: str, namespace: Any) -> str:
     if not isinstance(namespace, str) or not NAMESPACE_PATTERN.fullmatch(namespace):
         raise InvalidInputError(
             field,
-            f"{namespace!r} is not a valid namespace: use 1-64 characters from A-Z a-z 0-9 . _ - "
+            f"{_shown(namespace)} is not a valid namespace: use 1-64 characters from A-Z a-z 0-9 . _ - "
             "starting with a letter or digit",
         )
     return namespace
@@ -99,7 +249,7 @@ def check_metadata(field: str, metadata: Any, limits: LimitSettings) -> dict[str
     for key, value in metadata.items():
         if not isinstance(key, str) or not METADATA_KEY_PATTERN.fullmatch(key):
             raise InvalidInputError(
-                f"{field} key {key!r}",
+                f"{field} key {_shown(key)}",
                 "keys are 1-64 characters from A-Z a-z 0-9 _ . - and start with a letter or _",
             )
         name = f"{field}.{key}"
@@ -136,7 +286,7 @@ def check_min_score(field: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInputError(field, f"must be a finite number, got {value!r}")
+        raise InvalidInputError(field, f"must be a finite number, got {_shown(value)}")
     return float(value)
 
 
@@ -172,14 +322,16 @@ def check_time(field: str, value: Any) -> float | None:
     if not isinstance(value, str):
         raise InvalidInputError(field, f"must be an ISO 8601 date or time string, got {type(value).__name__}")
     try:
+        # Python's own parser also takes a run of digits ("1111111111111" is 1111-11-11 11:11:11), so the
+        # shape is checked first: a date with hyphens, then an optional time and offset.
+        if not TIME_PATTERN.fullmatch(value.strip()):
+            raise ValueError(value)
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).timestamp()
+    except (ValueError, OverflowError):
         raise InvalidInputError(
-            field, f"{value[:64]!r} is not an ISO 8601 date or time (e.g. 2026-05-01 or 2026-05-01T12:00:00Z)"
+            field, f"{_shown(value)} is not an ISO 8601 date or time (e.g. 2026-05-01 or 2026-05-01T12:00:00Z)"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def check_time_range(after: Any, before: Any) -> tuple[float | None, float | None]:
@@ -197,7 +349,7 @@ def check_ids(field: str, ids: Any, maximum: int) -> list[str]:
     for position, memory_id in enumerate(ids):
         if not isinstance(memory_id, str) or not ID_PATTERN.fullmatch(memory_id):
             raise InvalidInputError(
-                f"{field}[{position}]", f"{str(memory_id)[:80]!r} is not a memory id (mem_ and 32 hex digits)"
+                f"{field}[{position}]", f"{_shown(memory_id)} is not a memory id (mem_ and 32 hex digits)"
             )
     return list(dict.fromkeys(ids))
 
@@ -221,4 +373,10 @@ def _json_type(value: Any) -> str:
         return "an array"
     if value is None:
         return "null"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
     return type(value).__name__

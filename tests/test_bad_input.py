@@ -14,8 +14,8 @@ SEED = ["Keep API keys in the vault, never in git.", "The CI pipeline runs on ev
 REMEMBER_CASES = [
     ({"text": ""}, ["text", "empty"]),
     ({"text": "   \n\t "}, ["text", "empty"]),
-    ({"text": "x" * (32 * 1024 + 1)}, ["text", "32769 bytes", "limit is 32768 bytes"]),
-    ({"text": "é" * (16 * 1024 + 1)}, ["text", "limit is 32768 bytes"]),  # bytes, not characters
+    ({"text": "x" * (32 * 1024 + 1)}, ["text", "32769 characters", "limit of 32768 bytes"]),
+    ({"text": "é" * (16 * 1024 + 1)}, ["text", "32770 bytes", "limit is 32768 bytes"]),  # bytes, not characters
     ({"text": "hello\x00world"}, ["text", "U+0000", "control character"]),
     ({"text": "bell\x07"}, ["text", "U+0007"]),
     ({"text": "ok", "namespace": "my space!"}, ["namespace", "not a valid namespace", "1-64 characters"]),
@@ -65,7 +65,8 @@ RERANK_CASES = [
     ({"query": "q", "documents": ["d"] * 201}, ["documents", "201 documents", "limit is 200"]),
     ({"query": "q", "documents": ["fine", "  "]}, ["documents[1].text", "empty"]),
     ({"query": "q", "documents": ["fine", {"id": "x", "text": "nul\x00"}]}, ["documents[1].text", "U+0000"]),
-    ({"query": "q", "documents": ["x" * (32 * 1024 + 1)]}, ["documents[0].text", "limit is 32768 bytes"]),
+    ({"query": "q", "documents": ["x" * (32 * 1024 + 1)]}, ["documents[0]", "limit of 32768 bytes"]),
+    ({"query": "q", "documents": [{"text": "é" * (16 * 1024 + 1)}]}, ["documents[0].text", "limit is 32768 bytes"]),
     ({"query": "", "documents": ["d"]}, ["query", "empty"]),
     ({"query": "q", "documents": ["d"], "top_k": 0}, ["top_k", "greater than or equal to 1"]),
 ]
@@ -148,3 +149,54 @@ async def test_non_finite_min_score_is_rejected(settings, service, tool, value):
         arguments["documents"] = ["d"]
     with pytest.raises(ToolError, match="min_score: must be a finite number"):
         await server.call_tool(tool, arguments)
+
+
+def _deep(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+# Sent as they are (the Python client itself refuses to send the deepest and the lone surrogates).
+RAW_CASES = [
+    ("remember", {"text": "ok", "metadata": {"k": _deep(100_000)}}, ["metadata.k", "nested deeper than 8 levels"]),
+    ("rerank", {"query": "q", "documents": ["d", _deep(100_000)]}, ["documents[1]", "limits.max_input_depth"]),
+    ("remember", {"text": "ok", "metadata": {"\ud800": 1}}, ["metadata key", "lone surrogate U+D800"]),
+    ("remember", {"text": "a\udfffb"}, ["text", "lone surrogate U+DFFF at position 1"]),
+    ("list_memories", {"tags": ["\udc80"]}, ["tags[0]", "lone surrogate"]),
+    ("search", {"query": "q", "min_score": float("nan")}, ["min_score", "finite"]),
+    ("remember", {"text": "ok", "metadata": {"k": float("inf")}}, ["metadata.k", "finite"]),
+    ("remember", {"text": "ok", "tags": ["t"] * 200_000}, ["tags", "more than 100000 values", "max_input_items"]),
+    ("remember", {"text": "ok", "metadata": {"k" * 10_000_000: 1}}, ["metadata key", "(10000000 characters)"]),
+    ("remember", {"text": "ok", "tag": ["x"]}, ["tag: unknown argument", "tags"]),
+    ("status", {"verbose": True}, ["verbose: unknown argument"]),
+    ("remember", {"memories": [{"text": "ok", "tagz": []}]}, ["memories[0].tagz: unknown field"]),
+    ("remember", {"text": ["x"]}, ["text: must be a string, got an array"]),
+    ("search", {"query": "q", "top_k": "abc"}, ["top_k: must be an integer, got a string"]),
+    ("get", {"ids": [1] * 99_999}, ["ids[0]: must be a string, got a number"]),  # 99,999 complaints, one told
+    ("search", {"query": "q", "rerank": "maybe"}, ["rerank: must be true or false"]),
+    ("list_memories", {"order": "new"}, ["order: must be 'newest' or 'oldest'"]),
+    ("search", {"query": "q", "created_after": "1" * 30}, ["created_after", "is not an ISO 8601"]),
+    ("get", {"ids": [["x"]]}, ["ids[0]: must be a string, got an array"]),
+    ("rerank", {"query": "q", "documents": [{"id": "x"}]}, ["documents[0].text: is required"]),
+    ("update", {}, ["id: is required"]),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "expected"), RAW_CASES)
+async def test_hostile_input_is_refused_early_in_the_projects_words(seeded: Client, tool, arguments, expected):
+    import anyio
+
+    from .test_fuzz import raw_call, text_of
+
+    before = await snapshot(seeded)
+    with anyio.fail_after(5):
+        result = await raw_call(seeded, tool, arguments)
+    message = text_of(result)
+    assert result.is_error
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert "validation error for" not in message and "input_value" not in message
+    assert len(message) < 500  # the input is never echoed back whole
+    assert await snapshot(seeded) == before

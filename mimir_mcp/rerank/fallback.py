@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import anyio
 
 from mimir_mcp.errors import RerankerUnavailableError
+from mimir_mcp.rerank.admission import Admission, RerankQueue
 from mimir_mcp.rerank.base import Reranker
 
 logger = logging.getLogger(__name__)
@@ -17,22 +18,92 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RerankOutcome:
-    """Scores in input order when reranking ran; otherwise ``None`` and the reason it did not."""
+    """Scores in input order when reranking ran; otherwise ``None`` and the reason it did not.
+
+    Under load the queue may score only the first ``len(scores)`` texts, or none; ``note`` then says why.
+    ``seconds`` counts the wait in the queue and the scoring.
+    """
 
     scores: list[float] | None
     reason: str | None
     seconds: float
     attempted: bool = True
+    admission: Admission | None = None
+    note: str | None = None
 
 
-async def rerank_or_fallback(reranker: Reranker, query: str, texts: list[str]) -> RerankOutcome:
+async def rerank_or_fallback(
+    reranker: Reranker, query: str, texts: list[str], queue: RerankQueue | None = None, *, trim: bool = True
+) -> RerankOutcome:
     """Score ``texts``; on any problem (not loaded, timeout, exception, bad output) return the reason instead.
 
     Search never waits for a model that is still loading: it answers now, in the hybrid's order, and says so.
+    With a ``queue``, the search waits its turn for the model and scores as many of ``texts`` (best first)
+    as the queue admits: ``queue.min_candidates`` first, then a few at a time, stopping at its deadline if
+    the model runs slower than predicted. ``trim=False`` (the ``rerank`` tool) scores them all in one call.
     """
     reason = reranker.unavailable_reason()
     if reason is not None:
         return RerankOutcome(scores=None, reason=reason, seconds=0.0, attempted=False)
+    if queue is None or not texts:
+        return await _score(reranker, query, texts)
+    admission = queue.admit(query, texts, trim=trim)
+    ticket = admission.ticket
+    if ticket is None:
+        note = admission.describe(0)
+        return RerankOutcome(scores=None, reason=note, seconds=0.0, attempted=False, admission=admission, note=note)
+    texts = texts[: admission.count]
+    tokens = [queue.tokens(query, text) for text in texts]
+    size = min(queue.min_candidates, len(texts)) if trim else len(texts)
+    started = time.perf_counter()
+    scores: list[float] = []
+    stopped = completed = False
+    try:
+        with anyio.fail_after(reranker.timeout_s):
+            with anyio.move_on_after(queue.wait_limit(ticket, sum(tokens[:size]))) as waiting:
+                await queue.wait_turn(ticket)
+            if waiting.cancelled_caught:
+                reason = (
+                    "the cross-encoder was busy: the searches ahead took longer than predicted, and this one "
+                    f"stopped waiting after {time.perf_counter() - started:.1f} s to answer within reranker.budget_s "
+                    f"({admission.budget_s:g} s); this answer is in the hybrid's order"
+                )
+                return RerankOutcome(
+                    scores=None, reason=reason, seconds=time.perf_counter() - started, attempted=False, note=reason
+                )
+            while len(scores) < len(texts):
+                part = slice(len(scores), len(scores) + size)
+                if scores and not queue.fits(ticket, sum(tokens[part])):
+                    stopped = True
+                    break
+                backend = getattr(reranker, "backend", None)
+                began = queue.now()
+                outcome = await _score(reranker, query, texts[part])
+                if outcome.scores is None:
+                    return RerankOutcome(
+                        scores=None, reason=outcome.reason, seconds=time.perf_counter() - started, admission=admission
+                    )
+                queue.observe(sum(tokens[part]), queue.now() - began, backend)
+                scores.extend(outcome.scores)
+                if trim:
+                    size = queue.chunk_size(sum(tokens) / len(tokens))
+            completed = True
+    except TimeoutError:
+        reason = f"reranking took longer than {reranker.timeout_s:g} s (reranker.timeout_s) and was abandoned."
+        return RerankOutcome(scores=None, reason=reason, seconds=time.perf_counter() - started, admission=admission)
+    finally:
+        queue.done(ticket, completed=completed)
+    return RerankOutcome(
+        scores=scores,
+        reason=None,
+        seconds=time.perf_counter() - started,
+        admission=admission,
+        note=admission.describe(len(scores), stopped=stopped),
+    )
+
+
+async def _score(reranker: Reranker, query: str, texts: list[str]) -> RerankOutcome:
+    """One call of the model, with every way it can fail turned into a reason."""
     started = time.perf_counter()
     try:
         with anyio.fail_after(reranker.timeout_s):
@@ -52,10 +123,23 @@ async def rerank_or_fallback(reranker: Reranker, query: str, texts: list[str]) -
     return RerankOutcome(scores=None, reason=reason, seconds=time.perf_counter() - started)
 
 
-async def rerank_or_raise(reranker: Reranker, query: str, texts: list[str]) -> RerankOutcome:
-    """For the ``rerank`` tool, where scores are the whole point: wait for a loading model, else raise."""
+async def rerank_or_raise(
+    reranker: Reranker, query: str, texts: list[str], queue: RerankQueue | None = None
+) -> RerankOutcome:
+    """For the ``rerank`` tool, where scores are the whole point: wait for a loading model, then wait its turn
+    for every document; raise when there is no model, or at once when the queue ahead would outlast
+    ``reranker.timeout_s`` (an answer now beats a timeout later)."""
     await reranker.wait_ready(reranker.timeout_s)
-    outcome = await rerank_or_fallback(reranker, query, texts)
+    if queue is not None and reranker.unavailable_reason() is None and queue.queued:
+        predicted = queue.pending_seconds()
+        if predicted > reranker.timeout_s:
+            raise RerankerUnavailableError(
+                f"The cross-encoder is busy: {queue.queued} "
+                f"{'search is' if queue.queued == 1 else 'searches are'} queued for it (about {predicted:.0f} s of "
+                f"scoring), more than reranker.timeout_s ({reranker.timeout_s:g} s). Try again shortly, or send "
+                "fewer documents."
+            )
+    outcome = await rerank_or_fallback(reranker, query, texts, queue, trim=False)
     if outcome.scores is None:
         raise RerankerUnavailableError(f"No cross-encoder is available: {outcome.reason}")
     return outcome

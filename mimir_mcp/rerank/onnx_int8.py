@@ -42,16 +42,16 @@ def build_int8_model(model_dir: Path, cache_dir: Path) -> Path:
     """Export, fuse and quantize ``model_dir`` once, in a child process; returns the cached
     ``model.int8.onnx``. The child keeps the server's memory clean: torch's exporter leaves state
     behind, and the ONNX protobufs that fusing and quantizing load (several hundred MB at peak) would
-    stay in the server's heap after they are freed."""
-    target = cache_dir / model_fingerprint(model_dir)
-    quantized = target / "model.int8.onnx"
-    if quantized.exists():
-        return quantized
-    target.mkdir(parents=True, exist_ok=True)
-    run_child([sys.executable, "-m", __name__, str(model_dir), str(target)])
-    if not quantized.exists():
-        raise RuntimeError(f"the int8 build finished without writing {quantized}")
-    return quantized
+    stay in the server's heap after they are freed. ``locks.build_once`` runs one build at a time on
+    the machine, with every intermediate file in a scratch folder of the build's own, renamed into
+    place when done."""
+    from mimir_mcp.locks import build_once
+
+    def build(scratch: Path) -> None:
+        run_child([sys.executable, "-m", __name__, str(model_dir), str(scratch)])
+
+    path, _ = build_once(cache_dir / model_fingerprint(model_dir), "model.int8.onnx", build)
+    return path
 
 
 def run_child(command: list[str]) -> None:
@@ -93,7 +93,8 @@ def _export(model_dir: Path, exported: Path) -> None:
 
 
 def _build(model_dir: Path, target: Path) -> None:
-    """The child's work: export, fuse the attention and layer-norm subgraphs, quantize to int8."""
+    """The child's work: export, fuse the attention and layer-norm subgraphs, quantize to int8, all in
+    ``target`` (a scratch folder; ``build_once`` keeps only ``model.int8.onnx``)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
@@ -109,17 +110,13 @@ def _build(model_dir: Path, target: Path) -> None:
     )
     fused_path = target / "model.fused.onnx"
     fused.save_model_to_file(str(fused_path))
-    partial = target / "model.int8.onnx.partial"
     quantize_dynamic(
         str(fused_path),
-        str(partial),
+        str(target / "model.int8.onnx"),
         weight_type=QuantType.QInt8,
         per_channel=True,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-    os.replace(partial, target / "model.int8.onnx")
-    for leftover in (exported, fused_path):
-        leftover.unlink(missing_ok=True)
 
 
 class OnnxInt8CrossEncoder:

@@ -1,0 +1,92 @@
+"""The stdio transport, with an answer for every request.
+
+The SDK parses each line with pydantic's JSON parser, which refuses nesting past about 200 levels, lone
+surrogate escapes (``"\\ud800"``) and ``NaN``/``Infinity`` in well under a millisecond, and then drops the
+line with a debug log: the caller waits forever for an answer. Here such a line is answered with a JSON-RPC
+parse error for the request's id (found by scanning the line's top level), saying what was wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from mcp_types import PARSE_ERROR, ErrorData, JSONRPCError
+from pydantic import ValidationError
+
+logger = logging.getLogger(__name__)
+
+# JSON strings and brackets: enough to follow the nesting of a line that does not parse.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+_ID_VALUE = re.compile(r'\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+
+
+def serve_stdio(server: MCPServer) -> None:
+    """``server.run("stdio")``, but a line that cannot be parsed gets an error answer instead of none."""
+    anyio.run(_serve, server)
+
+
+async def _serve(server: MCPServer) -> None:
+    lowlevel = server._lowlevel_server  # noqa: SLF001 - what MCPServer.run_stdio_async runs, too
+    async with stdio_server() as (read_stream, write_stream):
+        outbound, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+        async def relay() -> None:
+            async with outbound:
+                async for item in read_stream:
+                    if isinstance(item, ValidationError) and (answer := parse_error_answer(item)) is not None:
+                        await write_stream.send(SessionMessage(answer))
+                        continue
+                    await outbound.send(item)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(relay)
+            await lowlevel.run(inbound, write_stream, lowlevel.create_initialization_options())
+            group.cancel_scope.cancel()
+
+
+def parse_error_answer(error: ValidationError) -> JSONRPCError | None:
+    """The answer to a line the SDK could not parse, or None when it carries no request id to answer."""
+    details = error.errors(include_url=False)
+    line = details[0].get("input") if details else None
+    if not isinstance(line, str) or details[0]["type"] != "json_invalid":
+        return None
+    request_id = request_id_of(line)
+    if request_id is None:
+        return None
+    reason = str(details[0].get("ctx", {}).get("error", details[0]["msg"]))
+    logger.info("answered an unparseable request %r: %s", request_id, reason)
+    return JSONRPCError(
+        jsonrpc="2.0", id=request_id, error=ErrorData(code=PARSE_ERROR, message=f"arguments: {explain(reason)}")
+    )
+
+
+def explain(reason: str) -> str:
+    """The parser's complaint in the project's words."""
+    if "recursion limit" in reason:
+        return "nested too deeply to parse (limits.max_input_depth is 8 levels); the request was not read"
+    if "surrogate" in reason or "hex escape" in reason:
+        return "contains a lone surrogate escape (\\ud800-\\udfff); text must be valid Unicode"
+    return f"not valid JSON ({reason}; NaN and Infinity are not JSON numbers); the request was not read"
+
+
+def request_id_of(line: str) -> Any:
+    """The value of the top-level ``"id"`` member of a JSON-RPC line that does not parse as a whole."""
+    depth = 0
+    for token in _TOKENS.finditer(line):
+        text = token.group()
+        if text in "{[":
+            depth += 1
+        elif text in "}]":
+            depth -= 1
+        elif depth == 1 and text == '"id"':
+            value = _ID_VALUE.match(line, token.end())
+            if value is not None:
+                raw = value.group(1)
+                return raw[1:-1] if raw.startswith('"') else int(raw)
+    return None
