@@ -225,10 +225,8 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         hit's `text` is at most `max_chars` long: a longer memory shows the part that best matches the
         query, with `truncated: true` and its full length in `text_chars`.
         """
-        after, before = check_time_range(created_after, created_before)
-        scope = _confine(
-            RecordFilter(namespace=None if namespace == ALL_NAMESPACES else check_namespace("namespace", namespace)),
-            grant_of(ctx),
+        where = _confine(
+            _record_filter(namespace, tags, agent, metadata, created_after, created_before, settings), grant_of(ctx)
         )
         request = SearchRequest(
             query=check_query("query", query, limits.max_query_chars),
@@ -236,14 +234,14 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
             rerank=bool(rerank),
             rerank_top_k=check_count("rerank_top_k", rerank_top_k, limits.max_rerank_top_k),
             min_score=check_min_score("min_score", min_score),
-            namespace=scope.namespace,
-            namespaces=scope.namespaces,
-            tags=check_tags("tags", tags or [], limits),
-            metadata=check_metadata("metadata", metadata, limits),
+            namespace=where.namespace,
+            namespaces=where.namespaces,
+            tags=where.tags,
+            metadata=where.metadata,
             max_chars=max_chars,
-            agent=check_label("agent", agent),
-            created_after=after,
-            created_before=before,
+            agent=where.agent,
+            created_after=where.created_after,
+            created_before=where.created_before,
         )
         return await memory.search(request)
 
@@ -536,7 +534,7 @@ def _record_filter(
     created_before: str | None,
     settings: Settings,
 ) -> RecordFilter:
-    """The filter arguments of list_memories and forget, checked; namespace None or '*' is every namespace."""
+    """The filter arguments of search, list_memories and forget, checked; namespace None or '*' is every namespace."""
     after, before = check_time_range(created_after, created_before)
     return RecordFilter(
         namespace=None if namespace in (None, ALL_NAMESPACES) else check_namespace("namespace", namespace),
