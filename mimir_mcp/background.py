@@ -8,7 +8,9 @@ it only when they need it, from any event loop or thread.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,55 @@ logger = logging.getLogger(__name__)
 # first touch them together.
 MODEL_IMPORT_LOCK = threading.Lock()
 T = TypeVar("T")
+_FREEZING = threading.Lock()
+# Whether loads freeze the heap: process-wide, like the collector itself. The server process turns it on
+# (``enable_heap_freezing``); a library user or a test process, creating and dropping many services, keeps
+# the collector as Python ships it.
+_freeze_enabled = False
+
+
+# Nice value of threads doing work nobody is waiting on interactively (embedding new memories): under
+# load the kernel then gives the cores to searches first; on an idle machine it changes nothing.
+LOW_PRIORITY_NICE = 10
+
+
+def lower_thread_priority() -> None:
+    """Lower the calling thread's CPU priority (Linux: per-thread nice); elsewhere, do nothing. A thread
+    cannot raise its priority again without privileges, so call it only in threads kept for such work."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY_NICE)
+    except (AttributeError, OSError):  # not Linux, or not permitted: the work runs at normal priority
+        pass
+
+
+def low_priority_executor(name: str) -> concurrent.futures.ThreadPoolExecutor:
+    """One thread at low CPU priority (``lower_thread_priority``), for work that should yield to searches."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name, initializer=lower_thread_priority)
+
+
+def enable_heap_freezing() -> None:
+    """Freeze the heap after each resource loads and as the store grows (``freeze_heap``); for servers."""
+    global _freeze_enabled
+    _freeze_enabled = True
+
+
+def freeze_heap() -> None:
+    """Collect garbage once, then exempt every object alive now from later collections (``gc.freeze``).
+
+    Loaded models, the store's client and the index are millions of long-lived objects; CPython's full
+    collections scan them all, which stopped every thread (the event loop with them) for 250-300 ms a few
+    times a minute under load, the slowest ``status`` and search answers. Frozen, they are never scanned
+    again, and a full collection only walks what was allocated since. Called after each resource loads
+    and as the store grows; objects frozen here are freed as usual once their references go, only
+    reference cycles among them are never reclaimed. Does nothing unless ``enable_heap_freezing`` was called.
+    """
+    if not _freeze_enabled or not _FREEZING.acquire(blocking=False):
+        return
+    try:
+        gc.collect()
+        gc.freeze()
+    finally:
+        _FREEZING.release()
 
 
 class BackgroundLoad(Generic[T]):
@@ -59,6 +110,7 @@ class BackgroundLoad(Generic[T]):
             return
         self.load_seconds = round(time.perf_counter() - started, 3)
         logger.info("%s ready in %.2f s", self.name, self.load_seconds)
+        freeze_heap()
         self._future.set_result(value)
 
     @property

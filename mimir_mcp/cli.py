@@ -691,6 +691,7 @@ def serve_main(argv: Sequence[str]) -> int:
     if tokens and settings.server.transport == "stdio":
         logger.info("bearer tokens apply to the HTTP transports only; stdio serves whoever started the process")
 
+    from mimir_mcp.background import enable_heap_freezing
     from mimir_mcp.memory import MemoryService
     from mimir_mcp.server import create_server
 
@@ -705,6 +706,7 @@ def serve_main(argv: Sequence[str]) -> int:
         settings.reranker.model if settings.reranker.enabled else "disabled",
     )
     # Start loading now: the handshake does not wait for it, and the first search waits less.
+    enable_heap_freezing()
     service.start()
     try:
         if transport == "stdio":

@@ -99,6 +99,13 @@ class RerankerSettings(BaseModel):
         description="Fewest candidates worth reranking under load; a search that cannot score this many within "
         "budget_s is answered in the hybrid's order.",
     )
+    cache_entries: int = Field(
+        default=20_000,
+        ge=0,
+        description="Most (model, query, memory) scores kept, local and remote, so a repeated or overlapping search "
+        "scores only candidates it has not seen. 0: no cache.",
+    )
+    cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Most estimated bytes the score cache holds.")
     blend: float | None = Field(
         default=None,
         ge=0,
@@ -106,6 +113,26 @@ class RerankerSettings(BaseModel):
         description="Weight of the cross-encoder in the final order of the reranked candidates, against the "
         "hybrid's (both standardized): 1 = the cross-encoder's order alone. None: the weight saved with the "
         "model by finetune-reranker (mimir_reranker.json), else 1.",
+    )
+
+
+class RemoteRerankerSettings(BaseModel):
+    """A hosted rerank API, tried before the local cross-encoder (``MIMIR_REMOTE_*``). Off unless ``url`` is set."""
+
+    provider: Literal["cohere", "tei", "simple"] = Field(
+        default="cohere",
+        description="Response shape: cohere (results[{index, relevance_score}]; Jina and Voyage answer the same), "
+        "tei (Text Embeddings Inference /rerank: [{index, score}]), simple ({scores: [...]} in input order).",
+    )
+    url: str | None = Field(default=None, description="The rerank endpoint, e.g. https://api.cohere.com/v2/rerank.")
+    api_key: SecretStr | None = Field(
+        default=None, description="Sent as a bearer token; read from the environment, never logged or shown in status."
+    )
+    model: str | None = Field(default=None, description="Model name sent with each request (rerank-v3.5, ...).")
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="Longest one request may take, retries included.")
+    max_documents: int = Field(default=100, ge=1, le=10_000, description="Most documents per request.")
+    retries: int = Field(
+        default=2, ge=0, le=5, description="Retries after a connection error, 429 (honouring Retry-After) or 503."
     )
 
 
@@ -142,6 +169,19 @@ class SearchSettings(BaseModel):
     )
     default_top_k: int = Field(default=10, ge=1)
     default_rerank_top_k: int = Field(default=50, ge=1)
+    default_diversity: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="MMR weight of a search that gives no diversity: 0 keeps the ranking as it is.",
+    )
+    default_deadline_ms: int | None = Field(
+        default=None,
+        ge=10,
+        le=600_000,
+        description="Time limit of a search that gives no deadline_ms: the reranker scores only the candidates "
+        "its measured cost says fit, or none. None: no limit but reranker.budget_s under load.",
+    )
     # About a paragraph: enough to judge a hit, and ten hits with their scores stay a few KB.
     default_max_chars: int = Field(
         default=400,
@@ -240,6 +280,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     reranker: RerankerSettings = Field(default_factory=RerankerSettings)
+    remote: RemoteRerankerSettings = Field(default_factory=RemoteRerankerSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

@@ -7,9 +7,12 @@ import functools
 import hashlib
 import logging
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -19,7 +22,7 @@ import anyio.to_thread
 import numpy as np
 
 from mimir_mcp import __version__
-from mimir_mcp.background import BackgroundLoad
+from mimir_mcp.background import BackgroundLoad, freeze_heap
 from mimir_mcp.catalogue import timestamp
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import Embedder
@@ -45,6 +48,8 @@ from mimir_mcp.models import (
 )
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker
 from mimir_mcp.rerank.admission import RerankQueue
+from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
+from mimir_mcp.rerank.remote import RemoteReranker
 from mimir_mcp.search import SearchPipeline, SearchRequest
 from mimir_mcp.store import MemoryStore, make_embedding_function
 
@@ -55,6 +60,12 @@ logger = logging.getLogger(__name__)
 UPDATE_CLOCK_SKEW_S = 300.0
 
 _WHITESPACE = re.compile(r"\s+")
+# How old the counts ``status`` shows may grow before it has them counted again in the background (they
+# change at once with this process's own writes; this bounds how late other processes' writes show).
+STATUS_RECOUNT_S = 1.0
+# Memories stored between two ``freeze_heap`` calls: the index's new objects join the frozen heap in
+# steps, so full collections stay short as the store grows.
+FREEZE_EVERY_STORED = 2000
 
 
 def normalize_for_dedup(text: str) -> str:
@@ -77,6 +88,17 @@ class _Backend:
         self.lexical = lexical
 
 
+@dataclass(frozen=True)
+class _Counts:
+    """What ``status`` reports about the store, counted where it changes, so that ``status`` never waits
+    for Chroma or the index lock behind a write or a search."""
+
+    store: int
+    namespaces: dict[str, int]
+    documents: int
+    at: float  # time.monotonic() when counted
+
+
 class MemoryService:
     """Everything the tools need, created once per process and shared by every session and transport."""
 
@@ -92,8 +114,19 @@ class MemoryService:
         self.embedder = embedder or Embedder(
             settings.embedding, cache_dir=settings.model_cache_dir, onnx_cache_dir=onnx_cache_dir
         )
-        self.reranker: Reranker = reranker or LocalCrossEncoder(
+        # One score cache for both rerankers; each keys its scores by its own model and backend.
+        self.score_cache = ScoreCache(
+            max_entries=settings.reranker.cache_entries, max_bytes=settings.reranker.cache_bytes
+        )
+        local = reranker or LocalCrossEncoder(
             settings.reranker, cache_dir=settings.model_cache_dir, onnx_cache_dir=onnx_cache_dir
+        )
+        self.reranker: Reranker = CachedReranker(local, self.score_cache)  # type: ignore[assignment]
+        # A hosted rerank API, tried first when configured (MIMIR_REMOTE_URL); the local model is its fallback.
+        self.remote: Reranker | None = (
+            CachedReranker(RemoteReranker(settings.remote), self.score_cache)  # type: ignore[assignment]
+            if settings.remote.url
+            else None
         )
         # The cross-encoder's queue, shared by every search and `rerank` call of the process.
         self.rerank_queue = RerankQueue(settings.reranker)
@@ -106,6 +139,9 @@ class MemoryService:
         self._last_sync = -float("inf")
         self._last_token: object = None
         self._generation: str | None = None
+        self._counts: _Counts | None = None
+        self._recounting = threading.Lock()
+        self._stored_since_freeze = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -142,6 +178,7 @@ class MemoryService:
                     logger.info("store: creation times recorded for %d older memories (time filters)", len(older))
                 lexical.catalogue.set_meta("chroma_created_ts", "1")
             self._generation = store.generation()
+        self._recount(store, lexical)
         return _Backend(store, lexical)
 
     def _lexical_path(self, store: MemoryStore) -> Path:
@@ -252,7 +289,7 @@ class MemoryService:
             if total > step:
                 logger.info("remember: embedded %d/%d memories", min(start + step, total), total)
         embeddings = np.concatenate(vectors)
-        with backend.store.writing():
+        with self._writing(backend):
             present = backend.store.existing([r.id for r in candidates])
             keep = [i for i, r in enumerate(candidates) if r.id not in present]
             fresh = [candidates[i] for i in keep]
@@ -260,6 +297,10 @@ class MemoryService:
                 backend.store.add(fresh, embeddings[keep])
                 backend.store.record_dimension(int(embeddings.shape[1]))
                 backend.lexical.add(fresh)
+        self._stored_since_freeze += len(fresh)
+        if self._stored_since_freeze >= FREEZE_EVERY_STORED:
+            self._stored_since_freeze = 0
+            freeze_heap()
         return {record.id for record in fresh}
 
     # -- search ------------------------------------------------------------------------------------
@@ -269,11 +310,17 @@ class MemoryService:
         if self._sync_due(backend):
             await anyio.to_thread.run_sync(self._sync_if_needed, backend)
         pipeline = SearchPipeline(
-            self.settings.search, self.embedder, backend.store, backend.lexical, self.reranker, self.rerank_queue
+            self.settings.search,
+            self.embedder,
+            backend.store,
+            backend.lexical,
+            self.reranker,
+            self.rerank_queue,
+            remote=self.remote,
         )
         response = await pipeline.run(request)
         self._searches += 1
-        self._reranked_searches += response.search_method == "rrf_hybrid+rerank"
+        self._reranked_searches += response.candidates.reranked > 0
         self._total_search_ms += response.timings_ms["total_ms"]
         self._last_timings = response.timings_ms
         return response
@@ -298,9 +345,11 @@ class MemoryService:
             backend.store.refresh()  # this process's HNSW index, with the other processes' vectors
         generation = backend.store.generation()
         if backend.store.count() != backend.lexical.count() or generation != self._generation:
-            with backend.store.writing():
+            with self._writing(backend):
                 self._reconcile(backend.store, backend.lexical)
                 self._generation = generation
+        else:
+            self._recount(backend.store, backend.lexical)
 
     async def _synced(self) -> _Backend:
         """The backend, with changes made by other processes applied: list, get, forget and update act on
@@ -309,6 +358,32 @@ class MemoryService:
         if self._sync_due(backend):
             await anyio.to_thread.run_sync(self._sync_if_needed, backend)
         return backend
+
+    @contextmanager
+    def _writing(self, backend: _Backend) -> Iterator[None]:
+        """The store's write lock, and the counts ``status`` shows taken again before it is released."""
+        with backend.store.writing():
+            yield
+            self._recount(backend.store, backend.lexical)
+
+    def _recount(self, store: MemoryStore, lexical: LexicalIndex) -> None:
+        """Count the store and the index for ``status`` (blocking: a Chroma count and the index lock)."""
+        self._counts = _Counts(store.count(), lexical.namespace_counts(), lexical.count(), time.monotonic())
+
+    def _recount_later(self, backend: _Backend) -> None:
+        """Count again in a thread of its own, at most one at a time, without anyone waiting for it."""
+        if not self._recounting.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                self._recount(backend.store, backend.lexical)
+            except Exception:  # a store gone away shows in the next status as the old counts' age
+                logger.exception("status: counting the store failed")
+            finally:
+                self._recounting.release()
+
+        threading.Thread(target=run, name="mimir-status-count", daemon=True).start()
 
     def _changed(self, backend: _Backend) -> None:
         """Tell every process sharing the store that memories were removed or changed (under the lock)."""
@@ -355,7 +430,7 @@ class MemoryService:
         limits = self.settings.limits
 
         def run() -> ForgetResponse:
-            with backend.store.writing():
+            with self._writing(backend):
                 not_found: list[str] = []
                 if ids is not None:
                     wanted = list(dict.fromkeys(ids))
@@ -410,7 +485,7 @@ class MemoryService:
         backend = await self._synced()
 
         def run() -> UpdateResponse:
-            with backend.store.writing():
+            with self._writing(backend):
                 old = backend.lexical.get([memory_id]).get(memory_id)
                 if old is None:
                     raise NotFoundError(f"id: no memory {memory_id!r} is stored (it may have been forgotten)")
@@ -511,9 +586,15 @@ class MemoryService:
                 namespaces={},
             )
         else:
-            store_count, namespaces, documents = await anyio.to_thread.run_sync(
-                lambda: (backend.store.count(), backend.lexical.namespace_counts(), backend.lexical.count())
-            )
+            counts = self._counts
+            if counts is None:  # not counted yet (cannot happen once the store is open; kept safe)
+                await anyio.to_thread.run_sync(self._recount, backend.store, backend.lexical)
+                counts = self._counts
+                assert counts is not None
+            age = time.monotonic() - counts.at
+            if age > STATUS_RECOUNT_S:
+                self._recount_later(backend)
+            store_count, namespaces, documents = counts.store, counts.namespaces, counts.documents
             store_status = StoreStatus(
                 kind=backend.store.kind,
                 location=backend.store.location,
@@ -523,6 +604,7 @@ class MemoryService:
                 state="ready",
                 memories=store_count,
                 namespaces=namespaces,
+                counted_s_ago=round(age, 3),
             )
             bm25 = LexicalStatus(
                 backend="in-memory BM25 (k1=1.2, b=0.75, Porter stemming, folded accents, CJK bigrams), "
@@ -531,8 +613,16 @@ class MemoryService:
                 documents=documents,
                 in_sync=documents == store_count,
             )
+        reranker = self.reranker.status()
+        reranker.queue = self.rerank_queue.status()
+        reranker.cache = self.score_cache.stats()
+        remote = None
+        if self.remote is not None:
+            remote = self.remote.status()
+            remote.counters = self.remote.counters()  # type: ignore[attr-defined]
         return StatusResponse(
-            reranker=self.reranker.status(),
+            reranker=reranker,
+            remote_reranker=remote,
             embedding=self.embedder.status(),
             store=store_status,
             bm25=bm25,

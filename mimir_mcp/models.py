@@ -11,7 +11,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MetadataValue = str | int | float | bool
-SearchMethod = Literal["rrf_hybrid+rerank", "rrf_hybrid"]
+SearchMethod = Literal[
+    "rrf_hybrid",
+    "rrf_hybrid+rerank",
+    "rrf_hybrid+remote_rerank",
+    "rrf_hybrid+mmr",
+    "rrf_hybrid+rerank+mmr",
+    "rrf_hybrid+remote_rerank+mmr",
+]
 ModelState = Literal["disabled", "loading", "ready", "failed"]
 
 
@@ -247,6 +254,33 @@ class RerankResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
+class ScoreCacheStats(BaseModel):
+    """What the reranker score cache holds and how often it answered."""
+
+    entries: int = Field(description="Scores held now.")
+    bytes: int = Field(description="Estimated memory the entries take (see ``ScoreCache.entry_bytes``).")
+    max_entries: int = Field(description="Most entries held; 0: the cache is off.")
+    max_bytes: int = Field(description="Most estimated bytes held.")
+    hits: int = Field(description="Candidates whose score came from the cache, since start.")
+    misses: int = Field(description="Candidates looked up and not found, since start.")
+    evictions: int = Field(description="Entries dropped to stay within the bounds, since start.")
+    hit_rate: float | None = Field(description="hits / (hits + misses); null before the first lookup.")
+
+
+class RerankQueueStatus(BaseModel):
+    """The cross-encoder's queue (admission control), shared by every search and ``rerank`` call."""
+
+    queued: int = Field(description="Searches and rerank calls scoring now or waiting to.")
+    pending_s: float = Field(description="Predicted seconds until everything queued now has been scored.")
+    budget_s: float = Field(description="How long a reranked search may take, waiting included, before it is trimmed.")
+    ms_per_1k_tokens: float = Field(description="Measured scoring cost now (a moving average), per 1,000 tokens.")
+    fastest_ms_per_1k_tokens: float | None = Field(description="The fastest run measured: the cost on an idle CPU.")
+    measured_runs: int
+    full: int = Field(description="Searches since start whose candidates were all scored.")
+    trimmed: int = Field(description="Searches since start that scored fewer candidates to stay within the budget.")
+    skipped: int = Field(description="Searches since start answered in the hybrid's order because the queue was full.")
+
+
 class RerankerStatus(BaseModel):
     available: bool
     enabled: bool
@@ -263,6 +297,11 @@ class RerankerStatus(BaseModel):
         description="Weight of the cross-encoder against the hybrid in the reranked order (1: cross-encoder alone).",
     )
     blend_source: str = Field(default="default", description="Where the blend weight came from.")
+    queue: RerankQueueStatus | None = None
+    cache: ScoreCacheStats | None = None
+    counters: dict[str, Any] | None = Field(
+        default=None, description="A remote reranker's calls, HTTP requests, failures, retries and last error."
+    )
 
 
 class EmbeddingStatus(BaseModel):
@@ -288,6 +327,11 @@ class StoreStatus(BaseModel):
     error: str | None = None
     memories: int
     namespaces: dict[str, int]
+    counted_s_ago: float | None = Field(
+        default=None,
+        description="How old the counts are. This process's own writes count at once; others' are counted again in "
+        "the background when a status finds the counts over a second old, so status never waits for a count.",
+    )
 
 
 class LexicalStatus(BaseModel):
@@ -306,6 +350,9 @@ class SearchStats(BaseModel):
 
 class StatusResponse(BaseModel):
     reranker: RerankerStatus
+    remote_reranker: RerankerStatus | None = Field(
+        default=None, description="The hosted rerank API tried before the local cross-encoder, when configured."
+    )
     embedding: EmbeddingStatus
     store: StoreStatus
     bm25: LexicalStatus | None

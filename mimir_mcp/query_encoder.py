@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mimir_mcp.locks import build_once
-from mimir_mcp.rerank.onnx_int8 import export_graph, model_fingerprint, run_child
+from mimir_mcp.rerank.onnx_int8 import export_graph, model_fingerprint, quiet_threads, run_child
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -86,7 +86,7 @@ def _export(folder: Path, target: Path, input_names: list[str]) -> None:
 
 
 class OnnxQueryEncoder:
-    """``encode`` for a few texts, like ``SentenceTransformer.encode(normalize_embeddings=True)``."""
+    """``encode`` like ``SentenceTransformer.encode(normalize_embeddings=True)``, for queries and documents."""
 
     def __init__(self, onnx_path: Path, tokenizer: Any, max_length: int, *, threads: int | None = None) -> None:
         import onnxruntime
@@ -94,16 +94,34 @@ class OnnxQueryEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        quiet_threads(options)
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.inputs = [item.name for item in self.session.get_inputs()]
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.path = onnx_path
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
-        feed = {name: encoded[name].astype(np.int64) for name in self.inputs}
-        return np.asarray(self.session.run(["embedding"], feed)[0], dtype=np.float32)
+    def with_threads(self, threads: int) -> OnnxQueryEncoder:
+        """Another session of the same graph, with its own thread count (the tokenizer is shared)."""
+        return OnnxQueryEncoder(self.path, self.tokenizer, self.max_length, threads=threads)
+
+    def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        """Unit vectors in input order. Texts are batched by length so that little padding is computed.
+        ONNX Runtime and the tokenizer release the GIL, so the event loop keeps running meanwhile."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = []
+        for start in range(0, len(order), batch_size):
+            chunk = [texts[i] for i in order[start : start + batch_size]]
+            encoded = self.tokenizer(
+                chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="np"
+            )
+            feed = {name: encoded[name].astype(np.int64) for name in self.inputs}
+            parts.append(np.asarray(self.session.run(["embedding"], feed)[0], dtype=np.float32))
+        if not parts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        vectors[order] = np.concatenate(parts)
+        return vectors
 
 
 def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQueryEncoder:

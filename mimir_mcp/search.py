@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
+import numpy as np
 
 from mimir_mcp.config import SearchSettings
+from mimir_mcp.diversity import mmr
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.fusion import arm_coverage, arm_weights, blend_scores, rrf, z_fusion
 from mimir_mcp.lexical import LexicalIndex
@@ -29,7 +31,7 @@ from mimir_mcp.models import (
     SearchFusion,
     SearchResponse,
 )
-from mimir_mcp.rerank import Reranker, rerank_or_fallback
+from mimir_mcp.rerank import Reranker, RerankOutcome, rerank_or_fallback
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.snippet import snippet
 from mimir_mcp.store import MemoryStore
@@ -59,6 +61,10 @@ class SearchRequest:
     created_before: float | None = None
     # A token's scope: only these namespaces, whatever ``namespace`` says (None: no such bound).
     namespaces: list[str] | None = None
+    # Answer within this long: reranking is planned in the time the first stage leaves (None: no limit).
+    deadline_ms: int | None = None
+    # MMR weight of redundancy when picking the hits (0: the ranking as it is).
+    diversity: float = 0.0
 
     @property
     def where(self) -> RecordFilter:
@@ -71,6 +77,10 @@ class SearchRequest:
             created_after=self.created_after,
             created_before=self.created_before,
         )
+
+
+# Kept back from a deadline for what follows reranking (reading the shown hits, building the answer).
+FINISH_RESERVE_S = 0.005
 
 
 def _ms(seconds: float) -> float:
@@ -86,6 +96,8 @@ class SearchPipeline:
         lexical: LexicalIndex,
         reranker: Reranker,
         rerank_queue: RerankQueue | None = None,
+        *,
+        remote: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -94,6 +106,8 @@ class SearchPipeline:
         self.reranker = reranker
         # Shared by every search of the process: under load it trims or skips reranking (admission.py).
         self.rerank_queue = rerank_queue
+        # A hosted rerank API, tried before the local cross-encoder (None: not configured).
+        self.remote = remote
 
     def _dense(self, vector: Any, depth: int, request: SearchRequest) -> list[tuple[str, float]]:
         """Nearest memories for the request's filters.
@@ -134,9 +148,14 @@ class SearchPipeline:
 
     async def _hydrate(self, records: dict[str, MemoryRecord], ids: list[str]) -> None:
         """Read the records of ``ids`` not read yet; a memory deleted meanwhile simply stays missing."""
+        if any(memory_id not in records for memory_id in ids):
+            await anyio.to_thread.run_sync(self._read_missing, records, ids)
+
+    def _read_missing(self, records: dict[str, MemoryRecord], ids: list[str]) -> None:
+        """Blocking ``_hydrate``."""
         missing = [memory_id for memory_id in ids if memory_id not in records]
         if missing:
-            records.update(await anyio.to_thread.run_sync(self.lexical.get, missing))
+            records.update(self.lexical.get(missing))
 
     def _context(self, namespace: str | None) -> tuple[bool, float | None]:
         """Whether the BM25 arm scores each memory with the one stored before it, and the namespace's
@@ -159,14 +178,18 @@ class SearchPipeline:
         attainable: dict[str, float] = {}
         context, coherence = False, None
 
-        async def run_dense() -> None:
+        def dense_arm() -> None:
+            # One trip to a worker thread for both steps: under load each trip waits for a core.
             nonlocal dense
             t0 = time.perf_counter()
-            vector = await anyio.to_thread.run_sync(self.embedder.encode_query, request.query)
+            vector = self.embedder.encode_query(request.query)
             t1 = time.perf_counter()
-            dense = await anyio.to_thread.run_sync(lambda: self._dense(vector, depth, request))
+            dense = self._dense(vector, depth, request)
             timings["embed_ms"] = _ms(t1 - t0)
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
+
+        async def run_dense() -> None:
+            await anyio.to_thread.run_sync(dense_arm)
 
         def lexical_arms() -> None:
             nonlocal context, coherence
@@ -194,11 +217,19 @@ class SearchPipeline:
                 group.start_soon(run_lexical)
 
         t0 = time.perf_counter()
-        found = [i for i, _ in dense] + [i for hits in lexical.values() for i, _ in hits]
-        records, allowed = await anyio.to_thread.run_sync(self._allowed, list(dict.fromkeys(found)), request)
-        arms = {"dense": [(i, s) for i, s in dense if i in allowed][:depth]} if "dense" in request.arms else {}
-        arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in lexical.items()})
-        fused, weights, coverage = self._fuse(arms, attainable)
+
+        def first_stage() -> tuple[dict[str, MemoryRecord], dict[str, list[tuple[str, float]]], Any]:
+            # The filter check, the fusion and reading the records that will be needed, in one trip.
+            found = [i for i, _ in dense] + [i for hits in lexical.values() for i, _ in hits]
+            records, allowed = self._allowed(list(dict.fromkeys(found)), request)
+            arms = {"dense": [(i, s) for i, s in dense if i in allowed][:depth]} if "dense" in request.arms else {}
+            arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in lexical.items()})
+            fusion = self._fuse(arms, attainable)
+            wanted = request.rerank_top_k if request.rerank else request.top_k
+            self._read_missing(records, [memory_id for memory_id, _ in fusion[0][:wanted]])
+            return records, arms, fusion
+
+        records, arms, (fused, weights, coverage) = await anyio.to_thread.run_sync(first_stage)
         timings["fusion_ms"] = _ms(time.perf_counter() - t0)
 
         info = {
@@ -228,43 +259,62 @@ class SearchPipeline:
         ordered: list[tuple[str, float, float | None, float | None]] = [(i, s, None, None) for i, s in fused]
         method = "rrf_hybrid"
         reranked_count = 0
+        reranker_model: str | None = None
         notes: list[str] = []
         hybrid = self._describe(arms)
         if not request.rerank:
             message = f"{hybrid}; reranking was not requested (rerank=false)."
         elif not fused:
             message = f"{hybrid}; no memory matched, so there was nothing to rerank."
+        elif request.deadline_ms is not None and self._time_left(started, request) <= 0:
+            spent = _ms(time.perf_counter() - started)
+            message = (
+                f"{hybrid}, not reranked: the first stage took {spent:g} ms of the search's deadline_ms "
+                f"({request.deadline_ms} ms), which left no time for the cross-encoder."
+            )
         else:
             window = fused[: request.rerank_top_k]
             await self._hydrate(records, [memory_id for memory_id, _ in window])
             head = [(memory_id, score) for memory_id, score in window if memory_id in records]
-            outcome = await rerank_or_fallback(
-                self.reranker,
-                request.query,
-                [records[memory_id].text for memory_id, _ in head],
-                self.rerank_queue,
-            )
-            if outcome.attempted:
-                timings["rerank_ms"] = _ms(outcome.seconds)
+            texts = [records[memory_id].text for memory_id, _ in head]
+            outcome, used, remote_failure, remote_seconds = await self._rerank(request, started, texts)
+            if outcome.attempted or remote_seconds:
+                timings["rerank_ms"] = _ms(outcome.seconds + remote_seconds)
             if outcome.scores is None:
-                message = f"{hybrid}, not reranked: {outcome.reason}"
+                why = outcome.reason
+                if remote_failure:
+                    why = f"{remote_failure.rstrip('.')}; the local cross-encoder: {outcome.reason}"
+                message = f"{hybrid}, not reranked: {why}"
             else:
-                method = "rrf_hybrid+rerank"
+                method = "rrf_hybrid+remote_rerank" if used is self.remote else "rrf_hybrid+rerank"
+                reranker_model = self._model_name(used)
                 # Under load the queue may admit only the best-fused part of the head; the rest keeps its order.
                 reranked_count = len(outcome.scores)
                 trimmed = outcome.note
-                reranked, how = self._reorder(head[:reranked_count], outcome.scores)
+                reranked, how = self._reorder(head[:reranked_count], outcome.scores, used)
                 rest = [(memory_id, score, None, None) for memory_id, score in head[reranked_count:]]
                 ordered = reranked + rest + ordered[len(window) :]
-                message = f"{hybrid}, top {reranked_count} reranked by the cross-encoder {self.reranker.model!r}{how}."
+                by = f"the cross-encoder {used.model!r}"
+                if used is self.remote:
+                    by = f"the remote reranker {reranker_model}"
+                message = f"{hybrid}, top {reranked_count} reranked by {by}{how}."
+                if remote_failure:
+                    message += f" The local cross-encoder stood in because {remote_failure.rstrip('.')}."
                 if trimmed:
                     message += f" {trimmed}."
 
         if request.min_score is not None:
-            if method == "rrf_hybrid+rerank":
+            if reranked_count:
                 ordered = [item for item in ordered if item[2] is not None and item[2] >= request.min_score]
             else:
                 notes.append("min_score was not applied because it compares rerank scores and nothing was reranked.")
+
+        if request.diversity > 0 and ordered:
+            t0 = time.perf_counter()
+            ordered, note = await self._diversify(ordered, reranked_count, request)
+            timings["mmr_ms"] = _ms(time.perf_counter() - t0)
+            method += "+mmr"
+            notes.append(note)
 
         shown = ordered[: request.top_k]
         t0 = time.perf_counter()
@@ -296,7 +346,7 @@ class SearchPipeline:
             hits=hits,
             search_method=method,
             message=" ".join([message, *notes]),
-            reranker_model=self.reranker.model if method == "rrf_hybrid+rerank" else None,
+            reranker_model=reranker_model,
             candidates=SearchCandidates(
                 dense=len(arms.get("dense", [])),
                 bm25=len(arms.get("bm25", [])),
@@ -314,6 +364,71 @@ class SearchPipeline:
             ),
             timings_ms=timings,
         )
+
+    async def _rerank(
+        self, request: SearchRequest, started: float, texts: list[str]
+    ) -> tuple[RerankOutcome, Reranker, str | None, float]:
+        """Score ``texts`` with the first reranker that can: the remote API when configured, then the local
+        cross-encoder. Returns the outcome (scores, or why there are none), the reranker it came from, why
+        the remote API did not score (``None`` when it did or is not configured) and the seconds it cost."""
+
+        def time_left() -> float | None:
+            return None if request.deadline_ms is None else self._time_left(started, request)
+
+        remote_failure, remote_seconds = None, 0.0
+        if self.remote is not None:
+            outcome = await rerank_or_fallback(self.remote, request.query, texts, None, deadline_s=time_left())
+            if outcome.scores is not None:
+                return outcome, self.remote, None, 0.0
+            remote_failure = f"the remote reranker {self._model_name(self.remote)} did not score: {outcome.reason}"
+            remote_seconds = outcome.seconds
+            left = time_left()
+            if left is not None and left <= 0:
+                nothing = RerankOutcome(
+                    scores=None, reason="no time was left of the search's deadline_ms", seconds=0.0, attempted=False
+                )
+                return nothing, self.reranker, remote_failure, remote_seconds
+        outcome = await rerank_or_fallback(
+            self.reranker, request.query, texts, self.rerank_queue, deadline_s=time_left()
+        )
+        return outcome, self.reranker, remote_failure, remote_seconds
+
+    def _model_name(self, reranker: Reranker) -> str:
+        """How the response names a reranker: the local model's name, or ``remote:provider:model``."""
+        if reranker is self.remote:
+            settings = getattr(reranker, "settings", None)
+            provider = getattr(settings, "provider", "remote")
+            return f"remote:{provider}:{reranker.model}"
+        return reranker.model
+
+    async def _diversify(
+        self, ordered: list[tuple[str, float, float | None, float | None]], reranked: int, request: SearchRequest
+    ) -> tuple[list[tuple[str, float, float | None, float | None]], str]:
+        """The hits picked by maximal marginal relevance (``diversity.mmr``) from the reranked candidates
+        (the top ``rerank_top_k`` fused ones when nothing was reranked), by their final scores; the rest
+        follow in their order. Each memory's own stored vector measures how alike two hits are."""
+        pool = ordered[: reranked or request.rerank_top_k]
+        vectors = await anyio.to_thread.run_sync(self.store.vectors, [item[0] for item in pool])
+        dimension = len(next(iter(vectors.values()))) if vectors else 1
+        matrix = np.stack([vectors.get(item[0], np.zeros(dimension, dtype=np.float32)) for item in pool])
+        relevance = [
+            blended if blended is not None else rerank if rerank is not None else fused
+            for _, fused, rerank, blended in pool
+        ]
+        picked = mmr(relevance, matrix, top_k=min(request.top_k, len(pool)), diversity=request.diversity)
+        chosen = set(picked)
+        rest = [item for i, item in enumerate(pool) if i not in chosen]
+        note = (
+            f"The hits were picked by maximal marginal relevance (diversity {request.diversity:g}) from the top "
+            f"{len(pool)} {'reranked' if reranked else 'fused'} candidates."
+        )
+        return [pool[i] for i in picked] + rest + ordered[len(pool) :], note
+
+    @staticmethod
+    def _time_left(started: float, request: SearchRequest) -> float:
+        """Seconds of the request's deadline left for reranking, after the reserve for finishing."""
+        assert request.deadline_ms is not None
+        return started + request.deadline_ms / 1000 - time.perf_counter() - FINISH_RESERVE_S
 
     def _describe(self, arms: dict[str, list[tuple[str, float]]]) -> str:
         """The first stage in words, for the message: which arms ran and how they were fused."""
@@ -356,14 +471,14 @@ class SearchPipeline:
         return fused, weights, coverage
 
     def _reorder(
-        self, head: list[tuple[str, float]], scores: list[float]
+        self, head: list[tuple[str, float]], scores: list[float], reranker: Reranker
     ) -> tuple[list[tuple[str, float, float | None, float | None]], str]:
         """The reranked head in its final order, and how that order was made (for the message).
 
         With the reranker's blend weight below 1, the order follows its scores blended with the RRF
         scores (``fusion.blend_scores``); at 1 it follows the cross-encoder alone.
         """
-        weight = self.reranker.blend
+        weight = reranker.blend
         blended: list[float | None]
         if weight >= 1.0:
             keys, blended, how = scores, [None] * len(head), ""

@@ -214,6 +214,24 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         agent: Annotated[str | None, Field(description="Only memories stored by this agent.")] = None,
         created_after: Annotated[str | None, Field(description=CREATED_AFTER)] = None,
         created_before: Annotated[str | None, Field(description=CREATED_BEFORE)] = None,
+        diversity: Annotated[
+            float,
+            Field(
+                ge=0,
+                le=1,
+                description="0-1: how strongly to avoid near-duplicate hits. Above 0, the hits are picked from the "
+                "reranked candidates by maximal marginal relevance over the memories' own vectors (0 = off).",
+            ),
+        ] = settings.search.default_diversity,
+        deadline_ms: Annotated[
+            int | None,
+            Field(
+                ge=10,
+                le=600_000,
+                description="Answer within about this many milliseconds (10-600000): the cross-encoder scores only "
+                "the top candidates its measured cost says fit in the time left, or none, and `message` says so.",
+            ),
+        ] = settings.search.default_deadline_ms,
     ) -> SearchResponse:
         """Find memories: dense vectors and BM25 keywords (plus, in a namespace holding a conversation,
         BM25 over each turn with the turn before it) fused into one ranking, then the top candidates
@@ -242,6 +260,8 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
             agent=where.agent,
             created_after=where.created_after,
             created_before=where.created_before,
+            deadline_ms=deadline_ms,
+            diversity=float(diversity),
         )
         return await memory.search(request)
 

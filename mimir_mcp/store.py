@@ -382,6 +382,15 @@ class MemoryStore:
             )
         return records
 
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored embeddings of ``ids`` (those still stored), for diversifying search results."""
+        vectors: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), CHROMA_BATCH):
+            result = self._collection.get(ids=list(ids[start : start + CHROMA_BATCH]), include=["embeddings"])
+            for memory_id, embedding in zip(result["ids"], result["embeddings"], strict=True):
+                vectors[memory_id] = np.asarray(embedding, dtype=np.float32)
+        return vectors
+
     def all_ids(self) -> set[str]:
         ids: set[str] = set()
         offset = 0

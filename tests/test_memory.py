@@ -1,7 +1,11 @@
 """The dedup key and keeping Chroma and the BM25 index in step across restarts."""
 
+import dataclasses
 import sqlite3
+import threading
+import time
 
+import anyio
 import pytest
 
 from mimir_mcp.memory import MemoryService, dedup_key, normalize_for_dedup
@@ -96,5 +100,45 @@ async def test_writes_by_another_process_reach_the_next_search(settings, embedde
         assert store.change_token() != token
         found = await service.search(request("zebrafish heart"))
         assert found.hits[0].id == "mem_outsider" and found.hits[0].scores.bm25_rank == 1
+    finally:
+        service.close()
+
+
+@pytest.mark.anyio
+async def test_status_answers_from_its_counts_while_a_write_holds_the_store_and_the_index(settings, embedder, reranker):
+    service = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        await service.remember([MemoryInput(text="Alpha ships on Monday"), MemoryInput(text="Beta", namespace="x")])
+        backend = await service._ready()
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with backend.store.writing(), backend.lexical._lock:
+                held.set()
+                release.wait(60)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        held.wait()
+        try:
+            with anyio.fail_after(10):  # counting here would wait for the lock until release (60 s)
+                status = await service.status()
+        finally:
+            release.set()
+            thread.join()
+        assert status.store.memories == 2 and status.store.namespaces == {"default": 1, "x": 1}
+        assert status.bm25 is not None and status.bm25.documents == 2 and status.bm25.in_sync
+
+        # Counts older than a second are shown as they are, with their age, and counted again behind.
+        service._counts = dataclasses.replace(service._counts, store=99, at=time.monotonic() - 5)
+        stale = await service.status()
+        assert stale.store.memories == 99 and stale.store.counted_s_ago >= 5
+        assert stale.bm25 is not None and not stale.bm25.in_sync
+        for _ in range(200):
+            if service._counts.store == 2:
+                break
+            await anyio.sleep(0.05)
+        fresh = await service.status()
+        assert fresh.store.memories == 2 and fresh.store.counted_s_ago < 5
     finally:
         service.close()

@@ -1,5 +1,5 @@
-"""The exact fp32 ONNX query encoder: same vectors as ``SentenceTransformer.encode``, and a plain
-fallback to torch for models it does not reproduce."""
+"""The exact fp32 ONNX encoder: same vectors as ``SentenceTransformer.encode`` for queries and documents,
+and a plain fallback to torch for models it does not reproduce."""
 
 from pathlib import Path
 
@@ -19,16 +19,34 @@ QUERIES = [
 ]
 
 
+def torch_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    model = embedder._load.wait()  # the sentence-transformers model itself: the reference
+    return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+
 @pytest.mark.anyio
 async def test_onnx_query_vectors_equal_torch_vectors(embedder):
     assert await embedder.wait_query_backend(600) == "onnx"
     assert embedder.status().query_backend == "onnx"
     for query in QUERIES:
         fast = embedder.encode_query(query)
-        exact = embedder.encode([query])[0]
+        exact = torch_vectors(embedder, [query])[0]
         assert fast.shape == exact.shape == (384,)
         assert float(np.abs(fast - exact).max()) < 1e-5, query
         assert abs(float(np.linalg.norm(fast)) - 1.0) < 1e-5
+
+
+@pytest.mark.anyio
+async def test_onnx_document_vectors_equal_torch_vectors_in_input_order(embedder):
+    """Documents go through the same graph once it is built, batched by length (two per batch here, so
+    the batches mix lengths and the order is restored from the sort)."""
+    assert await embedder.wait_query_backend(600) == "onnx"
+    documents = [*QUERIES, "", "a memory of medium length about the release of version two", *QUERIES[:2]]
+    fast = embedder._fast.result_now().encode(documents, batch_size=2)
+    exact = torch_vectors(embedder, documents)
+    assert fast.shape == exact.shape == (len(documents), 384)
+    assert float(np.abs(fast - exact).max()) < 1e-5
+    assert np.allclose(embedder.encode(documents), fast)  # what remember stores
 
 
 @pytest.fixture(scope="module")

@@ -438,3 +438,25 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     assert shuffled["fusion"]["coherence"] < 0.05
     assert shuffled["candidates"]["context"] is None
     assert all(hit["scores"]["context_rank"] is None for hit in shuffled["hits"])
+
+
+async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_answer(client):
+    notes = [
+        "The staging database password rotates every Monday.",
+        "The staging database password rotates every Monday!",
+        "The staging database password rotates every Monday, as agreed.",
+        "Backups of the staging database run nightly at 02:00.",
+    ]
+    await call(client, "remember", {"memories": [{"text": text} for text in notes]})
+    arguments = {"query": "staging database password rotation", "top_k": 2, "rerank": False}
+    plain = await call(client, "search", arguments)
+    assert plain["search_method"] == "rrf_hybrid"
+    assert all("password rotates" in hit["text"] for hit in plain["hits"])  # two near-copies of one fact
+    diverse = await call(client, "search", {**arguments, "diversity": 0.9})
+    assert diverse["search_method"] == "rrf_hybrid+mmr"
+    assert diverse["hits"][0]["id"] == plain["hits"][0]["id"]  # the most relevant stays first
+    assert diverse["hits"][1]["text"] == notes[3]  # then the memory least like it, not its copy
+    assert "maximal marginal relevance (diversity 0.9)" in diverse["message"]
+    assert "mmr_ms" in diverse["timings_ms"]
+    message = await call_error(client, "search", {"query": "x", "diversity": 1.5})
+    assert "diversity" in message

@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
 from mimir_mcp.config import RerankerSettings
+from mimir_mcp.models import RerankQueueStatus
 
 # A pair costs its tokens plus a fixed share for the run itself (tokenizing, one graph run per pair).
 PAIR_OVERHEAD_TOKENS = 16
@@ -72,6 +73,8 @@ class Admission:
     budget_s: float
     minimum: int
     ticket: Ticket | None
+    # Set when the search's own deadline (``deadline_ms``), not ``reranker.budget_s``, bounded the scoring.
+    deadline_s: float | None = None
 
     @property
     def trimmed(self) -> bool:
@@ -87,24 +90,38 @@ class Admission:
         searches = "search was" if self.queued == 1 else "searches were"
         return f"{self.queued} {searches} queued for the cross-encoder (about {self.wait_s:.1f} s of scoring)"
 
+    @property
+    def limit(self) -> str:
+        """The time limit that bounded this search's scoring, in words."""
+        if self.deadline_s is not None:
+            return f"the search's deadline_ms ({self.deadline_s * 1000:.0f} ms were left of it for reranking)"
+        return f"reranker.budget_s ({self.budget_s:g} s)"
+
     def describe(self, count: int, *, stopped: bool = False) -> str | None:
         """Why ``count`` (the candidates actually scored) is fewer than asked, for the search's ``message``;
         ``None`` when every candidate was scored. ``stopped``: scoring ran past its prediction and ended at
         the search's time limit."""
         if 0 < count < self.requested:
             why = (
-                "the cross-encoder ran slower than predicted, so scoring stopped when the search's time "
-                f"(reranker.budget_s, {self.budget_s:g} s) ran out"
+                "the cross-encoder ran slower than predicted, so scoring stopped at the search's time limit, "
+                f"{self.limit}"
                 if stopped
                 else f"scoring all {self.requested} would have ended after about {self.wait_s + self.full_s:.1f} s, "
-                f"past reranker.budget_s ({self.budget_s:g} s)"
+                f"past {self.limit}"
             )
+            if self.deadline_s is not None and not self.queued:
+                return f"Only the top {count} of {self.requested} candidates were reranked: {why}"
             head = f"Under load, only the top {count} of {self.requested} candidates were reranked"
             return f"{head}: {self._load()}, and {why}"
         if count == 0 and self.requested:
+            if self.deadline_s is not None and not self.queued:
+                return (
+                    f"not even the top {self.minimum} candidates could be scored within {self.limit}, at about "
+                    f"{self.full_s / self.requested * 1000:.0f} ms per candidate; this answer is in the hybrid's order"
+                )
             return (
                 f"the cross-encoder was busy: {self._load()}, so not even the top {self.minimum} could be scored "
-                f"within reranker.budget_s ({self.budget_s:g} s); this answer is in the hybrid's order"
+                f"within {self.limit}; this answer is in the hybrid's order"
             )
         return None
 
@@ -134,6 +151,8 @@ class RerankQueue:
         self._tickets: deque[Ticket] = deque()
         # Expected end of runs whose caller gave up (a timeout): their thread still holds the CPU.
         self._abandoned: list[float] = []
+        # What admission decided since start: every candidate scored, fewer (trimmed), or none (skipped).
+        self.decisions = {"full": 0, "trimmed": 0, "skipped": 0}
 
     def tokens(self, query: str, text: str) -> float:
         """Estimated cost of one pair: its tokens (capped where the model truncates) plus a fixed share."""
@@ -167,6 +186,8 @@ class RerankQueue:
     def chunk_size(self, tokens: float) -> int:
         """Pairs per model call after the first, for pairs of about ``tokens`` each: a tenth of the budget
         at the current pace, so a search that runs late overshoots its deadline by little."""
+        if tokens * self.seconds_per_token <= 0:  # cached pairs cost nothing: all of them in one call
+            return 1 << 30
         return max(1, int(CHUNK_SHARE * self.budget_s / (tokens * self.seconds_per_token)))
 
     def wait_limit(self, ticket: Ticket, tokens: float) -> float:
@@ -175,7 +196,15 @@ class RerankQueue:
             return math.inf
         return max(0.0, ticket.deadline - self._clock() - tokens * self.seconds_per_token)
 
-    def admit(self, query: str, texts: list[str], *, trim: bool = True) -> Admission:
+    def admit(
+        self,
+        query: str,
+        texts: list[str],
+        *,
+        trim: bool = True,
+        deadline_s: float | None = None,
+        cached: Sequence[bool] | None = None,
+    ) -> Admission:
         """Decide how many of ``texts`` (best first) to score, and join the queue for them.
 
         A search may take until ``budget_s`` from now, waiting included. Alone in the queue, on a CPU
@@ -183,9 +212,11 @@ class RerankQueue:
         every candidate, past the budget if need be: a search that asks for many gets them when nothing
         else is going on. Otherwise the candidates that fit are scored, or none when fewer than
         ``min_candidates`` fit (alone, it scores ``min_candidates`` anyway). ``trim=False`` (the ``rerank``
-        tool) takes them all and waits.
+        tool) takes them all and waits. ``deadline_s``: the seconds left of the search's own deadline; scoring
+        then ends by it, however empty the queue, and fewer than ``min_candidates`` means none. ``cached``:
+        which texts already have a score (the score cache), which costs nothing.
         """
-        tokens = [self.tokens(query, text) for text in texts]
+        tokens = [0.0 if cached and cached[i] else self.tokens(query, text) for i, text in enumerate(texts)]
         costs = [count * self.seconds_per_token for count in tokens]
         queued = self.queued
         wait = self.pending_seconds()
@@ -193,6 +224,10 @@ class RerankQueue:
         # Alone on a CPU that is not busy, a search gets all it asks for, past the budget if need be.
         alone = max(self.budget_s, IDLE_SLACK * sum(tokens) * fastest)
         allowed = alone if not queued and sum(costs) <= alone else self.budget_s
+        bounded = deadline_s is not None and deadline_s < allowed
+        if bounded:
+            assert deadline_s is not None
+            allowed = max(deadline_s, 0.0)
         count = len(texts)
         if trim and wait + sum(costs) > allowed:
             room, count = allowed - wait, 0
@@ -204,7 +239,9 @@ class RerankQueue:
             if count < min(self.min_candidates, len(texts)):
                 # Alone, it scores the fewest worth scoring anyway: nobody waits for it, and each run keeps
                 # the measured pace current (without runs, a pessimistic estimate would never recover).
-                count = 0 if queued else min(self.min_candidates, len(texts))
+                count = 0 if queued or bounded else min(self.min_candidates, len(texts))
+        if texts:
+            self.decisions["full" if count == len(texts) else "trimmed" if count else "skipped"] += 1
         ticket = None
         if count:
             deadline = self._clock() + allowed if trim else None
@@ -220,6 +257,7 @@ class RerankQueue:
             budget_s=self.budget_s,
             minimum=min(self.min_candidates, len(texts)),
             ticket=ticket,
+            deadline_s=allowed if bounded else None,
         )
 
     async def wait_turn(self, ticket: Ticket) -> None:
@@ -246,6 +284,22 @@ class RerankQueue:
     def release(self, ticket: Ticket) -> None:
         """Give up a place that was never used."""
         self.done(ticket, completed=False)
+
+    def status(self) -> RerankQueueStatus:
+        """The queue as ``status`` shows it: computed from what is in memory, no waiting."""
+        return RerankQueueStatus(
+            queued=self.queued,
+            pending_s=round(self.pending_seconds(), 3),
+            budget_s=self.budget_s,
+            ms_per_1k_tokens=round(self.seconds_per_token * 1e6, 2),
+            fastest_ms_per_1k_tokens=None
+            if self.fastest_seconds_per_token is None
+            else round(self.fastest_seconds_per_token * 1e6, 2),
+            measured_runs=self.measured_runs,
+            full=self.decisions["full"],
+            trimmed=self.decisions["trimmed"],
+            skipped=self.decisions["skipped"],
+        )
 
     def observe(self, tokens: float, seconds: float, backend: str | None) -> None:
         """Fold one measured run into seconds per token; a new backend (the int8 copy replacing torch)

@@ -33,7 +33,13 @@ class RerankOutcome:
 
 
 async def rerank_or_fallback(
-    reranker: Reranker, query: str, texts: list[str], queue: RerankQueue | None = None, *, trim: bool = True
+    reranker: Reranker,
+    query: str,
+    texts: list[str],
+    queue: RerankQueue | None = None,
+    *,
+    trim: bool = True,
+    deadline_s: float | None = None,
 ) -> RerankOutcome:
     """Score ``texts``; on any problem (not loaded, timeout, exception, bad output) return the reason instead.
 
@@ -41,19 +47,24 @@ async def rerank_or_fallback(
     With a ``queue``, the search waits its turn for the model and scores as many of ``texts`` (best first)
     as the queue admits: ``queue.min_candidates`` first, then a few at a time, stopping at its deadline if
     the model runs slower than predicted. ``trim=False`` (the ``rerank`` tool) scores them all in one call.
+    ``deadline_s``: seconds left of the search's own deadline (``deadline_ms``), which bounds waiting and
+    scoring like ``reranker.budget_s`` does, and more tightly when it is shorter.
     """
     reason = reranker.unavailable_reason()
     if reason is not None:
         return RerankOutcome(scores=None, reason=reason, seconds=0.0, attempted=False)
-    if queue is None or not texts:
-        return await _score(reranker, query, texts)
-    admission = queue.admit(query, texts, trim=trim)
+    cached = reranker.cached(query, texts) if hasattr(reranker, "cached") else [False] * len(texts)
+    if queue is None or not texts or all(cached):
+        # Every score is in the cache (nothing for the model to do), or there is no queue to wait in.
+        timeout = reranker.timeout_s if deadline_s is None else max(min(reranker.timeout_s, deadline_s), 0.001)
+        return await _score(reranker, query, texts, timeout=timeout)
+    admission = queue.admit(query, texts, trim=trim, deadline_s=deadline_s, cached=cached)
     ticket = admission.ticket
     if ticket is None:
         note = admission.describe(0)
         return RerankOutcome(scores=None, reason=note, seconds=0.0, attempted=False, admission=admission, note=note)
     texts = texts[: admission.count]
-    tokens = [queue.tokens(query, text) for text in texts]
+    tokens = [0.0 if cached[i] else queue.tokens(query, text) for i, text in enumerate(texts)]
     size = min(queue.min_candidates, len(texts)) if trim else len(texts)
     started = time.perf_counter()
     scores: list[float] = []
@@ -65,8 +76,8 @@ async def rerank_or_fallback(
             if waiting.cancelled_caught:
                 reason = (
                     "the cross-encoder was busy: the searches ahead took longer than predicted, and this one "
-                    f"stopped waiting after {time.perf_counter() - started:.1f} s to answer within reranker.budget_s "
-                    f"({admission.budget_s:g} s); this answer is in the hybrid's order"
+                    f"stopped waiting after {time.perf_counter() - started:.1f} s to answer within {admission.limit}; "
+                    "this answer is in the hybrid's order"
                 )
                 return RerankOutcome(
                     scores=None, reason=reason, seconds=time.perf_counter() - started, attempted=False, note=reason
@@ -102,14 +113,19 @@ async def rerank_or_fallback(
     )
 
 
-async def _score(reranker: Reranker, query: str, texts: list[str]) -> RerankOutcome:
+async def _score(reranker: Reranker, query: str, texts: list[str], *, timeout: float | None = None) -> RerankOutcome:
     """One call of the model, with every way it can fail turned into a reason."""
     started = time.perf_counter()
+    limit = reranker.timeout_s if timeout is None else timeout
     try:
-        with anyio.fail_after(reranker.timeout_s):
+        with anyio.fail_after(limit):
             scores = await reranker.score(query, texts)
     except TimeoutError:
-        reason = f"reranking took longer than {reranker.timeout_s:g} s (reranker.timeout_s) and was abandoned."
+        reason = (
+            f"reranking took longer than {limit:g} s ("
+            + ("reranker.timeout_s" if limit == reranker.timeout_s else "what was left of the search's deadline_ms")
+            + ") and was abandoned."
+        )
     except Exception as exc:  # noqa: BLE001 - a reranker failure must degrade search, not break it
         logger.warning("cross-encoder failed during inference; falling back to the hybrid's order", exc_info=True)
         reason = f"the cross-encoder raised {type(exc).__name__} during inference: {exc}"

@@ -119,6 +119,13 @@ def _build(model_dir: Path, target: Path) -> None:
     )
 
 
+def quiet_threads(options: Any) -> None:
+    """No busy-waiting between runs: ONNX Runtime's worker threads otherwise spin on the cores after each
+    run, taking them from the event loop and the other model (``status`` and searches wait for a core)."""
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+
+
 class OnnxInt8CrossEncoder:
     """``predict`` like ``CrossEncoder.predict`` (sigmoid scores for one-logit models), on ONNX Runtime."""
 
@@ -129,6 +136,7 @@ class OnnxInt8CrossEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        quiet_threads(options)
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.inputs = {item.name for item in self.session.get_inputs()}
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
