@@ -76,7 +76,6 @@ class Embedder:
         # A few new memories (what agents remember one call at a time) are embedded by a one-thread copy of
         # the graph in a low-priority thread: under load they wait for the cores, searches do not.
         self._background: concurrent.futures.ThreadPoolExecutor | None = None
-        self._background_encoder: OnnxQueryEncoder | None = None
 
     def _load_model(self) -> SentenceTransformer:
         from mimir_mcp.background import MODEL_IMPORT_LOCK
@@ -122,12 +121,8 @@ class Embedder:
         """Blocking: one query's unit vector, from the ONNX graph once built, else from torch."""
         fast = self._fast.result_now()
         if fast is not None:
-            if self._query_encoder is None:
-                with self._document_lock:
-                    if self._query_encoder is None:
-                        self._query_encoder = fast.with_threads(1)
             with self._query_slots:
-                return self._query_encoder.encode([query])[0]
+                return self._single_thread(fast).encode([query])[0]
         return self.encode([query])[0]
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -152,13 +147,21 @@ class Embedder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
+    def _single_thread(self, fast: OnnxQueryEncoder) -> OnnxQueryEncoder:
+        """The one-thread session shared by queries and small batches of new memories, made on first use."""
+        if self._query_encoder is None:
+            with self._document_lock:
+                if self._query_encoder is None:
+                    self._query_encoder = fast.with_threads(1)
+        return self._query_encoder
+
     def _in_background(self, fast: OnnxQueryEncoder) -> tuple[concurrent.futures.ThreadPoolExecutor, OnnxQueryEncoder]:
-        """The low-priority thread and its one-thread session, made on first use."""
+        """The low-priority thread and the session it embeds with, made on first use."""
+        encoder = self._single_thread(fast)
         with self._document_lock:
-            if self._background is None or self._background_encoder is None:
-                self._background_encoder = fast.with_threads(1)
+            if self._background is None:
                 self._background = low_priority_executor("embed-memories")
-            return self._background, self._background_encoder
+            return self._background, encoder
 
     def status(self) -> EmbeddingStatus:
         error = self._load.error

@@ -127,8 +127,11 @@ async def _score(reranker: Reranker, query: str, texts: list[str], *, timeout: f
             + ") and was abandoned."
         )
     except Exception as exc:  # noqa: BLE001 - a reranker failure must degrade search, not break it
-        logger.warning("cross-encoder failed during inference; falling back to the hybrid's order", exc_info=True)
-        reason = f"the cross-encoder raised {type(exc).__name__} during inference: {exc}"
+        logger.warning("%s failed during inference; falling back", reranker.model, exc_info=True)
+        if getattr(reranker, "backend", None) == "remote":
+            reason = str(exc)  # the remote reranker's errors say which API failed and how
+        else:
+            reason = f"the cross-encoder raised {type(exc).__name__} during inference: {exc}"
     else:
         if len(scores) != len(texts):
             reason = f"the cross-encoder returned {len(scores)} scores for {len(texts)} candidates."

@@ -161,7 +161,7 @@ class RemoteReranker:
             "retries": self._retries,
             "consecutive_failures": self._consecutive_failures,
             "last_error": self._last_error,
-            "last_latency_ms": self._last_latency_ms,
+            "last_latency_ms": None if self._last_latency_ms is None else round(self._last_latency_ms, 1),
         }
 
     async def aclose(self) -> None:
