@@ -89,13 +89,14 @@ class OnnxQueryEncoder:
     """``encode`` like ``SentenceTransformer.encode(normalize_embeddings=True)``, for queries and documents."""
 
     def __init__(
-        self, onnx_path: Path, tokenizer: Any, max_length: int, *, threads: int | None = None, arena: bool = True
+        self, onnx_path: Path, tokenizer: Any, max_length: int, *, threads: int | None = None, arena: bool = False
     ) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
-        # The arena keeps the largest batch's buffers for good; a second session for short inputs does without.
+        # ONNX Runtime's arena keeps the largest batch's buffers for good (hundreds of MB after an import of
+        # long memories); without it they are freed after each run, at little cost next to the model's work.
         options.enable_cpu_mem_arena = arena
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         quiet_threads(options)
@@ -107,7 +108,7 @@ class OnnxQueryEncoder:
 
     def with_threads(self, threads: int) -> OnnxQueryEncoder:
         """Another session of the same graph, with its own thread count (the tokenizer is shared)."""
-        return OnnxQueryEncoder(self.path, self.tokenizer, self.max_length, threads=threads, arena=False)
+        return OnnxQueryEncoder(self.path, self.tokenizer, self.max_length, threads=threads)
 
     def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
         """Unit vectors in input order. Texts are batched by length so that little padding is computed.
