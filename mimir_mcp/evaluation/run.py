@@ -32,6 +32,7 @@ EVAL_NAMESPACE = "eval"
 class Method:
     arms: tuple[Arm, ...]
     rerank: bool
+    diversity: float = 0.0
 
 
 METHODS: dict[str, Method] = {
@@ -43,11 +44,34 @@ METHODS: dict[str, Method] = {
 }
 
 
+def method(name: str) -> Method:
+    """A method by name: one of ``METHODS``, or ``rrf+mmr0.3`` / ``rrf+rerank+mmr0.3`` (MMR ``diversity``)."""
+    base, _, weight = name.partition("+mmr")
+    if weight and base in ("rrf", "rrf+rerank"):
+        try:
+            diversity = float(weight)
+        except ValueError:
+            diversity = -1.0
+        if 0.0 < diversity <= 1.0:
+            return Method(METHODS[base].arms, METHODS[base].rerank, diversity)
+    if name in METHODS:
+        return METHODS[name]
+    raise KeyError(name)
+
+
 def parse_methods(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in METHODS]
+    unknown = []
+    for name in names:
+        try:
+            method(name)
+        except KeyError:
+            unknown.append(name)
     if unknown or not names:
-        raise ValueError(f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)}, or rrf+mmrD / "
+            "rrf+rerank+mmrD with D the MMR diversity (0 < D <= 1)"
+        )
     return names
 
 
@@ -166,14 +190,15 @@ async def rank_query(
     rerank_top_k: int,
 ) -> tuple[list[str], SearchResponse]:
     """The document ids ``name`` returns for one query, searched in the query's own namespace."""
-    method = METHODS[name]
+    chosen = method(name)
     request = SearchRequest(
         query=dataset.queries[query_id],
         top_k=100,
-        rerank=method.rerank,
+        rerank=chosen.rerank,
         rerank_top_k=rerank_top_k,
         namespace=query_namespace(dataset, query_id),
-        arms=method.arms,
+        arms=chosen.arms,
+        diversity=chosen.diversity,
     )
     response = await service.search(request)
     return [doc_id for hit in response.hits for doc_id in owners.get(hit.id, [])], response
@@ -195,7 +220,7 @@ async def evaluate_method(
         started = time.perf_counter()
         ranking, response = await rank_query(service, dataset, owners, name, query_id, rerank_top_k=rerank_top_k)
         latencies.append((time.perf_counter() - started) * 1000)
-        if METHODS[name].rerank and response.search_method != "rrf_hybrid+rerank":
+        if method(name).rerank and not response.candidates.reranked:
             fallbacks += 1
         per_query[query_id] = score_ranking(ranking, dataset.qrels[query_id])
         progress(f"{name}: {done}/{len(queries)} queries")
@@ -304,7 +329,7 @@ async def run_eval(
                 "methods": {},
             }
             for name in methods:
-                if METHODS[name].rerank:
+                if method(name).rerank:
                     # Every query scored by the same backend: wait for the int8 copy, not just torch.
                     report["reranker_backend"] = await service.reranker.wait_backend(3600)
                     report["reranker_blend"] = service.reranker.blend
