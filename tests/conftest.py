@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+import uvicorn  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp_types import CallToolResult  # noqa: E402
 
@@ -179,3 +181,32 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
     yield port
     process.terminate()
     process.wait(timeout=30)
+
+
+class _ListeningServer(uvicorn.Server):
+    """uvicorn in a thread, saying when it listens (an event, no polling)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = threading.Event()
+
+    async def startup(self, sockets=None) -> None:  # noqa: ANN001 - uvicorn's signature
+        await super().startup(sockets)
+        self.listening.set()
+
+
+@contextmanager
+def served(app: Any, *, shutdown_s: float = 5) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    port = free_port()
+    server = _ListeningServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=shutdown_s)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert server.listening.wait(timeout=60) and server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

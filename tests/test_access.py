@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -39,7 +37,7 @@ from mimir_mcp.config import AccessSettings, ServerSettings, Settings
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.server import create_server
 
-from .conftest import PYTHON, call, call_error, free_port, server_env
+from .conftest import PYTHON, call, call_error, free_port, served, server_env
 
 ALPHA = "alpha-0123456789abcdef"  # may use namespace alpha
 MULTI = "multi-0123456789abcdef"  # beta and gamma
@@ -58,32 +56,11 @@ INITIALIZE = {
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn in a thread, saying when it listens (an event, no polling)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = threading.Event()
-
-    async def startup(self, sockets=None) -> None:  # noqa: ANN001 - uvicorn's signature
-        await super().startup(sockets)
-        self.listening.set()
-
-
 @contextmanager
 def serving(settings: Settings, service: MemoryService) -> Iterator[str]:
     """The CLI's HTTP app (``access.http_app``) for ``settings``, served on 127.0.0.1; yields its base URL."""
-    port = free_port()
-    app = http_app(create_server(settings, service=service), settings, load_tokens(settings))
-    server = _Uvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert server.listening.wait(timeout=60) and server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served(http_app(create_server(settings, service=service), settings, load_tokens(settings))) as url:
+        yield url
 
 
 def exposed(settings: Settings, **server: object) -> Settings:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,7 +15,6 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +24,8 @@ from starlette.routing import Route
 from mimir_mcp.config import RemoteRerankerSettings
 from mimir_mcp.rerank.fallback import rerank_or_fallback
 from mimir_mcp.rerank.remote import RemoteReranker, RemoteRerankError, _retry_after_seconds
+
+from .conftest import free_port, served
 
 pytestmark = pytest.mark.anyio
 
@@ -122,40 +121,10 @@ async def _handle(request: Request) -> Response:
     return PlainTextResponse(f"no behaviour {behaviour!r}", status_code=404)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn in a thread, saying when it listens (an event, no polling)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.listening.set()
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    app = Starlette(routes=[Route("/{token}/{behaviour}", _handle, methods=["POST"])])
-    port = _free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=1
-    )
-    instance = _Uvicorn(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    assert instance.listening.wait(timeout=30) and instance.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        instance.should_exit = True
-        thread.join(timeout=10)
+    with served(Starlette(routes=[Route("/{token}/{behaviour}", _handle, methods=["POST"])]), shutdown_s=1) as url:
+        yield url
 
 
 @dataclass
@@ -295,7 +264,7 @@ async def test_a_retry_after_longer_than_the_timeout_gives_up_at_once(remote: Ma
 
 
 async def test_connection_refused_is_retried_then_reported(remote: Make) -> None:
-    reranker = remote("cohere", url=f"http://127.0.0.1:{_free_port()}/rerank", retries=1)
+    reranker = remote("cohere", url=f"http://127.0.0.1:{free_port()}/rerank", retries=1)
     message, seconds = await _failure(reranker)
     assert message.startswith("the cohere rerank API at 127.0.0.1:")
     assert "could not connect (ConnectError: " in message
