@@ -19,7 +19,7 @@ import numpy as np
 
 from mimir_mcp.analysis import tokenize
 from mimir_mcp.config import RerankerSettings, Settings
-from mimir_mcp.evaluation.run import progress
+from mimir_mcp.evaluation.run import percentile, progress
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryInput, MemoryRecord
 
@@ -35,10 +35,6 @@ SAMPLE_SENTENCES = [
     "Memory usage stays below one gigabyte with both models loaded on a laptop.",
     "A shared memory lets a planner, a researcher and a writer coordinate without repeating work.",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else 0.0
 
 
 def timed(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:

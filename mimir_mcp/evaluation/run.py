@@ -10,9 +10,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
+
+import numpy as np
 
 from mimir_mcp.config import Settings
 from mimir_mcp.evaluation.beir import Dataset, group_by_prefix, load_dataset
@@ -33,6 +35,7 @@ class Method:
     arms: tuple[Arm, ...]
     rerank: bool
     diversity: float = 0.0
+    deadline_ms: int | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -45,7 +48,13 @@ METHODS: dict[str, Method] = {
 
 
 def method(name: str) -> Method:
-    """A method by name: one of ``METHODS``, or ``rrf+mmr0.3`` / ``rrf+rerank+mmr0.3`` (MMR ``diversity``)."""
+    """A method by name: one of ``METHODS``, or ``rrf+mmr0.3`` / ``rrf+rerank+mmr0.3`` (MMR ``diversity``),
+    or any of these with ``@200`` (``deadline_ms`` 200)."""
+    name, _, deadline = name.partition("@")
+    if deadline:
+        if not deadline.isdigit() or not 10 <= int(deadline) <= 600_000:
+            raise KeyError(name)
+        return replace(method(name), deadline_ms=int(deadline))
     base, _, weight = name.partition("+mmr")
     if weight and base in ("rrf", "rrf+rerank"):
         try:
@@ -70,7 +79,7 @@ def parse_methods(text: str) -> list[str]:
     if unknown or not names:
         raise ValueError(
             f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)}, or rrf+mmrD / "
-            "rrf+rerank+mmrD with D the MMR diversity (0 < D <= 1)"
+            "rrf+rerank+mmrD with D the MMR diversity (0 < D <= 1), each with @MS for deadline_ms MS (10-600000)"
         )
     return names
 
@@ -199,6 +208,7 @@ async def rank_query(
         namespace=query_namespace(dataset, query_id),
         arms=chosen.arms,
         diversity=chosen.diversity,
+        deadline_ms=chosen.deadline_ms,
     )
     response = await service.search(request)
     return [doc_id for hit in response.hits for doc_id in owners.get(hit.id, [])], response
@@ -228,11 +238,17 @@ async def evaluate_method(
     keys = ["ndcg@10", *(f"recall@{k}" for k in RECALL_CUTOFFS), "mrr@10"]
     result: dict[str, Any] = {key: round(mean([row[key] for row in per_query.values()]), 4) for key in keys}
     result["p50_ms"] = round(median(latencies), 2)
+    result["p99_ms"] = round(percentile(latencies, 99), 2)
     if fallbacks:
         result["not_reranked"] = fallbacks
     if dataset.query_categories:
         result["by_category"] = by_category(per_query, dataset.query_categories)
     return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (numpy's linear interpolation); 0 for no values."""
+    return float(np.percentile(np.asarray(values), q)) if values else 0.0
 
 
 def by_category(per_query: dict[str, dict[str, float]], categories: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -267,13 +283,13 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(
         f"{'method':<12} {'nDCG@10':>8}"
         + "".join(f" {label:>7}" for label in recalls)
-        + f" {'MRR@10':>8} {'p50 ms':>8}"
+        + f" {'MRR@10':>8} {'p50 ms':>8} {'p99 ms':>8}"
     )
     for name, figures in report["methods"].items():
         lines.append(
             f"{name:<12} {figures['ndcg@10']:>8.4f}"
             + "".join(f" {figures[f'recall@{k}']:>7.4f}" for k in RECALL_CUTOFFS)
-            + f" {figures['mrr@10']:>8.4f} {figures['p50_ms']:>8.1f}"
+            + f" {figures['mrr@10']:>8.4f} {figures['p50_ms']:>8.1f} {figures.get('p99_ms', float('nan')):>8.1f}"
             + (f"  ({figures['not_reranked']} queries not reranked)" if figures.get("not_reranked") else "")
         )
     categorised = {
