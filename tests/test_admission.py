@@ -102,6 +102,37 @@ async def test_a_deadline_trims_or_skips_even_alone_and_says_it_was_the_deadline
     assert (loose.count, loose.deadline_s, loose.note) == (10, None, None)
 
 
+async def test_cached_candidates_cost_nothing_in_the_queue():
+    queue = make_queue(budget_s=1.0, min_candidates=3)  # 0.116 s per pair
+    admission = queue.admit(QUERY, [TEXT] * 4, cached=[True, True, False, False])
+    assert admission.full_s == pytest.approx(2 * 0.116)  # only the two not in the score cache
+    assert admission.ticket is not None and admission.ticket.tokens == 2 * PAIR_TOKENS
+    # A head made only of cached pairs costs nothing: it is scored in one call (no division by zero).
+    assert queue.chunk_size(0.0) == 1 << 30
+
+
+async def test_a_search_whose_first_candidates_are_cached_scores_only_the_rest():
+    from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
+
+    clock = Clock()
+    queue = make_queue(budget_s=1.0, min_candidates=3, clock=clock)
+    slow = SlowReranker(clock, seconds_per_pair=0.116)
+    cached = CachedReranker(slow, ScoreCache())
+    texts = [f"{TEXT[:-3]}{i:03d}" for i in range(6)]
+    assert (await rerank_or_fallback(cached, QUERY, texts[:3], queue)).scores == [0.5] * 3  # type: ignore[arg-type]
+    assert slow.calls == [3]
+    # The next search's first three are cached and cost nothing. With 0.05 s left of its deadline only they
+    # fit: they are its whole head, answered from the cache (a head of free pairs used to divide by zero).
+    head = await rerank_or_fallback(cached, QUERY, texts, queue, deadline_s=0.05)  # type: ignore[arg-type]
+    assert head.scores == [0.5] * 3 and head.admission is not None and head.admission.count == 3
+    assert slow.calls == [3]
+    # Without the deadline, only the other three reach the model.
+    whole = await rerank_or_fallback(cached, QUERY, texts, queue)  # type: ignore[arg-type]
+    assert whole.scores == [0.5] * 6
+    assert sum(slow.calls[1:]) == 3
+    assert cached.cache.stats().hits == 6
+
+
 async def test_alone_on_a_busy_cpu_a_search_keeps_to_the_budget():
     queue = make_queue(budget_s=1.0, min_candidates=2)
     queue.fastest_seconds_per_token = 1e-3  # 0.116 s per pair when the CPU is not shared
