@@ -121,12 +121,10 @@ class MemoryService:
         local = reranker or LocalCrossEncoder(
             settings.reranker, cache_dir=settings.model_cache_dir, onnx_cache_dir=onnx_cache_dir
         )
-        self.reranker: Reranker = CachedReranker(local, self.score_cache)  # type: ignore[assignment]
+        self.reranker: Reranker = CachedReranker(local, self.score_cache)
         # A hosted rerank API, tried first when configured (MIMIR_REMOTE_URL); the local model is its fallback.
         self.remote: Reranker | None = (
-            CachedReranker(RemoteReranker(settings.remote), self.score_cache)  # type: ignore[assignment]
-            if settings.remote.url
-            else None
+            CachedReranker(RemoteReranker(settings.remote), self.score_cache) if settings.remote.url else None
         )
         # The cross-encoder's queue, shared by every search and `rerank` call of the process.
         self.rerank_queue = RerankQueue(settings.reranker)

@@ -9,7 +9,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from mimir_mcp.models import ScoreCacheStats
+from mimir_mcp.models import RerankerStatus, ScoreCacheStats
+from mimir_mcp.rerank.base import Reranker
 
 # Per-entry bytes on top of the query's and the content key's characters: the key tuple, the float, the
 # ordered dict's slot and links, and the content key's string header, on 64-bit CPython.
@@ -181,16 +182,39 @@ class CachedReranker:
     from torch), so scores from before a backend or model change are never returned.
     """
 
-    def __init__(self, inner: Any, cache: ScoreCache) -> None:
+    def __init__(self, inner: Reranker, cache: ScoreCache) -> None:
         self.inner = inner
         self.cache = cache
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        return getattr(self.inner, name)  # what only one kind has: backend, settings, counters, aclose
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def timeout_s(self) -> float:
+        return self.inner.timeout_s
 
     @property
     def blend(self) -> float:
         return float(self.inner.blend)
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def unavailable_reason(self) -> str | None:
+        return self.inner.unavailable_reason()
+
+    async def wait_ready(self, timeout: float) -> None:
+        await self.inner.wait_ready(timeout)
+
+    async def wait_backend(self, timeout: float) -> str:
+        return await self.inner.wait_backend(timeout)
+
+    def status(self) -> RerankerStatus:
+        return self.inner.status()
 
     @property
     def identity(self) -> str:
