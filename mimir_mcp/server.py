@@ -7,12 +7,14 @@ server starts, so the ``initialize`` answer never waits for them.
 
 import logging
 import time
+import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
@@ -511,7 +513,28 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         found = await memory.get(list(dict.fromkeys(ids)), max_chars=MIN_SNIPPET_CHARS)
         return {item.id for item in found.memories if not grant.allows(item.namespace)}
 
+    server.keep_text_as_sent()
     return server
+
+
+def _takes_only_text(annotation: Any) -> bool:
+    """Whether a tool parameter accepts nothing but a string (or null): ``str`` or ``str | None``."""
+    return annotation is str or set(typing.get_args(annotation)) == {str, type(None)}
+
+
+class _ArgumentsAsSent(FuncMetadata):
+    """The SDK decodes a string argument that looks like JSON when its parameter is not typed plain ``str``
+    (some clients send lists as JSON text). For a parameter that takes only text (``str | None``: ``text``,
+    ``namespace``, ``agent``, ``source``...) that turned ``"null"`` into null (stored in ``default``, or as no
+    agent) and a JSON snippet into an object (refused); here such a parameter keeps the string as sent."""
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        parsed = super().pre_parse_json(data)
+        for name, field in self.arg_model.model_fields.items():
+            key = field.alias or name
+            if isinstance(data.get(key), str) and _takes_only_text(field.annotation):
+                parsed[key] = data[key]
+        return parsed
 
 
 class _CheckedServer(MCPServer):
@@ -522,6 +545,12 @@ class _CheckedServer(MCPServer):
         super().__init__(*args, **kwargs)
         self._limits = limits
         self._accepted: dict[str, frozenset[str]] | None = None
+
+    def keep_text_as_sent(self) -> None:
+        """Give every registered tool the argument pre-parsing of ``_ArgumentsAsSent``."""
+        for tool in self._tool_manager.list_tools():
+            fields = {name: getattr(tool.fn_metadata, name) for name in FuncMetadata.model_fields}
+            tool.fn_metadata = _ArgumentsAsSent(**fields)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

@@ -460,3 +460,23 @@ async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_an
     assert "mmr_ms" in diverse["timings_ms"]
     message = await call_error(client, "search", {"query": "x", "diversity": 1.5})
     assert "diversity" in message
+
+
+async def test_text_arguments_arrive_as_the_strings_sent_even_when_they_look_like_json(client):
+    snippet = '{"db": "postgres", "port": 5432}'
+    stored = {}
+    for text in (snippet, '["a", "b"]', "null", "true", "[]"):
+        stored[text] = (await call(client, "remember", {"text": text}))["ids"][0]
+    found = await call(client, "get", {"ids": list(stored.values())})
+    assert sorted(memory["text"] for memory in found["memories"]) == sorted(stored)
+    labelled = await call(
+        client, "remember", {"text": "Labelled memory", "namespace": "null", "agent": "null", "source": "null"}
+    )
+    memory = (await call(client, "get", {"ids": labelled["ids"]}))["memories"][0]
+    assert (memory["namespace"], memory["agent"], memory["source"]) == ("null", "null", "null")
+    assert labelled["results"][0]["namespace"] == "null"
+    hits = await call(client, "search", {"query": snippet, "namespace": "default", "rerank": False, "top_k": 1})
+    assert hits["query"] == snippet and hits["hits"][0]["text"] == snippet
+    # Lists and objects sent as JSON text are still decoded (some clients send them so).
+    tagged = await call(client, "remember", {"text": "Tagged memory", "tags": '["ops", "db"]'})
+    assert (await call(client, "get", {"ids": tagged["ids"]}))["memories"][0]["tags"] == ["ops", "db"]
