@@ -6,9 +6,9 @@ configured limit); the types here fix only the shape.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 MetadataValue = str | int | float | bool
 SearchMethod = Literal[
@@ -22,19 +22,34 @@ SearchMethod = Literal[
 ModelState = Literal["disabled", "loading", "ready", "failed"]
 
 
+def _none_as_empty_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _none_as_empty_dict(value: Any) -> Any:
+    return {} if value is None else value
+
+
 class MemoryInput(BaseModel):
     """One memory inside a ``remember`` batch."""
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not silently dropped
 
     text: str = Field(description="The memory itself: a fact, a decision, a note.")
-    tags: list[str] = Field(default_factory=list, description="Labels to filter on later.")
+    # null is taken as "none", as it is for the top-level arguments of remember.
+    tags: Annotated[
+        list[str],
+        BeforeValidator(_none_as_empty_list),
+        WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]}),
+    ] = Field(default_factory=list, description="Labels to filter on later (null: none).")
     source: str | None = Field(default=None, description="Where the memory came from (a URL, a file, a tool).")
     agent: str | None = Field(default=None, description="Which agent stored it.")
     namespace: str = Field(default="default", description="Separate memory spaces, e.g. one per project.")
-    metadata: dict[str, Any] = Field(
-        default_factory=dict, description="Flat key/value pairs (string, number or boolean values)."
-    )
+    metadata: Annotated[
+        dict[str, Any],
+        BeforeValidator(_none_as_empty_dict),
+        WithJsonSchema({"anyOf": [{"type": "object", "additionalProperties": True}, {"type": "null"}]}),
+    ] = Field(default_factory=dict, description="Flat key/value pairs (string, number or boolean values; null: none).")
 
 
 class MemoryRecord(BaseModel):

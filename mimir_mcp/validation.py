@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,12 +174,22 @@ def _shown(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
+def _invisible(text: str) -> bool:
+    """Only whitespace and format characters (zero-width spaces and joiners, byte-order marks): nothing a
+    reader would see, so stored it would be a memory nobody can read or find."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
 def check_text(field: str, text: Any, max_bytes: int) -> str:
     """A memory or document text: non-empty, within ``max_bytes`` of UTF-8, no control characters."""
     if not isinstance(text, str):
         raise InvalidInputError(field, f"must be a string, got {type(text).__name__}")
     if not text.strip():
         raise InvalidInputError(field, "must not be empty or only whitespace")
+    if _invisible(text):
+        raise InvalidInputError(
+            field, "has only invisible characters (zero-width or format characters such as U+200B); it would be empty"
+        )
     size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > max_bytes:
         raise InvalidInputError(field, f"is {size} bytes of UTF-8; the limit is {max_bytes} bytes")
@@ -254,8 +265,8 @@ def check_metadata(field: str, metadata: Any, limits: LimitSettings) -> dict[str
             )
         name = f"{field}.{key}"
         if isinstance(value, bool | int):
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63 - 1:
-                raise InvalidInputError(name, "integers must fit in 64 bits")
+            if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value <= 2**63 - 1:
+                raise InvalidInputError(name, "integers must fit in 64 bits (-2^63 to 2^63 - 1)")
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise InvalidInputError(name, "numbers must be finite (no NaN or infinity)")

@@ -17,6 +17,7 @@ import queue
 import subprocess
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,7 +83,8 @@ PRINTABLE = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"))
 ODD = ["\u200d", "\ufeff", "\u202e", "e\u0301", "👩\u200d💻", "ﬁ", "İ", "\u2028", "Ⅻ", "\U0010fffd", "日本語"]
 plain = st.text(alphabet=PRINTABLE, max_size=40)
 visible = st.builds(lambda head, odd, tail: head + odd + tail, plain, st.sampled_from(["", *ODD]), plain).filter(
-    str.strip
+    # a text of only whitespace and format characters (zero-width ones) is refused as empty
+    lambda text: not all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
 )
 texts = st.one_of(
     visible,
@@ -98,7 +100,7 @@ namespaces = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True).f
 metadata_keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 metadata_values = st.one_of(
     st.text(alphabet=st.one_of(PRINTABLE, st.sampled_from("\t\n\r")), max_size=80),
-    st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
 )

@@ -480,3 +480,20 @@ async def test_text_arguments_arrive_as_the_strings_sent_even_when_they_look_lik
     # Lists and objects sent as JSON text are still decoded (some clients send them so).
     tagged = await call(client, "remember", {"text": "Tagged memory", "tags": '["ops", "db"]'})
     assert (await call(client, "get", {"ids": tagged["ids"]}))["memories"][0]["tags"] == ["ops", "db"]
+
+
+async def test_invisible_text_is_refused_and_null_tags_in_a_batch_mean_none_and_int64_min_fits(client):
+    for text in ("\u200b\u200b", "\ufeff \u2060", "\u200d\n"):
+        message = await call_error(client, "remember", {"text": text})
+        assert "text: has only invisible characters" in message, text
+    message = await call_error(client, "remember", {"memories": [{"text": "ok"}, {"text": "\u200b"}]})
+    assert "memories[1].text: has only invisible characters" in message
+    assert (await call(client, "list_memories", {}))["memories"] == []  # nothing of that batch was stored
+    batch = await call(client, "remember", {"memories": [{"text": "No labels here", "tags": None, "metadata": None}]})
+    stored = (await call(client, "get", {"ids": batch["ids"]}))["memories"][0]
+    assert (stored["tags"], stored["metadata"]) == ([], {})
+    edges = {"low": -(2**63), "high": 2**63 - 1}
+    kept = await call(client, "remember", {"text": "Edges of int64", "metadata": edges})
+    assert (await call(client, "get", {"ids": kept["ids"]}))["memories"][0]["metadata"] == edges
+    message = await call_error(client, "remember", {"text": "Too low", "metadata": {"low": -(2**63) - 1}})
+    assert "metadata.low: integers must fit in 64 bits (-2^63 to 2^63 - 1)" in message
