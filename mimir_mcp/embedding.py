@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 import threading
@@ -66,16 +65,17 @@ class Embedder:
         # Built after the torch model is ready, so no query ever waits for it.
         self._fast: BackgroundLoad[OnnxQueryEncoder] = BackgroundLoad("ONNX query encoder", self._build_fast)
         self.dimension: int | None = None
-        # One call at a time per model: concurrent calls (several remembers, several searches) each spin
-        # up the library's threads on the same cores and thrash; in turn, each runs at full speed.
+        # Large batches one call at a time: concurrent calls each spin up the library's threads on the same
+        # cores and thrash; in turn, each runs at full speed.
         self._document_lock = threading.Lock()
-        # Queries are short: each runs on one core in a one-thread session, as many at once as there are
-        # cores, instead of one at a time on all of them (which made concurrent searches queue for it).
+        # Queries and small batches of new memories use a one-thread copy of the graph (``_single_thread``):
+        # queries as many at once as there are cores (one at a time on all of them made concurrent searches
+        # queue), new memories in one low-priority thread (under load they wait for the cores, searches do
+        # not). The executor starts its thread on first use.
         self._query_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
-        self._query_encoder: OnnxQueryEncoder | None = None
-        # A few new memories (what agents remember one call at a time) are embedded by a one-thread copy of
-        # the graph in a low-priority thread: under load they wait for the cores, searches do not.
-        self._background: concurrent.futures.ThreadPoolExecutor | None = None
+        self._single: OnnxQueryEncoder | None = None
+        self._single_made = threading.Lock()
+        self._background = low_priority_executor("embed-memories")
 
     def _load_model(self) -> SentenceTransformer:
         from mimir_mcp.background import MODEL_IMPORT_LOCK
@@ -121,8 +121,9 @@ class Embedder:
         """Blocking: one query's unit vector, from the ONNX graph once built, else from torch."""
         fast = self._fast.result_now()
         if fast is not None:
+            encoder = self._single_thread(fast)
             with self._query_slots:
-                return self._single_thread(fast).encode([query])[0]
+                return encoder.encode([query])[0]
         return self.encode([query])[0]
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -132,8 +133,7 @@ class Embedder:
         model = self._load.wait()
         fast = self._fast.result_now()
         if fast is not None and len(texts) <= BACKGROUND_BATCH:
-            executor, encoder = self._in_background(fast)
-            return executor.submit(encoder.encode, texts).result()
+            return self._background.submit(self._single_thread(fast).encode, texts).result()
         if fast is not None:
             with self._document_lock:
                 return fast.encode(texts, batch_size=self.settings.batch_size)
@@ -149,19 +149,10 @@ class Embedder:
 
     def _single_thread(self, fast: OnnxQueryEncoder) -> OnnxQueryEncoder:
         """The one-thread session shared by queries and small batches of new memories, made on first use."""
-        if self._query_encoder is None:
-            with self._document_lock:
-                if self._query_encoder is None:
-                    self._query_encoder = fast.with_threads(1)
-        return self._query_encoder
-
-    def _in_background(self, fast: OnnxQueryEncoder) -> tuple[concurrent.futures.ThreadPoolExecutor, OnnxQueryEncoder]:
-        """The low-priority thread and the session it embeds with, made on first use."""
-        encoder = self._single_thread(fast)
-        with self._document_lock:
-            if self._background is None:
-                self._background = low_priority_executor("embed-memories")
-            return self._background, encoder
+        with self._single_made:
+            if self._single is None:
+                self._single = fast.with_threads(1)
+            return self._single
 
     def status(self) -> EmbeddingStatus:
         error = self._load.error

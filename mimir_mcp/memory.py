@@ -342,12 +342,13 @@ class MemoryService:
         with backend.store.lock:
             backend.store.refresh()  # this process's HNSW index, with the other processes' vectors
         generation = backend.store.generation()
-        if backend.store.count() != backend.lexical.count() or generation != self._generation:
+        store_count = backend.store.count()
+        if store_count != backend.lexical.count() or generation != self._generation:
             with self._writing(backend):
                 self._reconcile(backend.store, backend.lexical)
                 self._generation = generation
         else:
-            self._recount(backend.store, backend.lexical)
+            self._recount(backend.store, backend.lexical, store_count=store_count)
 
     async def _synced(self) -> _Backend:
         """The backend, with changes made by other processes applied: list, get, forget and update act on
@@ -364,9 +365,12 @@ class MemoryService:
             yield
             self._recount(backend.store, backend.lexical)
 
-    def _recount(self, store: MemoryStore, lexical: LexicalIndex) -> None:
-        """Count the store and the index for ``status`` (blocking: a Chroma count and the index lock)."""
-        self._counts = _Counts(store.count(), lexical.namespace_counts(), lexical.count(), time.monotonic())
+    def _recount(self, store: MemoryStore, lexical: LexicalIndex, *, store_count: int | None = None) -> None:
+        """Count the store and the index for ``status`` (blocking: a Chroma count and the index lock);
+        ``store_count`` when the caller has just counted the store."""
+        if store_count is None:
+            store_count = store.count()
+        self._counts = _Counts(store_count, lexical.namespace_counts(), lexical.count(), time.monotonic())
 
     def _recount_later(self, backend: _Backend) -> None:
         """Count again in a thread of its own, at most one at a time, without anyone waiting for it."""
@@ -585,10 +589,7 @@ class MemoryService:
             )
         else:
             counts = self._counts
-            if counts is None:  # not counted yet (cannot happen once the store is open; kept safe)
-                await anyio.to_thread.run_sync(self._recount, backend.store, backend.lexical)
-                counts = self._counts
-                assert counts is not None
+            assert counts is not None  # counted in _open_backend, before the store is handed out
             age = time.monotonic() - counts.at
             if age > STATUS_RECOUNT_S:
                 self._recount_later(backend)

@@ -273,8 +273,7 @@ class SearchPipeline:
                 f"({request.deadline_ms} ms), which left no time for the cross-encoder."
             )
         else:
-            window = fused[: request.rerank_top_k]
-            await self._hydrate(records, [memory_id for memory_id, _ in window])
+            window = fused[: request.rerank_top_k]  # its records were read in first_stage
             head = [(memory_id, score) for memory_id, score in window if memory_id in records]
             texts = [records[memory_id].text for memory_id, _ in head]
             outcome, used, remote_failure, remote_seconds = await self._rerank(request, started, texts)

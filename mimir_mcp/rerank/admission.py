@@ -75,6 +75,8 @@ class Admission:
     ticket: Ticket | None
     # Set when the search's own deadline (``deadline_ms``), not ``reranker.budget_s``, bounded the scoring.
     deadline_s: float | None = None
+    # Estimated tokens of each requested pair, 0 for a cached one: what the caller's runs are measured by.
+    pair_tokens: tuple[float, ...] = ()
 
     @property
     def trimmed(self) -> bool:
@@ -258,6 +260,7 @@ class RerankQueue:
             minimum=min(self.min_candidates, len(texts)),
             ticket=ticket,
             deadline_s=allowed if bounded else None,
+            pair_tokens=tuple(tokens),
         )
 
     async def wait_turn(self, ticket: Ticket) -> None:

@@ -64,7 +64,7 @@ async def rerank_or_fallback(
         note = admission.describe(0)
         return RerankOutcome(scores=None, reason=note, seconds=0.0, attempted=False, admission=admission, note=note)
     texts = texts[: admission.count]
-    tokens = [0.0 if cached[i] else queue.tokens(query, text) for i, text in enumerate(texts)]
+    tokens = list(admission.pair_tokens[: admission.count])
     size = min(queue.min_candidates, len(texts)) if trim else len(texts)
     started = time.perf_counter()
     scores: list[float] = []
