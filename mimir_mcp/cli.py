@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -707,6 +708,9 @@ def serve_main(argv: Sequence[str]) -> int:
     )
     # Start loading now: the handshake does not wait for it, and the first search waits less.
     enable_heap_freezing()
+    # SIGTERM stops the server as Ctrl+C does: uvicorn catches both and, after its own shutdown, raises the
+    # signal again under the handler it found, which is this one, so the cleanup below runs either way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     service.start()
     try:
         if transport == "stdio":
@@ -719,4 +723,5 @@ def serve_main(argv: Sequence[str]) -> int:
         pass
     finally:
         service.close()
+        logger.info("mimir-mcp stopped")
     return 0

@@ -513,7 +513,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         found = await memory.get(list(dict.fromkeys(ids)), max_chars=MIN_SNIPPET_CHARS)
         return {item.id for item in found.memories if not grant.allows(item.namespace)}
 
-    server.keep_text_as_sent()
+    server.take_arguments_as_sent()
     return server
 
 
@@ -546,11 +546,13 @@ class _CheckedServer(MCPServer):
         self._limits = limits
         self._accepted: dict[str, frozenset[str]] | None = None
 
-    def keep_text_as_sent(self) -> None:
-        """Give every registered tool the argument pre-parsing of ``_ArgumentsAsSent``."""
+    def take_arguments_as_sent(self) -> None:
+        """Give every registered tool the argument pre-parsing of ``_ArgumentsAsSent``, and an input schema
+        that says what ``call_tool`` enforces: no argument names but its own (``additionalProperties``)."""
         for tool in self._tool_manager.list_tools():
             fields = {name: getattr(tool.fn_metadata, name) for name in FuncMetadata.model_fields}
             tool.fn_metadata = _ArgumentsAsSent(**fields)
+            tool.parameters["additionalProperties"] = False
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

@@ -4,15 +4,23 @@ The SDK parses each line with pydantic's JSON parser, which refuses nesting past
 surrogate escapes (``"\\ud800"``) and ``NaN``/``Infinity`` in well under a millisecond, and then drops the
 line with a debug log: the caller waits forever for an answer. Here such a line is answered with a JSON-RPC
 parse error for the request's id (found by scanning the line's top level), saying what was wrong.
+
+Stdin is read by a daemon thread of our own rather than the SDK's worker thread: a worker blocked on a
+terminal that nobody types into keeps the process alive after Ctrl+C until Enter is pressed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
+import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
@@ -33,7 +41,7 @@ def serve_stdio(server: MCPServer) -> None:
 
 async def _serve(server: MCPServer) -> None:
     lowlevel = server._lowlevel_server  # noqa: SLF001 - what MCPServer.run_stdio_async runs, too
-    async with stdio_server() as (read_stream, write_stream):
+    async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]
         outbound, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](0)
 
         async def relay() -> None:
@@ -48,6 +56,45 @@ async def _serve(server: MCPServer) -> None:
             group.start_soon(relay)
             await lowlevel.run(inbound, write_stream, lowlevel.create_initialization_options())
             group.cancel_scope.cancel()
+
+
+class StdinLines:
+    """Stdin's lines (UTF-8, bad bytes replaced, as the SDK decodes them) for ``stdio_server``, read by a
+    daemon thread straight from a duplicate of fd 0.
+
+    The thread never holds ``sys.stdin``'s buffer lock, so leaving it blocked in ``os.read`` at exit is
+    harmless (a daemon thread inside a buffered read aborts the interpreter's shutdown)."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self._fd = fd
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        fd = os.dup(sys.stdin.fileno() if self._fd is None else self._fd)
+        send, receive = anyio.create_memory_object_stream[str](16)
+        token = anyio.lowlevel.current_token()
+
+        def read() -> None:
+            pending = b""
+            try:
+                while chunk := os.read(fd, 65536):
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        anyio.from_thread.run(send.send, line.decode("utf-8", errors="replace") + "\n", token=token)
+                if pending:
+                    anyio.from_thread.run(send.send, pending.decode("utf-8", errors="replace"), token=token)
+                anyio.from_thread.run_sync(send.close, token=token)
+            except (OSError, RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass  # stdin closed under us, or the server has already stopped
+            finally:
+                os.close(fd)
+
+        threading.Thread(target=read, name="mimir-stdin", daemon=True).start()
+        async with receive:
+            async for line in receive:
+                yield line
 
 
 def parse_error_answer(error: ValidationError) -> JSONRPCError | None:

@@ -200,3 +200,14 @@ async def test_hostile_input_is_refused_early_in_the_projects_words(seeded: Clie
     assert "validation error for" not in message and "input_value" not in message
     assert len(message) < 500  # the input is never echoed back whole
     assert await snapshot(seeded) == before
+
+
+async def test_input_schemas_refuse_names_they_do_not_list(client: Client):
+    """Clients that check arguments against the schema before sending learn the same rule the server enforces."""
+    tools = (await client.list_tools()).tools
+    assert {tool.name for tool in tools} >= {"remember", "search", "rerank", "status", "forget", "update"}
+    for tool in tools:
+        assert tool.input_schema["additionalProperties"] is False, tool.name
+    remember = next(tool for tool in tools if tool.name == "remember")
+    item = remember.input_schema["$defs"]["MemoryInput"]
+    assert item["additionalProperties"] is False  # inside memories[...] too

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -250,3 +251,64 @@ async def test_sse_transport(tmp_path: Path, cross_encoder_path: Path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_stdio_server_stops_at_once_on_ctrl_c_and_sigterm(tmp_path: Path, cross_encoder_path: Path):
+    """Started by hand in a terminal, the server must stop on Ctrl+C (SIGINT) while its stdin stays open and
+    silent, without waiting for a line; a supervisor's SIGTERM stops it the same way. Both run the cleanup."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        process = subprocess.Popen(
+            [PYTHON, "-m", "mimir_mcp", "--transport", "stdio"],
+            stdin=subprocess.PIPE,  # held open, nothing written: a terminal nobody types into
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=server_env(tmp_path / "data", cross_encoder_path),
+            text=True,
+        )
+        try:
+            log = _StderrLog(process)
+            assert log.wait_for("starting on stdio"), "stdio server did not start"
+            time.sleep(1)  # into its read of stdin
+            process.send_signal(stop)
+            assert process.wait(timeout=30) == 0, stop.name
+            assert log.wait_for("mimir-mcp stopped", timeout=5), log.text()[-2000:]
+            assert process.stdout.read() == ""  # nothing but protocol on stdout, and no protocol was asked for
+        finally:
+            process.kill()
+
+
+def test_http_server_runs_its_cleanup_on_sigterm(tmp_path: Path, cross_encoder_path: Path):
+    """uvicorn re-raises the SIGTERM it caught after its own shutdown; the server must still close its store
+    and exit 0, as a service manager expects of a clean stop."""
+    process, _ = start_http_server("streamable-http", tmp_path / "data", cross_encoder_path)
+    try:
+        log = _StderrLog(process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert log.wait_for("mimir-mcp stopped", timeout=5), log.text()[-2000:]
+    finally:
+        process.kill()
+
+
+class _StderrLog:
+    """A subprocess's stderr, drained by a thread (a full pipe would stall the server), searchable."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self._lines: list[str] = []
+        self._grew = threading.Condition()
+        threading.Thread(target=self._drain, args=(process,), daemon=True).start()
+
+    def _drain(self, process: subprocess.Popen) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            with self._grew:
+                self._lines.append(line)
+                self._grew.notify_all()
+
+    def text(self) -> str:
+        with self._grew:
+            return "".join(self._lines)
+
+    def wait_for(self, fragment: str, timeout: float = 120) -> bool:
+        with self._grew:
+            return self._grew.wait_for(lambda: any(fragment in line for line in self._lines), timeout=timeout)
