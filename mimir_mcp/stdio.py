@@ -24,13 +24,14 @@ import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp_types import PARSE_ERROR, ErrorData, JSONRPCError
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
 from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 
 # JSON strings and brackets: enough to follow the nesting of a line that does not parse.
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+MAX_ID_DIGITS = 40  # far beyond any 64-bit id a client sends
 _ID_VALUE = re.compile(r'\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 
 
@@ -47,9 +48,16 @@ async def _serve(server: MCPServer) -> None:
         async def relay() -> None:
             async with outbound:
                 async for item in read_stream:
-                    if isinstance(item, ValidationError) and (answer := parse_error_answer(item)) is not None:
-                        await write_stream.send(SessionMessage(answer))
-                        continue
+                    if isinstance(item, ValidationError):
+                        try:
+                            answers = error_answers(item)
+                        except Exception:  # noqa: BLE001 - a line we cannot explain must not stop the server
+                            logger.warning("could not answer an unreadable line", exc_info=True)
+                            answers = []
+                        for answer in answers:
+                            await write_stream.send(SessionMessage(answer))
+                        if answers:
+                            continue
                     await outbound.send(item)
 
         async with anyio.create_task_group() as group:
@@ -97,19 +105,68 @@ class StdinLines:
                 yield line
 
 
+def error_answers(error: ValidationError) -> list[JSONRPCError]:
+    """The answers to a line the SDK could not read as one JSON-RPC message: a parse error for text that
+    is not JSON, an invalid-request error for JSON that is not a message (one per request of a batch,
+    which MCP no longer allows). Each carries the request's id when it can be found, else ``null``, as
+    JSON-RPC asks; a response or notification the client sent gets no answer, as JSON-RPC also asks."""
+    details = error.errors(include_url=False)
+    if not details:
+        return []
+    if details[0]["type"] == "json_invalid":
+        answer = parse_error_answer(error)
+        return [] if answer is None else [answer]
+    # The line as parsed: the input of an error about the whole message, or the parent of a missing field.
+    message = next(
+        (
+            d["input"]
+            for d in details
+            if len(d["loc"]) <= 1 or (d["type"] == "missing" and len(d["loc"]) == 2)  # noqa: PLR2004
+        ),
+        None,
+    )
+    if isinstance(message, list):
+        reason = "batches are not supported (MCP removed JSON-RPC batching): send each message on its own line"
+        ids = [_answerable_id(item) for item in message if isinstance(item, dict) and "method" in item]
+        ids = [request_id for request_id in ids if request_id is not None] or [None]
+        logger.warning("answered a JSON-RPC batch of %d items with invalid-request errors", len(message))
+        return [_invalid_request(request_id, reason) for request_id in ids]
+    if isinstance(message, dict):
+        if "method" not in message and ("result" in message or "error" in message):
+            return []  # a malformed response from the client: JSON-RPC forbids answering it
+        if "method" in message and "id" not in message:
+            return []  # a malformed notification: never answered
+        problem = details[0]
+        field = ".".join(str(part) for part in problem["loc"][1:]) or "message"
+        reason = f"not a valid JSON-RPC request ({field}: {problem['msg']})"
+        logger.warning("answered an invalid request: %s", reason)
+        return [_invalid_request(_answerable_id(message), reason)]
+    logger.warning("answered a line that is not a JSON-RPC object")
+    return [_invalid_request(None, "not a valid JSON-RPC request (a message must be a JSON object)")]
+
+
+def _answerable_id(message: dict[str, Any]) -> int | str | None:
+    """The request id, if it is one JSON-RPC allows (an integer or a string)."""
+    value = message.get("id")
+    return value if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) else None
+
+
+def _invalid_request(request_id: int | str | None, reason: str) -> JSONRPCError:
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=INVALID_REQUEST, message=reason))
+
+
 def parse_error_answer(error: ValidationError) -> JSONRPCError | None:
-    """The answer to a line the SDK could not parse, or None when it carries no request id to answer."""
+    """The parse-error answer to a line that is not JSON, for the request's id when it can be found (else
+    ``null``); None when the line is not what the parser refused."""
     details = error.errors(include_url=False)
     line = details[0].get("input") if details else None
     if not isinstance(line, str) or details[0]["type"] != "json_invalid":
         return None
     request_id = request_id_of(line)
-    if request_id is None:
-        return None
     reason = str(details[0].get("ctx", {}).get("error", details[0]["msg"]))
-    logger.info("answered an unparseable request %r: %s", request_id, reason)
+    logger.warning("answered an unparseable request %r: %s", request_id, reason)
     return JSONRPCError(
-        jsonrpc="2.0", id=request_id, error=ErrorData(code=PARSE_ERROR, message=f"arguments: {explain(reason)}")
+        jsonrpc="2.0", id=request_id, error=ErrorData(code=PARSE_ERROR, message=f"request: {explain(reason)}")
     )
 
 
@@ -135,5 +192,8 @@ def request_id_of(line: str) -> Any:
             value = _ID_VALUE.match(line, token.end())
             if value is not None:
                 raw = value.group(1)
-                return raw[1:-1] if raw.startswith('"') else int(raw)
+                if raw.startswith('"'):
+                    return raw[1:-1]
+                # An id too long for an integer (Python refuses over 4,300 digits) cannot be echoed back.
+                return int(raw) if len(raw) <= MAX_ID_DIGITS else None
     return None

@@ -604,6 +604,25 @@ STDIO_LINES = [
 ]
 
 
+# Lines that are not one JSON-RPC request (the SDK drops each without a word): (line, the ids answered, code).
+STDIO_RAW_LINES = [
+    ("hello", [None], -32700, "not valid JSON (expected value"),
+    ('{"jsonrpc":"2.0","id":201,"method":"tools/call","params":{"name":"status"', [201], -32700, "EOF while parsing"),
+    ('{"jsonrpc":"2.0","id":' + "9" * 5000 + ',"method":"ping"}', [None], -32700, "number out of range"),
+    ('{"foo":1}', [None], -32600, "not a valid JSON-RPC request (jsonrpc: Field required)"),
+    ('{"jsonrpc":"2.0","id":202}', [202], -32600, "method: Field required"),
+    ('{"jsonrpc":"2.0","id":203,"method":"ping","params":[1]}', [203], -32600, "params: Input should be an object"),
+    (
+        '[{"jsonrpc":"2.0","id":204,"method":"ping"},{"jsonrpc":"2.0","id":"x","method":"ping"}]',
+        [204, "x"],
+        -32600,
+        "batch",
+    ),  # noqa: E501
+    ("[]", [None], -32600, "batches are not supported"),
+    ('{"jsonrpc":"2.0","method":"notifications/cancelled","params":[1]}', [], 0, ""),  # a notification: no answer
+]
+
+
 def test_stdio_answers_every_hostile_line(tmp_path: Path, cross_encoder_path: Path):
     from .conftest import PYTHON, server_env
 
@@ -642,6 +661,14 @@ def test_stdio_answers_every_hostile_line(tmp_path: Path, cross_encoder_path: Pa
             said = answer["error"]["message"] if "error" in answer else answer["result"]["content"][0]["text"]
             assert "error" in answer or answer["result"]["isError"], said
             assert expected in said, said
+        for line, ids, code, expected in STDIO_RAW_LINES:
+            process.stdin.write(line.encode() + b"\n")
+            process.stdin.flush()
+            for request_id in ids:
+                answer = json.loads(answers.get(timeout=CALL_TIMEOUT_S))
+                assert answer["id"] == request_id and answer["error"]["code"] == code, answer
+                assert expected in answer["error"]["message"], answer
+        assert ask(98, '"method":"ping"')["result"] == {}  # still serving, and nothing more was said
         got = call_line(99, "get", json.dumps({"ids": [memory_id]}))
         assert got["result"]["structuredContent"]["memories"][0]["text"] == "stored before the hostile lines"
     finally:
