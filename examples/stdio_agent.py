@@ -1,7 +1,7 @@
 """A Python agent that uses mimir-mcp as its memory over stdio, the way Claude Desktop runs it.
 
-    python examples/stdio_agent.py                 # starts `python -m mimir_mcp` itself
-    python examples/stdio_agent.py --data-dir /tmp/agent-memory
+    python examples/stdio_agent.py                 # starts `python -m mimir_mcp` itself, on a temporary store
+    python examples/stdio_agent.py --data-dir /tmp/agent-memory     # or on a store that stays
 
 It stores a few notes, searches them, reranks a list, and prints what `status` says about the reranker.
 """
@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 
 from mcp import Client, StdioServerParameters
 
@@ -25,12 +26,16 @@ NOTES = [
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="Where the server keeps memories (default: its per-user folder).")
+    parser.add_argument(
+        "--data-dir", help="Where the server keeps memories (default: a temporary folder, removed at the end)."
+    )
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mimir-example-") as scratch:
+        await run(args.data_dir or scratch)
 
-    server_args = ["-m", "mimir_mcp", "--transport", "stdio"]
-    if args.data_dir:
-        server_args += ["--data-dir", args.data_dir]
+
+async def run(data_dir: str) -> None:
+    server_args = ["-m", "mimir_mcp", "--transport", "stdio", "--data-dir", data_dir]
     params = StdioServerParameters(command=sys.executable, args=server_args, env=dict(os.environ))
 
     async with Client(params, mode="legacy") as memory:

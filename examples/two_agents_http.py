@@ -3,7 +3,8 @@
     mimir-mcp --transport streamable-http --port 8765 &      # a server many agents can share
     python examples/two_agents_http.py --url http://127.0.0.1:8765/mcp
 
-Without --url the script starts its own server on a free port and stops it at the end.
+Without --url the script starts its own server on a free port, on a temporary store unless --data-dir
+names one, and stops it at the end.
 A researcher agent stores findings while a writer agent, in its own MCP session, finds them.
 """
 
@@ -14,6 +15,8 @@ import asyncio
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from contextlib import contextmanager
 
 from mcp import Client
@@ -48,12 +51,13 @@ async def writer(url: str, researcher_done: asyncio.Event) -> None:
 
 
 @contextmanager
-def local_server():
+def local_server(data_dir: str):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "mimir_mcp", "--transport", "streamable-http", "--port", str(port)],
+        [sys.executable, "-m", "mimir_mcp", "--transport", "streamable-http", "--port", str(port)]
+        + ["--data-dir", data_dir],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -61,6 +65,8 @@ def local_server():
         sys.stderr.write(line)
         if "Uvicorn running on" in line:
             break
+    # Keep reading its log, or a full pipe would stall the server.
+    threading.Thread(target=lambda: [sys.stderr.write(line) for line in process.stderr], daemon=True).start()
     try:
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
@@ -81,12 +87,15 @@ async def run(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="A running server's MCP endpoint, e.g. http://127.0.0.1:8765/mcp")
+    parser.add_argument(
+        "--data-dir", help="Store of the server started here (default: a temporary folder, removed at the end)."
+    )
     args = parser.parse_args()
     if args.url:
         asyncio.run(run(args.url))
-    else:
-        with local_server() as url:
-            asyncio.run(run(url))
+        return
+    with tempfile.TemporaryDirectory(prefix="mimir-example-") as scratch, local_server(args.data_dir or scratch) as url:
+        asyncio.run(run(url))
 
 
 if __name__ == "__main__":

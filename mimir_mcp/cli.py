@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +69,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def claude_config(data_dir: str | None = None) -> dict[str, Any]:
-    """A Claude Desktop entry that needs nothing on PATH: the absolute path of this install's script."""
+# Environment variables a stdio server started by a client should keep: Claude Desktop starts it with
+# little of the user's environment, so settings made there would silently not apply.
+CARRIED_ENV_PREFIXES = ("MIMIR_", "HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS_")
+# Flags that only mean something for the HTTP transports (a client-started stdio server has none of them).
+HTTP_ONLY_FLAGS = frozenset(
+    {"--host", "--port", "--auth-tokens-file", "--allowed-hosts", "--allowed-origins", "--max-body-bytes"}
+)
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
+PATH_FLAGS = frozenset({"--data-dir", "--embedding-model", "--reranker-model"})
+
+
+def claude_config(argv: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A Claude Desktop ``mcpServers`` entry that starts this install as it was started now: the absolute
+    path of this install's script (nothing needed on PATH), every flag given (``argv``) but the HTTP-only
+    ones, local paths made absolute, and the environment's ``MIMIR_*`` and Hugging Face variables."""
     script = Path(sys.executable).with_name("mimir-mcp")
-    command, args = (str(script), []) if script.exists() else (sys.executable, ["-m", "mimir_mcp"])
-    entry: dict[str, Any] = {"command": command, "args": [*args, "--transport", "stdio"]}
-    if data_dir:
-        entry["args"] += ["--data-dir", str(Path(data_dir).expanduser().resolve())]
+    command, prefix = (str(script), []) if script.exists() else (sys.executable, ["-m", "mimir_mcp"])
+    args: list[str] = ["--transport", "stdio"]
+    given = list(argv)
+    while given:
+        flag, _, inline = given.pop(0).partition("=")
+        if flag in ("--print-claude-config", "--allow-unauthenticated"):
+            continue
+        takes_value = flag not in ("--no-rerank",)
+        value = inline or (given.pop(0) if takes_value and given else "")
+        if flag == "--transport" or flag in HTTP_ONLY_FLAGS:
+            continue
+        if flag in PATH_FLAGS and (flag == "--data-dir" or Path(value).expanduser().exists()):
+            value = str(Path(value).expanduser().resolve())  # a hub model name stays a name
+        args += [flag, value] if takes_value else [flag]
+    entry: dict[str, Any] = {"command": command, "args": [*prefix, *args]}
+    carried = {
+        name: value
+        for name, value in sorted((os.environ if environ is None else environ).items())
+        if name.startswith(CARRIED_ENV_PREFIXES)
+    }
+    secret = sorted(name for name in carried if any(word in name for word in SECRET_WORDS))
+    if secret:
+        print(f"mimir-mcp: left out of the config (secrets, add them yourself): {', '.join(secret)}", file=sys.stderr)
+    env = {name: value for name, value in carried.items() if name not in secret}
+    if env:
+        entry["env"] = env
     return {"mcpServers": {"mimir": entry}}
 
 
@@ -667,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.print_claude_config:
-        print(json.dumps(claude_config(args.data_dir), indent=2))
+        print(json.dumps(claude_config(argv), indent=2))
         return 0
 
     from mimir_mcp.config import Settings

@@ -37,19 +37,31 @@ async def test_committed_claude_config_starts_the_server(tmp_path, cross_encoder
 
 @pytest.mark.anyio
 async def test_printed_claude_config_needs_nothing_on_path(tmp_path, cross_encoder_path):
+    """The printed entry starts the server as the printing command was started: its flags (not the HTTP-only
+    ones), local paths made absolute, and its MIMIR_* and Hugging Face environment, secrets left out."""
+    environment = server_env(tmp_path / "ignored", cross_encoder_path)
+    environment.pop("MIMIR_STORE_DATA_DIR")
+    environment["MIMIR_REMOTE_API_KEY"] = "sk-not-to-be-printed"
     printed = subprocess.run(
-        [PYTHON, "-m", "mimir_mcp", "--print-claude-config", "--data-dir", str(tmp_path / "printed")],
+        [PYTHON, "-m", "mimir_mcp", "--print-claude-config", "--data-dir", str(tmp_path / "printed"), "--no-rerank"]
+        + ["--port", "9999", "--log-level", "INFO"],
         capture_output=True,
         text=True,
         check=True,
+        env=environment,
     )
     entry = json.loads(printed.stdout)["mcpServers"]["mimir"]
     assert Path(entry["command"]).is_absolute() and Path(entry["command"]).exists()
-    env = server_env(tmp_path / "ignored", cross_encoder_path)
-    env.pop("MIMIR_STORE_DATA_DIR")
-    env["PATH"] = "/usr/bin:/bin"  # Claude Desktop's PATH is short
+    expected = ["--transport", "stdio", "--data-dir", str(tmp_path / "printed"), "--no-rerank", "--log-level", "INFO"]
+    assert entry["args"][-len(expected) :] == expected
+    assert "--port" not in entry["args"]
+    assert entry["env"]["HF_HUB_OFFLINE"] == "1" and entry["env"]["MIMIR_RERANKER_BACKEND"] == "torch"
+    assert "MIMIR_REMOTE_API_KEY" not in entry["env"] and "MIMIR_REMOTE_API_KEY" in printed.stderr
+    assert "sk-not-to-be-printed" not in printed.stdout + printed.stderr
+    env = {"PATH": "/usr/bin:/bin", **entry["env"]}  # Claude Desktop's PATH is short, its environment bare
     status = await status_through(entry, env)
     assert status["store"]["location"] == str(tmp_path / "printed" / "chroma")
+    assert status["reranker"]["enabled"] is False  # --no-rerank carried
 
 
 def run_example(name: str, tmp_path: Path, cross_encoder: Path, *args: str) -> str:
@@ -59,12 +71,15 @@ def run_example(name: str, tmp_path: Path, cross_encoder: Path, *args: str) -> s
 
 
 def test_stdio_agent_example(tmp_path, cross_encoder_path):
-    out = run_example("stdio_agent.py", tmp_path, cross_encoder_path, "--data-dir", str(tmp_path / "agent"))
+    """Tried without flags, the example leaves the user's own store (here the environment's) untouched."""
+    out = run_example("stdio_agent.py", tmp_path, cross_encoder_path)
     assert out.count("mem_") == 3
     assert "Kubernetes" in out and "search (rrf_hybrid" in out and '"state": "ready"' in out
+    assert not (tmp_path / "cli-data").exists()  # MIMIR_STORE_DATA_DIR of run_cli: the "real" store
 
 
 def test_two_agents_http_example(tmp_path, cross_encoder_path):
-    out = run_example("two_agents_http.py", tmp_path, cross_encoder_path)
+    out = run_example("two_agents_http.py", tmp_path, cross_encoder_path, "--data-dir", str(tmp_path / "kept"))
     assert out.count("[researcher] stored mem_") == 3
     assert out.count("[writer]   from researcher:") == 2
+    assert (tmp_path / "kept" / "chroma").is_dir() and not (tmp_path / "cli-data").exists()
