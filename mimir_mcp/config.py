@@ -28,10 +28,20 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("mimir-mcp", appauthor=False))
 
 
+def default_onnx_cache_dir() -> Path:
+    """One per-user cache of the ONNX copies of the models (about 110 MB for the defaults), keyed inside by
+    each model's fingerprint, so every data dir and every process shares one build."""
+    return Path(platformdirs.user_cache_dir("mimir-mcp", appauthor=False)) / "onnx"
+
+
 class StoreSettings(BaseModel):
     """Where memories live: an embedded Chroma folder (default) or a Chroma server."""
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    onnx_cache_dir: Path = Field(
+        default_factory=default_onnx_cache_dir,
+        description="Where the ONNX copies of the models are built and kept, shared by every data dir.",
+    )
     collection: str = "mimir_memories"
     chroma_host: str | None = Field(
         default=None, description="Use a Chroma server (`chroma run`) at this host instead of the embedded store."

@@ -110,7 +110,7 @@ class MemoryService:
         reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
-        onnx_cache_dir = Path(settings.store.data_dir).expanduser() / "onnx-cache"
+        onnx_cache_dir = settings.store.onnx_cache_dir.expanduser()
         self.embedder = embedder or Embedder(
             settings.embedding, cache_dir=settings.model_cache_dir, onnx_cache_dir=onnx_cache_dir
         )

@@ -87,3 +87,32 @@ async def test_torch_query_backend_builds_nothing(tmp_path):
     embedder.start()
     assert await embedder.wait_query_backend(600) == "torch"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_onnx_copies_are_built_once_per_user_not_per_data_dir(tmp_path, cross_encoder_path):
+    """Two stores (two data dirs, as two projects or two examples would have) share one build in the
+    per-user cache; nothing model-derived is written into either data dir."""
+    from mimir_mcp.config import Settings
+    from mimir_mcp.memory import MemoryService
+    from mimir_mcp.models import MemoryInput
+
+    cache = tmp_path / "user-cache"
+    builds = []
+    for name in ("first", "second"):
+        settings = Settings(
+            store={"data_dir": tmp_path / name, "onnx_cache_dir": cache},
+            embedding={"query_backend": "onnx"},
+            reranker={"model": str(cross_encoder_path), "backend": "torch"},
+        )
+        service = MemoryService(settings)
+        service.start()
+        try:
+            assert await service.embedder.wait_query_backend(600) == "onnx"
+            stored = await service.remember([MemoryInput(text=f"a memory kept in the {name} store")])
+            assert stored.stored_count == 1
+        finally:
+            service.close()
+        builds.append({path: path.stat().st_mtime_ns for path in cache.rglob("*.onnx")})
+        assert (tmp_path / name / "chroma").is_dir() and not list((tmp_path / name).rglob("*.onnx"))
+    assert len(builds[0]) == 1 and builds[1] == builds[0]  # the second store reused the first one's build

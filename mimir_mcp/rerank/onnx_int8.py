@@ -15,16 +15,17 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mimir_mcp.config import default_onnx_cache_dir
+
 logger = logging.getLogger(__name__)
 
-# Where ONNX copies go when no data dir is given (the server passes ``<data dir>/onnx-cache``).
-DEFAULT_ONNX_CACHE = Path(tempfile.gettempdir()) / "mimir-mcp-onnx"
+# Where ONNX copies go unless the caller names a folder (the server passes ``store.onnx_cache_dir``).
+DEFAULT_ONNX_CACHE = default_onnx_cache_dir()
 
 
 def model_fingerprint(model_dir: Path) -> str:
