@@ -1,4 +1,4 @@
-"""Reproduce the leave-one-collection-out tables of the README ("How the defaults were chosen").
+"""Reproduce the leave-one-collection-out tables of the docs/retrieval-quality.md ("How the defaults were chosen").
 
 Each collection is a BEIR folder, optionally split into namespaces by an id prefix (LoCoMo's
 conversations) and cut to some of its groups. Every arm's top 100 for every judged query comes from

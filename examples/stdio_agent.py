@@ -20,7 +20,10 @@ from mcp import Client, StdioServerParameters
 NOTES = [
     {"text": "The customer asked for CSV export by the end of the quarter.", "tags": ["customer", "roadmap"]},
     {"text": "Staging runs on Kubernetes 1.31; production is still on 1.29.", "tags": ["infra"]},
-    {"text": "We chose SQLite FTS5 for keyword search because it updates incrementally.", "tags": ["decision"]},
+    {
+        "text": "We chose an in-memory BM25 index kept in SQLite for keyword search because it updates incrementally.",
+        "tags": ["decision"],
+    },
 ]
 
 

@@ -1,4 +1,4 @@
-"""Reproduce the weak-arm fusion tables of the README ("How the defaults were chosen").
+"""Reproduce the weak-arm fusion tables of the docs/retrieval-quality.md ("How the defaults were chosen").
 
 One arm of the hybrid is given only 1, 2 or 3 random words of each query (the other arm keeps the
 whole query), a stand-in for collections where keywords, or the embedding, carry little. Each arm's

@@ -77,7 +77,7 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def make_token(name: str, secret: str, namespaces: Iterable[str], where: str) -> Token:
+def make_token(name: Any, secret: Any, namespaces: Iterable[str], where: str) -> Token:
     """A checked token; ``where`` names the entry in error messages (the secret never appears)."""
     if not isinstance(name, str) or not NAMESPACE_PATTERN.fullmatch(name):
         raise TokenConfigError(
@@ -264,7 +264,7 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     more for a wildcard bind such as 0.0.0.0: list the names clients use). Origins: ``allowed_origins``,
     else http:// and https:// of every allowed host. A request without Origin (no browser) passes."""
     server = settings.server
-    hosts = list(LOOPBACK_HOSTS)
+    hosts: list[str] = list(LOOPBACK_HOSTS)
     if server.allowed_hosts is not None:
         hosts += server.allowed_hosts
     elif server.host not in WILDCARD_BINDS:
@@ -298,8 +298,9 @@ def check_exposure(settings: Settings, tokens: list[Token]) -> str | None:
     if not settings.auth.allow_unauthenticated:
         raise ExposureError(
             f"refusing to serve {where} without authentication: anyone who can reach that address could read, "
-            "change and forget every memory. Set MIMIR_AUTH_TOKENS or MIMIR_AUTH_TOKENS_FILE (see the README, "
-            "'Exposing the server'), bind 127.0.0.1, or pass --allow-unauthenticated to accept the risk."
+            "change and forget every memory. Set MIMIR_AUTH_TOKENS or MIMIR_AUTH_TOKENS_FILE (see "
+            "docs/configuration.md, 'Exposing the server'), bind 127.0.0.1, or pass --allow-unauthenticated to "
+            "accept the risk."
         )
     return (
         f"serving {where} WITHOUT AUTHENTICATION (--allow-unauthenticated): anyone who can reach that "

@@ -89,7 +89,6 @@ class BackgroundLoad(Generic[T]):
         self._started = threading.Lock()
         self._thread: threading.Thread | None = None
         self.load_seconds: float | None = None
-        self.progress: str = "not started"
 
     def start(self) -> None:
         """Begin loading; later calls do nothing."""
@@ -99,7 +98,6 @@ class BackgroundLoad(Generic[T]):
         self._thread.start()
 
     def _run(self) -> None:
-        self.progress = "loading"
         started = time.perf_counter()
         try:
             value = self._loader()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 COHERENCE_SAMPLE = 200
-# From this coherence on, search scores a namespace's memories with their context (README, "How the
+# From this coherence on, search scores a namespace's memories with their context (docs/retrieval-quality.md, "How the
 # defaults were chosen").
 CONTEXT_MIN_COHERENCE = 0.05
 COHERENCE_MIN_MEMORIES = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimir-mcp",
         description="A shared, searchable memory for AI agents over MCP (stdio, SSE or streamable HTTP).",
-        epilog="Every setting can also be given as a MIMIR_* environment variable; see the README. "
+        epilog="Every setting can also be given as a MIMIR_* environment variable; see docs/configuration.md. "
         "Other commands: `mimir-mcp eval --help`, `mimir-mcp finetune-reranker --help`, `mimir-mcp bench --help`, "
         "`mimir-mcp stress --help`, `mimir-mcp export --help`, `mimir-mcp import --help`, `mimir-mcp reindex --help`.",
     )
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="Port for sse / streamable-http (default 8000).")
     parser.add_argument(
         "--auth-tokens-file",
-        help="JSON or TOML file of bearer tokens and their namespaces (or MIMIR_AUTH_TOKENS; see the README).",
+        help="JSON or TOML file of bearer tokens and their namespaces "
+        "(or MIMIR_AUTH_TOKENS; see docs/configuration.md).",
     )
     parser.add_argument(
         "--allow-unauthenticated",
@@ -501,17 +503,18 @@ def export_main(argv: Sequence[str]) -> int:
     from mimir_mcp.transfer import export_memories
 
     service = MemoryService(settings)
-    partial = None if args.out is None else args.out.with_name(args.out.name + ".partial")
+    target: Path | None = args.out
+    partial = None if target is None else target.with_name(target.name + ".partial")
     try:
         if partial is None:
-            if hasattr(sys.stdout, "reconfigure"):
+            if isinstance(sys.stdout, io.TextIOWrapper):
                 sys.stdout.reconfigure(encoding="utf-8")
             count = export_memories(service, sys.stdout, namespace=args.namespace)
             sys.stdout.flush()
         else:
             with partial.open("w", encoding="utf-8", newline="\n") as out:
                 count = export_memories(service, out, namespace=args.namespace)
-            os.replace(partial, args.out)
+            os.replace(partial, partial.with_name(partial.name.removesuffix(".partial")))
     except BrokenPipeError:
         # The reader stopped early (`| head`): point stdout at /dev/null so the exit flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -644,9 +647,10 @@ def reindex_main(argv: Sequence[str]) -> int:
         )
         return 0
     figures: dict[str, dict[str, float] | None] = {}
-    if args.eval and plan.previous_model:
-        figures[plan.previous_model] = run_command(
-            "mimir-mcp reindex --eval", lambda: evaluate_model(args.eval, settings, plan.previous_model)
+    previous = plan.previous_model
+    if args.eval and previous:
+        figures[previous] = run_command(
+            "mimir-mcp reindex --eval", lambda: evaluate_model(args.eval, settings, previous)
         )
     started = time.perf_counter()
     try:

@@ -151,7 +151,8 @@ class SearchSettings(BaseModel):
 
     candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
     # zscore fusion, its coverage powers and the context threshold were chosen leave one collection out
-    # over ten collections (README, "How the defaults were chosen"); the RRF methods remain for comparison.
+    # over ten collections (docs/retrieval-quality.md, "How the defaults were chosen"); the RRF methods
+    # remain for comparison.
     fusion: Literal["zscore", "coverage", "top_z", "score_gap", "equal"] = Field(
         default="zscore",
         description="zscore: each arm's standardized scores added, weighted per query by how far its best hit "

@@ -87,7 +87,7 @@ def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 
     An arm that singles out a document (a rare keyword, a close paraphrase) scores several deviations;
     an arm that cannot tell its candidates apart scores about one. Unlike the top-1/top-10 gap, the
     z-score does not depend on the arm's scale or on how many of its top ten happen to be close, so it
-    separates a weak arm from a strong one more sharply (README, "How the defaults were chosen").
+    separates a weak arm from a strong one more sharply (docs/retrieval-quality.md, "How the defaults were chosen").
     ``None`` when there are fewer than three scores or the rest are all equal: no evidence either way.
     """
     values = list(scores)
@@ -103,7 +103,7 @@ FusionMethod = Literal["zscore", "coverage", "top_z", "score_gap"]
 
 # How strongly each arm's coverage counts (``coverage_factor``), per fusion method. ``coverage`` (RRF)
 # was chosen on SciFact, two WordNet sets and simulated weak arms; ``zscore``, the default, leave one
-# collection out over ten collections (README, "How the defaults were chosen"). The settings
+# collection out over ten collections (docs/retrieval-quality.md, "How the defaults were chosen"). The settings
 # MIMIR_SEARCH_*_COVERAGE_POWER override them.
 COVERAGE_POWER: dict[str, dict[str, float]] = {
     "zscore": {"dense": 1.0, "bm25": 1.0, "context": 1.0},

@@ -137,7 +137,7 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQuery
     tokenizer = model.tokenizer
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in tokenizer.model_input_names]
     path = build_query_model(folder, cache_dir, names)
-    encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length))
+    encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256))
     # Guard against a graph that does not reproduce the model (a custom architecture, say).
     sample = ["a short query", "a somewhat longer query about what the memory server stores"]
     expected = model.encode(sample, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

@@ -149,7 +149,7 @@ class Reindexer:
         )
         return self._plan
 
-    def copy(self, on_progress: Callable[[int], None] | None = None) -> int:
+    def copy(self, on_progress: Callable[[int], object] | None = None) -> int:
         """Bring the new collection level with the live one, then mark it complete; returns how many
         memories were embedded. Passes repeat while other processes change the store meanwhile."""
         live, fresh = self._opened()
@@ -173,7 +173,7 @@ class Reindexer:
         fresh.set_collection_meta(**{**carried, "mimir_generation": uuid.uuid4().hex, "reindex_complete": True})
         return embedded
 
-    def _copy_pass(self, live: MemoryStore, fresh: MemoryStore, on_progress: Callable[[int], None] | None) -> int:
+    def _copy_pass(self, live: MemoryStore, fresh: MemoryStore, on_progress: Callable[[int], object] | None) -> int:
         """Embed the memories the new collection lacks, drop those the live one no longer holds, and
         refresh the tags and metadata of those changed since an interrupted run copied them."""
         copied = fresh.all_ids()
@@ -209,7 +209,7 @@ class Reindexer:
         client.delete_collection(previous)
         logger.info("reindex: %r now holds %s vectors; the old collection is dropped", self.name, self.model)
 
-    def run(self, on_progress: Callable[[int], None] | None = None) -> ReindexReport:
+    def run(self, on_progress: Callable[[int], object] | None = None) -> ReindexReport:
         plan = self._plan or self.plan()
         embedded = 0
         dimension = self._live.embedding_dimension if self._live is not None else None

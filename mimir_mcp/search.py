@@ -480,7 +480,8 @@ class SearchPipeline:
         weight = reranker.blend
         blended: list[float | None]
         if weight >= 1.0:
-            keys, blended, how = scores, [None] * len(head), ""
+            keys, how = scores, ""
+            blended = [None] * len(head)
         else:
             keys = blend_scores(scores, [rrf_score for _, rrf_score in head], weight)
             blended = [round(key, 6) for key in keys]

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -136,6 +136,7 @@ class MemoryStore:
         self.settings = settings
         self.name = settings.collection
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        self.kind: Literal["embedded", "server"]
         if settings.chroma_host:
             self.kind = "server"
             self.location = (
@@ -207,7 +208,7 @@ class MemoryStore:
             return False
         # New Rust bindings behind the same client and collection objects: they reopen the files. The old
         # ones serve any query in flight in another thread and go when it returns.
-        self._client._server.start()
+        self._client._server.start()  # pyright: ignore[reportAttributeAccessIssue] - chromadb's own handle
         if load:
             self._load_index()
         self._fresh_token = token
@@ -230,7 +231,7 @@ class MemoryStore:
         )
 
     def _collection_names(self) -> set[str]:
-        return {getattr(item, "name", item) for item in self._client.list_collections()}
+        return {str(getattr(item, "name", item)) for item in self._client.list_collections()}
 
     def _recover_reindex(self) -> None:
         """Finish or undo a ``reindex`` switch-over that a crash interrupted: the live collection is renamed

@@ -114,7 +114,7 @@ def import_memories(
     lines: Iterable[str],
     *,
     batch: int = DEFAULT_IMPORT_BATCH,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], object] | None = None,
 ) -> ImportSummary:
     """Store the memories of an export, ``batch`` at a time, each exactly as exported; ids already stored
     are skipped and counted. Every line of a batch is checked before any of it is stored, so a bad line

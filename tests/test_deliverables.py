@@ -83,3 +83,30 @@ def test_two_agents_http_example(tmp_path, cross_encoder_path):
     assert out.count("[researcher] stored mem_") == 3
     assert out.count("[writer]   from researcher:") == 2
     assert (tmp_path / "kept" / "chroma").is_dir() and not (tmp_path / "cli-data").exists()
+
+
+def test_every_link_in_the_docs_resolves():
+    """Relative links of README.md and docs/*.md point at files that exist and headings that are there."""
+    import re
+
+    def anchors(text: str) -> set[str]:
+        found, fenced = set(), False
+        for line in text.splitlines():
+            fenced ^= line.startswith("```")
+            if not fenced and re.match(r"#{1,4} ", line):
+                title = line.lstrip("#").strip().lower().replace("`", "")
+                found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+        return found
+
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    assert len(pages) >= 8  # the README and the seven pages of docs/
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and anchor not in anchors(linked.read_text())):
+                broken.append(f"{page.name}: {target}")
+    assert not broken, broken

@@ -67,7 +67,9 @@ async def test_remember_search_rerank_status(client: Client, cross_encoder_path)
     assert deploy["scores"]["rrf_score"] == max(hit["scores"]["rrf_score"] for hit in everything["hits"])
 
     reranked = await call(client, "rerank", {"query": "tabs or spaces?", "documents": FACTS[:3]})
-    assert [item["index"] for item in reranked["results"]] != [] and len(reranked["results"]) == 3
+    assert sorted(item["index"] for item in reranked["results"]) == [0, 1, 2]
+    scores = [item["score"] for item in reranked["results"]]
+    assert scores == sorted(scores, reverse=True)  # best first
 
     status = await call(client, "status")
     assert status["reranker"]["state"] == "ready" and status["reranker"]["available"] is True

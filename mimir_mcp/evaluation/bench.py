@@ -1,5 +1,5 @@
 """``mimir-mcp bench``: speed and memory figures, each beside its baseline measured in the same run on
-the same inputs and weights. Figures, not assertions: the README's table comes from here."""
+the same inputs and weights. Figures, not assertions: docs/benchmarks.md's table comes from here."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def default_reranker_path(folder: Path) -> Path:
 def kendall_tau(a: list[float], b: list[float]) -> float:
     from scipy.stats import kendalltau
 
-    tau = kendalltau(a, b).statistic
+    tau = kendalltau(a, b).statistic  # pyright: ignore[reportAttributeAccessIssue] - scipy's result type
     return float(tau) if tau == tau else 1.0  # constant inputs give NaN: identical orders
 
 
@@ -217,7 +217,11 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
     results: dict[str, Any] = {}
     generator = np.random.default_rng(3)
     for size in sizes:
-        settings = Settings(store={"data_dir": folder / f"search-{size}"}, reranker={"model": str(model_path)})
+        # Dicts, not settings objects: pydantic-settings merges them with the MIMIR_* environment.
+        settings = Settings(
+            store={"data_dir": folder / f"search-{size}"},  # pyright: ignore[reportArgumentType]
+            reranker={"model": str(model_path)},  # pyright: ignore[reportArgumentType]
+        )
         service = MemoryService(settings)
         service.start()
         store, lexical = service.storage()
@@ -259,7 +263,10 @@ def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
     from mimir_mcp.validation import check_batch
 
     documents = corpus.documents_for(count)
-    settings = Settings(store={"data_dir": folder / "remember"}, reranker={"enabled": False})
+    settings = Settings(
+        store={"data_dir": folder / "remember"},  # pyright: ignore[reportArgumentType] - merged with the environment
+        reranker={"enabled": False},  # pyright: ignore[reportArgumentType]
+    )
     service = MemoryService(settings)
     service.start()
     anyio.run(service.embedder.ready)
@@ -311,13 +318,14 @@ def bench_startup(model_path: Path, folder: Path) -> tuple[dict[str, Any], dict[
         bufsize=1,
     )
     assert process.stdin is not None and process.stdout is not None
+    stdin, stdout = process.stdin, process.stdout
 
     def request(message_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params}))
-        process.stdin.write("\n")
-        process.stdin.flush()
+        stdin.write(json.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params}))
+        stdin.write("\n")
+        stdin.flush()
         while True:
-            reply = json.loads(process.stdout.readline())
+            reply = json.loads(stdout.readline())
             if reply.get("id") == message_id:
                 return reply
 

@@ -7,7 +7,7 @@ stores ``memories`` memories, then runs ``clients`` MCP sessions for ``duration`
 to back, while one more session calls ``status`` every half second. It reports throughput, latency
 percentiles per operation, errors, the server's RSS, how the reranked searches were served (in full,
 trimmed under load, or in the hybrid's order), and whether every acknowledged write can be read back.
-Figures, not assertions: the README's load table comes from here.
+Figures, not assertions: the load table of docs/benchmarks.md comes from here.
 """
 
 from __future__ import annotations
@@ -215,7 +215,8 @@ async def seed(client: Any, texts: list[str], say: Callable[[str], None]) -> flo
 async def agent(index: int, client: Any, corpus: Corpus, deadline: float, tally: Tally, rng: random.Random) -> None:
     """One client calling tools back to back until ``deadline``."""
     calls = 0
-    names, weights = zip(*MIX, strict=True)
+    names = [name for name, _ in MIX]
+    weights = [weight for _, weight in MIX]
     while time.monotonic() < deadline:
         operation = rng.choices(names, weights)[0]
         if operation == "remember":

@@ -10,26 +10,35 @@ from mimir_mcp.models import RerankerStatus
 class Reranker(Protocol):
     """Scores (query, text) pairs; higher is more relevant."""
 
-    model: str
-    timeout_s: float
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def timeout_s(self) -> float: ...
 
     def start(self) -> None:
         """Begin loading, without waiting."""
+        ...
 
     def unavailable_reason(self) -> str | None:
         """``None`` when ready to score now; otherwise why not and how to fix it."""
+        ...
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for loading to finish (returns early on failure)."""
+        ...
 
     async def wait_backend(self, timeout: float) -> str:
         """Wait until the configured scoring backend is in place (or has failed); returns its name."""
+        ...
 
     @property
     def blend(self) -> float:
         """Weight of this reranker's scores against the first stage's (1: its own order alone)."""
+        ...
 
     async def score(self, query: str, texts: list[str]) -> list[float]:
         """Scores in input order, computed off the event loop."""
+        ...
 
     def status(self) -> RerankerStatus: ...

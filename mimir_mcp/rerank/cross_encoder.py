@@ -126,7 +126,7 @@ class LocalCrossEncoder:
         torch_model = self._load.wait()
         folder = self._model_folder()
         onnx_path = build_int8_model(folder, self._onnx_cache_dir)
-        return OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length))
+        return OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length or 512))
 
     async def wait_backend(self, timeout: float) -> str:
         """Wait for the configured backend (the int8 build) to finish, either way; returns ``backend``."""
@@ -207,7 +207,7 @@ class LocalCrossEncoder:
 
     def _effective_max_length(self) -> int | None:
         model = self._load.result_now()
-        return int(model.max_seq_length) if model is not None else self.settings.max_length
+        return int(model.max_seq_length or 512) if model is not None else self.settings.max_length
 
     def _describe_error(self) -> str:
         error = self._load.error

@@ -53,7 +53,8 @@ async def rerank_or_fallback(
     reason = reranker.unavailable_reason()
     if reason is not None:
         return RerankOutcome(scores=None, reason=reason, seconds=0.0, attempted=False)
-    cached = reranker.cached(query, texts) if hasattr(reranker, "cached") else [False] * len(texts)
+    peek = getattr(reranker, "cached", None)  # a CachedReranker tells which scores it already holds
+    cached = peek(query, texts) if peek is not None else [False] * len(texts)
     if queue is None or not texts or all(cached):
         # Every score is in the cache (nothing for the model to do), or there is no queue to wait in.
         timeout = reranker.timeout_s if deadline_s is None else max(min(reranker.timeout_s, deadline_s), 0.001)

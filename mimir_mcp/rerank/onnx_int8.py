@@ -159,7 +159,7 @@ class OnnxInt8CrossEncoder:
                 return_tensors="np",
             )
             feed = {name: encoded[name].astype(np.int64) for name in self.inputs if name in encoded}
-            logits = self.session.run(["logits"], feed)[0]
+            logits = np.asarray(self.session.run(["logits"], feed)[0])
             scores.append(logits[:, 0])
         ordered = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
         result = np.empty_like(ordered)
