@@ -217,6 +217,11 @@ def grant_of(ctx: Context | None) -> Grant | None:
         request = None if ctx is None else ctx.request_context.request
     except ValueError:  # called outside a request
         return None
+    return grant_of_request(request)
+
+
+def grant_of_request(request: Any) -> Grant | None:
+    """``grant_of`` for handlers below the tools (resources), which see the HTTP request itself."""
     user = request.scope.get("user") if isinstance(request, Request) else None
     if not isinstance(user, AuthenticatedUser):
         return None

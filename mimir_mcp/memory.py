@@ -10,7 +10,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +126,8 @@ class MemoryService:
         self.remote: Reranker | None = (
             CachedReranker(RemoteReranker(settings.remote), self.score_cache) if settings.remote.url else None
         )
+        # Told of every memory this process adds, changes or removes (resources.MemoryResources listens).
+        self._watchers: list[Callable[[list[tuple[str, str]]], Awaitable[None]]] = []
         # The cross-encoder's queue, shared by every search and `rerank` call of the process.
         self.rerank_queue = RerankQueue(settings.reranker)
         self._backend: BackgroundLoad[_Backend] = BackgroundLoad("memory store", self._open_backend)
@@ -156,6 +158,21 @@ class MemoryService:
         self._backend.start()
         backend = self._backend.wait()
         return backend.store, backend.lexical
+
+    def watch(self, callback: Callable[[list[tuple[str, str]]], Awaitable[None]]) -> None:
+        """Call ``callback`` with the ``(namespace, id)`` of the memories each write through this service
+        added, changed or removed, after the write."""
+        self._watchers.append(callback)
+
+    async def _announce(self, changed: list[tuple[str, str]]) -> None:
+        """Tell the watchers; a watcher that fails is logged, never the caller's error (the write is done)."""
+        if not changed:
+            return
+        for callback in self._watchers:
+            try:
+                await callback(changed)
+            except Exception:  # noqa: BLE001 - the write succeeded; a listener's fault must not undo that
+                logger.warning("a change listener failed", exc_info=True)
 
     def close(self) -> None:
         backend = self._backend.result_now()
@@ -260,6 +277,7 @@ class MemoryService:
             seen.add(record.id)
             results.append(RememberedMemory(id=record.id, namespace=record.namespace, deduplicated=not fresh))
         stored = sum(not result.deduplicated for result in results)
+        await self._announce([(result.namespace, result.id) for result in results if not result.deduplicated])
         return RememberResponse(
             ids=[result.id for result in results],
             results=results,
@@ -431,6 +449,8 @@ class MemoryService:
         backend = await self._synced()
         limits = self.settings.limits
 
+        removed: list[tuple[str, str]] = []
+
         def run() -> ForgetResponse:
             with self._writing(backend):
                 not_found: list[str] = []
@@ -450,6 +470,10 @@ class MemoryService:
                             "true to see which they are",
                         )
                 if not dry_run and matched:
+                    namespaces = backend.lexical.namespaces_of(matched)
+                    removed.extend(
+                        (namespaces[memory_id], memory_id) for memory_id in matched if memory_id in namespaces
+                    )
                     backend.store.delete(matched)
                     self._changed(backend)
                     backend.lexical.remove(matched)
@@ -466,7 +490,9 @@ class MemoryService:
                     + (f"; {len(not_found)} ids were not stored" if not_found else ""),
                 )
 
-        return await anyio.to_thread.run_sync(run)
+        response = await anyio.to_thread.run_sync(run)
+        await self._announce(removed)
+        return response
 
     # -- update ------------------------------------------------------------------------------------
 
@@ -548,7 +574,11 @@ class MemoryService:
                     memory=memory_out(record, None),
                 )
 
-        return await anyio.to_thread.run_sync(run)
+        response = await anyio.to_thread.run_sync(run)
+        if response.changed:
+            namespace = response.memory.namespace
+            await self._announce(list(dict.fromkeys([(namespace, response.previous_id), (namespace, response.id)])))
+        return response
 
     # -- export and import -------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""``create_server``: the MCP server, its lifespan and the eight thin tools.
+"""``create_server``: the MCP server, its lifespan, the eight thin tools and the memory resources.
 
 Tools validate, call the memory service and return pydantic models (structured content with an
 output schema). Nothing heavy happens here: models and the store load in the background once the
@@ -38,6 +38,7 @@ from mimir_mcp.models import (
     UpdateResponse,
 )
 from mimir_mcp.rerank import rerank_or_raise
+from mimir_mcp.resources import MemoryResources
 from mimir_mcp.search import SearchRequest
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 from mimir_mcp.validation import (
@@ -514,6 +515,9 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         return {item.id for item in found.memories if not grant.allows(item.namespace)}
 
     server.take_arguments_as_sent()
+    resources = MemoryResources(server, memory)
+    resources.install()
+    memory.watch(resources.changed)
     return server
 
 

@@ -344,6 +344,21 @@ async def test_tokens_are_confined_to_their_namespaces(settings: Settings, servi
             assert await seen(multi, "search", namespace="*", tags=["ops"]) == {"beta", "gamma"}
             assert await seen(admin, "search", namespace="*") == {"alpha", "beta", "gamma"}
             assert await seen(multi, "list_memories", namespace="*") == {"beta", "gamma"}
+
+            # Resources follow the same scopes: listed, read and subscribed only within the token's namespaces.
+            from mcp.shared.exceptions import MCPError
+
+            from mimir_mcp.resources import memory_uri
+
+            listed = {str(resource.uri) for resource in (await alpha.list_resources()).resources}
+            assert "memory://alpha" in listed and memory_uri("alpha", ids["alpha"]) in listed
+            assert not any("beta" in uri or "gamma" in uri for uri in listed)
+            assert "alpha deploy key" in (await alpha.read_resource(memory_uri("alpha", ids["alpha"]))).contents[0].text
+            for forbidden in (memory_uri("beta", ids["beta"]), "memory://gamma"):
+                with pytest.raises(MCPError, match="may not use namespace"):
+                    await alpha.read_resource(forbidden)
+            with pytest.raises(MCPError, match="may not use namespace 'alpha'"):
+                await multi.session.subscribe_resource("memory://alpha")
             assert (await call(multi, "list_memories", {"namespace": "*"}))["total"] == 2
 
             # Ids of other namespaces read as never stored.

@@ -85,6 +85,22 @@ def test_two_agents_http_example(tmp_path, cross_encoder_path):
     assert (tmp_path / "kept" / "chroma").is_dir() and not (tmp_path / "cli-data").exists()
 
 
+@pytest.mark.parametrize("example", ["pydantic_ai_agents.py", "openai_agents_team.py"])
+def test_framework_agents_share_memory(tmp_path, cross_encoder_path, example):
+    """Through each framework's own MCP client, offline with a scripted model: the writer agent finds and
+    cites what the researcher agent stored, on one streamable-HTTP server the example starts."""
+    import re
+
+    out = run_example(example, tmp_path, cross_encoder_path)
+    report = next(line for line in out.splitlines() if line.startswith("[researcher]"))
+    answer = next(line for line in out.splitlines() if line.startswith("[writer]"))
+    stored = set(re.findall(r"mem_[0-9a-f]{32}", report))
+    cited = re.findall(r"\[(mem_[0-9a-f]{32}), by (\w+)\]", answer)
+    assert len(stored) == 3 and len(cited) == 2
+    assert {memory_id for memory_id, _ in cited} <= stored and {agent for _, agent in cited} == {"researcher"}
+    assert not (tmp_path / "cli-data").exists()  # a temporary store, not the user's
+
+
 def test_every_link_in_the_docs_resolves():
     """Relative links of README.md and docs/*.md point at files that exist and headings that are there."""
     import re
