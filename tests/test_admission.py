@@ -102,6 +102,36 @@ async def test_a_deadline_trims_or_skips_even_alone_and_says_it_was_the_deadline
     assert (loose.count, loose.deadline_s, loose.note) == (10, None, None)
 
 
+async def test_a_timing_at_load_replaces_the_prior_guess_so_tight_deadlines_rerank_from_the_first_search():
+    """Without a measured pace the queue plans with a pessimistic prior, and a tight deadline then skips
+    reranking every time, so the pace would never be measured; the timing the model takes at load fixes that."""
+    queue = RerankQueue(RerankerSettings(budget_s=1.0, min_candidates=3), clock=Clock())
+    before = queue.admit(QUERY, [TEXT] * 10, deadline_s=0.05)  # prior: 11.6 ms per pair, 4 fit, then...
+    assert before.count == 4 and before.ticket is not None
+    queue.done(before.ticket, completed=False)
+    assert queue.admit(QUERY, [TEXT] * 10, deadline_s=0.03).count == 0  # ...2 fit 30 ms: fewer than 3, none
+    # The model scored eight pairs of PAIR_TOKENS tokens in 16 ms at load: 2 ms per pair.
+    queue.calibrate(QUERY, [TEXT] * 8, 0.016, "onnx-int8")
+    assert queue.seconds_per_token == pytest.approx(0.002 / PAIR_TOKENS)
+    after = queue.admit(QUERY, [TEXT] * 10, deadline_s=0.03)
+    assert after.count == 10 and after.ticket is not None  # 20 ms for all ten
+    queue.done(after.ticket, completed=True)
+    # Once per backend: the same timing again does not undo what real runs taught since.
+    queue.observe(PAIR_TOKENS * 10, 0.05, "onnx-int8")
+    learned = queue.seconds_per_token
+    queue.calibrate(QUERY, [TEXT] * 8, 0.016, "onnx-int8")
+    assert queue.seconds_per_token == learned and queue.measured_runs == 2
+
+
+async def test_the_cross_encoder_times_itself_when_it_becomes_ready(cross_encoder_path: Path):
+    reranker = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path), backend="torch"))
+    reranker.start()
+    await reranker.wait_ready(120)
+    calibration = reranker.calibration
+    assert calibration is not None and calibration.backend == "torch"
+    assert len(calibration.texts) == 8 and 0 < calibration.seconds < 60
+
+
 async def test_cached_candidates_cost_nothing_in_the_queue():
     queue = make_queue(budget_s=1.0, min_candidates=3)  # 0.116 s per pair
     admission = queue.admit(QUERY, [TEXT] * 4, cached=[True, True, False, False])
@@ -301,6 +331,8 @@ MEMORIES = [f"Memory {i:03d}: the deploy key for service {i:03d} rotates every w
 class GatedReranker:
     """The real cross-encoder, holding its first ``score`` call until the test opens the gate: the model
     stays busy exactly as long as the test needs, with no sleeps."""
+
+    calibration = None  # the tests set the queue's pace themselves, not from the model's timing at load
 
     def __init__(self, inner: LocalCrossEncoder, timeout_s: float = 30.0) -> None:
         self.inner = inner

@@ -149,6 +149,7 @@ class RerankQueue:
         self.fastest_seconds_per_token: float | None = None
         self.measured_runs = 0
         self._backend: str | None = None
+        self._calibrated: set[str] = set()
         self._clock = clock
         self._tickets: deque[Ticket] = deque()
         # Expected end of runs whose caller gave up (a timeout): their thread still holds the CPU.
@@ -303,6 +304,14 @@ class RerankQueue:
             trimmed=self.decisions["trimmed"],
             skipped=self.decisions["skipped"],
         )
+
+    def calibrate(self, query: str, texts: Sequence[str], seconds: float, backend: str) -> None:
+        """Take a timing made when ``backend`` became ready as the pace, once per backend: it replaces the
+        prior guess (or the previous backend's pace), and searches scored from then on refine it."""
+        if backend in self._calibrated:
+            return
+        self._calibrated.add(backend)
+        self.observe(sum(self.tokens(query, text) for text in texts), seconds, backend)
 
     def observe(self, tokens: float, seconds: float, backend: str | None) -> None:
         """Fold one measured run into seconds per token; a new backend (the int8 copy replacing torch)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,30 @@ HOW_TO_CONFIGURE = (
     "Set MIMIR_RERANKER_MODEL (or CROSS_ENCODER_MODEL) to a local cross-encoder folder or a "
     "Hugging Face model name that can be downloaded, then restart the server."
 )
+
+
+# What each backend is timed on when it becomes ready: a query and eight passages of about 90 words, the
+# length of a typical stored note or abstract excerpt. Scores are thrown away; only the time is kept.
+CALIBRATION_QUERY = "what did we decide about the database migration and who owns it?"
+CALIBRATION_TEXTS = [
+    f"Note {number}: the team reviewed the migration plan for the billing database, compared a dump and restore "
+    "with logical replication, estimated the downtime of each, listed the services that read the old schema, "
+    "agreed on who watches the error rates during the switch, and wrote down what would make them roll back. "
+    "The open questions went to the next planning meeting, with the measurements from the staging rehearsal."
+    for number in range(8)
+]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One timed run of a backend on ``CALIBRATION_TEXTS``: what the rerank queue assumes about its pace
+    until a search has been scored with it (without it, a search with a tight ``deadline_ms`` planned by a
+    pessimistic guess would never rerank, and so never measure the real pace)."""
+
+    query: str
+    texts: tuple[str, ...]
+    seconds: float
+    backend: str
 
 
 class RerankerLoadError(RuntimeError):
@@ -53,6 +79,21 @@ class LocalCrossEncoder:
         # One inference at a time: two concurrent predicts on 2 cores are slower than two in a row.
         self._limiter = anyio.CapacityLimiter(1)
         self._saved_blend: float | None = None
+        self.calibration: Calibration | None = None
+
+    def _calibrate(self, model: Any, batch_size: int, backend: str) -> None:
+        """Time ``model`` on the calibration pairs (once to warm it, once measured), in the loading thread."""
+        pairs = [(CALIBRATION_QUERY, text) for text in CALIBRATION_TEXTS]
+        try:
+            model.predict(pairs[:1], batch_size=batch_size, show_progress_bar=False)
+            started = time.perf_counter()
+            model.predict(pairs, batch_size=batch_size, show_progress_bar=False)
+            seconds = time.perf_counter() - started
+        except Exception:  # noqa: BLE001 - a failed timing only leaves the queue's prior guess in place
+            logger.warning("could not time the %s cross-encoder", backend, exc_info=True)
+            return
+        self.calibration = Calibration(CALIBRATION_QUERY, tuple(CALIBRATION_TEXTS), seconds, backend)
+        logger.info("cross-encoder (%s): %d calibration pairs in %.0f ms", backend, len(pairs), seconds * 1000)
 
     def _load_model(self) -> CrossEncoder:
         model = self._load_torch_model()
@@ -60,6 +101,7 @@ class LocalCrossEncoder:
             self._saved_blend = load_blend(self._model_folder())
         except Exception:  # noqa: BLE001 - a hub model without a local snapshot simply has no saved weight
             self._saved_blend = None
+        self._calibrate(model, self.settings.batch_size, "torch")
         if self.settings.backend == "onnx-int8":
             self._fast.start()
         return model
@@ -126,7 +168,9 @@ class LocalCrossEncoder:
         torch_model = self._load.wait()
         folder = self._model_folder()
         onnx_path = build_int8_model(folder, self._onnx_cache_dir)
-        return OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length or 512))
+        fast = OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length or 512))
+        self._calibrate(fast, self.settings.onnx_batch_size, "onnx-int8")
+        return fast
 
     async def wait_backend(self, timeout: float) -> str:
         """Wait for the configured backend (the int8 build) to finish, either way; returns ``backend``."""

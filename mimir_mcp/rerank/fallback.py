@@ -59,6 +59,9 @@ async def rerank_or_fallback(
         # Every score is in the cache (nothing for the model to do), or there is no queue to wait in.
         timeout = reranker.timeout_s if deadline_s is None else max(min(reranker.timeout_s, deadline_s), 0.001)
         return await _score(reranker, query, texts, timeout=timeout)
+    calibration = getattr(reranker, "calibration", None)  # the local model's timing at load, if any
+    if calibration is not None:
+        queue.calibrate(calibration.query, calibration.texts, calibration.seconds, calibration.backend)
     admission = queue.admit(query, texts, trim=trim, deadline_s=deadline_s, cached=cached)
     ticket = admission.ticket
     if ticket is None:
