@@ -359,6 +359,11 @@ class MemoryService:
         collection's generation, which every ``forget`` and ``update`` changes, catches the rest."""
         with backend.store.lock:
             backend.store.refresh()  # this process's HNSW index, with the other processes' vectors
+            seen = backend.store.fresh_token
+        if seen is not None:
+            # What this sync has taken in: a later write by anyone changes the files again, and only then is
+            # the next sync due (the reload itself touched them, which must not count as a change).
+            self._last_token = seen
         generation = backend.store.generation()
         store_count = backend.store.count()
         if store_count != backend.lexical.count() or generation != self._generation:
