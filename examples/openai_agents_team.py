@@ -12,11 +12,7 @@ off and no API key; give the agents `model="gpt-5"` (and an `OPENAI_API_KEY`) to
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import re
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,7 +22,7 @@ from agents.mcp import MCPServerStreamableHttp
 from agents.models.interface import Model
 from agents.usage import Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
-from two_agents_http import local_server
+from two_agents_http import run_team
 
 FINDINGS = [
     "The nightly backup job fails when the snapshot volume is over 90% full.",
@@ -114,21 +110,7 @@ async def run(url: str) -> tuple[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="A running server's MCP endpoint (default: start one here)")
-    parser.add_argument("--data-dir", help="Store of the server started here (default: a temporary folder)")
-    args = parser.parse_args()
-    if args.url:
-        report, answer = asyncio.run(run(args.url))
-    else:
-        with (
-            tempfile.TemporaryDirectory(prefix="mimir-example-") as scratch,
-            local_server(args.data_dir or scratch) as url,
-        ):
-            report, answer = asyncio.run(run(url))
-    stored = set(re.findall(r"mem_[0-9a-f]{32}", report))
-    cited = set(re.findall(r"mem_[0-9a-f]{32}", answer))
-    print(f"the writer cited {len(cited)} of the researcher's {len(stored)} memories: {sorted(cited & stored)}")
+    run_team(__doc__.splitlines()[0], run)
 
 
 if __name__ == "__main__":

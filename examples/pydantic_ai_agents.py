@@ -12,17 +12,13 @@ every time; put `Agent("openai:gpt-5", toolsets=[MCPToolset(url)])` in their pla
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import re
-import tempfile
 
 from pydantic_ai import Agent
 from pydantic_ai.mcp import MCPToolset
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
-from two_agents_http import local_server
+from two_agents_http import run_team
 
 FINDINGS = [
     "Checkout p95 latency rose from 180 ms to 420 ms after the 3.2 release.",
@@ -74,21 +70,7 @@ async def run(url: str) -> tuple[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="A running server's MCP endpoint (default: start one here)")
-    parser.add_argument("--data-dir", help="Store of the server started here (default: a temporary folder)")
-    args = parser.parse_args()
-    if args.url:
-        report, answer = asyncio.run(run(args.url))
-    else:
-        with (
-            tempfile.TemporaryDirectory(prefix="mimir-example-") as scratch,
-            local_server(args.data_dir or scratch) as url,
-        ):
-            report, answer = asyncio.run(run(url))
-    stored = set(re.findall(r"mem_[0-9a-f]{32}", report))
-    cited = set(re.findall(r"mem_[0-9a-f]{32}", answer))
-    print(f"the writer cited {len(cited)} of the researcher's {len(stored)} memories: {sorted(cited & stored)}")
+    run_team(__doc__.splitlines()[0], run)
 
 
 if __name__ == "__main__":

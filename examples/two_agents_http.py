@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 
 from mcp import Client
@@ -72,6 +74,26 @@ def local_server(data_dir: str):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def run_team(description: str, team: Callable[[str], Awaitable[tuple[str, str]]]) -> None:
+    """The command line of the framework examples: run ``team`` (the researcher's report, the writer's
+    answer) against ``--url`` or a server started here, then say which stored ids the writer cited."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--url", help="A running server's MCP endpoint (default: start one here)")
+    parser.add_argument("--data-dir", help="Store of the server started here (default: a temporary folder)")
+    args = parser.parse_args()
+    if args.url:
+        report, answer = asyncio.run(team(args.url))
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="mimir-example-") as scratch,
+            local_server(args.data_dir or scratch) as url,
+        ):
+            report, answer = asyncio.run(team(url))
+    stored = set(re.findall(r"mem_[0-9a-f]{32}", report))
+    cited = set(re.findall(r"mem_[0-9a-f]{32}", answer))
+    print(f"the writer cited {len(cited)} of the researcher's {len(stored)} memories: {sorted(cited & stored)}")
 
 
 async def run(url: str) -> None:

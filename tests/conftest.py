@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,3 +211,31 @@ def served(app: Any, *, shutdown_s: float = 5) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def start_http_server(transport: str, data_dir: Path, cross_encoder: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "mimir_mcp", "--transport", transport, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=server_env(data_dir, cross_encoder),
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    assert process.stderr is not None
+    for line in process.stderr:  # uvicorn announces the socket once it listens
+        if "Uvicorn running on" in line:
+            return process, port
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise AssertionError(f"{transport} server did not start")
+
+
+@pytest.fixture
+def http_server(tmp_path: Path, cross_encoder_path: Path) -> Iterator[int]:
+    process, port = start_http_server("streamable-http", tmp_path / "data", cross_encoder_path)
+    yield port
+    process.terminate()
+    process.wait(timeout=30)

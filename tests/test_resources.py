@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,7 +19,6 @@ from mimir_mcp import resources as resources_module
 from mimir_mcp.resources import memory_uri, parse_uri
 
 from .conftest import call
-from .test_transports import start_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -89,17 +87,9 @@ def test_uri_round_trip():
     assert parse_uri("memory://team-a") == ("team-a", None)
 
 
-@pytest.fixture
-def http_port(tmp_path: Path, cross_encoder_path: Path):
-    process, port = start_http_server("streamable-http", tmp_path / "data", cross_encoder_path)
-    yield port
-    process.terminate()
-    process.wait(timeout=30)
-
-
-async def test_a_subscribed_session_hears_of_another_agents_memory_within_a_second(http_port: int):
+async def test_a_subscribed_session_hears_of_another_agents_memory_within_a_second(http_server: int):
     """2025-era clients: resources/subscribe, then notifications/resources/updated from another session's write."""
-    url = f"http://127.0.0.1:{http_port}/mcp"
+    url = f"http://127.0.0.1:{http_server}/mcp"
     heard: list[tuple[str, float]] = []
 
     async def on_message(message: Any) -> None:
@@ -129,9 +119,9 @@ async def test_a_subscribed_session_hears_of_another_agents_memory_within_a_seco
         assert heard[forgotten_at][0] == "memory://proj"
 
 
-async def test_a_listen_stream_hears_of_updates(http_port: int):
+async def test_a_listen_stream_hears_of_updates(http_server: int):
     """2026-07-28 clients: subscriptions/listen with the memory's URI, told when another session updates it."""
-    url = f"http://127.0.0.1:{http_port}/mcp"
+    url = f"http://127.0.0.1:{http_server}/mcp"
     async with Client(url) as watcher, Client(url) as writer:
         memory_id = (await _remember(writer, ["The on-call rota changes weekly."], "ops"))[0]
         uri = memory_uri("ops", memory_id)

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -18,7 +17,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from .conftest import PYTHON, call, call_error, free_port, server_env
+from .conftest import PYTHON, call, call_error, server_env, start_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -141,34 +140,6 @@ def test_stdio_stdout_carries_only_protocol(tmp_path: Path, cross_encoder_path: 
     finally:
         process.kill()
     assert any("mimir-mcp" in line for line in stderr_lines)  # logs went to stderr
-
-
-def start_http_server(transport: str, data_dir: Path, cross_encoder: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [PYTHON, "-m", "mimir_mcp", "--transport", transport, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=server_env(data_dir, cross_encoder),
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    assert process.stderr is not None
-    for line in process.stderr:  # uvicorn announces the socket once it listens
-        if "Uvicorn running on" in line:
-            return process, port
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise AssertionError(f"{transport} server did not start")
-
-
-@pytest.fixture
-def http_server(tmp_path: Path, cross_encoder_path: Path) -> Iterator[int]:
-    process, port = start_http_server("streamable-http", tmp_path / "data", cross_encoder_path)
-    yield port
-    process.terminate()
-    process.wait(timeout=30)
 
 
 async def test_streamable_http_two_agents_share_memory(http_server: int):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,21 @@ CALIBRATION_TEXTS = [
     "The open questions went to the next planning meeting, with the measurements from the staging rehearsal."
     for number in range(8)
 ]
+
+
+# A calibration runs inference in a loading thread, which is a daemon: a process that ends meanwhile (an
+# `eval` of a few queries, a stdio server whose client hung up) would tear torch's or onnxruntime's thread
+# pools down under it and abort ("terminate called without an active exception"). So the exit waits for
+# the one in flight, and none starts after.
+_CALIBRATING = threading.Lock()
+_EXITING = threading.Event()
+
+
+@atexit.register
+def _no_calibration_at_exit() -> None:
+    _EXITING.set()
+    with _CALIBRATING:
+        pass
 
 
 @dataclass(frozen=True)
@@ -84,14 +101,17 @@ class LocalCrossEncoder:
     def _calibrate(self, model: Any, batch_size: int, backend: str) -> None:
         """Time ``model`` on the calibration pairs (once to warm it, once measured), in the loading thread."""
         pairs = [(CALIBRATION_QUERY, text) for text in CALIBRATION_TEXTS]
-        try:
-            model.predict(pairs[:1], batch_size=batch_size, show_progress_bar=False)
-            started = time.perf_counter()
-            model.predict(pairs, batch_size=batch_size, show_progress_bar=False)
-            seconds = time.perf_counter() - started
-        except Exception:  # noqa: BLE001 - a failed timing only leaves the queue's prior guess in place
-            logger.warning("could not time the %s cross-encoder", backend, exc_info=True)
-            return
+        with _CALIBRATING:
+            if _EXITING.is_set():
+                return
+            try:
+                model.predict(pairs[:1], batch_size=batch_size, show_progress_bar=False)
+                started = time.perf_counter()
+                model.predict(pairs, batch_size=batch_size, show_progress_bar=False)
+                seconds = time.perf_counter() - started
+            except Exception:  # noqa: BLE001 - a failed timing only leaves the queue's prior guess in place
+                logger.warning("could not time the %s cross-encoder", backend, exc_info=True)
+                return
         self.calibration = Calibration(CALIBRATION_QUERY, tuple(CALIBRATION_TEXTS), seconds, backend)
         logger.info("cross-encoder (%s): %d calibration pairs in %.0f ms", backend, len(pairs), seconds * 1000)
 
