@@ -103,15 +103,9 @@ async def run(url: str) -> tuple[str, str]:
         researcher = Agent(name="researcher", model=ScriptedModel(researcher_step), mcp_servers=[researcher_memory])
         writer = Agent(name="writer", model=ScriptedModel(writer_step), mcp_servers=[writer_memory])
         report = str((await Runner.run(researcher, "Record what we found about the backups.")).final_output)
-        print(f"[researcher] {report}")
         answer = str((await Runner.run(writer, "Why do the backups fail, and what fixes it?")).final_output)
-        print(f"[writer] {answer}")
     return report, answer
 
 
-def main() -> None:
-    run_team(__doc__.splitlines()[0], run)
-
-
 if __name__ == "__main__":
-    main()
+    run_team(__doc__.splitlines()[0], run)

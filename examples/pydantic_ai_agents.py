@@ -63,15 +63,9 @@ async def run(url: str) -> tuple[str, str]:
     researcher = Agent(FunctionModel(researcher_model), toolsets=[MCPToolset(url)], name="researcher")
     writer = Agent(FunctionModel(writer_model), toolsets=[MCPToolset(url)], name="writer")
     report = (await researcher.run("Record what we found about checkout latency.")).output
-    print(f"[researcher] {report}")
     answer = (await writer.run("Why is checkout slow, and what fixes it?")).output
-    print(f"[writer] {answer}")
     return report, answer
 
 
-def main() -> None:
-    run_team(__doc__.splitlines()[0], run)
-
-
 if __name__ == "__main__":
-    main()
+    run_team(__doc__.splitlines()[0], run)

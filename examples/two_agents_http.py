@@ -91,6 +91,8 @@ def run_team(description: str, team: Callable[[str], Awaitable[tuple[str, str]]]
             local_server(args.data_dir or scratch) as url,
         ):
             report, answer = asyncio.run(team(url))
+    print(f"[researcher] {report}")
+    print(f"[writer] {answer}")
     stored = set(re.findall(r"mem_[0-9a-f]{32}", report))
     cited = set(re.findall(r"mem_[0-9a-f]{32}", answer))
     print(f"the writer cited {len(cited)} of the researcher's {len(stored)} memories: {sorted(cited & stored)}")
