@@ -435,6 +435,11 @@ class MemoryService:
             memories=[memory_out(record, max_chars) for record in records], next_cursor=next_cursor, total=total
         )
 
+    async def namespace_counts(self) -> dict[str, int]:
+        """Memories per namespace, as stored now (other processes' writes taken in first)."""
+        backend = await self._synced()
+        return await anyio.to_thread.run_sync(backend.lexical.namespace_counts)
+
     async def get(self, ids: list[str], *, max_chars: int | None) -> GetResponse:
         backend = await self._synced()
         found = await anyio.to_thread.run_sync(backend.lexical.get, ids)

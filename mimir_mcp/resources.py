@@ -154,13 +154,12 @@ class MemoryResources:
         uri = str(params.uri)
         namespace, memory_id = self._checked(uri, grant_of_request(ctx.request))
         if memory_id is None:
-            counts = await self._namespaces(None)
             newest = await self._service.list_memories(
                 RecordFilter(namespace=namespace), limit=NEWEST_SHOWN, cursor=None, newest_first=True, max_chars=200
             )
             body: dict[str, Any] = {
                 "namespace": namespace,
-                "memories": counts.get(namespace, 0),
+                "memories": newest.total,
                 "newest": [
                     {"uri": memory_uri(m.namespace, m.id), "text": m.text, "created_at": m.created_at}
                     for m in newest.memories
@@ -176,7 +175,7 @@ class MemoryResources:
         return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type=JSON)])
 
     async def _namespaces(self, grant: Grant | None) -> dict[str, int]:
-        counts = (await self._service.status()).store.namespaces
+        counts = await self._service.namespace_counts()
         return {name: count for name, count in counts.items() if grant is None or grant.allows(name)}
 
     @staticmethod
@@ -199,7 +198,7 @@ class MemoryResources:
 
     async def _subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
         uri = str(params.uri)
-        namespace, memory_id = self._checked(uri, grant_of_request(ctx.request))
+        self._checked(uri, grant_of_request(ctx.request))
         self._subscribers.setdefault(uri, {})[_connection_key(ctx.session)] = ctx.session
         logger.info("resources: a session subscribed to %s", uri)
         return EmptyResult()
