@@ -62,18 +62,12 @@ class ScriptedModel(Model):
 
 
 def result_of(output: dict[str, Any]) -> dict[str, Any]:
-    """A tool's result as the SDK hands it back: the JSON text the server sent (possibly wrapped in a list
-    of content items)."""
+    """A tool's result as the SDK hands it back: the server's content items, whose text is the JSON result;
+    a failed call comes back as a plain string instead."""
     value = output["output"]
-    try:
-        data = json.loads(value) if isinstance(value, str) else value
-    except json.JSONDecodeError as exc:
-        raise RuntimeError(f"the tool did not answer with a result: {value!r}") from exc
-    if isinstance(data, list):
-        data = json.loads(data[0]["text"])
-    if isinstance(data, dict) and "text" in data and "type" in data:
-        data = json.loads(data["text"])
-    return data
+    if not isinstance(value, list):
+        raise RuntimeError(f"the tool did not answer with a result: {value!r}")
+    return json.loads(value[0]["text"])
 
 
 def researcher_step(outputs: list[dict[str, Any]]) -> dict[str, Any] | str:
