@@ -7,13 +7,15 @@ it only when they need it, from any event loop or thread.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import gc
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Generic, TypeVar
 
 import anyio
@@ -33,6 +35,54 @@ _FREEZING = threading.Lock()
 # (``enable_heap_freezing``); a library user or a test process, creating and dropping many services, keeps
 # the collector as Python ships it.
 _freeze_enabled = False
+
+
+class _ExitGuard:
+    """Counts inference running in loading threads, which are daemons, so that the exit can wait for it.
+
+    A process that ends while a daemon thread is inside torch or onnxruntime (an ``eval`` of a few
+    queries, a stdio server whose client hung up, a test run) tears their thread pools down under it,
+    and the thread's unwinding through their C++ frames aborts the process ("terminate called without an
+    active exception", exit status 134). Seen with the reranker's calibration and the ONNX query encoder's
+    check against the model. The exit waits for what is in flight; nothing starts after.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running = 0
+        self._exiting = False
+
+    @contextmanager
+    def running(self) -> Iterator[bool]:
+        """Yields ``False`` (do not start) once the process is exiting, else ``True`` for the block."""
+        with self._changed:
+            if self._exiting:
+                allowed = False
+            else:
+                allowed = True
+                self._running += 1
+        try:
+            yield allowed
+        finally:
+            if allowed:
+                with self._changed:
+                    self._running -= 1
+                    self._changed.notify_all()
+
+    def exit(self, timeout: float = 60.0) -> None:
+        with self._changed:
+            self._exiting = True
+            self._changed.wait_for(lambda: self._running == 0, timeout)
+
+
+_exit_guard = _ExitGuard()
+atexit.register(_exit_guard.exit)
+
+
+def inference_while_loading() -> AbstractContextManager[bool]:
+    """Wrap model inference a loading thread runs (timings, checks): ``with inference_while_loading() as
+    allowed:``, and skip the work when ``allowed`` is ``False`` (the process is exiting)."""
+    return _exit_guard.running()
 
 
 # Nice value of threads doing work nobody is waiting on interactively (embedding new memories): under

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mimir_mcp.background import inference_while_loading
 from mimir_mcp.locks import build_once
 from mimir_mcp.rerank.onnx_int8 import export_graph, model_fingerprint, quiet_threads, run_child
 
@@ -140,8 +141,11 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQuery
     encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256))
     # Guard against a graph that does not reproduce the model (a custom architecture, say).
     sample = ["a short query", "a somewhat longer query about what the memory server stores"]
-    expected = model.encode(sample, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-    difference = float(np.abs(encoder.encode(sample) - expected).max())
+    with inference_while_loading() as allowed:  # a loading thread: the process may be exiting
+        if not allowed:
+            raise RuntimeError("the process is exiting")
+        expected = model.encode(sample, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        difference = float(np.abs(encoder.encode(sample) - expected).max())
     if difference > 1e-4:
         raise ValueError(f"the ONNX query graph differs from the model by {difference:.2g}; queries use torch")
     return encoder

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from mimir_mcp.background import BackgroundLoad
+from mimir_mcp.background import BackgroundLoad, inference_while_loading
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.models import RerankerStatus
 from mimir_mcp.rerank.blend import BLEND_FILE, load_blend
@@ -41,21 +39,6 @@ CALIBRATION_TEXTS = [
     "The open questions went to the next planning meeting, with the measurements from the staging rehearsal."
     for number in range(8)
 ]
-
-
-# A calibration runs inference in a loading thread, which is a daemon: a process that ends meanwhile (an
-# `eval` of a few queries, a stdio server whose client hung up) would tear torch's or onnxruntime's thread
-# pools down under it and abort ("terminate called without an active exception"). So the exit waits for
-# the one in flight, and none starts after.
-_CALIBRATING = threading.Lock()
-_EXITING = threading.Event()
-
-
-@atexit.register
-def _no_calibration_at_exit() -> None:
-    _EXITING.set()
-    with _CALIBRATING:
-        pass
 
 
 @dataclass(frozen=True)
@@ -101,8 +84,8 @@ class LocalCrossEncoder:
     def _calibrate(self, model: Any, batch_size: int, backend: str) -> None:
         """Time ``model`` on the calibration pairs (once to warm it, once measured), in the loading thread."""
         pairs = [(CALIBRATION_QUERY, text) for text in CALIBRATION_TEXTS]
-        with _CALIBRATING:
-            if _EXITING.is_set():
+        with inference_while_loading() as allowed:  # the process may be exiting: see background._ExitGuard
+            if not allowed:
                 return
             try:
                 model.predict(pairs[:1], batch_size=batch_size, show_progress_bar=False)
