@@ -56,6 +56,16 @@ class StoreSettings(BaseModel):
         description="With a Chroma server: how often (at most) a search checks for memories written by "
         "another process; 0: every search.",
     )
+    # A Chroma add holds the GIL for its whole run (~5 ms idle, ~20 ms on a busy 2-core machine) however few
+    # rows it carries: one per remember stalled every search. Chosen with `mimir-mcp stress` (docs/benchmarks.md).
+    write_duty: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Most of the time Chroma writes may take under a steady stream of remembers: after a write "
+        "of d seconds the next starts d*(1/write_duty - 1) later at the earliest, carrying every remember that "
+        "arrived meanwhile. 1: write as soon as the previous write ends.",
+    )
 
 
 class EmbeddingSettings(BaseModel):

@@ -186,6 +186,11 @@ class LexicalIndex:
             keys = [self._rowids[memory_id] for memory_id in ids if memory_id in self._rowids]
             return {self._ids[key]: group for key, group in self._index.groups_of(keys).items()}
 
+    def holding(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the index holds, from memory (no SQLite read)."""
+        with self._lock:
+            return {memory_id for memory_id in ids if memory_id in self._rowids}
+
     def ids(self) -> set[str]:
         with self._lock:
             return set(self._rowids)

@@ -10,7 +10,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +27,7 @@ from mimir_mcp.catalogue import timestamp
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.errors import InvalidInputError, NotFoundError, StoreUnavailableError
+from mimir_mcp.group_commit import GroupCommit
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import (
     ForgetResponse,
@@ -142,6 +143,10 @@ class MemoryService:
         self._counts: _Counts | None = None
         self._recounting = threading.Lock()
         self._stored_since_freeze = 0
+        # Concurrent remembers share one store write (see _commit).
+        self._commits: GroupCommit[tuple[_Backend, list[MemoryRecord], np.ndarray], set[str]] = GroupCommit(
+            self._commit, duty=settings.store.write_duty
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -288,12 +293,14 @@ class MemoryService:
         )
 
     def _write(self, backend: _Backend, records: list[MemoryRecord]) -> set[str]:
-        """Embed outside the lock (the slow part), then check-and-add under the store lock, which every
-        process on the data dir takes, so the same memory stored at once by several calls or processes
-        is stored once and reported new to exactly one. Chroma first: it is the store of record; the
-        index follows."""
+        """Embed outside the lock (the slow part), then check-and-add in a turn of the group commit
+        (``_commit``), under the store lock. Returns the ids that were new."""
         unique = list({record.id: record for record in records}.values())
-        already = backend.store.existing([r.id for r in unique])
+        # Only texts the index knows can be stored already (bar another process's write since the last
+        # sync, which the commit's own check catches): Chroma is asked about those alone, so a new text
+        # costs no Chroma read, which holds the GIL, before it is embedded.
+        known = backend.lexical.holding([r.id for r in unique])
+        already = backend.store.existing(list(known)) if known else set()
         candidates = [r for r in unique if r.id not in already]
         if not candidates:
             return set()
@@ -305,19 +312,47 @@ class MemoryService:
             if total > step:
                 logger.info("remember: embedded %d/%d memories", min(start + step, total), total)
         embeddings = np.concatenate(vectors)
-        with self._writing(backend):
-            present = backend.store.existing([r.id for r in candidates])
-            keep = [i for i, r in enumerate(candidates) if r.id not in present]
-            fresh = [candidates[i] for i in keep]
-            if fresh:
-                backend.store.add(fresh, embeddings[keep])
-                backend.store.record_dimension(int(embeddings.shape[1]))
-                backend.lexical.add(fresh)
+        fresh = self._commits.submit((backend, candidates, embeddings))
         self._stored_since_freeze += len(fresh)
         if self._stored_since_freeze >= FREEZE_EVERY_STORED:
             self._stored_since_freeze = 0
             freeze_heap()
-        return {record.id for record in fresh}
+        return fresh
+
+    def _commit(self, writes: Sequence[tuple[_Backend, list[MemoryRecord], np.ndarray]]) -> list[set[str]]:
+        """One turn of the group commit (``group_commit.GroupCommit``): every write queued meanwhile, in
+        one Chroma ``add`` under one hold of the store lock. The lock is taken by every process on the
+        data dir, so a text stored at once by several calls or processes is stored once and reported new
+        to exactly one: here, the first write of the turn that holds it. Chroma first: it is the store of
+        record; the index follows. Returns each write's new ids."""
+        results: list[set[str]] = [set() for _ in writes]
+        groups: dict[int, list[int]] = {}
+        for index, (backend, _, _) in enumerate(writes):
+            groups.setdefault(id(backend), []).append(index)
+        for indices in groups.values():
+            backend = writes[indices[0]][0]
+            with backend.store.writing() as reloaded:
+                claimed = backend.store.existing([record.id for i in indices for record in writes[i][1]])
+                rows: list[MemoryRecord] = []
+                vectors: list[np.ndarray] = []
+                for i in indices:
+                    _, candidates, embeddings = writes[i]
+                    keep = [n for n, record in enumerate(candidates) if record.id not in claimed]
+                    claimed.update(candidates[n].id for n in keep)
+                    rows.extend(candidates[n] for n in keep)
+                    vectors.append(embeddings[keep])
+                    results[i] = {candidates[n].id for n in keep}
+                if rows:
+                    stacked = np.concatenate(vectors)
+                    backend.store.add(rows, stacked)
+                    backend.store.record_dimension(int(stacked.shape[1]))
+                    backend.lexical.add(rows)
+                # The count status shows, by arithmetic: Chroma's count() takes ~5 ms of GIL under load, per
+                # write. Counted for real when another process's writes were just taken in.
+                counts = self._counts
+                store_count = None if reloaded or counts is None else counts.store + len(rows)
+                self._recount(backend.store, backend.lexical, store_count=store_count)
+        return results
 
     # -- search ------------------------------------------------------------------------------------
 

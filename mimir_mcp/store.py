@@ -184,14 +184,15 @@ class MemoryStore:
                 )
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
+    def writing(self) -> Iterator[bool]:
         """Hold the store lock, with this process's view of the store made current first: every write to
-        Chroma and the catalogue, by any process on this data dir, happens inside one of these."""
+        Chroma and the catalogue, by any process on this data dir, happens inside one of these. Yields
+        whether another process had written since (its vectors were just taken in)."""
         with self.lock:
             reloaded = self.refresh(load=False)  # a write below loads the index, under the lock
             self._index_loaded = False
             try:
-                yield
+                yield reloaded
             finally:
                 if reloaded and not self._index_loaded:
                     self._load_index()
