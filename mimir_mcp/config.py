@@ -64,7 +64,7 @@ class StoreSettings(BaseModel):
         le=1,
         description="Most of the time Chroma writes may take under a steady stream of remembers: after a write "
         "of d seconds the next starts d*(1/write_duty - 1) later at the earliest, carrying every remember that "
-        "arrived meanwhile. 1: write as soon as the previous write ends.",
+        "arrived meanwhile; only while a search is in flight. 1: write as soon as the previous write ends.",
     )
 
 

@@ -37,14 +37,23 @@ class GroupCommit(Generic[Item, Result]):
     caller. With ``duty``, commits take at most that share of the time: after a commit of ``d`` seconds
     the next starts ``d * (1/duty - 1)`` later at the earliest, and the writes arriving meanwhile join it.
     A commit's cost is mostly fixed, so under a steady stream of writes this trades a little latency
-    per write for far fewer commits; a write after a quiet spell commits at once.
+    per write for far fewer commits; a write after a quiet spell commits at once. With ``contended``,
+    commits are paced only while it returns ``True`` (other work is waiting on what a commit holds up):
+    a lone writer is never slowed.
     """
 
-    def __init__(self, commit: Callable[[Sequence[Item]], Sequence[Result]], *, duty: float | None = None) -> None:
+    def __init__(
+        self,
+        commit: Callable[[Sequence[Item]], Sequence[Result]],
+        *,
+        duty: float | None = None,
+        contended: Callable[[], bool] | None = None,
+    ) -> None:
         if duty is not None and not 0 < duty <= 1:
             raise ValueError("duty must be in (0, 1]")
         self._commit = commit
         self._duty = duty
+        self._contended = contended
         self._next_at = 0.0  # time.monotonic() before which the next commit waits (``duty``)
         self._pending: list[_Entry[Item, Result]] = []
         self._queue_lock = threading.Lock()
@@ -61,8 +70,8 @@ class GroupCommit(Generic[Item, Result]):
         with self._turn:
             if not entry.done:
                 wait = self._next_at - time.monotonic()
-                if wait > 0:  # commits are paced (``duty``): more writes join this one meanwhile
-                    time.sleep(wait)
+                if wait > 0 and (self._contended is None or self._contended()):
+                    time.sleep(wait)  # commits are paced (``duty``): more writes join this one meanwhile
                 with self._queue_lock:
                     batch, self._pending = self._pending, []
                 started = time.monotonic()

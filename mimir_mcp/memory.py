@@ -143,9 +143,10 @@ class MemoryService:
         self._counts: _Counts | None = None
         self._recounting = threading.Lock()
         self._stored_since_freeze = 0
+        self._searching = 0  # searches in flight: while any is, Chroma writes are paced (store.write_duty)
         # Concurrent remembers share one store write (see _commit).
         self._commits: GroupCommit[tuple[_Backend, list[MemoryRecord], np.ndarray], set[str]] = GroupCommit(
-            self._commit, duty=settings.store.write_duty
+            self._commit, duty=settings.store.write_duty, contended=lambda: self._searching > 0
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -369,7 +370,11 @@ class MemoryService:
             self.rerank_queue,
             remote=self.remote,
         )
-        response = await pipeline.run(request)
+        self._searching += 1
+        try:
+            response = await pipeline.run(request)
+        finally:
+            self._searching -= 1
         self._searches += 1
         self._reranked_searches += response.candidates.reranked > 0
         self._total_search_ms += response.timings_ms["total_ms"]

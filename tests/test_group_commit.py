@@ -134,3 +134,23 @@ def test_with_a_duty_the_next_commit_waits_and_carries_every_write_that_arrived_
     assert starts[1] - ends[0] >= 0.095
     with pytest.raises(ValueError, match="duty"):
         GroupCommit(commit, duty=0)
+
+
+def test_a_lone_writer_is_not_paced_while_nothing_else_is_waiting():
+    busy = False
+    starts: list[float] = []
+    ends: list[float] = []
+
+    def commit(items):
+        starts.append(time.monotonic())
+        time.sleep(0.05)
+        ends.append(time.monotonic())
+        return list(items)
+
+    group = GroupCommit(commit, duty=0.1, contended=lambda: busy)  # paced: 0.45 s after a 0.05 s commit
+    group.submit("one")
+    group.submit("two")
+    assert starts[1] - ends[0] < 0.2  # nothing waiting on the writes: no pause
+    busy = True
+    group.submit("three")
+    assert starts[2] - ends[1] >= 0.4  # searches in flight: paced
