@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,13 +69,11 @@ class Embedder:
         # Large batches one call at a time: concurrent calls each spin up the library's threads on the same
         # cores and thrash; in turn, each runs at full speed.
         self._document_lock = threading.Lock()
-        # Queries and small batches of new memories use a one-thread copy of the graph (``_single_thread``):
-        # queries as many at once as there are cores (one at a time on all of them made concurrent searches
-        # queue), new memories in one low-priority thread (under load they wait for the cores, searches do
-        # not). The executor starts its thread on first use.
+        # The graph runs one thread per call: queries as many at once as there are cores (one at a time on
+        # all of them made concurrent searches queue), small batches of new memories in one low-priority
+        # thread (under load they wait for the cores, searches do not), large batches once per core
+        # (``_encode_in_parallel``). The executor starts its thread on first use.
         self._query_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
-        self._single: OnnxQueryEncoder | None = None
-        self._single_made = threading.Lock()
         self._background = low_priority_executor("embed-memories")
 
     def _load_model(self) -> SentenceTransformer:
@@ -121,9 +120,8 @@ class Embedder:
         """Blocking: one query's unit vector, from the ONNX graph once built, else from torch."""
         fast = self._fast.result_now()
         if fast is not None:
-            encoder = self._single_thread(fast)
             with self._query_slots:
-                return encoder.encode([query])[0]
+                return fast.encode([query])[0]
         return self.encode([query])[0]
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -133,10 +131,10 @@ class Embedder:
         model = self._load.wait()
         fast = self._fast.result_now()
         if fast is not None and len(texts) <= BACKGROUND_BATCH:
-            return self._background.submit(self._single_thread(fast).encode, texts).result()
+            return self._background.submit(fast.encode, texts).result()
         if fast is not None:
             with self._document_lock:
-                return fast.encode(texts, batch_size=self.settings.batch_size)
+                return self._encode_in_parallel(fast, texts)
         with self._document_lock:
             vectors: Any = model.encode(
                 texts,
@@ -147,12 +145,23 @@ class Embedder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _single_thread(self, fast: OnnxQueryEncoder) -> OnnxQueryEncoder:
-        """The one-thread session shared by queries and small batches of new memories, made on first use."""
-        with self._single_made:
-            if self._single is None:
-                self._single = fast.with_threads(1)
-            return self._single
+    def _encode_in_parallel(self, fast: OnnxQueryEncoder, texts: list[str]) -> np.ndarray:
+        """A large batch (an import, a reindex) on every core: the one-thread session run once per core at
+        the same time, each on every n-th text. One session serves queries, new memories and imports: a
+        second, many-thread session of the same graph held another ~90 MB of weights for imports alone."""
+        parts = max(1, min(os.cpu_count() or 1, len(texts) // BACKGROUND_BATCH))
+        if parts == 1:
+            return fast.encode(texts, batch_size=self.settings.batch_size)
+        with ThreadPoolExecutor(parts, thread_name_prefix="embed-batch") as pool:
+            encoded = list(
+                pool.map(
+                    lambda part: fast.encode(texts[part::parts], batch_size=self.settings.batch_size), range(parts)
+                )
+            )
+        vectors = np.empty((len(texts), encoded[0].shape[1]), dtype=np.float32)
+        for part, rows in enumerate(encoded):
+            vectors[part::parts] = rows
+        return vectors
 
     def status(self) -> EmbeddingStatus:
         error = self._load.error

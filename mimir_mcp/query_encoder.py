@@ -107,10 +107,6 @@ class OnnxQueryEncoder:
         self.max_length = max_length
         self.path = onnx_path
 
-    def with_threads(self, threads: int) -> OnnxQueryEncoder:
-        """Another session of the same graph, with its own thread count (the tokenizer is shared)."""
-        return OnnxQueryEncoder(self.path, self.tokenizer, self.max_length, threads=threads)
-
     def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
         """Unit vectors in input order. Texts are batched by length so that little padding is computed.
         ONNX Runtime and the tokenizer release the GIL, so the event loop keeps running meanwhile."""
@@ -138,7 +134,8 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQuery
     tokenizer = model.tokenizer
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in tokenizer.model_input_names]
     path = build_query_model(folder, cache_dir, names)
-    encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256))
+    # One thread per run: queries run several at once, and a large batch runs once per core (Embedder).
+    encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256), threads=1)
     # Guard against a graph that does not reproduce the model (a custom architecture, say).
     sample = ["a short query", "a somewhat longer query about what the memory server stores"]
     with inference_while_loading() as allowed:  # a loading thread: the process may be exiting

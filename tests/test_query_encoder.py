@@ -49,6 +49,18 @@ async def test_onnx_document_vectors_equal_torch_vectors_in_input_order(embedder
     assert np.allclose(embedder.encode(documents), fast)  # what remember stores
 
 
+@pytest.mark.anyio
+async def test_a_large_batch_runs_once_per_core_and_keeps_input_order(embedder):
+    """An import's batch is split across the cores (every n-th text to one run of the one-thread session)
+    and put back in order: the same vectors as torch's, row by row."""
+    assert await embedder.wait_query_backend(600) == "onnx"
+    documents = [f"{QUERIES[n % len(QUERIES)]} (note {n}){' and more' * (n % 7)}" for n in range(70)]
+    vectors = embedder.encode(documents)
+    exact = torch_vectors(embedder, documents)
+    assert vectors.shape == exact.shape == (70, 384)
+    assert float(np.abs(vectors - exact).max()) < 1e-5
+
+
 @pytest.fixture(scope="module")
 def cls_pooled_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled backbone with CLS pooling: a model the mean-pooling graph must refuse to imitate."""
