@@ -145,7 +145,7 @@ class MemoryService:
         self._stored_since_freeze = 0
         self._searching = 0  # searches in flight: while any is, Chroma writes are paced (store.write_duty)
         # Concurrent remembers share one store write (see _commit).
-        self._commits: GroupCommit[tuple[_Backend, list[MemoryRecord], np.ndarray], set[str]] = GroupCommit(
+        self._commits: GroupCommit[tuple[list[MemoryRecord], np.ndarray], set[str]] = GroupCommit(
             self._commit, duty=settings.store.write_duty, contended=lambda: self._searching > 0
         )
 
@@ -313,46 +313,41 @@ class MemoryService:
             if total > step:
                 logger.info("remember: embedded %d/%d memories", min(start + step, total), total)
         embeddings = np.concatenate(vectors)
-        fresh = self._commits.submit((backend, candidates, embeddings))
+        fresh = self._commits.submit((candidates, embeddings))
         self._stored_since_freeze += len(fresh)
         if self._stored_since_freeze >= FREEZE_EVERY_STORED:
             self._stored_since_freeze = 0
             freeze_heap()
         return fresh
 
-    def _commit(self, writes: Sequence[tuple[_Backend, list[MemoryRecord], np.ndarray]]) -> list[set[str]]:
+    def _commit(self, writes: Sequence[tuple[list[MemoryRecord], np.ndarray]]) -> list[set[str]]:
         """One turn of the group commit (``group_commit.GroupCommit``): every write queued meanwhile, in
         one Chroma ``add`` under one hold of the store lock. The lock is taken by every process on the
         data dir, so a text stored at once by several calls or processes is stored once and reported new
         to exactly one: here, the first write of the turn that holds it. Chroma first: it is the store of
         record; the index follows. Returns each write's new ids."""
-        results: list[set[str]] = [set() for _ in writes]
-        groups: dict[int, list[int]] = {}
-        for index, (backend, _, _) in enumerate(writes):
-            groups.setdefault(id(backend), []).append(index)
-        for indices in groups.values():
-            backend = writes[indices[0]][0]
-            with backend.store.writing() as reloaded:
-                claimed = backend.store.existing([record.id for i in indices for record in writes[i][1]])
-                rows: list[MemoryRecord] = []
-                vectors: list[np.ndarray] = []
-                for i in indices:
-                    _, candidates, embeddings = writes[i]
-                    keep = [n for n, record in enumerate(candidates) if record.id not in claimed]
-                    claimed.update(candidates[n].id for n in keep)
-                    rows.extend(candidates[n] for n in keep)
-                    vectors.append(embeddings[keep])
-                    results[i] = {candidates[n].id for n in keep}
-                if rows:
-                    stacked = np.concatenate(vectors)
-                    backend.store.add(rows, stacked)
-                    backend.store.record_dimension(int(stacked.shape[1]))
-                    backend.lexical.add(rows)
-                # The count status shows, by arithmetic: Chroma's count() takes ~5 ms of GIL under load, per
-                # write. Counted for real when another process's writes were just taken in.
-                counts = self._counts
-                store_count = None if reloaded or counts is None else counts.store + len(rows)
-                self._recount(backend.store, backend.lexical, store_count=store_count)
+        backend = self._backend.wait()  # loaded once per service: every queued write was embedded for it
+        results: list[set[str]] = []
+        with backend.store.writing() as reloaded:
+            claimed = backend.store.existing([record.id for candidates, _ in writes for record in candidates])
+            rows: list[MemoryRecord] = []
+            vectors: list[np.ndarray] = []
+            for candidates, embeddings in writes:
+                keep = [n for n, record in enumerate(candidates) if record.id not in claimed]
+                claimed.update(candidates[n].id for n in keep)
+                rows.extend(candidates[n] for n in keep)
+                vectors.append(embeddings[keep])
+                results.append({candidates[n].id for n in keep})
+            if rows:
+                stacked = np.concatenate(vectors)
+                backend.store.add(rows, stacked)
+                backend.store.record_dimension(int(stacked.shape[1]))
+                backend.lexical.add(rows)
+            # The count status shows, by arithmetic: Chroma's count() takes ~5 ms of GIL under load, per
+            # write. Counted for real when another process's writes were just taken in.
+            counts = self._counts
+            store_count = None if reloaded or counts is None else counts.store + len(rows)
+            self._recount(backend.store, backend.lexical, store_count=store_count)
         return results
 
     # -- search ------------------------------------------------------------------------------------
