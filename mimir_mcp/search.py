@@ -1,5 +1,7 @@
-"""The search pipeline: dense top-N and BM25 top-N, fused by RRF, reranked by the cross-encoder (its
-order alone, or blended with the hybrid's when the model carries a blend weight), top-k.
+"""The search pipeline, in stages (``SearchPipeline.run``): retrieve (the dense arm, BM25, and BM25 with
+each memory's predecessor where the namespace reads as a conversation), fuse (the filter check, then
+standardized scores or RRF), rerank (a remote API, else the local cross-encoder; its order alone or
+blended with the hybrid's), then ``min_score``, MMR and the hits shown.
 
 It reports the method it actually used: ``rrf_hybrid+rerank`` only when the cross-encoder scored the
 candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
@@ -77,6 +79,56 @@ class SearchRequest:
             created_after=self.created_after,
             created_before=self.created_before,
         )
+
+
+@dataclass
+class Candidate:
+    """One memory on its way through the pipeline, with the score each stage gave it."""
+
+    id: str
+    fused: float
+    rerank: float | None = None
+    blended: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The score its place was decided by: blended, else the reranker's, else the fusion's."""
+        return self.blended if self.blended is not None else self.rerank if self.rerank is not None else self.fused
+
+
+@dataclass
+class Retrieved:
+    """What the arms found, before the filter check: each arm's (id, score) list in its order."""
+
+    dense: list[tuple[str, float]] = field(default_factory=list)
+    lexical: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # Each BM25 arm's attainable score for the query (its coverage scale).
+    attainable: dict[str, float] = field(default_factory=dict)
+    context: bool = False
+    coherence: float | None = None
+
+
+@dataclass
+class FirstStage:
+    """The arms after the filter check, their fusion with each arm's weight and coverage, and the records
+    read so far (those of the head that will be reranked or shown)."""
+
+    arms: dict[str, list[tuple[str, float]]]
+    fused: list[tuple[str, float]]
+    weights: dict[str, float]
+    coverage: dict[str, float | None]
+    records: dict[str, MemoryRecord]
+
+
+@dataclass
+class Ranked:
+    """The candidates in their order after reranking (or the hybrid's), and how that order came about."""
+
+    ordered: list[Candidate]
+    message: str
+    method: Literal["rrf_hybrid", "rrf_hybrid+rerank", "rrf_hybrid+remote_rerank"] = "rrf_hybrid"
+    reranked: int = 0
+    model: str | None = None
 
 
 # Kept back from a deadline for what follows reranking (reading the shown hits, building the answer).
@@ -169,41 +221,77 @@ class SearchPipeline:
         return coherence is not None and coherence >= self.settings.context_min_coherence, coherence
 
     async def run(self, request: SearchRequest) -> SearchResponse:
+        """The search, stage by stage: retrieve, fuse (with the filter check), rerank, min_score, MMR, present."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        depth = max(self.settings.candidate_depth, request.top_k, request.rerank_top_k)
-        dense: list[tuple[str, float]] = []
-        # The BM25 arm on each memory's own text, and on its context (with the memory stored before it).
-        lexical: dict[str, list[tuple[str, float]]] = {}
-        attainable: dict[str, float] = {}
-        context, coherence = False, None
+        retrieved = await self._retrieve(request, timings)
+        first = await self._fuse_stage(request, retrieved, timings)
+        ranked = await self._rerank_stage(request, first, started, timings)
+        ordered, notes, method = ranked.ordered, [], ranked.method
+        if request.min_score is not None:
+            if ranked.reranked:
+                ordered = [item for item in ordered if item.rerank is not None and item.rerank >= request.min_score]
+            else:
+                notes.append("min_score was not applied because it compares rerank scores and nothing was reranked.")
+        if request.diversity > 0 and ordered:
+            t0 = time.perf_counter()
+            ordered, note = await self._diversify(ordered, ranked.reranked, request)
+            timings["mmr_ms"] = _ms(time.perf_counter() - t0)
+            method += "+mmr"
+            notes.append(note)
+        hits = await self._present(request, first, ordered[: request.top_k], timings)
+        timings["total_ms"] = _ms(time.perf_counter() - started)
+        return SearchResponse(
+            query=request.query,
+            hits=hits,
+            search_method=method,
+            message=" ".join([ranked.message, *notes]),
+            reranker_model=ranked.model,
+            candidates=SearchCandidates(
+                dense=len(first.arms.get("dense", [])),
+                bm25=len(first.arms.get("bm25", [])),
+                context=len(first.arms["context"]) if "context" in first.arms else None,
+                fused=len(first.fused),
+                reranked=ranked.reranked,
+            ),
+            fusion=SearchFusion(
+                method=self.settings.fusion,
+                rrf_k=self.settings.rrf_k,
+                weights={arm: round(weight, 6) for arm, weight in first.weights.items()},
+                coverage={arm: None if value is None else round(value, 6) for arm, value in first.coverage.items()},
+                context=retrieved.context,
+                coherence=None if retrieved.coherence is None else round(retrieved.coherence, 6),
+            ),
+            timings_ms=timings,
+        )
+
+    async def _retrieve(self, request: SearchRequest, timings: dict[str, float]) -> Retrieved:
+        """Stage 1: the dense arm and the BM25 arms (own text; with the predecessor where the namespace
+        reads as a conversation), side by side in worker threads."""
+        depth = self._depth(request)
+        found = Retrieved()
 
         def dense_arm() -> None:
             # One trip to a worker thread for both steps: under load each trip waits for a core.
-            nonlocal dense
             t0 = time.perf_counter()
             vector = self.embedder.encode_query(request.query)
             t1 = time.perf_counter()
-            dense = self._dense(vector, depth, request)
+            found.dense = self._dense(vector, depth, request)
             timings["embed_ms"] = _ms(t1 - t0)
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
+        def lexical_arms() -> None:
+            context, found.coherence = self._context(request.namespace)
+            # the context arm runs where the namespace calls for it, or alone when evaluation asks for it
+            found.context = "context" in request.arms and (context or request.arms == ("context",))
+            for arm in [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or found.context)]:
+                hits, found.attainable[arm] = self.lexical.search_with_attainable(
+                    request.query, depth, where=request.where, context=arm == "context"
+                )
+                found.lexical[arm] = [(hit.id, hit.score) for hit in hits]
+
         async def run_dense() -> None:
             await anyio.to_thread.run_sync(dense_arm)
-
-        def lexical_arms() -> None:
-            nonlocal context, coherence
-            context, coherence = self._context(request.namespace)
-            # the context arm runs where the namespace calls for it, or alone when evaluation asks for it
-            context = "context" in request.arms and (context or request.arms == ("context",))
-            for arm in [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or context)]:
-                hits, attainable[arm] = self.lexical.search_with_attainable(
-                    request.query,
-                    depth,
-                    where=request.where,
-                    context=arm == "context",
-                )
-                lexical[arm] = [(hit.id, hit.score) for hit in hits]
 
         async def run_lexical() -> None:
             t0 = time.perf_counter()
@@ -215,34 +303,97 @@ class SearchPipeline:
                 group.start_soon(run_dense)
             if "bm25" in request.arms or "context" in request.arms:
                 group.start_soon(run_lexical)
+        return found
+
+    async def _fuse_stage(self, request: SearchRequest, found: Retrieved, timings: dict[str, float]) -> FirstStage:
+        """Stage 2: the filter check, the fusion and reading the records that will be needed, in one trip
+        to a worker thread."""
+        depth = self._depth(request)
+
+        def first_stage() -> FirstStage:
+            candidates = [i for i, _ in found.dense] + [i for hits in found.lexical.values() for i, _ in hits]
+            records, allowed = self._allowed(list(dict.fromkeys(candidates)), request)
+            arms = (
+                {"dense": [(i, s) for i, s in found.dense if i in allowed][:depth]} if "dense" in request.arms else {}
+            )
+            arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in found.lexical.items()})
+            fused, weights, coverage = self._fuse(arms, found.attainable)
+            wanted = request.rerank_top_k if request.rerank else request.top_k
+            self._read_missing(records, [memory_id for memory_id, _ in fused[:wanted]])
+            return FirstStage(arms, fused, weights, coverage, records)
 
         t0 = time.perf_counter()
-
-        def first_stage() -> tuple[dict[str, MemoryRecord], dict[str, list[tuple[str, float]]], Any]:
-            # The filter check, the fusion and reading the records that will be needed, in one trip.
-            found = [i for i, _ in dense] + [i for hits in lexical.values() for i, _ in hits]
-            records, allowed = self._allowed(list(dict.fromkeys(found)), request)
-            arms = {"dense": [(i, s) for i, s in dense if i in allowed][:depth]} if "dense" in request.arms else {}
-            arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in lexical.items()})
-            fusion = self._fuse(arms, attainable)
-            wanted = request.rerank_top_k if request.rerank else request.top_k
-            self._read_missing(records, [memory_id for memory_id, _ in fusion[0][:wanted]])
-            return records, arms, fusion
-
-        records, arms, (fused, weights, coverage) = await anyio.to_thread.run_sync(first_stage)
+        first = await anyio.to_thread.run_sync(first_stage)
         timings["fusion_ms"] = _ms(time.perf_counter() - t0)
+        return first
 
-        info = {
+    async def _rerank_stage(
+        self, request: SearchRequest, first: FirstStage, started: float, timings: dict[str, float]
+    ) -> Ranked:
+        """Stage 3: the fused head scored by a reranker when one can (remote, then local), or the hybrid's
+        order with the reason it stands, in ``message``."""
+        ordered = [Candidate(memory_id, score) for memory_id, score in first.fused]
+        hybrid = self._describe(first.arms)
+        if not request.rerank:
+            return Ranked(ordered, f"{hybrid}; reranking was not requested (rerank=false).")
+        if not first.fused:
+            return Ranked(ordered, f"{hybrid}; no memory matched, so there was nothing to rerank.")
+        if request.deadline_ms is not None and self._time_left(started, request) <= 0:
+            spent = _ms(time.perf_counter() - started)
+            return Ranked(
+                ordered,
+                f"{hybrid}, not reranked: the first stage took {spent:g} ms of the search's deadline_ms "
+                f"({request.deadline_ms} ms), which left no time for the cross-encoder.",
+            )
+        window = ordered[: request.rerank_top_k]  # its records were read in the fusion stage
+        head = [item for item in window if item.id in first.records]
+        texts = [first.records[item.id].text for item in head]
+        outcome, used, remote_failure, remote_seconds = await self._rerank(request, started, texts)
+        if outcome.attempted or remote_seconds:
+            timings["rerank_ms"] = _ms(outcome.seconds + remote_seconds)
+        if outcome.scores is None:
+            why = outcome.reason
+            if remote_failure:
+                why = f"{remote_failure.rstrip('.')}; the local cross-encoder: {outcome.reason}"
+            return Ranked(ordered, f"{hybrid}, not reranked: {why}")
+        # Under load the queue may admit only the best-fused part of the head; the rest keeps its order.
+        count = len(outcome.scores)
+        reranked, how = self._reorder(head[:count], outcome.scores, used)
+        by = (
+            f"the remote reranker {self._model_name(used)}"
+            if used is self.remote
+            else f"the cross-encoder {used.model!r}"
+        )
+        message = f"{hybrid}, top {count} reranked by {by}{how}."
+        if remote_failure:
+            message += f" The local cross-encoder stood in because {remote_failure.rstrip('.')}."
+        if outcome.note:
+            message += f" {outcome.note}."
+        return Ranked(
+            reranked + head[count:] + ordered[len(window) :],
+            message,
+            method="rrf_hybrid+remote_rerank" if used is self.remote else "rrf_hybrid+rerank",
+            reranked=count,
+            model=self._model_name(used),
+        )
+
+    async def _present(
+        self, request: SearchRequest, first: FirstStage, shown: list[Candidate], timings: dict[str, float]
+    ) -> list[Hit]:
+        """Stage 4: the hits as the caller sees them, each with every arm's rank and score."""
+        records = first.records
+        t0 = time.perf_counter()
+        await self._hydrate(records, [item.id for item in shown])
+        timings["hydrate_ms"] = _ms(time.perf_counter() - t0)
+        ranks = {
             arm: {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(hits, start=1)}
-            for arm, hits in arms.items()
+            for arm, hits in first.arms.items()
         }
 
-        def scores_for(
-            memory_id: str, rrf_score: float, rerank_score: float | None, blended: float | None
-        ) -> HitScores:
-            dense_rank, dense_score = info.get("dense", {}).get(memory_id, (None, None))
-            bm25_rank, bm25_score = info.get("bm25", {}).get(memory_id, (None, None))
-            context_rank, context_score = info.get("context", {}).get(memory_id, (None, None))
+        def scores_for(item: Candidate) -> HitScores:
+            dense_rank, dense_score = ranks.get("dense", {}).get(item.id, (None, None))
+            bm25_rank, bm25_score = ranks.get("bm25", {}).get(item.id, (None, None))
+            context_rank, context_score = ranks.get("context", {}).get(item.id, (None, None))
             return HitScores(
                 dense_rank=dense_rank,
                 dense_similarity=None if dense_score is None else round(dense_score, 6),
@@ -250,119 +401,23 @@ class SearchPipeline:
                 bm25_score=None if bm25_score is None else round(bm25_score, 6),
                 context_rank=context_rank,
                 context_score=None if context_score is None else round(context_score, 6),
-                rrf_score=round(rrf_score, 8),
-                rerank_score=rerank_score,
-                blended_score=blended,
+                rrf_score=round(item.fused, 8),
+                rerank_score=item.rerank,
+                blended_score=item.blended,
             )
-
-        # (memory id, RRF score, rerank score, blended score), in the final order.
-        ordered: list[tuple[str, float, float | None, float | None]] = [(i, s, None, None) for i, s in fused]
-        method = "rrf_hybrid"
-        reranked_count = 0
-        reranker_model: str | None = None
-        notes: list[str] = []
-        hybrid = self._describe(arms)
-        if not request.rerank:
-            message = f"{hybrid}; reranking was not requested (rerank=false)."
-        elif not fused:
-            message = f"{hybrid}; no memory matched, so there was nothing to rerank."
-        elif request.deadline_ms is not None and self._time_left(started, request) <= 0:
-            spent = _ms(time.perf_counter() - started)
-            message = (
-                f"{hybrid}, not reranked: the first stage took {spent:g} ms of the search's deadline_ms "
-                f"({request.deadline_ms} ms), which left no time for the cross-encoder."
-            )
-        else:
-            window = fused[: request.rerank_top_k]  # its records were read in first_stage
-            head = [(memory_id, score) for memory_id, score in window if memory_id in records]
-            texts = [records[memory_id].text for memory_id, _ in head]
-            outcome, used, remote_failure, remote_seconds = await self._rerank(request, started, texts)
-            if outcome.attempted or remote_seconds:
-                timings["rerank_ms"] = _ms(outcome.seconds + remote_seconds)
-            if outcome.scores is None:
-                why = outcome.reason
-                if remote_failure:
-                    why = f"{remote_failure.rstrip('.')}; the local cross-encoder: {outcome.reason}"
-                message = f"{hybrid}, not reranked: {why}"
-            else:
-                method = "rrf_hybrid+remote_rerank" if used is self.remote else "rrf_hybrid+rerank"
-                reranker_model = self._model_name(used)
-                # Under load the queue may admit only the best-fused part of the head; the rest keeps its order.
-                reranked_count = len(outcome.scores)
-                trimmed = outcome.note
-                reranked, how = self._reorder(head[:reranked_count], outcome.scores, used)
-                rest = [(memory_id, score, None, None) for memory_id, score in head[reranked_count:]]
-                ordered = reranked + rest + ordered[len(window) :]
-                by = f"the cross-encoder {used.model!r}"
-                if used is self.remote:
-                    by = f"the remote reranker {reranker_model}"
-                message = f"{hybrid}, top {reranked_count} reranked by {by}{how}."
-                if remote_failure:
-                    message += f" The local cross-encoder stood in because {remote_failure.rstrip('.')}."
-                if trimmed:
-                    message += f" {trimmed}."
-
-        if request.min_score is not None:
-            if reranked_count:
-                ordered = [item for item in ordered if item[2] is not None and item[2] >= request.min_score]
-            else:
-                notes.append("min_score was not applied because it compares rerank scores and nothing was reranked.")
-
-        if request.diversity > 0 and ordered:
-            t0 = time.perf_counter()
-            ordered, note = await self._diversify(ordered, reranked_count, request)
-            timings["mmr_ms"] = _ms(time.perf_counter() - t0)
-            method += "+mmr"
-            notes.append(note)
-
-        shown = ordered[: request.top_k]
-        t0 = time.perf_counter()
-        await self._hydrate(records, [item[0] for item in shown])
-        timings["hydrate_ms"] = _ms(time.perf_counter() - t0)
 
         def build_hits() -> list[Hit]:
-            return [
-                _hit(
-                    records[memory_id],
-                    rrf_score,
-                    rerank_score,
-                    blended,
-                    scores_for(memory_id, rrf_score, rerank_score, blended),
-                    request,
-                )
-                for memory_id, rrf_score, rerank_score, blended in shown
-                if memory_id in records
-            ]
+            return [_hit(records[item.id], item, scores_for(item), request) for item in shown if item.id in records]
 
         # A snippet scans every word of its memory: off the event loop when there is one to make.
         long_texts = request.max_chars is not None and any(
-            len(records[memory_id].text) > request.max_chars for memory_id, *_ in shown if memory_id in records
+            len(records[item.id].text) > request.max_chars for item in shown if item.id in records
         )
-        hits = await anyio.to_thread.run_sync(build_hits) if long_texts else build_hits()
-        timings["total_ms"] = _ms(time.perf_counter() - started)
-        return SearchResponse(
-            query=request.query,
-            hits=hits,
-            search_method=method,
-            message=" ".join([message, *notes]),
-            reranker_model=reranker_model,
-            candidates=SearchCandidates(
-                dense=len(arms.get("dense", [])),
-                bm25=len(arms.get("bm25", [])),
-                context=len(arms["context"]) if "context" in arms else None,
-                fused=len(fused),
-                reranked=reranked_count,
-            ),
-            fusion=SearchFusion(
-                method=self.settings.fusion,
-                rrf_k=self.settings.rrf_k,
-                weights={arm: round(weight, 6) for arm, weight in weights.items()},
-                coverage={arm: None if value is None else round(value, 6) for arm, value in coverage.items()},
-                context=context,
-                coherence=None if coherence is None else round(coherence, 6),
-            ),
-            timings_ms=timings,
-        )
+        return await anyio.to_thread.run_sync(build_hits) if long_texts else build_hits()
+
+    def _depth(self, request: SearchRequest) -> int:
+        """Candidates per arm: the configured depth, or more when the caller shows or reranks more."""
+        return max(self.settings.candidate_depth, request.top_k, request.rerank_top_k)
 
     async def _rerank(
         self, request: SearchRequest, started: float, texts: list[str]
@@ -401,19 +456,16 @@ class SearchPipeline:
         return reranker.model
 
     async def _diversify(
-        self, ordered: list[tuple[str, float, float | None, float | None]], reranked: int, request: SearchRequest
-    ) -> tuple[list[tuple[str, float, float | None, float | None]], str]:
+        self, ordered: list[Candidate], reranked: int, request: SearchRequest
+    ) -> tuple[list[Candidate], str]:
         """The hits picked by maximal marginal relevance (``diversity.mmr``) from the reranked candidates
         (the top ``rerank_top_k`` fused ones when nothing was reranked), by their final scores; the rest
         follow in their order. Each memory's own stored vector measures how alike two hits are."""
         pool = ordered[: reranked or request.rerank_top_k]
-        vectors = await anyio.to_thread.run_sync(self.store.vectors, [item[0] for item in pool])
+        vectors = await anyio.to_thread.run_sync(self.store.vectors, [item.id for item in pool])
         dimension = len(next(iter(vectors.values()))) if vectors else 1
-        matrix = np.stack([vectors.get(item[0], np.zeros(dimension, dtype=np.float32)) for item in pool])
-        relevance = [
-            blended if blended is not None else rerank if rerank is not None else fused
-            for _, fused, rerank, blended in pool
-        ]
+        matrix = np.stack([vectors.get(item.id, np.zeros(dimension, dtype=np.float32)) for item in pool])
+        relevance = [item.score for item in pool]
         picked = mmr(relevance, matrix, top_k=min(request.top_k, len(pool)), diversity=request.diversity)
         chosen = set(picked)
         rest = [item for i, item in enumerate(pool) if i not in chosen]
@@ -469,13 +521,11 @@ class SearchPipeline:
             fused = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=settings.rrf_k, weights=weights)
         return fused, weights, coverage
 
-    def _reorder(
-        self, head: list[tuple[str, float]], scores: list[float], reranker: Reranker
-    ) -> tuple[list[tuple[str, float, float | None, float | None]], str]:
+    def _reorder(self, head: list[Candidate], scores: list[float], reranker: Reranker) -> tuple[list[Candidate], str]:
         """The reranked head in its final order, and how that order was made (for the message).
 
-        With the reranker's blend weight below 1, the order follows its scores blended with the RRF
-        scores (``fusion.blend_scores``); at 1 it follows the cross-encoder alone.
+        With the reranker's blend weight below 1, the order follows its scores blended with the hybrid's
+        (``fusion.blend_scores``); at 1 it follows the cross-encoder alone.
         """
         weight = reranker.blend
         blended: list[float | None]
@@ -483,21 +533,14 @@ class SearchPipeline:
             keys, how = scores, ""
             blended = [None] * len(head)
         else:
-            keys = blend_scores(scores, [rrf_score for _, rrf_score in head], weight)
+            keys = blend_scores(scores, [item.fused for item in head], weight)
             blended = [round(key, 6) for key in keys]
             how = f", blended with the hybrid order (cross-encoder weight {weight:g}, standardized scores)"
         order = sorted(range(len(head)), key=lambda i: -keys[i])
-        return [(head[i][0], head[i][1], scores[i], blended[i]) for i in order], how
+        return [Candidate(head[i].id, head[i].fused, scores[i], blended[i]) for i in order], how
 
 
-def _hit(
-    record: MemoryRecord,
-    rrf_score: float,
-    rerank_score: float | None,
-    blended: float | None,
-    scores: HitScores,
-    request: SearchRequest,
-) -> Hit:
+def _hit(record: MemoryRecord, item: Candidate, scores: HitScores, request: SearchRequest) -> Hit:
     """The hit as the caller sees it: scores and order were settled on the whole text; only what is
     shown of a long memory is cut to ``request.max_chars``."""
     text = record.text
@@ -515,6 +558,6 @@ def _hit(
         created_at=record.created_at,
         updated_at=record.updated_at,
         metadata=record.metadata,
-        score=blended if blended is not None else rerank_score if rerank_score is not None else round(rrf_score, 8),
+        score=item.score if item.rerank is not None else round(item.fused, 8),
         scores=scores,
     )
