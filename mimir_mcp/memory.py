@@ -41,13 +41,16 @@ from mimir_mcp.models import (
     RecordFilter,
     RememberedMemory,
     RememberResponse,
+    RerankDocument,
+    RerankedDocument,
+    RerankResponse,
     SearchResponse,
     SearchStats,
     StatusResponse,
     StoreStatus,
     UpdateResponse,
 )
-from mimir_mcp.rerank import LocalCrossEncoder, Reranker
+from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
 from mimir_mcp.rerank.remote import RemoteReranker
@@ -375,6 +378,31 @@ class MemoryService:
         self._total_search_ms += response.timings_ms["total_ms"]
         self._last_timings = response.timings_ms
         return response
+
+    async def rerank(
+        self, query: str, documents: list[RerankDocument], *, top_k: int | None = None, min_score: float | None = None
+    ) -> RerankResponse:
+        """Any candidates scored for ``query`` by the local cross-encoder, best first, through the same queue
+        as search's reranks; raises when it cannot score (there is no order to fall back to)."""
+        started = time.perf_counter()
+        outcome = await rerank_or_raise(self.reranker, query, [item.text for item in documents], self.rerank_queue)
+        scores = outcome.scores
+        assert scores is not None
+        ranked = sorted(range(len(documents)), key=lambda i: -scores[i])
+        results = [
+            RerankedDocument(index=i, id=documents[i].id, text=documents[i].text, score=scores[i])
+            for i in ranked
+            if min_score is None or scores[i] >= min_score
+        ][:top_k]
+        return RerankResponse(
+            query=query,
+            results=results,
+            model=self.reranker.model,
+            timings_ms={
+                "rerank_ms": round(outcome.seconds * 1000, 2),
+                "total_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
 
     def _sync_due(self, backend: _Backend) -> bool:
         """Whether to compare counts before this search. Embedded: when Chroma's files changed since

@@ -6,7 +6,6 @@ server starts, so the ``initialize`` answer never waits for them.
 """
 
 import logging
-import time
 import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,13 +30,11 @@ from mimir_mcp.models import (
     RecordFilter,
     RememberResponse,
     RerankDocument,
-    RerankedDocument,
     RerankResponse,
     SearchResponse,
     StatusResponse,
     UpdateResponse,
 )
-from mimir_mcp.rerank import rerank_or_raise
 from mimir_mcp.resources import MemoryResources
 from mimir_mcp.search import SearchRequest
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
@@ -283,7 +280,6 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         Each result keeps its original `index` (and `id`, if given). If no cross-encoder is available
         this returns an error saying why and how to configure one.
         """
-        started = time.perf_counter()
         checked_query = check_query("query", query, limits.max_query_chars)
         if not documents:
             raise InvalidInputError("documents", "give at least one document")
@@ -296,27 +292,8 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
             item.text = check_text(f"documents[{index}].text", item.text, limits.max_text_bytes)
             if item.id is not None:
                 check_label(f"documents[{index}].id", item.id)
-        limit = len(items) if top_k is None else check_count("top_k", top_k, limits.max_rerank_documents)
-        threshold = check_min_score("min_score", min_score)
-        outcome = await rerank_or_raise(
-            memory.reranker, checked_query, [item.text for item in items], memory.rerank_queue
-        )
-        assert outcome.scores is not None
-        ranked = sorted(range(len(items)), key=lambda i: -outcome.scores[i])  # type: ignore[index]
-        results = [
-            RerankedDocument(index=i, id=items[i].id, text=items[i].text, score=outcome.scores[i])
-            for i in ranked
-            if threshold is None or outcome.scores[i] >= threshold
-        ][:limit]
-        return RerankResponse(
-            query=checked_query,
-            results=results,
-            model=memory.reranker.model,
-            timings_ms={
-                "rerank_ms": round(outcome.seconds * 1000, 2),
-                "total_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        limit = None if top_k is None else check_count("top_k", top_k, limits.max_rerank_documents)
+        return await memory.rerank(checked_query, items, top_k=limit, min_score=check_min_score("min_score", min_score))
 
     @server.tool(annotations=read_only)
     async def list_memories(
