@@ -30,8 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mimir-mcp",
         description="A shared, searchable memory for AI agents over MCP (stdio, SSE or streamable HTTP).",
         epilog="Every setting can also be given as a MIMIR_* environment variable; see docs/configuration.md. "
-        "Other commands: `mimir-mcp eval --help`, `mimir-mcp finetune-reranker --help`, `mimir-mcp bench --help`, "
-        "`mimir-mcp stress --help`, `mimir-mcp export --help`, `mimir-mcp import --help`, `mimir-mcp reindex --help`.",
+        "Other commands: " + ", ".join(f"`mimir-mcp {name} --help`" for name in COMMANDS) + ".",
     )
     parser.add_argument("--version", action="version", version=f"mimir-mcp {__version__}")
     parser.add_argument(
@@ -684,20 +683,8 @@ def reindex_main(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if argv and argv[0] == "eval":
-        return eval_main(argv[1:])
-    if argv and argv[0] == "finetune-reranker":
-        return finetune_main(argv[1:])
-    if argv and argv[0] == "bench":
-        return bench_main(argv[1:])
-    if argv and argv[0] == "stress":
-        return stress_main(argv[1:])
-    if argv and argv[0] == "export":
-        return export_main(argv[1:])
-    if argv and argv[0] == "import":
-        return import_main(argv[1:])
-    if argv and argv[0] == "reindex":
-        return reindex_main(argv[1:])
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
     if argv and argv[0] == "serve":
         argv = argv[1:]
     return serve_main(argv)
@@ -764,3 +751,15 @@ def serve_main(argv: Sequence[str]) -> int:
         service.close()
         logger.info("mimir-mcp stopped")
     return 0
+
+
+# The commands beside serving (``mimir-mcp`` alone or ``mimir-mcp serve``), each with its own parser.
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "eval": eval_main,
+    "finetune-reranker": finetune_main,
+    "bench": bench_main,
+    "stress": stress_main,
+    "export": export_main,
+    "import": import_main,
+    "reindex": reindex_main,
+}
