@@ -50,6 +50,7 @@ from mimir_mcp.models import (
     StoreStatus,
     UpdateResponse,
 )
+from mimir_mcp.repair import RepairReport, rebuild_from_catalogue
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
@@ -147,6 +148,8 @@ class MemoryService:
         self._recounting = threading.Lock()
         self._stored_since_freeze = 0
         self._searching = 0  # searches in flight: while any is, Chroma writes are paced (store.write_duty)
+        # Set when opening found a collection Chroma could not read and rebuilt it (repair.py); for status.
+        self.repair: RepairReport | None = None
         # Concurrent remembers share one store write (see _commit).
         self._commits: GroupCommit[tuple[list[MemoryRecord], np.ndarray], set[str]] = GroupCommit(
             self._commit, duty=settings.store.write_duty, contended=lambda: self._searching > 0
@@ -190,9 +193,16 @@ class MemoryService:
 
     def _open_backend(self) -> _Backend:
         model = self.settings.embedding.model
-        store = MemoryStore(self.settings.store, make_embedding_function(self.embedder.encode, model), model=model)
+        function = make_embedding_function(self.embedder.encode, model)
+        store = MemoryStore(self.settings.store, function, model=model)
         with store.writing():
             lexical = LexicalIndex(self._lexical_path(store))
+            damage = store.damage() if store.kind == "embedded" else None
+            if damage is not None:
+                self.repair = rebuild_from_catalogue(
+                    self.settings.store, store, lexical, self.embedder.encode, model, damage
+                )
+                store = MemoryStore(self.settings.store, function, model=model)
             self._reconcile(store, lexical)
             if lexical.catalogue.meta("chroma_created_ts") is None:
                 # Stores written before time filters existed have no numeric creation time in Chroma.
@@ -707,6 +717,11 @@ class MemoryService:
                 memories=store_count,
                 namespaces=namespaces,
                 counted_s_ago=round(age, 3),
+                repaired=None
+                if self.repair is None
+                else f"{self.repair.at}: Chroma could not read the collection ({self.repair.reason}); rebuilt from "
+                f"the record catalogue, {self.repair.memories} memories re-embedded; the damaged collection is kept "
+                f"as {self.repair.kept_as!r}",
             )
             bm25 = LexicalStatus(
                 backend="in-memory BM25 (k1=1.2, b=0.75, Porter stemming, folded accents, CJK bigrams), "

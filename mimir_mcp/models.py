@@ -347,6 +347,12 @@ class StoreStatus(BaseModel):
         description="How old the counts are. This process's own writes count at once; others' are counted again in "
         "the background when a status finds the counts over a second old, so status never waits for a count.",
     )
+    repaired: str | None = Field(
+        default=None,
+        description="Set when this process found the collection unreadable (a process killed while Chroma wrote "
+        "its files) and rebuilt it from the record catalogue: when, how many memories, and where the damaged "
+        "collection is kept.",
+    )
 
 
 class LexicalStatus(BaseModel):

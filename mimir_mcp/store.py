@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,9 @@ CHROMA_BATCH = 1000
 # Suffixes of the collections ``reindex`` builds and retires beside the live one.
 REINDEX_SUFFIX = "-reindex"
 PREVIOUS_SUFFIX = "-previous"
+# A collection rebuilt from the record catalogue (``repair``), and the name a damaged one is kept under.
+REPAIR_SUFFIX = "-repair"
+DAMAGED_SUFFIX = "-damaged-"
 
 
 def to_chroma_metadata(record: MemoryRecord) -> dict[str, Any]:
@@ -248,15 +252,47 @@ class MemoryStore:
         away only after the new one is complete, so either the complete new one or the old one exists."""
         names = self._collection_names()
         fresh, previous = self.name + REINDEX_SUFFIX, self.name + PREVIOUS_SUFFIX
+        repaired = self.name + REPAIR_SUFFIX
         if self.name not in names:
             if fresh in names and (self._client.get_collection(fresh).metadata or {}).get("reindex_complete"):
                 self._client.get_collection(fresh).modify(name=self.name)
                 logger.warning("reindex: finished an interrupted switch-over to the re-embedded collection")
+            elif repaired in names and (self._client.get_collection(repaired).metadata or {}).get("repair_complete"):
+                self._client.get_collection(repaired).modify(name=self.name)
+                logger.warning("store: finished an interrupted switch-over to the rebuilt collection")
             elif previous in names:
                 self._client.get_collection(previous).modify(name=self.name)
                 logger.warning("reindex: restored the collection an interrupted switch-over had set aside")
         elif previous in self._collection_names():
             self._client.delete_collection(previous)
+
+    def damage(self) -> str | None:
+        """Why Chroma cannot read this embedded collection, or ``None`` when it can: a count, a read and a
+        load of the vector index, the three things a torn write of its files breaks (a process killed
+        while Chroma wrote them; chroma-core/chroma#7678). Under the lock."""
+        from chromadb.errors import InternalError
+
+        try:
+            self._collection.count()
+            self._collection.get(limit=1, include=[])
+            self._load_index()
+        except InternalError as exc:
+            return str(exc)
+        return None
+
+    def drop_collection(self, name: str) -> None:
+        """Delete another collection of this store (an unfinished rebuild), if it exists."""
+        if name in self._collection_names():
+            self._client.delete_collection(name)
+
+    def replace_with(self, name: str) -> str:
+        """Keep this collection under a ``DAMAGED_SUFFIX`` name and give its name to the collection ``name``
+        (complete, marked so that an interrupted switch-over is finished on the next open). Returns the
+        name the old one is kept under."""
+        kept = f"{self.name}{DAMAGED_SUFFIX}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        self._client.get_collection(self.name).modify(name=kept)
+        self._client.get_collection(name).modify(name=self.name)
+        return kept
 
     def collection_meta(self) -> dict[str, Any]:
         """The collection's own metadata, read afresh (another process may have changed it)."""

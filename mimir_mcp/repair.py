@@ -1,0 +1,99 @@
+"""Rebuilding an embedded collection that Chroma can no longer read, from the record catalogue.
+
+A process killed while Chroma writes its vector index (``kill -9``, the OOM killer, a power cut) can
+leave the index files torn; from then on every read of the collection fails ("Failed to apply logs to
+the hnsw segment writer", chroma-core/chroma#7678) and a server on that data dir could not start. The
+catalogue is a SQLite database written in transactions, after Chroma, for every change: it holds every
+acknowledged change, at most without the one in flight, which was never acknowledged. Re-embedding its
+memories gives a working collection. The damaged one is kept under another name, never deleted.
+
+Crash-safe like ``reindex``: the new collection is filled beside the damaged one and marked complete
+before the two are renamed, and ``MemoryStore`` finishes an interrupted switch-over when it next opens.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from mimir_mcp.config import StoreSettings
+from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.store import REPAIR_SUFFIX, MemoryStore, make_embedding_function
+
+logger = logging.getLogger(__name__)
+
+REPAIR_BATCH = 256
+
+
+class RepairReport(BaseModel):
+    """What a rebuild did, for the log and ``status``."""
+
+    at: str = Field(description="When it finished (UTC, ISO 8601).")
+    reason: str = Field(description="What Chroma said when the damaged collection was read.")
+    memories: int = Field(description="Memories re-embedded from the catalogue.")
+    kept_as: str = Field(description="The name the damaged collection is kept under.")
+    seconds: float
+
+
+def rebuild_from_catalogue(
+    settings: StoreSettings,
+    damaged: MemoryStore,
+    lexical: LexicalIndex,
+    encode: Callable[[list[str]], np.ndarray],
+    model: str,
+    reason: str,
+    *,
+    batch_size: int = REPAIR_BATCH,
+) -> RepairReport:
+    """Fill a new collection with every memory of the catalogue, embedded again, then give it the damaged
+    collection's name. The caller holds the store lock and opens the store again afterwards."""
+    started = time.perf_counter()
+    fresh_name = settings.collection + REPAIR_SUFFIX
+    damaged.drop_collection(fresh_name)  # an interrupted rebuild: start again
+    fresh = MemoryStore(
+        settings.model_copy(update={"collection": fresh_name}), make_embedding_function(encode, model), model=model
+    )
+    ids = sorted(lexical.ids())
+    logger.warning(
+        "store: Chroma cannot read the collection %r (%s); rebuilding it from the record catalogue: %d memories",
+        settings.collection,
+        reason,
+        len(ids),
+    )
+    for start in range(0, len(ids), batch_size):
+        found = lexical.get(ids[start : start + batch_size])
+        records = [found[memory_id] for memory_id in ids[start : start + batch_size] if memory_id in found]
+        if records:
+            vectors = encode([record.text for record in records])
+            fresh.add(records, vectors)
+            fresh.record_dimension(int(vectors.shape[1]))
+        if len(ids) > batch_size:
+            logger.warning("store: rebuilt %d/%d memories", min(start + batch_size, len(ids)), len(ids))
+    carried = {
+        key: value
+        for key, value in damaged.collection_meta().items()
+        if key not in {"embedding_model", "embedding_dimension", "repair_complete"}
+    }
+    # A new generation: every other process sharing the store reconciles with the rebuilt collection.
+    fresh.set_collection_meta(**{**carried, "mimir_generation": uuid.uuid4().hex, "repair_complete": True})
+    kept_as = damaged.replace_with(fresh_name)
+    report = RepairReport(
+        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        reason=reason,
+        memories=len(ids),
+        kept_as=kept_as,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    logger.warning(
+        "store: rebuilt the collection %r from the catalogue (%d memories, %.1f s); the damaged one is kept as %r",
+        settings.collection,
+        report.memories,
+        report.seconds,
+        kept_as,
+    )
+    return report

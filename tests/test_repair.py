@@ -1,0 +1,159 @@
+"""A collection Chroma can no longer read (a process killed while Chroma wrote its vector index) is rebuilt
+from the record catalogue when the store is opened, with nothing acknowledged lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chromadb.api.shared_system_client import SharedSystemClient
+
+from mimir_mcp.memory import MemoryService
+from mimir_mcp.models import MemoryInput
+from mimir_mcp.search import SearchRequest
+from mimir_mcp.store import DAMAGED_SUFFIX, REPAIR_SUFFIX, MemoryStore
+
+pytestmark = pytest.mark.anyio
+
+TEXTS = [
+    f"note {n}: the {word} decision about the {topic}"
+    for n, (word, topic) in enumerate(
+        (w, t)
+        for w in ("first", "second", "third", "fourth", "fifth")
+        for t in ("schema", "deploy", "ledger", "canary")
+    )
+]
+
+
+def damage(data_dir: Path) -> None:
+    """What a torn write of the vector index leaves: unreadable index metadata in the HNSW segment. Then
+    this process forgets the store it had open (Chroma keeps one per path), as a new process would."""
+    segments = [path for path in (data_dir / "chroma").iterdir() if (path / "header.bin").exists()]
+    assert segments, "the store has no vector segment on disk"
+    for segment in segments:
+        (segment / "index_metadata.pickle").write_bytes(b"\x80\x04torn")
+    SharedSystemClient.clear_system_cache()
+
+
+def chroma_reads(data_dir: Path, collection: str) -> str:
+    """What a plain Chroma client says when it counts the collection (in a child: a clean process)."""
+    script = (
+        "import chromadb, sys\n"
+        f"c = chromadb.PersistentClient(path={str(data_dir / 'chroma')!r})\n"
+        "try:\n"
+        f"    print('count', c.get_collection({collection!r}).count())\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120).stdout
+
+
+def request(query: str, namespace: str | None = None) -> SearchRequest:
+    return SearchRequest(query=query, top_k=5, rerank=False, rerank_top_k=10, namespace=namespace)
+
+
+async def fill(service: MemoryService) -> dict[str, dict]:
+    """Memories in two namespaces, with tags, metadata, a forget and both kinds of update; returns what
+    the catalogue holds afterwards, by id."""
+    first = await service.remember(
+        [MemoryInput(text=text, namespace="alpha", tags=["t"], metadata={"n": n}) for n, text in enumerate(TEXTS[:12])]
+    )
+    await service.remember([MemoryInput(text=text, namespace="beta", agent="writer") for text in TEXTS[12:]])
+    await service.forget(first.ids[:2], None, confirm=False, dry_run=False)
+    await service.update(first.ids[2], tags=["changed"], metadata={"n": 99})
+    await service.update(first.ids[3], text="note 3, rewritten: the ledger schema moves to Postgres")
+    _, lexical = service.storage()
+    return {memory_id: record.model_dump() for memory_id, record in lexical.get(sorted(lexical.ids())).items()}
+
+
+async def test_an_unreadable_collection_is_rebuilt_from_the_catalogue(settings, embedder, reranker):
+    data_dir = Path(settings.store.data_dir)
+    first = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        before = await fill(first)
+    finally:
+        first.close()
+    assert len(before) == len(TEXTS) - 2 + 1 - 1  # two forgotten; the rewritten one replaced
+    damage(data_dir)
+    assert "InternalError" in chroma_reads(data_dir, settings.store.collection)
+
+    second = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        store, lexical = second.storage()
+        assert store.all_ids() == set(before)
+        assert {record.id: record.model_dump() for record in store.get(sorted(before))} == before
+        status = await second.status()
+        assert status.store.memories == len(before) and status.bm25 is not None and status.bm25.in_sync
+        assert status.store.repaired is not None and "rebuilt from the record catalogue" in status.store.repaired
+        assert second.repair is not None and second.repair.memories == len(before)
+        # The vectors are back: a memory's own text finds it first in the dense arm, in its namespace.
+        found = await second.search(request("note 3, rewritten: the ledger schema moves to Postgres", "alpha"))
+        assert found.hits[0].text.startswith("note 3, rewritten") and found.hits[0].scores.dense_rank == 1
+        kept = second.repair.kept_as
+        assert kept.startswith(settings.store.collection + DAMAGED_SUFFIX)
+    finally:
+        second.close()
+    assert chroma_reads(data_dir, settings.store.collection).strip() == f"count {len(before)}"
+    assert "InternalError" in chroma_reads(data_dir, kept)  # kept as it was, not deleted
+
+    third = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        store, _ = third.storage()
+        assert third.repair is None and store.all_ids() == set(before)
+    finally:
+        third.close()
+
+
+async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(settings, embedder, reranker, monkeypatch):
+    data_dir = Path(settings.store.data_dir)
+    first = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        before = await fill(first)
+    finally:
+        first.close()
+    damage(data_dir)
+
+    # Killed while filling the new collection: the damaged one still has the live name.
+    calls = {"add": 0}
+    original_add = MemoryStore.add
+
+    def add_then_die(self: MemoryStore, records, embeddings) -> None:
+        calls["add"] += 1
+        original_add(self, records[:3], embeddings[:3])
+        raise RuntimeError("killed while filling")
+
+    monkeypatch.setattr(MemoryStore, "add", add_then_die)
+    second = MemoryService(settings, embedder=embedder, reranker=reranker)
+    with pytest.raises(RuntimeError, match="killed while filling"):
+        second.storage()
+    second.close()
+    monkeypatch.setattr(MemoryStore, "add", original_add)
+    assert calls["add"] == 1
+
+    # Killed between the two renames: the live name is gone, the complete new collection waits.
+    original_replace = MemoryStore.replace_with
+
+    def rename_half_then_die(self: MemoryStore, name: str) -> str:
+        self._client.get_collection(self.name).modify(name=self.name + DAMAGED_SUFFIX + "x")
+        raise RuntimeError("killed between the renames")
+
+    monkeypatch.setattr(MemoryStore, "replace_with", rename_half_then_die)
+    third = MemoryService(settings, embedder=embedder, reranker=reranker)
+    with pytest.raises(RuntimeError, match="between the renames"):
+        third.storage()
+    third.close()
+    monkeypatch.setattr(MemoryStore, "replace_with", original_replace)
+    assert "NotFoundError" in chroma_reads(data_dir, settings.store.collection)
+    assert chroma_reads(data_dir, settings.store.collection + REPAIR_SUFFIX).strip() == f"count {len(before)}"
+
+    fourth = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        store, _ = fourth.storage()
+        assert fourth.repair is None  # nothing left to rebuild: the switch-over was finished
+        assert store.all_ids() == set(before)
+        found = await fourth.search(request(TEXTS[5], "alpha"))
+        assert found.hits[0].text == TEXTS[5] and found.hits[0].scores.dense_rank == 1
+    finally:
+        fourth.close()
