@@ -550,11 +550,38 @@ class _CheckedServer(MCPServer):
             # Worded as the SDK words a refusal raised inside a tool.
             raise ToolError(f"Error executing tool {name}: {exc}") from exc
         except ToolError as exc:
+            chroma = _chroma_internal_error(exc.__cause__)
+            if chroma is not None:
+                # Opening rebuilds an unreadable collection (repair.py); a running server cannot swap it under
+                # the searches and writes in flight, so it says what to do instead of "Error executing tool".
+                logger.error("%s: Chroma failed", name, exc_info=chroma)
+                raise ToolError(
+                    f"Error executing tool {name}: Chroma cannot read the memory store ({chroma}). If a process "
+                    "was killed while writing to it, restart mimir-mcp: it rebuilds the collection from its "
+                    "record catalogue when it opens the store (docs/operations.md)."
+                ) from chroma
             if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, MimirError):
                 raise ToolError(
                     f"Error executing tool {name}: {check_validation_error(exc.__cause__)}"
                 ) from exc.__cause__
             raise
+
+
+def _chroma_internal_error(error: BaseException | None) -> BaseException | None:
+    """Chroma's internal error (a damaged collection, among others) if that is what ``error`` is or holds
+    (a search's arms run in a task group, which raises a group). chromadb is loaded by then (the store is
+    open), so importing its errors costs nothing."""
+    if error is None:
+        return None
+    from chromadb.errors import InternalError
+
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _chroma_internal_error(inner)
+            if found is not None:
+                return found
+        return None
+    return error if isinstance(error, InternalError) else None
 
 
 def _record_filter(

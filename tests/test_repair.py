@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
+from chromadb.errors import InternalError
 
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.search import SearchRequest
 from mimir_mcp.store import DAMAGED_SUFFIX, REPAIR_SUFFIX, MemoryStore
+from tests.conftest import call, call_error
 
 pytestmark = pytest.mark.anyio
 
@@ -157,3 +159,19 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
         assert found.hits[0].text == TEXTS[5] and found.hits[0].scores.dense_rank == 1
     finally:
         fourth.close()
+
+
+async def test_a_store_that_breaks_while_running_is_reported_with_what_to_do(client, service, monkeypatch):
+    await call(client, "remember", {"text": "the canary goes out before the full deploy"})
+    store, _ = service.storage()
+
+    def unreadable(*args, **kwargs):
+        raise InternalError("Error executing plan: Failed to apply logs to the hnsw segment writer")
+
+    monkeypatch.setattr(store, "query", unreadable)
+    message = await call_error(client, "search", {"query": "canary", "rerank": False})
+    assert "Chroma cannot read the memory store" in message
+    assert "hnsw segment writer" in message and "restart mimir-mcp" in message
+    monkeypatch.undo()
+    result = await call(client, "search", {"query": "canary", "rerank": False})
+    assert result["hits"][0]["text"].startswith("the canary")
