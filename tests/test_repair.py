@@ -11,6 +11,7 @@ import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.errors import InternalError
 
+from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.search import SearchRequest
@@ -175,3 +176,24 @@ async def test_a_store_that_breaks_while_running_is_reported_with_what_to_do(cli
     monkeypatch.undo()
     result = await call(client, "search", {"query": "canary", "rerank": False})
     assert result["hits"][0]["text"].startswith("the canary")
+
+
+async def test_without_a_catalogue_nothing_is_rebuilt_and_the_error_says_why(settings, embedder, reranker):
+    data_dir = Path(settings.store.data_dir)
+    first = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        await first.remember([MemoryInput(text=text) for text in TEXTS[:5]])
+    finally:
+        first.close()
+    damage(data_dir)
+    (data_dir / f"bm25-{settings.store.collection}.sqlite3").unlink()
+
+    second = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        with pytest.raises(StoreUnavailableError, match="no record catalogue to rebuild it from"):
+            second.storage()
+    finally:
+        second.close()
+    # Nothing was renamed or emptied: the damaged collection still holds the name, for a restore.
+    assert "InternalError" in chroma_reads(data_dir, settings.store.collection)
+    assert "NotFoundError" in chroma_reads(data_dir, settings.store.collection + REPAIR_SUFFIX)
