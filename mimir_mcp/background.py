@@ -76,7 +76,15 @@ class _ExitGuard:
 
 
 _exit_guard = _ExitGuard()
-atexit.register(_exit_guard.exit)
+# Before any atexit handler: torch and onnxruntime register theirs after this module is imported, and
+# atexit runs the last registered first, so from atexit the wait came after their teardown had begun (an
+# abort in about half the runs of a short script). ``threading._register_atexit`` runs when the main thread
+# finishes, before atexit (concurrent.futures uses it for the same reason).
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_exit_guard.exit)
+else:  # pragma: no cover - every CPython from 3.9 has it
+    atexit.register(_exit_guard.exit)
 
 
 def inference_while_loading() -> AbstractContextManager[bool]:

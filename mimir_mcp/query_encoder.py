@@ -134,13 +134,13 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQuery
     tokenizer = model.tokenizer
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in tokenizer.model_input_names]
     path = build_query_model(folder, cache_dir, names)
-    # One thread per run: queries run several at once, and a large batch runs once per core (Embedder).
-    encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256), threads=1)
     # Guard against a graph that does not reproduce the model (a custom architecture, say).
     sample = ["a short query", "a somewhat longer query about what the memory server stores"]
     with inference_while_loading() as allowed:  # a loading thread: the process may be exiting
         if not allowed:
             raise RuntimeError("the process is exiting")
+        # One thread per run: queries run several at once, and a large batch runs once per core (Embedder).
+        encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256), threads=1)
         expected = model.encode(sample, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         difference = float(np.abs(encoder.encode(sample) - expected).max())
     if difference > 1e-4:

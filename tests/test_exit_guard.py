@@ -1,5 +1,7 @@
 """The exit waits for inference in flight in a loading thread, and none starts after."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -45,3 +47,35 @@ def test_exit_gives_up_after_its_timeout():
     assert 0.15 <= time.monotonic() - started < 2
     release.set()
     thread.join(5)
+
+
+def test_the_guard_waits_before_any_atexit_handler_runs():
+    # torch and onnxruntime register atexit handlers after mimir_mcp.background is imported, and atexit runs
+    # the last registered first: the guard must have finished waiting before any of them starts.
+    script = (
+        "import atexit\n"
+        "from mimir_mcp import background\n"
+        "atexit.register(lambda: print('exiting before atexit:', background._exit_guard._exiting))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "exiting before atexit: True"
+
+
+def test_a_process_that_ends_while_the_models_load_exits_cleanly(tmp_path):
+    # A short script: the store answers, the process ends while the ONNX query encoder is still being
+    # opened and checked in a loading thread. Before the guard ran ahead of atexit, half such runs aborted.
+    script = (
+        "import asyncio, sys\n"
+        "from mimir_mcp.config import Settings\n"
+        "from mimir_mcp.memory import MemoryService\n"
+        "from mimir_mcp.models import MemoryInput\n"
+        f"settings = Settings(store={{'data_dir': {str(tmp_path / 'data')!r}}}, reranker={{'enabled': False}})\n"
+        "service = MemoryService(settings)\n"
+        "service.start()\n"
+        "asyncio.run(service.remember([MemoryInput(text=f'memory {n}') for n in range(20)]))\n"
+        "service.close()\n"
+    )
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]

@@ -171,7 +171,10 @@ class LocalCrossEncoder:
         torch_model = self._load.wait()
         folder = self._model_folder()
         onnx_path = build_int8_model(folder, self._onnx_cache_dir)
-        fast = OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length or 512))
+        with inference_while_loading() as allowed:  # opening a session starts onnxruntime's threads
+            if not allowed:
+                raise RuntimeError("the process is exiting")
+            fast = OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length or 512))
         self._calibrate(fast, self.settings.onnx_batch_size, "onnx-int8")
         return fast
 
