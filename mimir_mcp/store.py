@@ -272,6 +272,8 @@ class MemoryStore:
         while Chroma wrote them; chroma-core/chroma#7678). Under the lock."""
         from chromadb.errors import InternalError
 
+        # By name: another process may have rebuilt it while this one waited for the lock.
+        self._collection = self._open(self.name)
         try:
             self._collection.count()
             self._collection.get(limit=1, include=[])

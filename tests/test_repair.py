@@ -15,7 +15,7 @@ from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.search import SearchRequest
-from mimir_mcp.store import DAMAGED_SUFFIX, REPAIR_SUFFIX, MemoryStore
+from mimir_mcp.store import DAMAGED_SUFFIX, REPAIR_SUFFIX, MemoryStore, make_embedding_function
 from tests.conftest import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -71,21 +71,33 @@ async def fill(service: MemoryService) -> dict[str, dict]:
     return {memory_id: record.model_dump() for memory_id, record in lexical.get(sorted(lexical.ids())).items()}
 
 
+async def stored_then_torn(settings, embedder, reranker) -> dict[str, dict]:
+    """``fill`` a store, close it, then tear its vector index; returns what the catalogue holds."""
+    service = MemoryService(settings, embedder=embedder, reranker=reranker)
+    try:
+        before = await fill(service)
+    finally:
+        service.close()
+    damage(Path(settings.store.data_dir))
+    return before
+
+
 async def test_an_unreadable_collection_is_rebuilt_from_the_catalogue(settings, embedder, reranker):
     data_dir = Path(settings.store.data_dir)
-    first = MemoryService(settings, embedder=embedder, reranker=reranker)
-    try:
-        before = await fill(first)
-    finally:
-        first.close()
+    before = await stored_then_torn(settings, embedder, reranker)
     assert len(before) == len(TEXTS) - 2 + 1 - 1  # two forgotten; the rewritten one replaced
-    damage(data_dir)
     assert "InternalError" in chroma_reads(data_dir, settings.store.collection)
 
+    # Another process that opened the store at the same time, and waits for the lock meanwhile.
+    waiting = MemoryStore(
+        settings.store, make_embedding_function(embedder.encode, settings.embedding.model), model=None
+    )
     second = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
         store, lexical = second.storage()
         assert store.all_ids() == set(before)
+        with waiting.writing():
+            assert waiting.damage() is None  # it reads the rebuilt collection: nothing to rebuild again
         assert {record.id: record.model_dump() for record in store.get(sorted(before))} == before
         status = await second.status()
         assert status.store.memories == len(before) and status.bm25 is not None and status.bm25.in_sync
@@ -111,12 +123,7 @@ async def test_an_unreadable_collection_is_rebuilt_from_the_catalogue(settings, 
 
 async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(settings, embedder, reranker, monkeypatch):
     data_dir = Path(settings.store.data_dir)
-    first = MemoryService(settings, embedder=embedder, reranker=reranker)
-    try:
-        before = await fill(first)
-    finally:
-        first.close()
-    damage(data_dir)
+    before = await stored_then_torn(settings, embedder, reranker)
 
     # Killed while filling the new collection: the damaged one still has the live name.
     calls = {"add": 0}
@@ -127,27 +134,24 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
         original_add(self, records[:3], embeddings[:3])
         raise RuntimeError("killed while filling")
 
-    monkeypatch.setattr(MemoryStore, "add", add_then_die)
-    second = MemoryService(settings, embedder=embedder, reranker=reranker)
-    with pytest.raises(RuntimeError, match="killed while filling"):
-        second.storage()
-    second.close()
-    monkeypatch.setattr(MemoryStore, "add", original_add)
-    assert calls["add"] == 1
-
     # Killed between the two renames: the live name is gone, the complete new collection waits.
-    original_replace = MemoryStore.replace_with
-
     def rename_half_then_die(self: MemoryStore, name: str) -> str:
         self._client.get_collection(self.name).modify(name=self.name + DAMAGED_SUFFIX + "x")
         raise RuntimeError("killed between the renames")
 
-    monkeypatch.setattr(MemoryStore, "replace_with", rename_half_then_die)
-    third = MemoryService(settings, embedder=embedder, reranker=reranker)
-    with pytest.raises(RuntimeError, match="between the renames"):
-        third.storage()
-    third.close()
-    monkeypatch.setattr(MemoryStore, "replace_with", original_replace)
+    for attribute, dying, match in (
+        ("add", add_then_die, "while filling"),
+        ("replace_with", rename_half_then_die, "renames"),
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(MemoryStore, attribute, dying)
+            service = MemoryService(settings, embedder=embedder, reranker=reranker)
+            try:
+                with pytest.raises(RuntimeError, match=match):
+                    service.storage()
+            finally:
+                service.close()
+    assert calls["add"] == 1
     assert "NotFoundError" in chroma_reads(data_dir, settings.store.collection)
     assert chroma_reads(data_dir, settings.store.collection + REPAIR_SUFFIX).strip() == f"count {len(before)}"
 
@@ -180,12 +184,7 @@ async def test_a_store_that_breaks_while_running_is_reported_with_what_to_do(cli
 
 async def test_without_a_catalogue_nothing_is_rebuilt_and_the_error_says_why(settings, embedder, reranker):
     data_dir = Path(settings.store.data_dir)
-    first = MemoryService(settings, embedder=embedder, reranker=reranker)
-    try:
-        await first.remember([MemoryInput(text=text) for text in TEXTS[:5]])
-    finally:
-        first.close()
-    damage(data_dir)
+    await stored_then_torn(settings, embedder, reranker)
     (data_dir / f"bm25-{settings.store.collection}.sqlite3").unlink()
 
     second = MemoryService(settings, embedder=embedder, reranker=reranker)
