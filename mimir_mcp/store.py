@@ -244,6 +244,9 @@ class MemoryStore:
             name, embedding_function=self._embedding_function, configuration={"hnsw": {"space": "cosine"}}
         )
 
+    def _existing(self, name: str) -> Any:
+        return self._client.get_collection(name, embedding_function=self._embedding_function)
+
     def _collection_names(self) -> set[str]:
         return {str(getattr(item, "name", item)) for item in self._client.list_collections()}
 
@@ -272,8 +275,11 @@ class MemoryStore:
         while Chroma wrote them; chroma-core/chroma#7678). Under the lock."""
         from chromadb.errors import InternalError
 
-        # By name: another process may have rebuilt it while this one waited for the lock.
-        self._collection = self._open(self.name)
+        # By name: another process may have rebuilt it while this one waited for the lock (or been killed
+        # between the renames: finish that first). Never created here: an empty collection would pass.
+        if self.name not in self._collection_names():
+            self._recover_reindex()
+        self._collection = self._existing(self.name)
         try:
             self._collection.count()
             self._collection.get(limit=1, include=[])

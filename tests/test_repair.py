@@ -125,6 +125,10 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
     data_dir = Path(settings.store.data_dir)
     before = await stored_then_torn(settings, embedder, reranker)
 
+    # Another process, open since before all this, waiting for the lock.
+    waiting = MemoryStore(
+        settings.store, make_embedding_function(embedder.encode, settings.embedding.model), model=None
+    )
     # Killed while filling the new collection: the damaged one still has the live name.
     calls = {"add": 0}
     original_add = MemoryStore.add
@@ -154,6 +158,9 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
     assert calls["add"] == 1
     assert "NotFoundError" in chroma_reads(data_dir, settings.store.collection)
     assert chroma_reads(data_dir, settings.store.collection + REPAIR_SUFFIX).strip() == f"count {len(before)}"
+    with waiting.writing():
+        assert waiting.damage() is None  # it finishes the switch-over, never makes an empty collection
+        assert waiting.all_ids() == set(before)
 
     fourth = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
