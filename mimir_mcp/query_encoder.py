@@ -143,6 +143,10 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQuery
         encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256), threads=1)
         expected = model.encode(sample, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         difference = float(np.abs(encoder.encode(sample) - expected).max())
+        # Freed here, not when this frame is cleared after the block: the array is a view of a torch tensor,
+        # whose release takes the GIL again, and a daemon thread taking the GIL once the exit has begun is
+        # ended by a forced unwind that torch's frames turn into an abort (seen under gdb).
+        del expected
     if difference > 1e-4:
         raise ValueError(f"the ONNX query graph differs from the model by {difference:.2g}; queries use torch")
     return encoder
