@@ -199,13 +199,13 @@ class MemoryService:
             catalogued = self._lexical_path(store).exists()
             lexical = LexicalIndex(self._lexical_path(store))
             damage = store.damage() if store.kind == "embedded" else None
-            if damage is not None and not catalogued:
-                raise StoreUnavailableError(
-                    f"Chroma cannot read the collection {store.name!r} in {store.location} ({damage}), and there "
-                    "is no record catalogue to rebuild it from (it was deleted). Restore the memories from an "
-                    "export (`mimir-mcp import`) into a new data dir, or put the catalogue file back."
-                )
             if damage is not None:
+                if not catalogued:
+                    raise StoreUnavailableError(
+                        f"Chroma cannot read the collection {store.name!r} in {store.location} ({damage}), and "
+                        "there is no record catalogue to rebuild it from (it was deleted). Restore the memories "
+                        "from an export (`mimir-mcp import`) into a new data dir, or put the catalogue file back."
+                    )
                 self.repair = rebuild_from_catalogue(
                     self.settings.store, store, lexical, self.embedder.encode, model, damage
                 )

@@ -15,7 +15,6 @@ on writing to it after the switch-over.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,13 +163,7 @@ class Reindexer:
                 f"the store kept changing during {MAX_PASSES} copy passes; stop the servers writing to it and "
                 "run reindex again (it resumes where it stopped)"
             )
-        carried = {
-            key: value
-            for key, value in live.collection_meta().items()
-            if key not in {"embedding_model", "embedding_dimension", "reindex_complete"}
-        }
-        # A new generation: every process sharing the store re-reads it.
-        fresh.set_collection_meta(**{**carried, "mimir_generation": uuid.uuid4().hex, "reindex_complete": True})
+        fresh.take_over(live.collection_meta(), "reindex_complete")
         return embedded
 
     def _copy_pass(self, live: MemoryStore, fresh: MemoryStore, on_progress: Callable[[int], object] | None) -> int:

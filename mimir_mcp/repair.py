@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 
 import numpy as np
@@ -74,13 +73,7 @@ def rebuild_from_catalogue(
             fresh.record_dimension(int(vectors.shape[1]))
         if len(ids) > batch_size:
             logger.warning("store: rebuilt %d/%d memories", min(start + batch_size, len(ids)), len(ids))
-    carried = {
-        key: value
-        for key, value in damaged.collection_meta().items()
-        if key not in {"embedding_model", "embedding_dimension", "repair_complete"}
-    }
-    # A new generation: every other process sharing the store reconciles with the rebuilt collection.
-    fresh.set_collection_meta(**{**carried, "mimir_generation": uuid.uuid4().hex, "repair_complete": True})
+    fresh.take_over(damaged.collection_meta(), "repair_complete")
     kept_as = damaged.replace_with(fresh_name)
     report = RepairReport(
         at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

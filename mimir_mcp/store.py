@@ -271,7 +271,7 @@ class MemoryStore:
 
     def damage(self) -> str | None:
         """Why Chroma cannot read this embedded collection, or ``None`` when it can: a count, a read and a
-        load of the vector index, the three things a torn write of its files breaks (a process killed
+        load of the vector index, what a torn write of its files breaks (a process killed
         while Chroma wrote them; chroma-core/chroma#7678). Under the lock."""
         from chromadb.errors import InternalError
 
@@ -280,9 +280,8 @@ class MemoryStore:
         if self.name not in self._collection_names():
             self._recover_reindex()
         self._collection = self._existing(self.name)
-        try:
+        try:  # any read makes Chroma apply its pending log to every segment first: a count, then the index
             self._collection.count()
-            self._collection.get(limit=1, include=[])
             self._load_index()
         except InternalError as exc:
             return str(exc)
@@ -301,6 +300,14 @@ class MemoryStore:
         self._client.get_collection(self.name).modify(name=kept)
         self._client.get_collection(name).modify(name=self.name)
         return kept
+
+    def take_over(self, previous: dict[str, Any], complete: str) -> None:
+        """Carry the metadata of the collection this one replaces (``previous``) over, but the model's, which
+        this one recorded itself; with a new generation, so that every process sharing the store reads it
+        afresh, and the mark ``complete`` that lets an interrupted switch-over be finished."""
+        left = {"embedding_model", "embedding_dimension", complete}
+        carried = {key: value for key, value in previous.items() if key not in left}
+        self.set_collection_meta(**{**carried, "mimir_generation": uuid.uuid4().hex, complete: True})
 
     def collection_meta(self) -> dict[str, Any]:
         """The collection's own metadata, read afresh (another process may have changed it)."""
