@@ -181,7 +181,7 @@ class SearchPipeline:
                 return self.store.query(vector, min(math.ceil(depth / share), total or depth))
         return self.store.query(vector, depth, where=where)
 
-    def _allowed(self, ids: list[str], request: SearchRequest) -> tuple[dict[str, MemoryRecord], set[str]]:
+    def _allowed(self, ids: list[str], request: SearchRequest) -> set[str]:
         """Which candidates pass the request's filters, re-checked here so both arms follow one rule.
 
         With only a namespace, the check needs no records (the index holds every memory's namespace),
@@ -190,9 +190,9 @@ class SearchPipeline:
         """
         where = request.where
         if where.selects_by_content:
-            return {}, self.lexical.catalogue.passing(ids, where)
+            return self.lexical.catalogue.passing(ids, where)
         namespaces = self.lexical.namespaces_of(ids)
-        return {}, {
+        return {
             memory_id
             for memory_id, namespace in namespaces.items()
             if request.namespace is None or namespace == request.namespace
@@ -312,13 +312,14 @@ class SearchPipeline:
 
         def first_stage() -> FirstStage:
             candidates = [i for i, _ in found.dense] + [i for hits in found.lexical.values() for i, _ in hits]
-            records, allowed = self._allowed(list(dict.fromkeys(candidates)), request)
+            allowed = self._allowed(list(dict.fromkeys(candidates)), request)
             arms = (
                 {"dense": [(i, s) for i, s in found.dense if i in allowed][:depth]} if "dense" in request.arms else {}
             )
             arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in found.lexical.items()})
             fused, weights, coverage = self._fuse(arms, found.attainable)
             wanted = request.rerank_top_k if request.rerank else request.top_k
+            records: dict[str, MemoryRecord] = {}
             self._read_missing(records, [memory_id for memory_id, _ in fused[:wanted]])
             return FirstStage(arms, fused, weights, coverage, records)
 
