@@ -41,6 +41,7 @@ from mimir_mcp.models import (
     RecordFilter,
     RememberedMemory,
     RememberResponse,
+    RepairReport,
     RerankDocument,
     RerankedDocument,
     RerankResponse,
@@ -50,7 +51,7 @@ from mimir_mcp.models import (
     StoreStatus,
     UpdateResponse,
 )
-from mimir_mcp.repair import RepairReport, rebuild_from_catalogue
+from mimir_mcp.repair import rebuild_from_catalogue
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
@@ -724,11 +725,7 @@ class MemoryService:
                 memories=store_count,
                 namespaces=namespaces,
                 counted_s_ago=round(age, 3),
-                repaired=None
-                if self.repair is None
-                else f"{self.repair.at}: Chroma could not read the collection ({self.repair.reason}); rebuilt from "
-                f"the record catalogue, {self.repair.memories} memories re-embedded; the damaged collection is kept "
-                f"as {self.repair.kept_as!r}",
+                repaired=self.repair,
             )
             bm25 = LexicalStatus(
                 backend="in-memory BM25 (k1=1.2, b=0.75, Porter stemming, folded accents, CJK bigrams), "

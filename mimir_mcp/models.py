@@ -332,6 +332,16 @@ class EmbeddingStatus(BaseModel):
     )
 
 
+class RepairReport(BaseModel):
+    """What a rebuild of the store from the record catalogue did, for the log and ``status``."""
+
+    at: str = Field(description="When it finished (UTC, ISO 8601).")
+    reason: str = Field(description="What Chroma said when the damaged collection was read.")
+    memories: int = Field(description="Memories re-embedded from the catalogue.")
+    kept_as: str = Field(description="The name the damaged collection is kept under (never deleted).")
+    seconds: float = Field(description="How long the rebuild took.")
+
+
 class StoreStatus(BaseModel):
     kind: Literal["embedded", "server"]
     location: str
@@ -347,10 +357,10 @@ class StoreStatus(BaseModel):
         description="How old the counts are. This process's own writes count at once; others' are counted again in "
         "the background when a status finds the counts over a second old, so status never waits for a count.",
     )
-    repaired: str | None = Field(
+    repaired: RepairReport | None = Field(
         default=None,
         description="Set when this process found the collection unreadable (a process killed while Chroma wrote "
-        "its files) and rebuilt it from the record catalogue: when, how many memories, and where the damaged "
+        "its files) and rebuilt it from the record catalogue: when, why, how many memories, and where the damaged "
         "collection is kept.",
     )
 

@@ -18,25 +18,15 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.models import RepairReport
 from mimir_mcp.store import REPAIR_SUFFIX, MemoryStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
 
 REPAIR_BATCH = 256
-
-
-class RepairReport(BaseModel):
-    """What a rebuild did, for the log and ``status``."""
-
-    at: str = Field(description="When it finished (UTC, ISO 8601).")
-    reason: str = Field(description="What Chroma said when the damaged collection was read.")
-    memories: int = Field(description="Memories re-embedded from the catalogue.")
-    kept_as: str = Field(description="The name the damaged collection is kept under.")
-    seconds: float
 
 
 def rebuild_from_catalogue(

@@ -101,8 +101,9 @@ async def test_an_unreadable_collection_is_rebuilt_from_the_catalogue(settings, 
         assert {record.id: record.model_dump() for record in store.get(sorted(before))} == before
         status = await second.status()
         assert status.store.memories == len(before) and status.bm25 is not None and status.bm25.in_sync
-        assert status.store.repaired is not None and "rebuilt from the record catalogue" in status.store.repaired
-        assert second.repair is not None and second.repair.memories == len(before)
+        repaired = status.store.repaired
+        assert repaired is not None and repaired.memories == len(before) and repaired.reason
+        assert second.repair is repaired
         # The vectors are back: a memory's own text finds it first in the dense arm, in its namespace.
         found = await second.search(request("note 3, rewritten: the ledger schema moves to Postgres", "alpha"))
         assert found.hits[0].text.startswith("note 3, rewritten") and found.hits[0].scores.dense_rank == 1
