@@ -286,3 +286,55 @@ def test_debian_packages_example_builds_a_beir_folder(tmp_path, cross_encoder_pa
         "q-0ad": "Real-time strategy game of ancient warfare",
     }
     assert dataset.qrels == {"q-git": {"git": 1}, "q-0ad": {"0ad": 1}}
+
+
+def test_tail_calibration_example_keeps_the_default_head(tiny_beir, tmp_path, cross_encoder_path):
+    """examples/tail_calibration.py (docs/retrieval-quality.md, "Can a store calibrate its own tail?") reuses
+    fusion_loo.py's cache: at m = 1 its list is the default fusion's, at any m the default's top 10 stay
+    and only the order below them moves; pseudo-queries come only from memories of two sentences or more."""
+    import pickle
+    import sys
+
+    examples = Path(__file__).parents[2] / "examples"
+    cache = tmp_path / "cache"
+    collections = [f"first={tiny_beir}", f"second={tiny_beir}"]
+    made = run_cli([str(examples / "fusion_loo.py"), "--cache", str(cache), *collections], tmp_path, cross_encoder_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    result = run_cli(
+        [str(examples / "tail_calibration.py"), "--cache", str(cache), "--pseudo", *collections],
+        tmp_path,
+        cross_encoder_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    curves = [row for row in rows if len(row) == 15 and row[0].strip() in ("first", "second")]
+    assert len(curves) == 2
+    # 12 documents: every list holds all of them within 50, so every tail finds what the better arm finds
+    assert all(float(cell) == 0.0 for row in curves for cell in row[2:])
+    pseudo = [row for row in rows if len(row) == 5 and row[0].strip() in ("first", "second")]
+    assert [int(row[1]) for row in pseudo] == [8, 8]  # the 8 titled memories; the 4 one-sentence notes have none
+
+    sys.path.insert(0, str(examples))
+    try:
+        import tail_calibration  # pyright: ignore[reportMissingImports]
+    finally:
+        sys.path.remove(str(examples))
+    runs = pickle.loads((cache / "first.pickle").read_bytes())["runs"]
+    for arms in runs.values():
+        default = tail_calibration.fuse_zscore(arms, tail_calibration.DEFAULT)
+        assert tail_calibration.tailed(arms, 1.0) == default
+        for multiplier in (0.1, 100.0):
+            tailed = tail_calibration.tailed(arms, multiplier, keep=3)
+            assert tailed[:3] == default[:3] and sorted(tailed) == sorted(default)
+    # Two arms in opposite orders: a heavy dense tail follows the dense arm below the kept head, a light one BM25.
+    ids = [f"m{i}" for i in range(14)]
+    arms = {
+        "dense": [(item, 0.9 - 0.03 * rank) for rank, item in enumerate(ids)],
+        "bm25": [(item, 14.0 - rank) for rank, item in enumerate(reversed(ids))],
+        "context": [],
+        "attainable": {"bm25": 14.0, "context": 0.0},
+        "coherence": None,
+    }
+    assert tail_calibration.fuse_zscore(arms, tail_calibration.DEFAULT) == ids  # the default sides with dense
+    assert tail_calibration.tailed(arms, 100.0, keep=3) == ids
+    assert tail_calibration.tailed(arms, 0.01, keep=3) == ids[:3] + ids[:2:-1]
