@@ -18,6 +18,7 @@ from mimir_mcp.evaluation.run import (
 )
 
 from ..conftest import run_cli
+from .conftest import TOPICS
 
 
 def test_load_dataset(tiny_beir):
@@ -187,18 +188,29 @@ def test_weak_arm_example_reproduces_the_eval_figures(tiny_beir, tmp_path, cross
     )
 
 
-def test_leave_one_out_example_measures_the_arms_as_eval_does(tiny_beir, tmp_path, cross_encoder_path):
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def loo_run(tiny_beir, tmp_path_factory, cross_encoder_path) -> tuple[Path, list[str], str]:
+    """examples/fusion_loo.py run once on two copies of the tiny set: its cache, the collections, its output."""
+    folder = tmp_path_factory.mktemp("loo")
+    collections = [f"first={tiny_beir}", f"second={tiny_beir}"]
+    args = [str(EXAMPLES / "fusion_loo.py"), "--cache", str(folder / "cache"), *collections]
+    result = run_cli(args, folder, cross_encoder_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return folder / "cache", collections, result.stdout
+
+
+def test_leave_one_out_example_measures_the_arms_as_eval_does(tiny_beir, tmp_path, cross_encoder_path, loo_run):
     """examples/fusion_loo.py makes the README's leave-one-collection-out table from the project's own
     index, bi-encoder and fusion functions: its arms score what `eval` scores on the same collection."""
     out = tmp_path / "arms.json"
     args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "bm25,dense", "--json", str(out)]
     made = run_cli(args, tmp_path, cross_encoder_path)
     assert made.returncode == 0, made.stderr[-2000:]
-    script = Path(__file__).parents[2] / "examples" / "fusion_loo.py"
-    collections = [f"first={tiny_beir}", f"second={tiny_beir}"]
-    result = run_cli([str(script), "--cache", str(tmp_path / "cache"), *collections], tmp_path, cross_encoder_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    _, _, stdout = loo_run
+    rows = [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ") and "---" not in line]
     arms = {row[0].strip(): row for row in rows[1:3]}
     methods = json.loads(out.read_text())["methods"]
     for name in ("first", "second"):
@@ -211,7 +223,7 @@ def test_leave_one_out_example_measures_the_arms_as_eval_does(tiny_beir, tmp_pat
         hybrid, better, margin = float(row[2]), float(row[3]), float(row[4])
         assert margin == pytest.approx(hybrid - better, abs=2e-4)
         assert better == pytest.approx(max(methods["dense"]["ndcg@10"], methods["bm25"]["ndcg@10"]), abs=1e-3)
-    assert "chosen on all: coverage^" in result.stdout
+    assert "chosen on all: coverage^" in stdout
 
 
 def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
@@ -288,22 +300,16 @@ def test_debian_packages_example_builds_a_beir_folder(tmp_path, cross_encoder_pa
     assert dataset.qrels == {"q-git": {"git": 1}, "q-0ad": {"0ad": 1}}
 
 
-def test_tail_calibration_example_keeps_the_default_head(tiny_beir, tmp_path, cross_encoder_path):
-    """examples/tail_calibration.py (docs/retrieval-quality.md, "Can a store calibrate its own tail?") reuses
+def test_tail_calibration_example_keeps_the_default_head(tmp_path, tiny_beir, cross_encoder_path, loo_run, embedder):
+    """examples/tail_calibration.py (docs/retrieval-quality.md, "Can a store calibrate its own tail?") reads
     fusion_loo.py's cache: at m = 1 its list is the default fusion's, at any m the default's top 10 stay
     and only the order below them moves; pseudo-queries come only from memories of two sentences or more."""
     import pickle
     import sys
 
-    examples = Path(__file__).parents[2] / "examples"
-    cache = tmp_path / "cache"
-    collections = [f"first={tiny_beir}", f"second={tiny_beir}"]
-    made = run_cli([str(examples / "fusion_loo.py"), "--cache", str(cache), *collections], tmp_path, cross_encoder_path)
-    assert made.returncode == 0, made.stderr[-2000:]
+    cache, collections, _ = loo_run
     result = run_cli(
-        [str(examples / "tail_calibration.py"), "--cache", str(cache), "--pseudo", *collections],
-        tmp_path,
-        cross_encoder_path,
+        [str(EXAMPLES / "tail_calibration.py"), "--cache", str(cache), *collections], tmp_path, cross_encoder_path
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
@@ -311,14 +317,13 @@ def test_tail_calibration_example_keeps_the_default_head(tiny_beir, tmp_path, cr
     assert len(curves) == 2
     # 12 documents: every list holds all of them within 50, so every tail finds what the better arm finds
     assert all(float(cell) == 0.0 for row in curves for cell in row[2:])
-    pseudo = [row for row in rows if len(row) == 5 and row[0].strip() in ("first", "second")]
-    assert [int(row[1]) for row in pseudo] == [8, 8]  # the 8 titled memories; the 4 one-sentence notes have none
+    assert "chosen on all ten: worst +0.000" in result.stdout
 
-    sys.path.insert(0, str(examples))
+    sys.path.insert(0, str(EXAMPLES))
     try:
         import tail_calibration  # pyright: ignore[reportMissingImports]
     finally:
-        sys.path.remove(str(examples))
+        sys.path.remove(str(EXAMPLES))
     runs = pickle.loads((cache / "first.pickle").read_bytes())["runs"]
     for arms in runs.values():
         default = tail_calibration.fuse_zscore(arms, tail_calibration.DEFAULT)
@@ -338,3 +343,14 @@ def test_tail_calibration_example_keeps_the_default_head(tiny_beir, tmp_path, cr
     assert tail_calibration.fuse_zscore(arms, tail_calibration.DEFAULT) == ids  # the default sides with dense
     assert tail_calibration.tailed(arms, 100.0, keep=3) == ids
     assert tail_calibration.tailed(arms, 0.01, keep=3) == ids[:3] + ids[:2:-1]
+
+    # Pseudo-queries: each of the 8 titled memories (a title, then one sentence) gives its sentence, asked with
+    # the sentence taken out of it; the 4 one-sentence notes give none. What is left of the memory is its
+    # title, which BM25 matches (stemmed) and nothing else does; left in, the sentence would give its memory a
+    # cosine of about 0.99 with the query, the title alone 0.45-0.66.
+    pseudo = tail_calibration.pseudo_collection(tiny_beir, None, None, embedder)
+    assert sorted(pseudo["runs"]) == [f"d-{name}" for name in sorted(TOPICS)]
+    for source, found in pseudo["runs"].items():
+        assert pseudo["qrels"][source] == {source: 1}
+        assert [item for item, _ in found["bm25"]] == [source]
+        assert found["dense"][0][0] == source and found["dense"][0][1] < 0.8
