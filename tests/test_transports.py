@@ -233,7 +233,8 @@ def test_stdio_server_stops_at_once_on_ctrl_c_and_sigterm(tmp_path: Path, cross_
             stdin=subprocess.PIPE,  # held open, nothing written: a terminal nobody types into
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=server_env(tmp_path / "data", cross_encoder_path),
+            # on a hang, the SIGABRT below makes it print every thread's Python stack to stderr
+            env={**server_env(tmp_path / "data", cross_encoder_path), "PYTHONFAULTHANDLER": "1"},
             text=True,
         )
         try:
@@ -241,7 +242,14 @@ def test_stdio_server_stops_at_once_on_ctrl_c_and_sigterm(tmp_path: Path, cross_
             assert log.wait_for("starting on stdio"), "stdio server did not start"
             time.sleep(1)  # into its read of stdin
             process.send_signal(stop)
-            assert process.wait(timeout=30) == 0, stop.name
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGABRT)
+                process.wait(timeout=30)
+                log.wait_for("most recent call first", timeout=10)
+                pytest.fail(f"still running 30 s after {stop.name}; its threads:\n{log.text()[-8000:]}")
+            assert process.returncode == 0, f"{stop.name}: exit status {process.returncode}\n{log.text()[-4000:]}"
             assert log.wait_for("mimir-mcp stopped", timeout=5), log.text()[-2000:]
             assert process.stdout.read() == ""  # nothing but protocol on stdout, and no protocol was asked for
         finally:
