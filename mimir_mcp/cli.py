@@ -737,8 +737,8 @@ def serve_main(argv: Sequence[str]) -> int:
     # SIGTERM stops the server as Ctrl+C does: uvicorn catches both and, after its own shutdown, raises the
     # signal again under the handler it found, which is this one, so the cleanup below runs either way.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    service.start()
     try:
+        service.start()  # inside: a Ctrl+C this early still runs the cleanup and exits 0
         if transport == "stdio":
             from mimir_mcp.stdio import serve_stdio
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -41,6 +42,24 @@ def serve_stdio(server: MCPServer) -> None:
 
 
 async def _serve(server: MCPServer) -> None:
+    async with anyio.create_task_group() as stopper:
+        stopper.start_soon(_stop_on_signal, stopper.cancel_scope)
+        await _session(server)
+        stopper.cancel_scope.cancel()  # the client hung up: stop listening for signals
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    """Ctrl+C or SIGTERM ends the session from inside the event loop. Left to asyncio, the first SIGINT
+    only cancels the main task, which a step of the session that absorbs the cancellation can swallow: a
+    server signalled while it was starting kept running, idle, until killed (seen in CI, under load)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logger.info("%s received: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _session(server: MCPServer) -> None:
     lowlevel = server._lowlevel_server  # noqa: SLF001 - what MCPServer.run_stdio_async runs, too
     async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]
         outbound, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](0)

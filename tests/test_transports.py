@@ -226,8 +226,9 @@ async def test_sse_transport(tmp_path: Path, cross_encoder_path: Path):
 
 def test_stdio_server_stops_at_once_on_ctrl_c_and_sigterm(tmp_path: Path, cross_encoder_path: Path):
     """Started by hand in a terminal, the server must stop on Ctrl+C (SIGINT) while its stdin stays open and
-    silent, without waiting for a line; a supervisor's SIGTERM stops it the same way. Both run the cleanup."""
-    for stop in (signal.SIGINT, signal.SIGTERM):
+    silent, without waiting for a line; a supervisor's SIGTERM stops it the same way. Both run the cleanup,
+    also for a Ctrl+C while it is still starting (no wait: before the fix, killed by the signal, status -2)."""
+    for stop, wait in ((signal.SIGINT, 1.0), (signal.SIGTERM, 1.0), (signal.SIGINT, 0.0)):
         process = subprocess.Popen(
             [PYTHON, "-m", "mimir_mcp", "--transport", "stdio"],
             stdin=subprocess.PIPE,  # held open, nothing written: a terminal nobody types into
@@ -240,7 +241,7 @@ def test_stdio_server_stops_at_once_on_ctrl_c_and_sigterm(tmp_path: Path, cross_
         try:
             log = _StderrLog(process)
             assert log.wait_for("starting on stdio"), "stdio server did not start"
-            time.sleep(1)  # into its read of stdin
+            time.sleep(wait)  # 1 s: into its read of stdin
             process.send_signal(stop)
             try:
                 process.wait(timeout=30)
