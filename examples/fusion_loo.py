@@ -77,6 +77,16 @@ def compute_arms(folder: Path, separator: str | None, groups: set[str] | None, e
         if groups is None or group(doc.id) in groups
     ]
     documents = [(doc_id, text) for doc_id, text in documents if text.strip()]
+    queries = {qid: text for qid, text in dataset.judged_queries.items() if groups is None or group(qid) in groups}
+    runs = arms_of(documents, queries, group, embedder)
+    return {"runs": runs, "qrels": {qid: dataset.qrels[qid] for qid in queries}}
+
+
+def arms_of(
+    documents: list[tuple[str, str]], queries: dict[str, str], group: Callable[[str], str], embedder: Embedder
+) -> dict[str, Arms]:
+    """Every query's arms over ``documents`` (id, text; in this order), each query searched in the
+    namespace ``group`` gives its id, as a document's namespace is ``group`` of the document's id."""
     lexical = LexicalIndex(":memory:")
     lexical.add(
         MemoryRecord(id=doc_id, text=text, namespace=group(doc_id), created_at="2026-01-01T00:00:00+00:00")
@@ -85,7 +95,6 @@ def compute_arms(folder: Path, separator: str | None, groups: set[str] | None, e
     vectors = embedder.encode([text for _, text in documents])
     ids = np.array([doc_id for doc_id, _ in documents])
     namespaces = np.array([group(doc_id) for doc_id, _ in documents])
-    queries = {qid: text for qid, text in dataset.judged_queries.items() if groups is None or group(qid) in groups}
     runs: dict[str, Arms] = {}
     for (qid, query), vector in zip(queries.items(), embedder.encode(list(queries.values())), strict=True):
         namespace = group(qid)
@@ -102,7 +111,7 @@ def compute_arms(folder: Path, separator: str | None, groups: set[str] | None, e
         arms["coherence"] = lexical.coherence(namespace)
         runs[qid] = arms
     lexical.close()
-    return {"runs": runs, "qrels": {qid: dataset.qrels[qid] for qid in queries}}
+    return runs
 
 
 def fuse_zscore(arms: Arms, setting: Setting) -> list[str]:

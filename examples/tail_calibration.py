@@ -24,14 +24,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-from fusion_loo import DEPTH, Arms, Setting, fuse_zscore, measure
+from fusion_loo import Arms, Setting, arms_of, fuse_zscore, measure
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import _fit
-from mimir_mcp.lexical import LexicalIndex
-from mimir_mcp.models import MemoryRecord
 
 DEFAULT = Setting(1.0, 1.0, 2.0, 0.05)  # the shipped fusion (fusion_loo.py's label for it)
 MULTIPLIERS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
@@ -95,27 +93,7 @@ def pseudo_collection(folder: Path, separator: str | None, groups: set[str] | No
         documents[doc_id] = "\n".join(part for i, part in enumerate(parts) if i != chosen)
         if len(queries) == PSEUDO_QUERIES:
             break
-    ids = list(documents)
-    lexical = LexicalIndex(":memory:")
-    lexical.add(
-        MemoryRecord(id=i, text=documents[i], namespace=group(i), created_at="2026-01-01T00:00:00+00:00") for i in ids
-    )
-    vectors = embedder.encode([documents[i] for i in ids])
-    namespaces = np.array([group(i) for i in ids])
-    runs: dict[str, Arms] = {}
-    for (source, query), vector in zip(queries.items(), embedder.encode(list(queries.values())), strict=True):
-        members = np.flatnonzero(namespaces == group(source))
-        best = members[np.argsort(-(vectors[members] @ vector), kind="stable")[:DEPTH]]
-        arms: Arms = {"dense": [(ids[i], float(vectors[i] @ vector)) for i in best]}
-        for arm in ("bm25", "context"):
-            hits = lexical.search(query, DEPTH, namespace=group(source), context=arm == "context")
-            arms[arm] = [(hit.id, hit.score) for hit in hits]
-        arms["attainable"] = {
-            arm: lexical.attainable_score(query, context=arm == "context") for arm in ("bm25", "context")
-        }
-        arms["coherence"] = lexical.coherence(group(source))
-        runs[source] = arms
-    lexical.close()
+    runs = arms_of(list(documents.items()), queries, group, embedder)
     return {"runs": runs, "qrels": {source: {source: 1} for source in runs}}
 
 
