@@ -13,6 +13,12 @@ The rule: a setting's margin on a collection is its nDCG@10 minus that of the be
 arm counts as an arm where it runs). For each collection, the setting with the best worst-case margin
 over the *other* collections (ties within 0.001 broken by the mean margin) is measured on it.
 
+Then the tail (``fusion.tailed_fusion``): the top 10 stay as chosen, and past them the dense arm's weight
+is multiplied by one factor where the context arm runs and by another where it does not (13 x 13
+pairs). A pair's margin on a collection is its Recall@50 minus the better arm's; for each collection the
+pair with the best worst case over the others, ties (to 0.001) broken by the next worst and so on
+(leximin), is measured on it, beside what breaking ties by the mean would have chosen.
+
     python examples/fusion_loo.py --cache /tmp/loo \\
         locomo-a=../shared/datasets/locomo-dev:-:26,41 locomo-b=../shared/datasets/locomo-dev:-:43,47,49 \\
         scifact=../shared/datasets/scifact wordnet-nouns=/tmp/wn-nouns ...
@@ -33,7 +39,7 @@ from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import _fit, score_ranking
-from mimir_mcp.fusion import arm_coverage, arm_weights, rrf, z_fusion
+from mimir_mcp.fusion import arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryRecord
 
@@ -55,6 +61,18 @@ class Setting:
             f"context {context}"
         )
 
+
+@dataclass(frozen=True)
+class Tail:
+    context: float  # the dense arm's weight factor past the head where the context arm runs
+    plain: float  # and where it does not
+    head: int = 10
+
+    def label(self) -> str:
+        return f"dense x{self.context:g} with context, x{self.plain:g} without"
+
+
+TAIL_FACTORS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
 
 SETTINGS = [
     Setting(bm25, dense, scale, context)
@@ -114,8 +132,13 @@ def arms_of(
     return runs
 
 
-def fuse_zscore(arms: Arms, setting: Setting) -> list[str]:
-    context = setting.context_from is not None and (arms["coherence"] or -1.0) >= setting.context_from
+def runs_context(arms: Arms, setting: Setting) -> bool:
+    return setting.context_from is not None and (arms["coherence"] or -1.0) >= setting.context_from
+
+
+def fuse_zscore(arms: Arms, setting: Setting, tail: Tail | None = None) -> list[str]:
+    """The fused order as the search tool makes it under ``setting`` (and ``tail``; None: no tail)."""
+    context = runs_context(arms, setting)
     chosen = {arm: arms[arm] for arm in (("dense", "bm25", "context") if context else ("dense", "bm25"))}
     scores = {arm: [score for _, score in hits] for arm, hits in chosen.items()}
     weights = arm_weights(
@@ -125,7 +148,11 @@ def fuse_zscore(arms: Arms, setting: Setting) -> list[str]:
         coverage=arm_coverage(scores, arms["attainable"]),
         coverage_power={"dense": setting.dense_power, "bm25": setting.bm25_power, "context": setting.bm25_power},
     )
-    return [item for item, _ in z_fusion(chosen, weights=weights)]
+    if tail is None:
+        return [item for item, _ in z_fusion(chosen, weights=weights)]
+    factor = tail.context if context else tail.plain
+    tail_weights = {arm: weight * factor if arm == "dense" else weight for arm, weight in weights.items()}
+    return [item for item, _ in tailed_fusion(chosen, weights=weights, tail_weights=tail_weights, head=tail.head)]
 
 
 def fuse_rrf(arms: Arms, method: str, k: int) -> list[str]:
@@ -233,6 +260,59 @@ def main() -> None:
     for label, figures in reference_results.items():
         cells = ", ".join(f"{n} {figures[n]['ndcg'] - better_arm(n, None, 'ndcg'):+.4f}" for n in collections)
         print(f"\n{label}, nDCG@10 margin over the better plain arm: {cells}")
+
+    # The tail: per head setting, each query's Recall@50 under each factor; a query takes the factor of its
+    # kind (context arm running or not), so a pair's figures combine these without fusing again.
+    heads = {pick([n for n in collections if n != held_out]) for held_out in collections} | {chosen}
+    recall = {
+        (s, name, factor): {
+            qid: (
+                runs_context(arms, s),
+                score_ranking(fuse_zscore(arms, s, Tail(factor, factor)), c["qrels"][qid])["recall@50"],
+            )
+            for qid, arms in c["runs"].items()
+        }
+        for s in heads
+        for name, c in collections.items()
+        for factor in TAIL_FACTORS
+    }
+    tails = [Tail(c, p) for c in TAIL_FACTORS for p in TAIL_FACTORS]
+
+    def tail_margin(s: Setting, tail: Tail, name: str) -> float:
+        with_context, without = recall[(s, name, tail.context)], recall[(s, name, tail.plain)]
+        values = [with_context[q][1] if with_context[q][0] else without[q][1] for q in with_context]
+        return float(np.mean(values)) - better_arm(name, s, "r50")
+
+    def pick_tail(s: Setting, names: list[str], ties: str = "leximin") -> Tail:
+        def key(tail: Tail) -> tuple:
+            margins = sorted(round(tail_margin(s, tail, n), 3) for n in names)
+            return tuple(margins) if ties == "leximin" else (margins[0], np.mean(margins))
+
+        return max(tails, key=key)
+
+    tail_rows = []
+    for held_out in collections:
+        others = [n for n in collections if n != held_out]
+        s = pick(others)
+        tail, by_mean = pick_tail(s, others), pick_tail(s, others, ties="mean")
+        tail_rows.append((tail_margin(s, tail, held_out), held_out, tail, tail_margin(s, by_mean, held_out), by_mean))
+    print("\n| held out | tail chosen on the others | R@50 margin | ties by the mean instead: chosen | margin |")
+    print("| --- | --- | --- | --- | --- |")
+    for value, name, tail, mean_value, by_mean in sorted(tail_rows, key=lambda row: row[0]):
+        print(f"| {name} | {tail.label()} | {value:+.4f} | {by_mean.label()} | {mean_value:+.4f} |")
+    print(
+        f"\nmean R@50 margin held out: {np.mean([row[0] for row in tail_rows]):+.4f} "
+        f"(ties by the mean: {np.mean([row[3] for row in tail_rows]):+.4f})"
+    )
+    tail = pick_tail(chosen, list(collections))
+    print(f"\ntail chosen on all: {tail.label()}")
+    print("| collection | R@50 | R@50 margin | without the tail |")
+    print("| --- | --- | --- | --- |")
+    for name in collections:
+        print(
+            f"| {name} | {tail_margin(chosen, tail, name) + better_arm(name, chosen, 'r50'):.4f} | "
+            f"{tail_margin(chosen, tail, name):+.4f} | {margin(chosen, name, 'r50'):+.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mimir_mcp.bm25 import CONTEXT_MIN_COHERENCE
+from mimir_mcp.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT, TAIL_FROM
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -179,6 +180,23 @@ class SearchSettings(BaseModel):
     )
     dense_weight: float = Field(default=1.0, ge=0)
     bm25_weight: float = Field(default=1.0, ge=0)
+    # the tail's factors were chosen leave one collection out on Recall@50 (docs/retrieval-quality.md, "The tail")
+    tail_from: int = Field(
+        default=TAIL_FROM,
+        ge=0,
+        description="zscore only: past this many places the fused order weighs the dense arm by the tail factor "
+        "below (the top places, and nDCG@10, do not move). A large value turns the tail off.",
+    )
+    tail_dense_factor: float = Field(
+        default=TAIL_DENSE_FACTOR,
+        gt=0,
+        description="The dense arm's weight past tail_from is multiplied by this where the context arm does not run.",
+    )
+    tail_dense_factor_context: float = Field(
+        default=TAIL_DENSE_FACTOR_CONTEXT,
+        gt=0,
+        description="The same where the context arm runs (a coherent namespace: conversations, logs).",
+    )
     context: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Score each memory with the one stored before it in its namespace (BM25 arm): 'auto' when "

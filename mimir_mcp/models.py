@@ -174,7 +174,8 @@ class HitScores(BaseModel):
     context_score: float | None = None
     rrf_score: float = Field(
         description="The hybrid's fused score before reranking (standardized-score fusion by default; RRF under "
-        "the RRF fusion methods); the order without a reranker follows it."
+        "the RRF fusion methods); the order without a reranker follows it, past fusion.tail_from by the tail "
+        "weights instead."
     )
     rerank_score: float | None = Field(default=None, description="Cross-encoder score (0..1), if reranked.")
     blended_score: float | None = Field(
@@ -219,6 +220,15 @@ class SearchFusion(BaseModel):
     method: str = Field(description="zscore, coverage, top_z, score_gap or equal (MIMIR_SEARCH_FUSION).")
     rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
     weights: dict[str, float] = Field(description="Each arm's weight for this query.")
+    tail_from: int | None = Field(
+        default=None,
+        description="Past this many places the order follows tail_weights (zscore fusion); null under RRF.",
+    )
+    tail_weights: dict[str, float] | None = Field(
+        default=None,
+        description="Each arm's weight past tail_from: the dense arm's times MIMIR_SEARCH_TAIL_DENSE_FACTOR, "
+        "or _FACTOR_CONTEXT where the context arm ran; null under RRF.",
+    )
     coverage: dict[str, float | None] = Field(
         description="How fully each arm's best hit matches the query: a BM25 arm's best score over the query's "
         "summed idf, the dense arm's best cosine; null for an arm with no candidates."

@@ -21,7 +21,7 @@ import numpy as np
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.diversity import mmr
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.fusion import arm_coverage, arm_weights, blend_scores, rrf, z_fusion
+from mimir_mcp.fusion import arm_coverage, arm_weights, blend_scores, rrf, tailed_fusion
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import (
     Hit,
@@ -116,6 +116,7 @@ class FirstStage:
     arms: dict[str, list[tuple[str, float]]]
     fused: list[tuple[str, float]]
     weights: dict[str, float]
+    tail_weights: dict[str, float] | None
     coverage: dict[str, float | None]
     records: dict[str, MemoryRecord]
 
@@ -258,6 +259,10 @@ class SearchPipeline:
                 method=self.settings.fusion,
                 rrf_k=self.settings.rrf_k,
                 weights={arm: round(weight, 6) for arm, weight in first.weights.items()},
+                tail_from=self.settings.tail_from if first.tail_weights is not None else None,
+                tail_weights=None
+                if first.tail_weights is None
+                else {arm: round(weight, 6) for arm, weight in first.tail_weights.items()},
                 coverage={arm: None if value is None else round(value, 6) for arm, value in first.coverage.items()},
                 context=retrieved.context,
                 coherence=None if retrieved.coherence is None else round(retrieved.coherence, 6),
@@ -317,11 +322,11 @@ class SearchPipeline:
                 {"dense": [(i, s) for i, s in found.dense if i in allowed][:depth]} if "dense" in request.arms else {}
             )
             arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in found.lexical.items()})
-            fused, weights, coverage = self._fuse(arms, found.attainable)
+            fused, weights, tail_weights, coverage = self._fuse(arms, found.attainable)
             wanted = request.rerank_top_k if request.rerank else request.top_k
             records: dict[str, MemoryRecord] = {}
             self._read_missing(records, [memory_id for memory_id, _ in fused[:wanted]])
-            return FirstStage(arms, fused, weights, coverage, records)
+            return FirstStage(arms, fused, weights, tail_weights, coverage, records)
 
         t0 = time.perf_counter()
         first = await anyio.to_thread.run_sync(first_stage)
@@ -490,11 +495,13 @@ class SearchPipeline:
 
     def _fuse(
         self, arms: dict[str, list[tuple[str, float]]], attainable: dict[str, float]
-    ) -> tuple[list[tuple[str, float]], dict[str, float], dict[str, float | None]]:
-        """The fused first-stage order with each arm's weight and coverage for this query.
+    ) -> tuple[list[tuple[str, float]], dict[str, float], dict[str, float] | None, dict[str, float | None]]:
+        """The fused first-stage order with each arm's weight (and past the head, under ``zscore``, its
+        tail weight) and coverage for this query.
 
-        ``zscore`` (the default) adds each arm's standardized scores (``fusion.z_fusion``); the other
-        methods are RRF. Every method weighs the arms per query from their own scores
+        ``zscore`` (the default) adds each arm's standardized scores (``fusion.z_fusion``), past
+        ``tail_from`` places with the dense arm's weight times the tail factor (``fusion.tailed_fusion``);
+        the other methods are RRF. Every method weighs the arms per query from their own scores
         (``fusion.arm_weights``) but ``equal``, which takes the configured per-arm weights as they are.
         """
         settings = self.settings
@@ -517,10 +524,12 @@ class SearchPipeline:
                 },
             )
         if settings.fusion == "zscore":
-            fused = z_fusion(arms, weights=weights)
-        else:
-            fused = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=settings.rrf_k, weights=weights)
-        return fused, weights, coverage
+            factor = settings.tail_dense_factor_context if "context" in arms else settings.tail_dense_factor
+            tail_weights = {arm: weight * factor if arm == "dense" else weight for arm, weight in weights.items()}
+            fused = tailed_fusion(arms, weights=weights, tail_weights=tail_weights, head=settings.tail_from)
+            return fused, weights, tail_weights, coverage
+        fused = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=settings.rrf_k, weights=weights)
+        return fused, weights, None, coverage
 
     def _reorder(self, head: list[Candidate], scores: list[float], reranker: Reranker) -> tuple[list[Candidate], str]:
         """The reranked head in its final order, and how that order was made (for the message).

@@ -26,6 +26,15 @@ def test_defaults(clean_env):
     assert settings.search.context == "auto" and settings.search.context_min_coherence == 0.05
     assert settings.search.default_max_chars == 400
     assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (None, None)
+    assert (
+        settings.search.tail_from,
+        settings.search.tail_dense_factor,
+        settings.search.tail_dense_factor_context,
+    ) == (
+        10,
+        10.0,
+        0.3,
+    )
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
 
@@ -38,9 +47,11 @@ def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
     clean_env.setenv("MIMIR_RERANKER_BLEND", "0.3")
     clean_env.setenv("MIMIR_SEARCH_BM25_COVERAGE_POWER", "2.5")
     clean_env.setenv("MIMIR_SEARCH_DEFAULT_MAX_CHARS", "1200")
+    clean_env.setenv("MIMIR_SEARCH_TAIL_DENSE_FACTOR", "3")
     settings = Settings()
     assert settings.search.bm25_coverage_power == 2.5
     assert settings.search.default_max_chars == 1200
+    assert settings.search.tail_dense_factor == 3.0
     assert settings.reranker.model == "/models/ce"
     assert settings.reranker.blend == 0.3
     assert settings.limits.max_text_bytes == 100

@@ -348,6 +348,44 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
     )
 
 
+async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_factor(client: Client):
+    """The first ten places are the fused order; the rest follow the same standardized scores with the
+    dense arm weighted ten times (no context arm here), each hit keeping its fused score."""
+    from mimir_mcp.fusion import tailed_fusion, z_fusion
+
+    services = ["billing", "search", "auth", "mail", "cache", "queue", "reports", "uploads"]
+    memories = [
+        f"The {service} service {event}."
+        for service in services
+        for event in ("was deployed on Friday", "paged the on-call engineer at night", "ran out of disk space")
+    ]
+    await call(client, "remember", {"memories": [{"text": text, "namespace": "ops"} for text in memories]})
+    query = "which service paged on-call after running out of disk"
+    found = await call(client, "search", {"query": query, "namespace": "ops", "rerank": False, "top_k": 24})
+    hits = found["hits"]
+    assert len(hits) == 24 and found["candidates"]["dense"] == 24  # every candidate is shown
+    assert found["fusion"]["context"] is False and found["fusion"]["tail_from"] == 10
+    weights, tail = found["fusion"]["weights"], found["fusion"]["tail_weights"]
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 10}, rel=1e-4)
+    # each arm's ranked list, rebuilt from the hits, fused again both ways
+    arms = {
+        arm: sorted(
+            ((h["id"], h["scores"][key]) for h in hits if h["scores"][key] is not None),
+            key=lambda pair: next(h["scores"][f"{arm}_rank"] for h in hits if h["id"] == pair[0]),
+        )
+        for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
+    }
+    assert len(arms["bm25"]) >= 11  # the lexical arm reaches past the head too
+    order = [hit["id"] for hit in hits]
+    expected = tailed_fusion(arms, weights=weights, tail_weights=tail, head=10)
+    assert order == [item for item, _ in expected]
+    assert order != [item for item, _ in z_fusion(arms, weights=weights)]  # the tail did reorder
+    assert order[:10] == [item for item, _ in z_fusion(arms, weights=weights)][:10]
+    fused = dict(z_fusion(arms, weights=weights))
+    for hit in hits:
+        assert hit["scores"]["rrf_score"] == pytest.approx(fused[hit["id"]], rel=1e-3, abs=1e-5)
+
+
 async def test_long_memories_are_shown_as_snippets(client: Client, settings):
     """One 30 KB memory used to make a 30 KB answer; a default search now stays a few KB."""
     filler = "Notes from the weekly sync: the team reviewed open tickets and agreed on next steps. "
@@ -429,6 +467,10 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     hit = found["hits"][texts.index(answer)]
     assert hit["scores"]["context_rank"] <= 2  # its predecessor's words found it
     assert "BM25 with each memory's predecessor" in found["message"]
+    # where the context arm runs, the tail leans on the lexical arms: the dense weight times 0.3
+    weights, tail = found["fusion"]["weights"], found["fusion"]["tail_weights"]
+    assert found["fusion"]["tail_from"] == 10
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 0.3}, rel=1e-4)
     # the same memories stored in an order that keeps no exchange together are not read that way
     for position in range(len(CONVERSATION)):
         speaker, text = CONVERSATION[(position * 7) % len(CONVERSATION)]
@@ -438,6 +480,8 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     )
     assert shuffled["fusion"]["context"] is False
     assert shuffled["fusion"]["coherence"] < 0.05
+    weights, tail = shuffled["fusion"]["weights"], shuffled["fusion"]["tail_weights"]
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 10}, rel=1e-4)
     assert shuffled["candidates"]["context"] is None
     assert all(hit["scores"]["context_rank"] is None for hit in shuffled["hits"])
 

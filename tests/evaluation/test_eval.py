@@ -224,6 +224,13 @@ def test_leave_one_out_example_measures_the_arms_as_eval_does(tiny_beir, tmp_pat
         assert margin == pytest.approx(hybrid - better, abs=2e-4)
         assert better == pytest.approx(max(methods["dense"]["ndcg@10"], methods["bm25"]["ndcg@10"]), abs=1e-3)
     assert "chosen on all: coverage^" in stdout
+    # the tail's leave-one-out table and the tail chosen on both: 12 documents, so every top 50 holds all of
+    # them and every Recall@50 margin is 0
+    tail_rows = [row for row in rows if len(row) == 5 and "with context" in row[1]]
+    assert len(tail_rows) == 2 and all(float(row[2]) == 0.0 and float(row[4]) == 0.0 for row in tail_rows)
+    chosen_rows = [row for row in rows if len(row) == 4 and row[0].strip() in ("first", "second")]
+    assert len(chosen_rows) == 2 and all(float(row[2]) == 0.0 for row in chosen_rows)
+    assert "tail chosen on all: dense x" in stdout
 
 
 def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
