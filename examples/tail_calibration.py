@@ -1,6 +1,6 @@
 """Can the fused list's tail (what the reranker sees past the top 10) calibrate itself to a store?
 Two label-free ways of setting the dense arm's weight below the top 10, measured on the cached arms of
-``examples/fusion_loo.py`` (docs/retrieval-quality.md, "Recall@50 on the WordNet sets: still short").
+``examples/fusion_loo.py`` (docs/retrieval-quality.md, "Recall@50: what was tried before the tail").
 
 For each collection, the fused top 10 stays the default's (so nDCG@10 does not move) and ranks 11+
 are fused again with the dense arm's weight times ``m``; the figure is Recall@50 minus the better arm's.
