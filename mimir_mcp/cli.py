@@ -725,20 +725,21 @@ def serve_main(argv: Sequence[str]) -> int:
     service = MemoryService(settings)
     server = create_server(settings, service=service)
     transport = settings.server.transport
-    logger.info(
-        "mimir-mcp %s starting on %s (data: %s, reranker: %s)",
-        __version__,
-        transport if transport == "stdio" else f"{transport} http://{settings.server.host}:{settings.server.port}",
-        settings.store.chroma_host or settings.store.data_dir,
-        settings.reranker.model if settings.reranker.enabled else "disabled",
-    )
-    # Start loading now: the handshake does not wait for it, and the first search waits less.
-    enable_heap_freezing()
-    # SIGTERM stops the server as Ctrl+C does: uvicorn catches both and, after its own shutdown, raises the
-    # signal again under the handler it found, which is this one, so the cleanup below runs either way.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # From the "starting" line on, a Ctrl+C or SIGTERM however early runs the cleanup below and exits 0.
     try:
-        service.start()  # inside: a Ctrl+C this early still runs the cleanup and exits 0
+        # SIGTERM stops the server as Ctrl+C does: uvicorn catches both and, after its own shutdown, raises
+        # the signal again under the handler it found, which is this one, so the cleanup runs either way.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        logger.info(
+            "mimir-mcp %s starting on %s (data: %s, reranker: %s)",
+            __version__,
+            transport if transport == "stdio" else f"{transport} http://{settings.server.host}:{settings.server.port}",
+            settings.store.chroma_host or settings.store.data_dir,
+            settings.reranker.model if settings.reranker.enabled else "disabled",
+        )
+        enable_heap_freezing()
+        # Start loading now: the handshake does not wait for it, and the first search waits less.
+        service.start()
         if transport == "stdio":
             from mimir_mcp.stdio import serve_stdio
 

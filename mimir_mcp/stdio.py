@@ -11,13 +11,15 @@ terminal that nobody types into keeps the process alive after Ctrl+C until Enter
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -37,26 +39,66 @@ _ID_VALUE = re.compile(r'\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 
 
 def serve_stdio(server: MCPServer) -> None:
-    """``server.run("stdio")``, but a line that cannot be parsed gets an error answer instead of none."""
-    anyio.run(_serve, server)
+    """``server.run("stdio")``, but a line that cannot be parsed gets an error answer instead of none, and
+    Ctrl+C or SIGTERM always stops it (``SignalStop``)."""
+    stop = SignalStop()
+    with stop.installed():
+        anyio.run(_serve, server, stop)
 
 
-async def _serve(server: MCPServer) -> None:
-    async with anyio.create_task_group() as stopper:
-        stopper.start_soon(_stop_on_signal, stopper.cancel_scope)
-        await _session(server)
-        stopper.cancel_scope.cancel()  # the client hung up: stop listening for signals
+async def _serve(server: MCPServer, stop: SignalStop) -> None:
+    with anyio.CancelScope() as scope:
+        stop.attach(scope)
+        try:
+            await _session(server)
+        finally:
+            stop.attach(None)
+    if stop.signalled is not None:
+        logger.info("%s received: stopping", signal.Signals(stop.signalled).name)
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    """Ctrl+C or SIGTERM ends the session from inside the event loop. Left to asyncio, the first SIGINT
-    only cancels the main task, which a step of the session that absorbs the cancellation can swallow: a
-    server signalled while it was starting kept running, idle, until killed (seen in CI, under load)."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            logger.info("%s received: stopping", signal.Signals(signum).name)
-            scope.cancel()
-            return
+class SignalStop:
+    """SIGINT and SIGTERM for the stdio server, handled so that none is lost.
+
+    Left to asyncio, a SIGINT only cancels the main task once, which a step of the session that absorbs the
+    cancellation can swallow; and a signal receiver opened inside the loop misses a signal that comes
+    before it is open. Both left a server signalled while starting up and idle (seen in CI, under load).
+    This handler is installed before the loop starts (so asyncio keeps its own out): until the session's
+    cancel scope exists a signal raises ``KeyboardInterrupt`` as Python's own handler does, and the
+    caller's cleanup runs; from then on it cancels that scope from inside the loop, which anyio repeats at
+    every checkpoint until the session has ended. A second signal raises ``KeyboardInterrupt`` at once."""
+
+    def __init__(self) -> None:
+        self.signalled: int | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        for signum in previous:
+            signal.signal(signum, self._handle)
+        try:
+            yield
+        finally:
+            self._scope = None
+            for signum, handler in previous.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+    def attach(self, scope: anyio.CancelScope | None) -> None:
+        """From inside the loop: signals cancel ``scope`` from now on (None: raise ``KeyboardInterrupt`` again)."""
+        self._loop = asyncio.get_running_loop()
+        self._scope = scope
+
+    def _handle(self, signum: int, frame: object) -> None:
+        scope, loop = self._scope, self._loop
+        if scope is None or loop is None or self.signalled is not None:
+            raise KeyboardInterrupt
+        self.signalled = signum
+        try:
+            loop.call_soon_threadsafe(scope.cancel)  # the handler runs between two steps of the loop's thread
+        except RuntimeError:  # the loop has closed meanwhile
+            raise KeyboardInterrupt from None
 
 
 async def _session(server: MCPServer) -> None:

@@ -4,6 +4,7 @@ and SSE servers on 127.0.0.1, each through remember -> search -> rerank -> statu
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -255,6 +256,45 @@ def test_stdio_server_stops_at_once_on_ctrl_c_and_sigterm(tmp_path: Path, cross_
             assert process.stdout.read() == ""  # nothing but protocol on stdout, and no protocol was asked for
         finally:
             process.kill()
+
+
+def test_the_stdio_signal_handler_loses_no_signal_at_any_moment():
+    """In process, each moment a signal can come (the subprocess test above hits them by chance): before the
+    session's scope exists it is a KeyboardInterrupt, as Python's own handler gives; inside the session it
+    cancels the scope, again at every checkpoint even when one step swallows the cancellation (asyncio's
+    own handler cancelled the task once, and a swallowed cancellation left the server up); a second signal
+    is a KeyboardInterrupt; leaving puts the handlers found back."""
+    from mimir_mcp.stdio import SignalStop
+
+    found = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    stop = SignalStop()
+    with stop.installed():
+        assert all(signal.getsignal(signum) == stop._handle for signum in found)  # noqa: SLF001
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler runs in this thread at once, interrupting the sleep
+
+        async def session() -> list[str]:
+            steps = []
+            with anyio.CancelScope() as scope:
+                stop.attach(scope)
+                os.kill(os.getpid(), signal.SIGTERM)
+                try:
+                    await anyio.sleep(30)
+                except anyio.get_cancelled_exc_class():
+                    steps.append("swallowed")  # a step that absorbs its cancellation, and goes on
+                await anyio.sleep(30)
+                steps.append("still running")
+            stop.attach(None)
+            return [*steps, "cancelled" if scope.cancelled_caught else "not cancelled"]
+
+        started = time.monotonic()
+        assert anyio.run(session) == ["swallowed", "cancelled"]
+        assert time.monotonic() - started < 5 and stop.signalled == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert {signum: signal.getsignal(signum) for signum in found} == found
 
 
 def test_http_server_runs_its_cleanup_on_sigterm(tmp_path: Path, cross_encoder_path: Path):
