@@ -228,17 +228,23 @@ async def test_sse_transport(tmp_path: Path, cross_encoder_path: Path):
 def test_stdio_server_stops_at_once_on_ctrl_c_and_sigterm(tmp_path: Path, cross_encoder_path: Path):
     """Started by hand in a terminal, the server must stop on Ctrl+C (SIGINT) while its stdin stays open and
     silent, without waiting for a line; a supervisor's SIGTERM stops it the same way. Both run the cleanup,
-    also for a Ctrl+C while it is still starting (no wait: before the fix, killed by the signal, status -2)."""
+    also for a Ctrl+C while it is still starting (no wait: before the fix, killed by the signal, status -2),
+    and when it was started with both signals blocked (a blocked mask is inherited across exec: in CI the
+    test process at times had SIGINT blocked, and the server, never hearing it, stayed up idle)."""
     for stop, wait in ((signal.SIGINT, 1.0), (signal.SIGTERM, 1.0), (signal.SIGINT, 0.0)):
-        process = subprocess.Popen(
-            [PYTHON, "-m", "mimir_mcp", "--transport", "stdio"],
-            stdin=subprocess.PIPE,  # held open, nothing written: a terminal nobody types into
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            # on a hang, the SIGABRT below makes it print every thread's Python stack to stderr
-            env={**server_env(tmp_path / "data", cross_encoder_path), "PYTHONFAULTHANDLER": "1"},
-            text=True,
-        )
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            process = subprocess.Popen(
+                [PYTHON, "-m", "mimir_mcp", "--transport", "stdio"],
+                stdin=subprocess.PIPE,  # held open, nothing written: a terminal nobody types into
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                # on a hang, the SIGABRT below makes it print every thread's Python stack to stderr
+                env={**server_env(tmp_path / "data", cross_encoder_path), "PYTHONFAULTHANDLER": "1"},
+                text=True,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         try:
             log = _StderrLog(process)
             assert log.wait_for("starting on stdio"), "stdio server did not start"
