@@ -65,8 +65,8 @@ class SignalStop:
     before it is open. Both left a server signalled while starting up and idle (seen in CI, under load).
     This handler is installed before the loop starts (so asyncio keeps its own out): until the session's
     cancel scope exists a signal raises ``KeyboardInterrupt`` as Python's own handler does, and the
-    caller's cleanup runs; from then on it cancels that scope from inside the loop, which anyio repeats at
-    every checkpoint until the session has ended. A second signal raises ``KeyboardInterrupt`` at once."""
+    caller's cleanup runs; from then on the loop's handler (``attach``) cancels that scope, which anyio
+    repeats at every checkpoint until the session has ended. A second signal raises ``KeyboardInterrupt``."""
 
     def __init__(self) -> None:
         self.signalled: int | None = None
@@ -86,9 +86,25 @@ class SignalStop:
                 signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
     def attach(self, scope: anyio.CancelScope | None) -> None:
-        """From inside the loop: signals cancel ``scope`` from now on (None: raise ``KeyboardInterrupt`` again)."""
-        self._loop = asyncio.get_running_loop()
+        """From inside the loop: signals cancel ``scope`` from now on (None: raise ``KeyboardInterrupt`` again).
+
+        The loop's own signal handling takes over here because it also sets the wakeup fd: a signal the
+        kernel hands to another thread (torch's, the stdin reader) only trips a flag that the main thread
+        reads when it next runs Python, and a main thread idle in ``select`` with nothing scheduled never
+        does; the wakeup fd wakes it (loop.close() removes these handlers again)."""
+        loop = asyncio.get_running_loop()
+        if scope is not None and self._scope is None:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+        self._loop = loop
         self._scope = scope
+
+    def _on_signal(self, signum: int) -> None:
+        """A signal, in the loop."""
+        if self._scope is None or self.signalled is not None:
+            raise KeyboardInterrupt
+        self.signalled = signum
+        self._scope.cancel()
 
     def _handle(self, signum: int, frame: object) -> None:
         scope, loop = self._scope, self._loop

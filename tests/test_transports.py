@@ -303,6 +303,34 @@ def test_the_stdio_signal_handler_loses_no_signal_at_any_moment():
     assert {signum: signal.getsignal(signum) for signum in found} == found
 
 
+def test_a_signal_the_kernel_hands_to_another_thread_still_stops_the_session_at_once():
+    """The kernel may deliver a process's signal to any thread that does not block it (the server has torch's,
+    the stdin reader...). Python then runs the handler only when the main thread next runs Python, and an
+    idle loop waiting in select never does: the loop's wakeup fd must wake it (the CI hang)."""
+    from mimir_mcp.stdio import SignalStop
+
+    stop = SignalStop()
+
+    async def session() -> float:
+        started = time.monotonic()
+        with anyio.CancelScope() as scope:
+            stop.attach(scope)
+
+            def kill_from_here() -> None:
+                time.sleep(0.5)  # the main thread is in select by then
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+            other = threading.Thread(target=kill_from_here)
+            other.start()
+            await anyio.sleep(30)  # the loop sleeps in select until then, unless something wakes it
+        stop.attach(None)
+        other.join()
+        return time.monotonic() - started
+
+    with stop.installed():
+        assert anyio.run(session) < 5 and stop.signalled == signal.SIGINT
+
+
 def test_http_server_runs_its_cleanup_on_sigterm(tmp_path: Path, cross_encoder_path: Path):
     """uvicorn re-raises the SIGTERM it caught after its own shutdown; the server must still close its store
     and exit 0, as a service manager expects of a clean stop."""
