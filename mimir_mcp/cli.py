@@ -730,8 +730,10 @@ def serve_main(argv: Sequence[str]) -> int:
         # SIGTERM stops the server as Ctrl+C does: uvicorn catches both and, after its own shutdown, raises
         # the signal again under the handler it found, which is this one, so the cleanup runs either way.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        # A blocked signal mask is inherited across exec: started by a parent that had blocked SIGINT (in CI,
-        # the test process at times), the server never heard Ctrl+C. It must hear both whatever it inherited.
+        # Ignored and blocked signals are inherited across exec: a command started with `&` by a script gets
+        # SIGINT ignored (so did the test runner, and the server under it never heard its SIGINT), and a
+        # parent may have blocked it. A server asked to stop must hear both, whatever it inherited.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         logger.info(
             "mimir-mcp %s starting on %s (data: %s, reranker: %s)",
