@@ -71,7 +71,6 @@ class SignalStop:
     def __init__(self) -> None:
         self.signalled: int | None = None
         self._scope: anyio.CancelScope | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -96,7 +95,6 @@ class SignalStop:
         if scope is not None and self._scope is None:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, self._on_signal, signum)
-        self._loop = loop
         self._scope = scope
 
     def _on_signal(self, signum: int) -> None:
@@ -107,14 +105,9 @@ class SignalStop:
         self._scope.cancel()
 
     def _handle(self, signum: int, frame: object) -> None:
-        scope, loop = self._scope, self._loop
-        if scope is None or loop is None or self.signalled is not None:
-            raise KeyboardInterrupt
-        self.signalled = signum
-        try:
-            loop.call_soon_threadsafe(scope.cancel)  # the handler runs between two steps of the loop's thread
-        except RuntimeError:  # the loop has closed meanwhile
-            raise KeyboardInterrupt from None
+        """Before ``attach``: Python's own Ctrl+C, under a handler asyncio's runner does not replace with its
+        one-shot task cancel (``attach`` hands both signals to the loop, whose handler this no longer is)."""
+        raise KeyboardInterrupt
 
 
 async def _session(server: MCPServer) -> None:
