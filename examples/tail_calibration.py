@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from fusion_loo import Arms, Setting, arms_of, fuse_zscore, measure
+from fusion_loo import Arms, Setting, Tail, arms_of, fuse_zscore, measure
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
@@ -38,11 +38,9 @@ SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
 def tailed(arms: Arms, multiplier: float, keep: int = 10) -> list[str]:
-    """The default's top ``keep``, then the rest fused with the dense arm's weight times ``multiplier``."""
-    head = fuse_zscore(arms, DEFAULT)[:keep]
-    boosted = Setting(DEFAULT.bm25_power, DEFAULT.dense_power, DEFAULT.dense_scale * multiplier, DEFAULT.context_from)
-    seen = set(head)
-    return head + [item for item in fuse_zscore(arms, boosted) if item not in seen]
+    """The default's top ``keep``, then the rest fused with the dense arm's weight times ``multiplier``
+    (``fusion.tailed_fusion``, as search runs it, with one factor whether or not the context arm runs)."""
+    return fuse_zscore(arms, DEFAULT, Tail(multiplier, multiplier, keep))
 
 
 def dense_only_top(arms: Arms) -> bool:
