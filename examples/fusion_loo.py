@@ -35,16 +35,17 @@ from typing import Any
 
 import numpy as np
 
+from mimir_mcp.bm25 import CONTEXT_MAX_TERMS
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import _fit, score_ranking
-from mimir_mcp.fusion import arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
+from mimir_mcp.fusion import ZSCORE_ARM_SCALE, arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryRecord
 
 DEPTH = 100
-Arms = dict[str, Any]  # per query: arm -> [(doc, score)], "attainable" -> {arm: float}, "coherence" -> float | None
+Arms = dict[str, Any]  # per query: arm -> [(doc, score)], "attainable" -> {arm: float}, "coherence", "mean_terms"
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,12 @@ class Setting:
     dense_power: float
     dense_scale: float
     context_from: float | None  # coherence from which the context arm runs; None: never
+    context_max_terms: float | None = None  # ... where memories hold at most this many terms on average
 
     def label(self) -> str:
         context = "off" if self.context_from is None else f"from {self.context_from:g}"
+        if self.context_from is not None and self.context_max_terms is not None:
+            context += f" up to {self.context_max_terms:g} terms"
         return (
             f"coverage^{self.bm25_power:g} (BM25), ^{self.dense_power:g} (dense), dense x{self.dense_scale:g}, "
             f"context {context}"
@@ -75,8 +79,9 @@ class Tail:
 TAIL_FACTORS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
 
 SETTINGS = [
-    Setting(bm25, dense, scale, context)
+    Setting(bm25, dense, scale, context, max_terms)
     for context in (0.05, 0.07, None)
+    for max_terms in ((None, CONTEXT_MAX_TERMS) if context is not None else (None,))
     for bm25, dense in ((0.25, 0.5), (0.5, 0.25), (0.5, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0))
     for scale in (1.5, 2.0, 3.0)
 ]
@@ -127,13 +132,18 @@ def arms_of(
             arm: lexical.attainable_score(query, context=arm == "context") for arm in ("bm25", "context")
         }
         arms["coherence"] = lexical.coherence(namespace)
+        arms["mean_terms"] = lexical.mean_length(namespace)
         runs[qid] = arms
     lexical.close()
     return runs
 
 
 def runs_context(arms: Arms, setting: Setting) -> bool:
-    return setting.context_from is not None and (arms["coherence"] or -1.0) >= setting.context_from
+    return (
+        setting.context_from is not None
+        and (arms["coherence"] or -1.0) >= setting.context_from
+        and (setting.context_max_terms is None or (arms["mean_terms"] or 0.0) <= setting.context_max_terms)
+    )
 
 
 def fuse_zscore(arms: Arms, setting: Setting, tail: Tail | None = None) -> list[str]:
@@ -143,7 +153,8 @@ def fuse_zscore(arms: Arms, setting: Setting, tail: Tail | None = None) -> list[
     scores = {arm: [score for _, score in hits] for arm, hits in chosen.items()}
     weights = arm_weights(
         scores,
-        {"dense": setting.dense_scale / 2.0},  # arm_weights already doubles the dense arm under zscore
+        # arm_weights already scales the dense arm by the shipped ZSCORE_ARM_SCALE under zscore
+        {"dense": setting.dense_scale / ZSCORE_ARM_SCALE["dense"]},
         method="zscore",
         coverage=arm_coverage(scores, arms["attainable"]),
         coverage_power={"dense": setting.dense_power, "bm25": setting.bm25_power, "context": setting.bm25_power},
@@ -206,11 +217,7 @@ def main() -> None:
 
     def better_arm(name: str, setting: Setting | None, metric: str) -> float:
         runs = collections[name]["runs"].values()
-        context = (
-            setting is not None
-            and setting.context_from is not None
-            and all((arms["coherence"] or -1.0) >= setting.context_from for arms in runs)
-        )
+        context = setting is not None and all(runs_context(arms, setting) for arms in runs)
         arms = ("dense", "bm25", "context") if context else ("dense", "bm25")
         return max(arms_alone[name][arm][metric] for arm in arms)
 

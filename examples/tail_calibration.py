@@ -31,7 +31,7 @@ from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import _fit
 
-DEFAULT = Setting(1.0, 1.0, 2.0, 0.05)  # the shipped fusion's head; m = 1 is the fused order without a tail
+DEFAULT = Setting(1.0, 1.0, 2.0, 0.05, 50.0)  # the shipped fusion's head; m = 1 is the fused order without a tail
 MULTIPLIERS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
 PSEUDO_QUERIES = 300
 SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")

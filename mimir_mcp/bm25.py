@@ -21,6 +21,10 @@ COHERENCE_SAMPLE = 200
 # From this coherence on, search scores a namespace's memories with their context (docs/retrieval-quality.md, "How the
 # defaults were chosen").
 CONTEXT_MIN_COHERENCE = 0.05
+# ... and where its memories are short: at most this many terms each on average (their BM25 length). The
+# context arm is for turns that lean on the one before them; passages of prose stored in order are as
+# coherent as a conversation (0.08-0.09) but do not need their predecessor (same section).
+CONTEXT_MAX_TERMS = 50.0
 COHERENCE_MIN_MEMORIES = 20
 _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
 _EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)
@@ -158,6 +162,13 @@ class BM25Index:
         totals = np.bincount(inverse, weights=counts).astype(np.float32)
         keep = alive[positions]
         return positions[keep], totals[keep], bm25_idf(int(keep.sum()), self._live)
+
+    def mean_length(self, group: str | None) -> float | None:
+        """The mean length (terms) of the live documents of ``group`` (``None``: all); ``None`` if it has none."""
+        alive = self._alive.view
+        members = alive if group is None else alive & (self._groups.view == self._group_codes.get(group, -1))
+        count = int(members.sum())
+        return float(self._lengths.view[members].sum()) / count if count else None
 
     def _context_lengths(self) -> np.ndarray:
         """Each document's context length: its own plus the live document added before it."""

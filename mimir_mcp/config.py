@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mimir_mcp.bm25 import CONTEXT_MIN_COHERENCE
+from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, CONTEXT_MIN_COHERENCE
 from mimir_mcp.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT, TAIL_FROM
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 
@@ -162,7 +162,7 @@ class SearchSettings(BaseModel):
 
     candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
     # zscore fusion, its coverage powers and the context threshold were chosen leave one collection out
-    # over ten collections (docs/retrieval-quality.md, "How the defaults were chosen"); the RRF methods
+    # over twelve collections (docs/retrieval-quality.md, "How the defaults were chosen"); the RRF methods
     # remain for comparison.
     fusion: Literal["zscore", "coverage", "top_z", "score_gap", "equal"] = Field(
         default="zscore",
@@ -200,11 +200,18 @@ class SearchSettings(BaseModel):
     context: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Score each memory with the one stored before it in its namespace (BM25 arm): 'auto' when "
-        "the namespace's coherence reaches context_min_coherence (conversations, logs), 'on' always, 'off' never.",
+        "the namespace's coherence reaches context_min_coherence and its memories are short (context_max_terms) "
+        "(conversations, logs), 'on' always, 'off' never.",
     )
     context_min_coherence: float = Field(
         default=CONTEXT_MIN_COHERENCE,
         description="Coherence (LexicalIndex.coherence) from which 'auto' context applies.",
+    )
+    context_max_terms: float = Field(
+        default=CONTEXT_MAX_TERMS,
+        gt=0,
+        description="'auto' context applies only where the namespace's memories hold at most this many terms "
+        "on average (BM25 length: words less stop words): turns, not passages of a document stored in order.",
     )
     default_top_k: int = Field(default=10, ge=1)
     default_rerank_top_k: int = Field(default=50, ge=1)

@@ -129,7 +129,7 @@ FusionMethod = Literal["zscore", "coverage", "top_z", "score_gap"]
 
 # How strongly each arm's coverage counts (``coverage_factor``), per fusion method. ``coverage`` (RRF)
 # was chosen on SciFact, two WordNet sets and simulated weak arms; ``zscore``, the default, leave one
-# collection out over ten collections (docs/retrieval-quality.md, "How the defaults were chosen"). The settings
+# collection out over twelve collections (docs/retrieval-quality.md, "How the defaults were chosen"). The settings
 # MIMIR_SEARCH_*_COVERAGE_POWER override them.
 COVERAGE_POWER: dict[str, dict[str, float]] = {
     "zscore": {"dense": 1.0, "bm25": 1.0, "context": 1.0},
@@ -143,7 +143,7 @@ ZSCORE_ARM_SCALE = {"dense": 2.0}
 
 # Below the top ``TAIL_FROM`` places the dense arm's weight is multiplied by ``TAIL_DENSE_FACTOR``, or by
 # ``TAIL_DENSE_FACTOR_CONTEXT`` where the context arm runs (a coherent namespace: conversations), chosen
-# leave one collection out on Recall@50 over ten collections (docs/retrieval-quality.md, "The tail").
+# leave one collection out on Recall@50 over twelve collections (docs/retrieval-quality.md, "The tail").
 TAIL_FROM = 10
 TAIL_DENSE_FACTOR = 10.0
 TAIL_DENSE_FACTOR_CONTEXT = 0.3

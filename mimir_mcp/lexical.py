@@ -177,6 +177,11 @@ class LexicalIndex:
         with self._lock:
             return self._index.coherence(namespace, self.catalogue.terms)
 
+    def mean_length(self, namespace: str | None = None) -> float | None:
+        """The mean number of terms a memory of ``namespace`` holds (``BM25Index.mean_length``)."""
+        with self._lock:
+            return self._index.mean_length(namespace)
+
     def get(self, ids: Sequence[str]) -> dict[str, MemoryRecord]:
         return self.catalogue.get(ids)
 

@@ -236,12 +236,17 @@ class SearchFusion(BaseModel):
     context: bool = Field(
         default=False,
         description="Whether the BM25 arm scored each memory together with the one stored before it in its "
-        "namespace (a conversation's previous turn), as the namespace's coherence called for.",
+        "namespace (a conversation's previous turn), as the namespace's coherence and mean_terms called for.",
     )
     coherence: float | None = Field(
         default=None,
         description="How much more alike neighbouring memories of the namespace are than distant ones "
         "(0: unrelated; conversations about 0.08-0.12); null when too few memories to tell.",
+    )
+    mean_terms: float | None = Field(
+        default=None,
+        description="How many terms the namespace's memories hold on average (words less stop words): the context "
+        "arm is for short ones (MIMIR_SEARCH_CONTEXT_MAX_TERMS; conversation turns about 20, passages 100+).",
     )
 
 

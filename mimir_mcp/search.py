@@ -106,6 +106,7 @@ class Retrieved:
     attainable: dict[str, float] = field(default_factory=dict)
     context: bool = False
     coherence: float | None = None
+    mean_terms: float | None = None
 
 
 @dataclass
@@ -210,16 +211,22 @@ class SearchPipeline:
         if missing:
             records.update(self.lexical.get(missing))
 
-    def _context(self, namespace: str | None) -> tuple[bool, float | None]:
+    def _context(self, namespace: str | None) -> tuple[bool, float | None, float | None]:
         """Whether the BM25 arm scores each memory with the one stored before it, and the namespace's
-        coherence that decided it (``None`` when not measured)."""
+        coherence and mean memory length (terms) that decided it (``None`` when not measured)."""
         mode = self.settings.context
         if mode == "off":
-            return False, None
-        coherence = self.lexical.coherence(namespace)
+            return False, None, None
+        coherence, mean_terms = self.lexical.coherence(namespace), self.lexical.mean_length(namespace)
         if mode == "on":
-            return True, coherence
-        return coherence is not None and coherence >= self.settings.context_min_coherence, coherence
+            return True, coherence, mean_terms
+        runs = (
+            coherence is not None
+            and coherence >= self.settings.context_min_coherence
+            and mean_terms is not None
+            and mean_terms <= self.settings.context_max_terms
+        )
+        return runs, coherence, mean_terms
 
     async def run(self, request: SearchRequest) -> SearchResponse:
         """The search, stage by stage: retrieve, fuse (with the filter check), rerank, min_score, MMR, present."""
@@ -266,6 +273,7 @@ class SearchPipeline:
                 coverage={arm: None if value is None else round(value, 6) for arm, value in first.coverage.items()},
                 context=retrieved.context,
                 coherence=None if retrieved.coherence is None else round(retrieved.coherence, 6),
+                mean_terms=None if retrieved.mean_terms is None else round(retrieved.mean_terms, 2),
             ),
             timings_ms=timings,
         )
@@ -286,7 +294,7 @@ class SearchPipeline:
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
         def lexical_arms() -> None:
-            context, found.coherence = self._context(request.namespace)
+            context, found.coherence, found.mean_terms = self._context(request.namespace)
             # the context arm runs where the namespace calls for it, or alone when evaluation asks for it
             found.context = "context" in request.arms and (context or request.arms == ("context",))
             for arm in [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or found.context)]:

@@ -24,6 +24,7 @@ def test_defaults(clean_env):
     assert settings.server.host == "127.0.0.1"
     assert settings.search.fusion == "zscore" and settings.search.rrf_k == 10
     assert settings.search.context == "auto" and settings.search.context_min_coherence == 0.05
+    assert settings.search.context_max_terms == 50.0
     assert settings.search.default_max_chars == 400
     assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (None, None)
     assert (

@@ -331,6 +331,25 @@ def test_context_neighbours_survive_a_restart(tmp_path):
     reopened.close()
 
 
+def test_mean_length_counts_each_namespace_s_live_memories_terms(index):
+    """The context arm's second test (search): how many terms a namespace's memories hold on average,
+    its BM25 lengths (stop words out, so "the" and "was" do not count)."""
+    index.add(
+        [
+            record("a", "volcano magma eruption", namespace="geo"),
+            record("b", "the glacier was icy", namespace="geo"),
+            record("c", "coral reef algae fish sharks", namespace="sea"),
+        ]
+    )
+    assert analyze("the glacier was icy") == ["glacier", "ici"]
+    assert index.mean_length("geo") == 2.5
+    assert index.mean_length("sea") == 5.0
+    assert index.mean_length() == pytest.approx(10 / 3)
+    assert index.mean_length("missing") is None
+    index.remove(["a"])  # a forgotten memory no longer counts
+    assert index.mean_length("geo") == 2.0
+
+
 def test_coherence_tells_a_conversation_from_unrelated_memories(index):
     topics = [
         "volcano magma eruption",

@@ -484,6 +484,19 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     assert tail == pytest.approx({**weights, "dense": weights["dense"] * 10}, rel=1e-4)
     assert shuffled["candidates"]["context"] is None
     assert all(hit["scores"]["context_rank"] is None for hit in shuffled["hits"])
+    assert found["fusion"]["mean_terms"] < 10  # a few words a turn
+    # the same conversation with every turn a long passage (the same 60 extra words each, which neither
+    # distinguish neighbours nor distant turns): as coherent, but too long for the context arm
+    padding = " ".join(f"appendix{i}" for i in range(60))
+    for speaker, text in CONVERSATION:
+        await call(client, "remember", {"text": f"{speaker}: {text} {padding}", "namespace": "long-turns"})
+    query = {"query": "Where was the wedding of Ann's sister?", "namespace": "long-turns", "rerank": False}
+    long = await call(client, "search", query)
+    assert long["fusion"]["coherence"] >= 0.05
+    assert long["fusion"]["mean_terms"] > 60
+    assert long["fusion"]["context"] is False and long["candidates"]["context"] is None
+    weights, tail = long["fusion"]["weights"], long["fusion"]["tail_weights"]
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 10}, rel=1e-4)
 
 
 async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_answer(client):

@@ -160,3 +160,107 @@ def test_foldoc_set(tmp_path):
         "q-virtual_lan": "A logical grouping of nodes on one network.",
     }
     assert all(dataset.qrels[query] == {query[2:]: 1} for query in dataset.queries)
+
+
+def test_python_faq_set(tmp_path):
+    """examples/python_faq_set.py: a FAQ question finds the passages of its answer among all the prose."""
+    sources = tmp_path / "_sources"
+    for folder in ("faq", "library", "tutorial"):
+        (sources / folder).mkdir(parents=True)
+    first, second = " ".join(f"alpha{i}" for i in range(170)), " ".join(f"beta{i}" for i in range(170))
+    (sources / "faq" / "general.rst.txt").write_text(
+        # asked twice: a question with two right answers is no query (both answers stay documents)
+        "How do I quit?\n--------------\n\nCall sys.exit with a status code.\n\n"
+        "How do I quit?\n--------------\n\nPress the key that ends the input.\n",
+        encoding="utf-8",
+    )
+    (sources / "faq" / "programming.rst.txt").write_text(
+        ":tocdepth: 2\n\n===============\nProgramming FAQ\n===============\n\n.. only:: html\n\n   .. contents::\n\n"
+        "General Questions\n=================\n\n"
+        "How do I copy a file?\n---------------------\n\n"
+        "Use :func:`shutil.copyfile` or the :ref:`copy recipes <copy-recipes>`; see\n"
+        "`the shell docs <https://example.org/>`_ and ``cp`` for **more**.\n\n"
+        '.. code-block:: python\n   :linenos:\n\n   shutil.copyfile("a", "b")\n\n'
+        # too short an answer: a document, but no query
+        "Why is the sky blue?\n--------------------\n\nBecause.\n\n"
+        # two paragraphs over 2,000 characters together: two passages, both relevant
+        f"What is a long answer?\n----------------------\n\n{first}\n\n{second}\n\n"
+        # the question is in its answer: no query
+        "Is it repeated?\n---------------\n\nYes: is it repeated? It is, now and then.\n",
+        encoding="utf-8",
+    )
+    (sources / "library" / "os.rst.txt").write_text(  # the API reference: not part of the set
+        "How do I list a directory?\n--------------------------\n\nCall os.listdir with its path.\n",
+        encoding="utf-8",
+    )
+    (sources / "tutorial" / "intro.rst.txt").write_text(  # prose, but no FAQ: documents only
+        "An Informal Introduction\n************************\n\nPython is easy to learn, see :mod:`os`.\n\n"
+        "What next?\n==========\n\nRead the library reference after this tutorial.\n",
+        encoding="utf-8",
+    )
+    build("python_faq_set.py", "--sources", str(sources), "--out", str(tmp_path / "set"))
+    dataset = load_dataset(tmp_path / "set", "test")
+    assert set(dataset.corpus) == {
+        "faq/general-0-0",
+        "faq/general-1-0",
+        "faq/programming-2-0",
+        "faq/programming-3-0",
+        "faq/programming-4-0",
+        "faq/programming-4-1",
+        "faq/programming-5-0",
+        "tutorial/intro-6-0",
+        "tutorial/intro-7-0",
+    }
+    assert dataset.corpus["faq/programming-2-0"].memory_text == (
+        'Use shutil.copyfile or the copy recipes; see the shell docs and cp for more. shutil.copyfile("a", "b")'
+    )
+    assert dataset.corpus["faq/programming-4-0"].memory_text == first
+    assert dataset.corpus["faq/programming-4-1"].memory_text == second
+    assert dataset.corpus["tutorial/intro-6-0"].memory_text == "Python is easy to learn, see os."
+    assert all(document.title == "" for document in dataset.corpus.values())
+    assert dataset.queries == {
+        "q-faq/programming-2": "How do I copy a file?",
+        "q-faq/programming-4": "What is a long answer?",
+    }
+    assert dataset.qrels == {
+        "q-faq/programming-2": {"faq/programming-2-0": 1},
+        "q-faq/programming-4": {"faq/programming-4-0": 1, "faq/programming-4-1": 1},
+    }
+
+
+def test_debian_faq_set(tmp_path):
+    """examples/debian_faq_set.py: a Debian FAQ question finds its answer among the FAQ's and the
+    Debian Reference's passages; title pages and tables of contents are no passages."""
+    faq = (
+        "                      The Debian GNU/Linux FAQ\n\nTable of Contents\n\n"
+        "    1.1. What is this FAQ?\n    1.2. What is the difference between Debian and others?\n\n"
+        "Chapter 1. Definitions and overview\n\n"
+        "1.1.\xa0What is this FAQ?\n\n\xa0 \xa0 This document answers questions\n    that users often ask.\n\n"
+        "1.2.\xa0What is the difference between Debian and\nother distributions?\n\n"
+        "    Debian is made by volunteers.\n\n    Its packages are free software.\n\n"
+        "1.3.\xa0Is it good?\n\n    Yes.\n"
+    )
+    reference = (
+        "Debian Reference\n\nChapter 1. GNU/Linux tutorials\n\n    Learning a computer system is like\n"
+        "    learning a new language.\n\n1.1.\xa0Console basics\n\n    The shell prompt waits for a command.\n"
+    )
+    (tmp_path / "faq.txt.gz").write_bytes(gzip.compress(faq.encode()))
+    (tmp_path / "reference.txt").write_text(reference, encoding="utf-8")
+    build(
+        "debian_faq_set.py",
+        *("--faq", str(tmp_path / "faq.txt.gz"), "--reference", str(tmp_path / "reference.txt")),
+        *("--out", str(tmp_path / "set")),
+    )
+    dataset = load_dataset(tmp_path / "set", "test")
+    assert {doc_id: doc.memory_text for doc_id, doc in dataset.corpus.items()} == {
+        "faq-0-0": "This document answers questions that users often ask.",
+        "faq-1-0": "Debian is made by volunteers. Its packages are free software.",
+        "faq-2-0": "Yes.",
+        "reference-3-0": "Learning a computer system is like learning a new language.",
+        "reference-4-0": "The shell prompt waits for a command.",
+    }
+    assert dataset.queries == {
+        "q-faq-0": "What is this FAQ?",
+        "q-faq-1": "What is the difference between Debian and other distributions?",
+    }
+    assert dataset.qrels == {"q-faq-0": {"faq-0-0": 1}, "q-faq-1": {"faq-1-0": 1}}
