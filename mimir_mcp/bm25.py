@@ -83,6 +83,8 @@ class BM25Index:
         self._coherence: dict[str | None, tuple[int, float | None]] = {}
         self._live = 0
         self._total_length = 0.0
+        # per group: [live documents, their summed length], so that ``mean_length`` costs nothing per search
+        self._group_totals: dict[int, list[float]] = {}
 
     def add(self, key: int, group: str, terms: Sequence[str]) -> None:
         """Index one document; a key already live is left as it is."""
@@ -110,6 +112,9 @@ class BM25Index:
             postings.document_frequency += 1
         self._live += 1
         self._total_length += len(terms)
+        totals = self._group_totals.setdefault(code, [0, 0.0])
+        totals[0] += 1
+        totals[1] += len(terms)
 
     def remove(self, key: int, terms: Sequence[str]) -> bool:
         """Mask a document out (its postings stay) and lower its terms' document frequencies."""
@@ -121,6 +126,9 @@ class BM25Index:
             self._postings[term].document_frequency -= 1
         self._live -= 1
         self._total_length -= len(terms)
+        totals = self._group_totals[int(self._groups.data[position])]
+        totals[0] -= 1
+        totals[1] -= float(self._lengths.data[position])
         return True
 
     def __contains__(self, key: int) -> bool:
@@ -165,10 +173,10 @@ class BM25Index:
 
     def mean_length(self, group: str | None) -> float | None:
         """The mean length (terms) of the live documents of ``group`` (``None``: all); ``None`` if it has none."""
-        alive = self._alive.view
-        members = alive if group is None else alive & (self._groups.view == self._group_codes.get(group, -1))
-        count = int(members.sum())
-        return float(self._lengths.view[members].sum()) / count if count else None
+        if group is None:
+            return self._total_length / self._live if self._live else None
+        count, total = self._group_totals.get(self._group_codes.get(group, -1), (0, 0.0))
+        return total / count if count else None
 
     def _context_lengths(self) -> np.ndarray:
         """Each document's context length: its own plus the live document added before it."""
