@@ -83,7 +83,8 @@ class BM25Index:
         self._coherence: dict[str | None, tuple[int, float | None]] = {}
         self._live = 0
         self._total_length = 0.0
-        # per group: [live documents, their summed length], so that ``mean_length`` costs nothing per search
+        # per group: [live documents, their summed length], so that ``mean_length`` and ``group_counts`` cost
+        # nothing per search
         self._group_totals: dict[int, list[float]] = {}
 
     def add(self, key: int, group: str, terms: Sequence[str]) -> None:
@@ -146,8 +147,9 @@ class BM25Index:
         return {key: names[int(codes[self._position[key]])] for key in keys if key in self._position}
 
     def group_counts(self) -> dict[str, int]:
-        codes = np.bincount(self._groups.view[self._alive.view], minlength=len(self._group_codes))
-        return {name: int(codes[code]) for name, code in sorted(self._group_codes.items()) if codes[code]}
+        """Live documents per group (those with any), from the running totals ``add`` and ``remove`` keep."""
+        counts = {name: int(self._group_totals.get(code, (0, 0.0))[0]) for name, code in self._group_codes.items()}
+        return {name: count for name, count in sorted(counts.items()) if count}
 
     def term_statistics(self, term: str, context: bool) -> tuple[np.ndarray, np.ndarray, float]:
         """A term's live documents, their term frequencies and its idf. With ``context``, each document is
