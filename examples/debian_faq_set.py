@@ -23,7 +23,7 @@ import gzip
 import re
 from pathlib import Path
 
-from python_faq_set import Section, build
+from python_faq_set import Section, build, joined
 
 from mimir_mcp.evaluation.beir import write_dataset
 
@@ -44,7 +44,7 @@ def read_sections(text: str, name: str, faq: bool, first: int) -> list[Section]:
     blocks: list[list[str]] = [[]]
 
     def close() -> None:
-        paragraphs = [" ".join(" ".join(block).split()) for block in blocks if block]
+        paragraphs = joined(blocks)
         if heading is not None and paragraphs:
             sections.append(Section(f"{name}-{first + len(sections)}", heading, paragraphs, faq))
 

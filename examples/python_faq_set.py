@@ -72,8 +72,7 @@ def read_sections(sources: Path) -> list[Section]:
             continue
         stem = str(relative).removesuffix(".rst.txt")
         for heading, body in _split(path.read_text(encoding="utf-8", errors="replace").splitlines()):
-            paragraphs = [" ".join(" ".join(block).split()) for block in _blocks(body)]
-            paragraphs = [paragraph for paragraph in paragraphs if paragraph]
+            paragraphs = joined(_blocks(body))
             if paragraphs:
                 sections.append(Section(f"{stem}-{len(sections)}", heading, paragraphs, relative.parts[0] == "faq"))
     return sections
@@ -114,6 +113,12 @@ def _blocks(lines: list[str]) -> list[list[str]]:
         else:
             blocks[-1].append(plain(line.strip()))
     return [block for block in blocks if block]
+
+
+def joined(blocks: list[list[str]]) -> list[str]:
+    """Each block of lines as one paragraph, its whitespace runs made single spaces; empty ones dropped."""
+    paragraphs = [" ".join(" ".join(block).split()) for block in blocks]
+    return [paragraph for paragraph in paragraphs if paragraph]
 
 
 def passages(paragraphs: list[str]) -> list[str]:
