@@ -33,8 +33,8 @@ def test_defaults(clean_env):
         settings.search.tail_dense_factor_context,
     ) == (
         10,
-        10.0,
-        0.3,
+        100.0,
+        0.1,
     )
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone

@@ -10,6 +10,7 @@ from mcp import Client
 from sentence_transformers import CrossEncoder
 
 from mimir_mcp.config import RerankerSettings
+from mimir_mcp.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT
 from mimir_mcp.memory import MemoryService
 from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.server import create_server
@@ -350,7 +351,7 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
 
 async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_factor(client: Client):
     """The first ten places are the fused order; the rest follow the same standardized scores with the
-    dense arm weighted ten times (no context arm here), each hit keeping its fused score."""
+    dense arm weighted a hundred times (no context arm here), each hit keeping its fused score."""
     from mimir_mcp.fusion import tailed_fusion, z_fusion
 
     services = ["billing", "search", "auth", "mail", "cache", "queue", "reports", "uploads"]
@@ -366,7 +367,7 @@ async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_facto
     assert len(hits) == 24 and found["candidates"]["dense"] == 24  # every candidate is shown
     assert found["fusion"]["context"] is False and found["fusion"]["tail_from"] == 10
     weights, tail = found["fusion"]["weights"], found["fusion"]["tail_weights"]
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 10}, rel=1e-4)
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
     # each arm's ranked list, rebuilt from the hits, fused again both ways
     arms = {
         arm: sorted(
@@ -467,10 +468,10 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     hit = found["hits"][texts.index(answer)]
     assert hit["scores"]["context_rank"] <= 2  # its predecessor's words found it
     assert "BM25 with each memory's predecessor" in found["message"]
-    # where the context arm runs, the tail leans on the lexical arms: the dense weight times 0.3
+    # where the context arm runs, the tail leans on the lexical arms: the dense weight times 0.1
     weights, tail = found["fusion"]["weights"], found["fusion"]["tail_weights"]
     assert found["fusion"]["tail_from"] == 10
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 0.3}, rel=1e-4)
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR_CONTEXT}, rel=1e-4)
     # the same memories stored in an order that keeps no exchange together are not read that way
     for position in range(len(CONVERSATION)):
         speaker, text = CONVERSATION[(position * 7) % len(CONVERSATION)]
@@ -481,7 +482,7 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     assert shuffled["fusion"]["context"] is False
     assert shuffled["fusion"]["coherence"] < 0.05
     weights, tail = shuffled["fusion"]["weights"], shuffled["fusion"]["tail_weights"]
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 10}, rel=1e-4)
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
     assert shuffled["candidates"]["context"] is None
     assert all(hit["scores"]["context_rank"] is None for hit in shuffled["hits"])
     assert found["fusion"]["mean_terms"] < 10  # a few words a turn
@@ -496,7 +497,7 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     assert long["fusion"]["mean_terms"] > 60
     assert long["fusion"]["context"] is False and long["candidates"]["context"] is None
     weights, tail = long["fusion"]["weights"], long["fusion"]["tail_weights"]
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * 10}, rel=1e-4)
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
 
 
 async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_answer(client):

@@ -1,6 +1,8 @@
 """`mimir-mcp eval` on a tiny BEIR folder, through the real remember/search path."""
 
 import json
+import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,6 +235,35 @@ def test_leave_one_out_example_measures_the_arms_as_eval_does(tiny_beir, tmp_pat
     assert "tail chosen on all: dense x" in stdout
 
 
+def test_the_tail_is_chosen_farthest_from_failing_the_floor():
+    """fusion_loo.choose_tail: of the pairs meeting Recall@50's floor on every collection, the one farthest
+    (log scale, along each factor) from a pair that fails it, not the one with the best margins."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import fusion_loo  # pyright: ignore[reportMissingImports]
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    Tail = fusion_loo.Tail
+    grid = (0.1, 1.0, 10.0)
+
+    def margins(context: float, plain: float) -> tuple[float, ...]:
+        # one collection fails where the context factor is over 1, another where the plain one is under 1;
+        # both do best at 1
+        first = -0.01 if context > 1 else 0.02 - 0.01 * abs(math.log10(context))
+        second = -0.01 if plain < 1 else 0.02 - 0.01 * abs(math.log10(plain))
+        return tuple(sorted((round(first, 3), round(second, 3))))
+
+    table = {Tail(c, p): margins(c, p) for c in grid for p in grid}
+    assert fusion_loo.choose_tail(table, "leximin") == Tail(1.0, 1.0)
+    assert fusion_loo.choose_tail(table) == Tail(0.1, 10.0)  # two grid steps from failing along each factor
+    # where no pair meets the floor, the best worst case
+    failing = {tail: (values[0] - 0.05, values[1]) for tail, values in table.items()}
+    assert fusion_loo.choose_tail(failing) == Tail(1.0, 1.0)
+    # where every pair meets it, nothing fails to be far from: the best margins again
+    passing = {tail: tuple(value + 0.02 for value in values) for tail, values in table.items()}
+    assert fusion_loo.choose_tail(passing) == Tail(1.0, 1.0)
+
+
 def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
     """examples/wordnet_sets.py turns WordNet's data files into the README's extra fusion sets."""
     wordnet = tmp_path / "wordnet"
@@ -312,7 +343,6 @@ def test_tail_calibration_example_keeps_the_default_head(tmp_path, tiny_beir, cr
     fusion_loo.py's cache: at m = 1 its list is the default fusion's, at any m the default's top 10 stay
     and only the order below them moves; pseudo-queries come only from memories of two sentences or more."""
     import pickle
-    import sys
 
     cache, collections, _ = loo_run
     result = run_cli(
