@@ -18,6 +18,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import anyio  # noqa: E402
 import pytest  # noqa: E402
 import uvicorn  # noqa: E402
 from mcp import Client  # noqa: E402
@@ -76,7 +77,10 @@ def embedder() -> Embedder:
 def reranker(cross_encoder_path: Path) -> LocalCrossEncoder:
     # torch backend: tests compare scores with CrossEncoder.predict exactly; the int8 copy has its own tests.
     shared = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder_path), backend="torch"))
-    shared.start()
+    # loaded before the first test uses it: a search never waits for a loading model (it answers in the
+    # hybrid's order), so a test that expects a rerank would otherwise race the load
+    anyio.run(shared.wait_ready, 300)
+    assert shared.unavailable_reason() is None, shared.unavailable_reason()
     return shared
 
 
