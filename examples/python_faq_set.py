@@ -123,19 +123,26 @@ def joined(blocks: list[list[str]]) -> list[str]:
 
 def passages(paragraphs: list[str]) -> list[str]:
     """Paragraphs joined into passages of at most ``MAX_CHARS``; a longer paragraph is cut at a word."""
+    return placed_passages(paragraphs)[0]
+
+
+def placed_passages(paragraphs: list[str]) -> tuple[list[str], list[int]]:
+    """``passages``, and for each paragraph the index of the passage it went into."""
     out: list[str] = []
+    places: list[int] = []
     current = ""
     for paragraph in paragraphs:
         if current and len(current) + 1 + len(paragraph) > MAX_CHARS:
             out.append(current)
             current = ""
         current = f"{current} {paragraph}".strip()
+        places.append(len(out))
         if len(current) > MAX_CHARS:
             out.append(cut_at_word(current, MAX_CHARS))
             current = ""
     if current:
         out.append(current)
-    return out
+    return out, places
 
 
 def build(sections: list[Section]) -> tuple[list[Document], dict[str, str], dict[str, dict[str, int]]]:

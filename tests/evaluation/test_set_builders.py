@@ -264,3 +264,52 @@ def test_debian_faq_set(tmp_path):
         "q-faq-1": "What is the difference between Debian and other distributions?",
     }
     assert dataset.qrels == {"q-faq-0": {"faq-0-0": 1}, "q-faq-1": {"faq-1-0": 1}}
+
+
+def test_info_index_set(tmp_path):
+    """examples/info_index_set.py: a manual's index entry finds the passage holding the line it points to;
+    index nodes and menus are no passages; a one-word entry and an entry two places share are no queries;
+    a split manual's parts are read in order, Python's manual not at all."""
+    first = "Alpha " * 330  # 1,980 characters: the next paragraph starts a passage of its own
+    tool = (
+        "This is tool.info, produced by makeinfo.\n"
+        "\x1f\nFile: tool.info,  Node: Top,  Next: Usage,  Up: (dir)\n\nTool\n****\n\n"
+        "Tool does things.\n\n* Menu:\n\n* Usage::   How to use it.\n"
+        f"\x1f\nFile: tool.info,  Node: Usage,  Prev: Top,  Up: Top\n\n1 Usage\n=======\n\n{first.strip()}\n\n"
+        "Exit status is zero\nwhen all went well.\n"
+        "\x1f\nFile: tool.info,  Node: Index,  Prev: Usage,  Up: Top\n\nIndex\n*****\n\n* Menu:\n\n"
+        "* exit status:                           Usage.               (line 9)\n"
+        "* a very long index entry that wraps onto the next line, usage: Usage.\n"
+        "                                                              (line 3)\n"
+        "* blank line before status:              Usage.               (line 8)\n"
+        "* overview:                              Top.                 (line 3)\n"
+        "* shared entry:                          Top.                 (line 3)\n"
+        "* shared entry <1>:                      Usage.               (line 9)\n"
+    )
+    (tmp_path / "tool.info.gz").write_bytes(gzip.compress(tool.encode()))
+    (tmp_path / "split.info").write_text("This is split.info.\n\x1f\nIndirect:\nsplit.info-1: 100\n")
+    (tmp_path / "split.info-1").write_text(
+        "\x1f\nFile: split.info,  Node: Top,  Up: (dir)\n\nSplit manuals come in parts.\n"
+        "\x1f\nFile: split.info,  Node: Index,  Up: Top\n\n* Menu:\n\n"
+        "* parts of manuals:                      Top.                 (line 3)\n"
+    )
+    (tmp_path / "python3.11.info").write_text(
+        "\x1f\nFile: python3.11.info,  Node: Top,  Up: (dir)\n\nPython.\n"
+        "\x1f\nFile: python3.11.info,  Node: Index,  Up: Top\n\n* Menu:\n\n"
+        "* python language:                       Top.                 (line 3)\n"
+    )
+    build("info_index_set.py", "--info", str(tmp_path), "--out", str(tmp_path / "set"))
+    dataset = load_dataset(tmp_path / "set", "test")
+    assert {doc_id: doc.memory_text for doc_id, doc in dataset.corpus.items()} == {
+        "split-0-0": "Split manuals come in parts.",
+        "tool-2-0": "Tool Tool does things.",  # the heading without its underline, the menu left out
+        "tool-3-0": f"1 Usage {first.strip()}",
+        "tool-3-1": "Exit status is zero when all went well.",
+    }
+    asked = {text: dataset.qrels[qid] for qid, text in dataset.queries.items()}
+    assert asked == {
+        "exit status": {"tool-3-1": 1},
+        "a very long index entry that wraps onto the next line, usage": {"tool-3-0": 1},
+        "blank line before status": {"tool-3-1": 1},  # a blank line belongs to the paragraph after it
+        "parts of manuals": {"split-0-0": 1},
+    }
