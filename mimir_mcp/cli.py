@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -756,7 +756,24 @@ def serve_main(argv: Sequence[str]) -> int:
     finally:
         service.close()
         logger.info("mimir-mcp stopped")
-    return 0
+    end_process(0)
+
+
+def end_process(status: int) -> NoReturn:
+    """End a server process here, without the interpreter's teardown.
+
+    Stopped within seconds of its start, a server still has daemon threads loading models (importing torch,
+    opening onnxruntime sessions); the interpreter's exit then finalizes those libraries under them and
+    crashed in native code (a segmentation fault, exit status -11, seen in CI right after "mimir-mcp
+    stopped"). By now the store is closed and every acknowledged write is as durable as after a SIGKILL,
+    which the durability tests check, so nothing is left that the teardown would do for the user."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a client that hung up, a stream already closed
+            pass
+    os._exit(status)
 
 
 # The commands beside serving (``mimir-mcp`` alone or ``mimir-mcp serve``), each with its own parser.

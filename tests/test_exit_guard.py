@@ -80,3 +80,22 @@ def test_a_process_that_ends_while_the_models_load_exits_cleanly(tmp_path):
     for _ in range(2):
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_server_process_ends_with_its_output_flushed_and_no_teardown():
+    """cli.end_process, where a stopped server ends: what it printed and logged is written out, the status
+    is the one given, and no atexit handler runs (the interpreter's teardown is what crashed under
+    loading threads)."""
+    script = (
+        "import atexit, logging, sys\n"
+        "from mimir_mcp.cli import end_process\n"
+        "logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n"
+        "atexit.register(lambda: print('teardown ran', flush=True))\n"
+        "print('protocol line', end='')\n"  # no newline: sits in stdout's buffer until flushed
+        "logging.getLogger('mimir_mcp').info('stopped')\n"
+        "end_process(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert done.stdout == "protocol line"
+    assert "stopped" in done.stderr and "teardown ran" not in done.stdout + done.stderr
