@@ -342,6 +342,7 @@ def test_sigkill_during_forget_update_import_leaves_every_acknowledged_change_an
     rng = random.Random(seed)
     data_dir = tmp_path / "data"
     where = f"(DURABILITY_SEED={seed})"
+    print(f"reproduce with {where}")  # pytest shows it with any failure, a library's own error included
 
     # Seed the store, through the service, with memories the first trials forget and update.
     service, store, lexical = open_service(data_dir, embedder)
