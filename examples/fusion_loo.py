@@ -328,12 +328,12 @@ def main() -> None:
     for held_out in collections:
         others = [n for n in collections if n != held_out]
         s = pick(others)
-        tail, by_mean = pick_tail(s, others), pick_tail(s, others, rule="leximin")
-        tail_rows.append((tail_margin(s, tail, held_out), held_out, tail, tail_margin(s, by_mean, held_out), by_mean))
+        tail, leximin = pick_tail(s, others), pick_tail(s, others, rule="leximin")
+        tail_rows.append((tail_margin(s, tail, held_out), held_out, tail, tail_margin(s, leximin, held_out), leximin))
     print("\n| held out | tail chosen on the others | R@50 margin | leximin instead: chosen | margin |")
     print("| --- | --- | --- | --- | --- |")
-    for value, name, tail, mean_value, by_mean in sorted(tail_rows, key=lambda row: row[0]):
-        print(f"| {name} | {tail.label()} | {value:+.4f} | {by_mean.label()} | {mean_value:+.4f} |")
+    for value, name, tail, leximin_value, leximin in sorted(tail_rows, key=lambda row: row[0]):
+        print(f"| {name} | {tail.label()} | {value:+.4f} | {leximin.label()} | {leximin_value:+.4f} |")
     print(
         f"\nmean R@50 margin held out: {np.mean([row[0] for row in tail_rows]):+.4f} "
         f"(leximin: {np.mean([row[3] for row in tail_rows]):+.4f})"
