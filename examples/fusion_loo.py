@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mimir_mcp.bm25 import CONTEXT_MAX_TERMS
+from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, context_applies
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
@@ -169,10 +169,9 @@ def arms_of(
 
 
 def runs_context(arms: Arms, setting: Setting) -> bool:
-    return (
-        setting.context_from is not None
-        and (arms["coherence"] or -1.0) >= setting.context_from
-        and (setting.context_max_terms is None or (arms["mean_terms"] or 0.0) <= setting.context_max_terms)
+    """Whether the search tool runs the context arm for this query's namespace under ``setting``."""
+    return setting.context_from is not None and context_applies(
+        arms["coherence"], arms.get("mean_terms"), setting.context_from, setting.context_max_terms
     )
 
 
@@ -320,15 +319,15 @@ def main() -> None:
         values = [with_context[q][1] if with_context[q][0] else without[q][1] for q in with_context]
         return float(np.mean(values)) - better_arm(name, s, "r50")
 
-    def pick_tail(s: Setting, names: list[str], rule: str = "room") -> Tail:
-        table = {tail: tuple(sorted(round(tail_margin(s, tail, n), 3) for n in names)) for tail in tails}
-        return choose_tail(table, rule)
+    def tail_table(s: Setting, names: list[str]) -> dict[Tail, tuple[float, ...]]:
+        return {tail: tuple(sorted(round(tail_margin(s, tail, n), 3) for n in names)) for tail in tails}
 
     tail_rows = []
     for held_out in collections:
         others = [n for n in collections if n != held_out]
         s = pick(others)
-        tail, leximin = pick_tail(s, others), pick_tail(s, others, rule="leximin")
+        table = tail_table(s, others)
+        tail, leximin = choose_tail(table), choose_tail(table, rule="leximin")
         tail_rows.append((tail_margin(s, tail, held_out), held_out, tail, tail_margin(s, leximin, held_out), leximin))
     print("\n| held out | tail chosen on the others | R@50 margin | leximin instead: chosen | margin |")
     print("| --- | --- | --- | --- | --- |")
@@ -338,7 +337,7 @@ def main() -> None:
         f"\nmean R@50 margin held out: {np.mean([row[0] for row in tail_rows]):+.4f} "
         f"(leximin: {np.mean([row[3] for row in tail_rows]):+.4f})"
     )
-    tail = pick_tail(chosen, list(collections))
+    tail = choose_tail(tail_table(chosen, list(collections)))
     print(f"\ntail chosen on all: {tail.label()}")
     print("| collection | R@50 | R@50 margin | without the tail |")
     print("| --- | --- | --- | --- |")

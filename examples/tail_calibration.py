@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from fusion_loo import Arms, Setting, Tail, arms_of, fuse_zscore, measure
+from fusion_loo import Arms, Setting, Tail, arms_of, fuse_zscore, measure, runs_context
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
@@ -58,7 +58,7 @@ def better_arm_r50(collection: dict) -> float:
     """The better arm's Recall@50; the context arm counts where every namespace runs it (as fusion_loo)."""
     runs = collection["runs"].values()
     arms = ["dense", "bm25"]
-    if all((a["coherence"] or -1.0) >= (DEFAULT.context_from or 0.0) for a in runs):
+    if all(runs_context(a, DEFAULT) for a in runs):
         arms.append("context")
     return max(measure(collection, lambda a, arm=arm: [i for i, _ in a[arm]])["r50"] for arm in arms)
 

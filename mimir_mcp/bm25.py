@@ -26,6 +26,21 @@ CONTEXT_MIN_COHERENCE = 0.05
 # coherent as a conversation (0.08-0.09) but do not need their predecessor (same section).
 CONTEXT_MAX_TERMS = 50.0
 COHERENCE_MIN_MEMORIES = 20
+
+
+def context_applies(
+    coherence: float | None, mean_terms: float | None, min_coherence: float, max_terms: float | None
+) -> bool:
+    """The rule of 'auto' context: a namespace coherent enough (a conversation) whose memories are short
+    enough (turns, not passages); ``max_terms`` None: no length test. What a test needs unmeasured
+    (``None``): it does not apply."""
+    return (
+        coherence is not None
+        and coherence >= min_coherence
+        and (max_terms is None or (mean_terms is not None and mean_terms <= max_terms))
+    )
+
+
 _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
 _EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)
 K1 = 1.2

@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from mimir_mcp.bm25 import context_applies
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.diversity import mmr
 from mimir_mcp.embedding import Embedder
@@ -220,12 +221,8 @@ class SearchPipeline:
         coherence, mean_terms = self.lexical.coherence(namespace), self.lexical.mean_length(namespace)
         if mode == "on":
             return True, coherence, mean_terms
-        runs = (
-            coherence is not None
-            and coherence >= self.settings.context_min_coherence
-            and mean_terms is not None
-            and mean_terms <= self.settings.context_max_terms
-        )
+        settings = self.settings
+        runs = context_applies(coherence, mean_terms, settings.context_min_coherence, settings.context_max_terms)
         return runs, coherence, mean_terms
 
     async def run(self, request: SearchRequest) -> SearchResponse:

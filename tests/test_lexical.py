@@ -6,7 +6,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from mimir_mcp.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
-from mimir_mcp.bm25 import K1, bm25_idf
+from mimir_mcp.bm25 import K1, bm25_idf, context_applies
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryRecord
 
@@ -348,6 +348,18 @@ def test_mean_length_counts_each_namespace_s_live_memories_terms(index):
     assert index.mean_length("missing") is None
     index.remove(["a"])  # a forgotten memory no longer counts
     assert index.mean_length("geo") == 2.0
+
+
+def test_the_context_rule_wants_a_coherent_namespace_of_short_memories():
+    """bm25.context_applies, which search and examples/fusion_loo.py both decide with."""
+    assert context_applies(0.08, 20.0, 0.05, 50.0)  # a conversation
+    assert not context_applies(0.09, 117.0, 0.05, 50.0)  # prose stored in order: coherent, long
+    assert context_applies(0.09, 117.0, 0.05, None)  # without the length test
+    assert not context_applies(0.02, 8.0, 0.05, 50.0)  # short but unrelated memories
+    assert context_applies(0.05, 50.0, 0.05, 50.0)  # both bounds included
+    assert not context_applies(None, 20.0, 0.05, 50.0)  # too few memories to measure
+    assert not context_applies(0.08, None, 0.05, 50.0)
+    assert context_applies(0.08, None, 0.05, None)  # no length test: the length is not needed
 
 
 def test_coherence_tells_a_conversation_from_unrelated_memories(index):
