@@ -19,13 +19,13 @@ out, so each query has a right answer of its own. At most 500 queries, drawn wit
 from __future__ import annotations
 
 import argparse
-import gzip
 import random
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from debian_faq_set import read_text
 from python_faq_set import placed_passages
 
 from mimir_mcp.evaluation.beir import Document, match_key, write_dataset
@@ -142,9 +142,7 @@ def read_manuals(folder: Path) -> list[Node]:
     for path in sorted(files, key=part):
         if part(path)[0].startswith(SKIPPED):
             continue
-        raw = path.read_bytes()
-        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8", errors="replace")
-        nodes.extend(read_nodes(text))
+        nodes.extend(read_nodes(read_text(path)))
     return nodes
 
 
