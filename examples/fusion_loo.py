@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, context_applies
+from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, CONTEXT_QUERY_WORDS, context_applies, query_words
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
@@ -57,11 +57,14 @@ class Setting:
     dense_scale: float
     context_from: float | None  # coherence from which the context arm runs; None: never
     context_max_terms: float | None = None  # ... where memories hold at most this many terms on average
+    context_query_words: int | None = None  # ... or the query has at most this many words
 
     def label(self) -> str:
         context = "off" if self.context_from is None else f"from {self.context_from:g}"
         if self.context_from is not None and self.context_max_terms is not None:
             context += f" up to {self.context_max_terms:g} terms"
+            if self.context_query_words is not None:
+                context += f" or queries of {self.context_query_words} words"
         return (
             f"coverage^{self.bm25_power:g} (BM25), ^{self.dense_power:g} (dense), dense x{self.dense_scale:g}, "
             f"context {context}"
@@ -80,13 +83,17 @@ class Tail:
 
 TAIL_FACTORS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
 
-SETTINGS = [
-    Setting(bm25, dense, scale, context, max_terms)
-    for context in (0.05, 0.07, None)
-    for max_terms in ((None, CONTEXT_MAX_TERMS) if context is not None else (None,))
-    for bm25, dense in ((0.25, 0.5), (0.5, 0.25), (0.5, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0))
-    for scale in (1.5, 2.0, 3.0)
-]
+
+def settings_grid(query_words: int | None = CONTEXT_QUERY_WORDS) -> list[Setting]:
+    """The candidate settings; the length test, where a setting has it, with the keyword-query exception
+    of ``query_words`` (a fixed rule, not a choice: None leaves it out, for comparison)."""
+    return [
+        Setting(bm25, dense, scale, context, max_terms, query_words if max_terms is not None else None)
+        for context in (0.05, 0.07, None)
+        for max_terms in ((None, CONTEXT_MAX_TERMS) if context is not None else (None,))
+        for bm25, dense in ((0.25, 0.5), (0.5, 0.25), (0.5, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0))
+        for scale in (1.5, 2.0, 3.0)
+    ]
 
 
 def choose_tail(margins: dict[Tail, tuple[float, ...]], rule: str = "room") -> Tail:
@@ -163,15 +170,21 @@ def arms_of(
         }
         arms["coherence"] = lexical.coherence(namespace)
         arms["mean_terms"] = lexical.mean_length(namespace)
+        arms["words"] = query_words(query)
         runs[qid] = arms
     lexical.close()
     return runs
 
 
 def runs_context(arms: Arms, setting: Setting) -> bool:
-    """Whether the search tool runs the context arm for this query's namespace under ``setting``."""
+    """Whether the search tool runs the context arm for this query (its namespace, its words) under ``setting``."""
     return setting.context_from is not None and context_applies(
-        arms["coherence"], arms.get("mean_terms"), setting.context_from, setting.context_max_terms
+        arms["coherence"],
+        arms.get("mean_terms"),
+        setting.context_from,
+        setting.context_max_terms,
+        arms.get("words"),
+        setting.context_query_words,
     )
 
 
@@ -215,7 +228,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("collections", nargs="+", help="NAME=FOLDER[:SEPARATOR[:GROUP,GROUP...]]")
     parser.add_argument("--cache", type=Path, required=True, help="folder for each collection's arms")
+    parser.add_argument(
+        "--context-query-words",
+        type=int,
+        default=CONTEXT_QUERY_WORDS,
+        help="the keyword-query exception to the length test (0: none, as before it)",
+    )
     args = parser.parse_args()
+    settings = settings_grid(args.context_query_words or None)
     args.cache.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(EmbeddingSettings(query_backend="torch"))
     embedder.start()
@@ -228,13 +248,16 @@ def main() -> None:
             chosen = set(groups.split(",")) if groups else None
             cached.write_bytes(pickle.dumps(compute_arms(Path(folder), separator or None, chosen, embedder)))
         collections[name] = pickle.loads(cached.read_bytes())
+        texts = load_dataset(Path(folder)).judged_queries  # the query's words: cached arms predate them
+        for qid, arms in collections[name]["runs"].items():
+            arms["words"] = query_words(texts[qid])
 
     arms_alone = {
         name: {arm: measure(c, lambda a, arm=arm: [i for i, _ in a[arm]]) for arm in ("dense", "bm25", "context")}
         for name, c in collections.items()
     }
     results = {
-        s: {name: measure(c, lambda a, s=s: fuse_zscore(a, s)) for name, c in collections.items()} for s in SETTINGS
+        s: {name: measure(c, lambda a, s=s: fuse_zscore(a, s)) for name, c in collections.items()} for s in settings
     }
     references = {
         "RRF k=10 `coverage` (the earlier default)": lambda a: fuse_rrf(a, "coverage", 10),
@@ -255,7 +278,7 @@ def main() -> None:
 
     def pick(names: list[str]) -> Setting:
         return max(
-            SETTINGS, key=lambda s: (round(min(margin(s, n) for n in names), 3), np.mean([margin(s, n) for n in names]))
+            settings, key=lambda s: (round(min(margin(s, n) for n in names), 3), np.mean([margin(s, n) for n in names]))
         )
 
     print("| collection | dense | BM25 | context arm | coherence |")

@@ -16,7 +16,7 @@ import platformdirs
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, CONTEXT_MIN_COHERENCE
+from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, CONTEXT_MIN_COHERENCE, CONTEXT_QUERY_WORDS
 from mimir_mcp.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT, TAIL_FROM
 from mimir_mcp.snippet import MIN_SNIPPET_CHARS
 
@@ -201,7 +201,7 @@ class SearchSettings(BaseModel):
         default="auto",
         description="Score each memory with the one stored before it in its namespace (BM25 arm): 'auto' when "
         "the namespace's coherence reaches context_min_coherence and its memories are short (context_max_terms) "
-        "(conversations, logs), 'on' always, 'off' never.",
+        "(conversations, logs) or the query is (context_query_words), 'on' always, 'off' never.",
     )
     context_min_coherence: float = Field(
         default=CONTEXT_MIN_COHERENCE,
@@ -212,6 +212,12 @@ class SearchSettings(BaseModel):
         gt=0,
         description="'auto' context applies only where the namespace's memories hold at most this many terms "
         "on average (BM25 length: words less stop words): turns, not passages of a document stored in order.",
+    )
+    context_query_words: int = Field(
+        default=CONTEXT_QUERY_WORDS,
+        ge=0,
+        description="... or for a query of at most this many words (a keyword look-up) in a coherent namespace of "
+        "longer memories: a manual stored in order asked 'exit status'. 0: no such exception.",
     )
     default_top_k: int = Field(default=10, ge=1)
     default_rerank_top_k: int = Field(default=50, ge=1)

@@ -236,7 +236,8 @@ class SearchFusion(BaseModel):
     context: bool = Field(
         default=False,
         description="Whether the BM25 arm scored each memory together with the one stored before it in its "
-        "namespace (a conversation's previous turn), as the namespace's coherence and mean_terms called for.",
+        "namespace (a conversation's previous turn), as the namespace's coherence and mean_terms, or a short "
+        "query (query_words), called for.",
     )
     coherence: float | None = Field(
         default=None,
@@ -247,6 +248,11 @@ class SearchFusion(BaseModel):
         default=None,
         description="How many terms the namespace's memories hold on average (words less stop words): the context "
         "arm is for short ones (MIMIR_SEARCH_CONTEXT_MAX_TERMS; conversation turns about 20, passages 100+).",
+    )
+    query_words: int | None = Field(
+        default=None,
+        description="How many words the query has: in a coherent namespace of longer memories the context arm runs "
+        "for a keyword query of at most MIMIR_SEARCH_CONTEXT_QUERY_WORDS words.",
     )
 
 

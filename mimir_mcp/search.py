@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from mimir_mcp.bm25 import context_applies
+from mimir_mcp.bm25 import context_applies, query_words
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.diversity import mmr
 from mimir_mcp.embedding import Embedder
@@ -212,9 +212,10 @@ class SearchPipeline:
         if missing:
             records.update(self.lexical.get(missing))
 
-    def _context(self, namespace: str | None) -> tuple[bool, float | None, float | None]:
+    def _context(self, namespace: str | None, query: str) -> tuple[bool, float | None, float | None]:
         """Whether the BM25 arm scores each memory with the one stored before it, and the namespace's
-        coherence and mean memory length (terms) that decided it (``None`` when not measured)."""
+        coherence and mean memory length (terms) that decided it with the query's length (``None`` when not
+        measured)."""
         mode = self.settings.context
         if mode == "off":
             return False, None, None
@@ -222,7 +223,14 @@ class SearchPipeline:
         if mode == "on":
             return True, coherence, mean_terms
         settings = self.settings
-        runs = context_applies(coherence, mean_terms, settings.context_min_coherence, settings.context_max_terms)
+        runs = context_applies(
+            coherence,
+            mean_terms,
+            settings.context_min_coherence,
+            settings.context_max_terms,
+            query_words(query),
+            settings.context_query_words or None,
+        )
         return runs, coherence, mean_terms
 
     async def run(self, request: SearchRequest) -> SearchResponse:
@@ -271,6 +279,7 @@ class SearchPipeline:
                 context=retrieved.context,
                 coherence=None if retrieved.coherence is None else round(retrieved.coherence, 6),
                 mean_terms=None if retrieved.mean_terms is None else round(retrieved.mean_terms, 2),
+                query_words=query_words(request.query),
             ),
             timings_ms=timings,
         )
@@ -291,7 +300,7 @@ class SearchPipeline:
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
         def lexical_arms() -> None:
-            context, found.coherence, found.mean_terms = self._context(request.namespace)
+            context, found.coherence, found.mean_terms = self._context(request.namespace, request.query)
             # the context arm runs where the namespace calls for it, or alone when evaluation asks for it
             found.context = "context" in request.arms and (context or request.arms == ("context",))
             for arm in [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or found.context)]:

@@ -24,7 +24,7 @@ def test_defaults(clean_env):
     assert settings.server.host == "127.0.0.1"
     assert settings.search.fusion == "zscore" and settings.search.rrf_k == 10
     assert settings.search.context == "auto" and settings.search.context_min_coherence == 0.05
-    assert settings.search.context_max_terms == 50.0
+    assert settings.search.context_max_terms == 50.0 and settings.search.context_query_words == 4
     assert settings.search.default_max_chars == 400
     assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (None, None)
     assert (
@@ -49,7 +49,9 @@ def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
     clean_env.setenv("MIMIR_SEARCH_BM25_COVERAGE_POWER", "2.5")
     clean_env.setenv("MIMIR_SEARCH_DEFAULT_MAX_CHARS", "1200")
     clean_env.setenv("MIMIR_SEARCH_TAIL_DENSE_FACTOR", "3")
+    clean_env.setenv("MIMIR_SEARCH_CONTEXT_QUERY_WORDS", "0")
     settings = Settings()
+    assert settings.search.context_query_words == 0
     assert settings.search.bm25_coverage_power == 2.5
     assert settings.search.default_max_chars == 1200
     assert settings.search.tail_dense_factor == 3.0

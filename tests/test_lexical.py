@@ -6,7 +6,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from mimir_mcp.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
-from mimir_mcp.bm25 import K1, bm25_idf, context_applies
+from mimir_mcp.bm25 import K1, bm25_idf, context_applies, query_words
 from mimir_mcp.lexical import LexicalIndex
 from mimir_mcp.models import MemoryRecord
 
@@ -350,7 +350,7 @@ def test_mean_length_counts_each_namespace_s_live_memories_terms(index):
     assert index.mean_length("geo") == 2.0
 
 
-def test_the_context_rule_wants_a_coherent_namespace_of_short_memories():
+def test_the_context_rule_wants_a_coherent_namespace_of_short_memories_or_a_keyword_query():
     """bm25.context_applies, which search and examples/fusion_loo.py both decide with."""
     assert context_applies(0.08, 20.0, 0.05, 50.0)  # a conversation
     assert not context_applies(0.09, 117.0, 0.05, 50.0)  # prose stored in order: coherent, long
@@ -360,6 +360,19 @@ def test_the_context_rule_wants_a_coherent_namespace_of_short_memories():
     assert not context_applies(None, 20.0, 0.05, 50.0)  # too few memories to measure
     assert not context_applies(0.08, None, 0.05, 50.0)
     assert context_applies(0.08, None, 0.05, None)  # no length test: the length is not needed
+    # the keyword-query exception: in a coherent namespace of long memories, a query of at most 4 words
+    assert context_applies(0.09, 117.0, 0.05, 50.0, 4, 4)  # "operator, precedence" asked of a manual
+    assert not context_applies(0.09, 117.0, 0.05, 50.0, 5, 4)  # a question in a sentence
+    assert not context_applies(0.09, 117.0, 0.05, 50.0, 2, None)  # no exception
+    assert not context_applies(0.09, 117.0, 0.05, 50.0, None, 4)  # words not counted
+    assert not context_applies(0.02, 117.0, 0.05, 50.0, 1, 4)  # not coherent: no exception either
+    assert context_applies(0.08, 20.0, 0.05, 50.0, 12, 4)  # short memories: any query
+    assert [query_words(q) for q in ("exit status", "  operator,  precedence ", "How do I copy a file?", "")] == [
+        2,
+        2,
+        6,
+        0,
+    ]
 
 
 def test_coherence_tells_a_conversation_from_unrelated_memories(index):

@@ -498,6 +498,14 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     assert long["fusion"]["context"] is False and long["candidates"]["context"] is None
     weights, tail = long["fusion"]["weights"], long["fusion"]["tail_weights"]
     assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
+    assert long["fusion"]["query_words"] == 7
+    # ... except for a keyword query (at most 4 words), which names a topic its answer's neighbours hold
+    keywords = await call(client, "search", {**query, "query": "wedding Ann's sister", "max_chars": 2000})
+    assert keywords["fusion"]["query_words"] == 3
+    assert keywords["fusion"]["context"] is True and keywords["candidates"]["context"] > 0
+    assert answer in [hit["text"].removesuffix(f" {padding}") for hit in keywords["hits"]][:3]
+    weights, tail = keywords["fusion"]["weights"], keywords["fusion"]["tail_weights"]
+    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR_CONTEXT}, rel=1e-4)
 
 
 async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_answer(client):

@@ -313,3 +313,44 @@ def test_info_index_set(tmp_path):
         "blank line before status": {"tool-3-1": 1},  # a blank line belongs to the paragraph after it
         "parts of manuals": {"split-0-0": 1},
     }
+
+
+def test_perl_doc_set(tmp_path):
+    """examples/perl_doc_set.py: POD to plain passages (formatting codes to their text, index codes gone,
+    ``=begin`` blocks and the tables of contents left out); ``index``: an entry of two words or more finds
+    the passage of its paragraph (the next one when alone); ``faq``: a FAQ question finds its section's
+    passages, which do not hold it."""
+    pod = tmp_path / "pod"
+    pod.mkdir()
+    (pod / "perlop.pod").write_text(
+        "\n=encoding utf8\n\n=head1 NAME\n\nperlop - operators\n\n"
+        "=head2 Operator Precedence X<operator, precedence> X<precedence>\n\n"
+        "B<Operator> precedence means C<< $a->b >> binds E<gt> I<tighter> than L<the manual|perlsyn>.\n\n"
+        "=begin html\n\n<p>hidden</p>\n\n=end html\n\n"
+        "X<string repetition> X<shared entry>\n\n=over 4\n\n=item x\n\nRepeats a string E<0x41>Z<>.\n\n=back\n"
+    )
+    (pod / "perlsyn.pod").write_text("=head1 NAME\n\nperlsyn - syntax X<shared entry>\n")
+    (pod / "perlfaq4.pod").write_text(
+        "=head1 NAME\n\nperlfaq4 - Data\n\n=head2 How do I repeat a string?\n\nUse the x operator on it.\n\n"
+        "=head2 Why?\n\nShort.\n\n=head2 Not a question\n\nSome text here for a heading.\n"
+    )
+    for skipped in ("perltoc", "perlfaq", "perl5360delta"):  # tables of contents, release notes
+        (pod / f"{skipped}.pod").write_text("=head1 NAME\n\nHow do I repeat a string? X<string repetition>\n")
+    build("perl_doc_set.py", "--kind", "index", "--pod", str(pod), "--out", str(tmp_path / "index"))
+    index = load_dataset(tmp_path / "index", "test")
+    assert {doc_id: doc.memory_text for doc_id, doc in index.corpus.items()} == {
+        "perlfaq4-0": "NAME perlfaq4 - Data How do I repeat a string? Use the x operator on it. Why? Short. "
+        "Not a question Some text here for a heading.",
+        "perlop-0": "NAME perlop - operators Operator Precedence Operator precedence means $a->b binds > tighter "
+        "than the manual. x Repeats a string A.",
+        "perlsyn-0": "NAME perlsyn - syntax",
+    }
+    asked = {text: index.qrels[qid] for qid, text in index.queries.items()}
+    # "precedence" is one word, "shared entry" sits in two PODs: no queries
+    assert asked == {"operator, precedence": {"perlop-0": 1}, "string repetition": {"perlop-0": 1}}
+    build("perl_doc_set.py", "--kind", "faq", "--pod", str(pod), "--out", str(tmp_path / "faq"))
+    faq = load_dataset(tmp_path / "faq", "test")
+    assert "How do I repeat a string?" not in " ".join(doc.memory_text for doc in faq.corpus.values())
+    asked = {text: faq.qrels[qid] for qid, text in faq.queries.items()}
+    assert asked == {"How do I repeat a string?": {"perlfaq4-2-0": 1}}  # "Why?" has an answer under five words
+    assert faq.corpus["perlfaq4-2-0"].memory_text == "Use the x operator on it."
