@@ -27,6 +27,11 @@ _CJK_RUN = re.compile(
     "([\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3040-\u30ff\u31f0-\u31ff"
     "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f]+)"
 )
+# Of those, the scripts written without spaces between words: Han and kana (Korean puts spaces).
+_UNSPACED_RUN = re.compile(
+    "[\u3005-\u3007\u3021-\u3029\u3031-\u3035\u3038-\u303c\u3040-\u30ff\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+"
+)
 # The generic combining diacritics (acute, grave, diaeresis, cedilla, tilde, breve...) that Latin,
 # Greek and Cyrillic letters decompose into. Marks that are letters of their own script (Devanagari
 # vowel signs, Hebrew points, Arabic harakat) live in that script's block and are kept.
@@ -79,6 +84,22 @@ def fold_accents(word: str) -> str:
     decomposed = unicodedata.normalize("NFKD", word)
     stripped = _DIACRITICS.sub("", decomposed)
     return word if stripped == decomposed else unicodedata.normalize("NFC", stripped)
+
+
+def count_words(text: str) -> int:
+    """Words as query-log studies count them: runs of non-space. Chinese and Japanese put no spaces
+    between words, so there a run of their characters counts a word per two characters (about a Chinese
+    word's mean length), with any other letters or digits beside it one more: without it a question
+    asked in Japanese would count as one word, a keyword look-up."""
+    count = 0
+    for token in text.split():
+        runs = _UNSPACED_RUN.findall(token)
+        if not runs:
+            count += 1
+            continue
+        count += sum((len(run) + 1) // 2 for run in runs)
+        count += sum(1 for piece in _UNSPACED_RUN.split(token) if any(char.isalnum() for char in piece))
+    return count
 
 
 def cjk_bigrams(run: str) -> list[str]:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mimir_mcp.analysis import count_words
+
 COHERENCE_SAMPLE = 200
 # From this coherence on, search scores a namespace's memories with their context (docs/retrieval-quality.md, "How the
 # defaults were chosen").
@@ -54,8 +56,8 @@ def context_applies(
 
 
 def query_words(query: str) -> int:
-    """How many words a query has, as query-log studies count them (runs of non-space)."""
-    return len(query.split())
+    """How many words a query has, as query-log studies count them (``analysis.count_words``)."""
+    return count_words(query)
 
 
 _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)

@@ -251,8 +251,9 @@ class SearchFusion(BaseModel):
     )
     query_words: int | None = Field(
         default=None,
-        description="How many words the query has: in a coherent namespace of longer memories the context arm runs "
-        "for a keyword query of at most MIMIR_SEARCH_CONTEXT_QUERY_WORDS words.",
+        description="How many words the query has (runs of non-space; Chinese and Japanese text a word per two "
+        "characters): in a coherent namespace of longer memories the context arm runs for a keyword query of at most "
+        "MIMIR_SEARCH_CONTEXT_QUERY_WORDS words.",
     )
 
 

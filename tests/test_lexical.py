@@ -373,6 +373,19 @@ def test_the_context_rule_wants_a_coherent_namespace_of_short_memories_or_a_keyw
         6,
         0,
     ]
+    # Chinese and Japanese are written without spaces: a word per two characters, other letters beside them one
+    # more, punctuation none; Korean is spaced and counted as English is.
+    asked = (
+        "会議はいつ決まりましたか",
+        "会议什么时候决定的",
+        "会议 日期",
+        "Python3で会議",
+        "会議はいつ？",
+        "회의는 언제 결정되었나요",
+    )
+    assert [query_words(q) for q in asked] == [6, 5, 2, 3, 3, 3]
+    assert context_applies(0.09, 117.0, 0.05, 50.0, query_words("会议 日期"), 4)
+    assert not context_applies(0.09, 117.0, 0.05, 50.0, query_words("会議はいつ決まりましたか"), 4)
 
 
 def test_coherence_tells_a_conversation_from_unrelated_memories(index):
