@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from mimir_mcp import __version__
 
 if TYPE_CHECKING:
-    from mimir_mcp.access import Token
+    from mimir_mcp.server.access import Token
     from mimir_mcp.config import Settings
 
 logger = logging.getLogger("mimir_mcp")
@@ -159,7 +159,7 @@ def serve_http(server: Any, settings: Settings, tokens: list[Token]) -> None:
     ``access.http_app``, with our logging (stderr), not uvicorn's (stdout)."""
     import uvicorn
 
-    from mimir_mcp.access import WILDCARD_BINDS, http_app, transport_security
+    from mimir_mcp.server.access import WILDCARD_BINDS, http_app, transport_security
 
     security = transport_security(settings)
     logger.info(
@@ -498,7 +498,7 @@ def export_main(argv: Sequence[str]) -> int:
         return 2
     configure_logging(args.log_level or "WARNING")
     from mimir_mcp.errors import MimirError
-    from mimir_mcp.memory import MemoryService
+    from mimir_mcp.service.memory import MemoryService
     from mimir_mcp.transfer import export_memories
 
     service = MemoryService(settings)
@@ -561,7 +561,7 @@ def import_main(argv: Sequence[str]) -> int:
     from tqdm import tqdm
 
     from mimir_mcp.errors import MimirError
-    from mimir_mcp.memory import MemoryService
+    from mimir_mcp.service.memory import MemoryService
     from mimir_mcp.transfer import ImportFileError, import_memories
 
     if args.file == "-":
@@ -705,7 +705,7 @@ def serve_main(argv: Sequence[str]) -> int:
         return 2
     configure_logging(settings.server.log_level)
 
-    from mimir_mcp.access import ExposureError, TokenConfigError, check_exposure, load_tokens
+    from mimir_mcp.server.access import ExposureError, TokenConfigError, check_exposure, load_tokens
 
     try:
         tokens = load_tokens(settings)
@@ -719,8 +719,8 @@ def serve_main(argv: Sequence[str]) -> int:
         logger.info("bearer tokens apply to the HTTP transports only; stdio serves whoever started the process")
 
     from mimir_mcp.background import enable_heap_freezing
-    from mimir_mcp.memory import MemoryService
-    from mimir_mcp.server import create_server
+    from mimir_mcp.service.memory import MemoryService
+    from mimir_mcp.server.app import create_server
 
     service = MemoryService(settings)
     server = create_server(settings, service=service)
@@ -746,7 +746,7 @@ def serve_main(argv: Sequence[str]) -> int:
         # Start loading now: the handshake does not wait for it, and the first search waits less.
         service.start()
         if transport == "stdio":
-            from mimir_mcp.stdio import serve_stdio
+            from mimir_mcp.server.stdio import serve_stdio
 
             serve_stdio(server)
         else:

@@ -16,9 +16,9 @@ import platformdirs
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, CONTEXT_MIN_COHERENCE, CONTEXT_QUERY_WORDS
-from mimir_mcp.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT, TAIL_FROM
-from mimir_mcp.snippet import MIN_SNIPPET_CHARS
+from mimir_mcp.lexical.bm25 import CONTEXT_MAX_TERMS, CONTEXT_MIN_COHERENCE, CONTEXT_QUERY_WORDS
+from mimir_mcp.search.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT, TAIL_FROM
+from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_RERANKER_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
@@ -308,7 +308,7 @@ class ServerSettings(BaseModel):
 
 
 class AccessSettings(BaseModel):
-    """Bearer tokens for the HTTP transports and the namespaces each may use (``mimir_mcp.access``)."""
+    """Bearer tokens for the HTTP transports and the namespaces each may use (``mimir_mcp.server.access``)."""
 
     tokens: SecretStr | None = Field(
         default=None, description="name:secret:ns1,ns2 entries separated by ';' ('*': every namespace)."

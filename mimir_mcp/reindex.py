@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from mimir_mcp.config import Settings, StoreSettings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.store import PREVIOUS_SUFFIX, REINDEX_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, MemoryStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
 

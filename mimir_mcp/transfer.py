@@ -13,7 +13,7 @@ from typing import Annotated, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
-from mimir_mcp.memory import MemoryService, dedup_key
+from mimir_mcp.service.memory import MemoryService, dedup_key
 from mimir_mcp.models import MemoryRecord, MetadataValue
 
 DEFAULT_IMPORT_BATCH = 256

@@ -30,9 +30,9 @@ from transformers import AutoTokenizer, BertForSequenceClassification  # noqa: E
 
 from mimir_mcp.config import EmbeddingSettings, RerankerSettings, Settings  # noqa: E402
 from mimir_mcp.embedding import Embedder, bundled_minilm_path  # noqa: E402
-from mimir_mcp.memory import MemoryService  # noqa: E402
 from mimir_mcp.rerank import LocalCrossEncoder  # noqa: E402
-from mimir_mcp.server import create_server  # noqa: E402
+from mimir_mcp.server.app import create_server  # noqa: E402
+from mimir_mcp.service.memory import MemoryService  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

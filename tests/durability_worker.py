@@ -37,8 +37,8 @@ import numpy as np
 
 from mimir_mcp.config import EmbeddingSettings, Settings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.memory import MemoryService, dedup_key
 from mimir_mcp.models import MemoryRecord
+from mimir_mcp.service.memory import MemoryService, dedup_key
 
 NAMESPACE = "default"
 DIMENSION = 384  # all-MiniLM-L6-v2's, as the collection records

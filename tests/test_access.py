@@ -20,7 +20,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from pydantic import SecretStr
 
-from mimir_mcp.access import (
+from mimir_mcp.cli import build_parser, settings_overrides
+from mimir_mcp.config import AccessSettings, ServerSettings, Settings
+from mimir_mcp.server.access import (
     ExposureError,
     TokenConfigError,
     TokenTable,
@@ -32,10 +34,8 @@ from mimir_mcp.access import (
     read_tokens_file,
     transport_security,
 )
-from mimir_mcp.cli import build_parser, settings_overrides
-from mimir_mcp.config import AccessSettings, ServerSettings, Settings
-from mimir_mcp.memory import MemoryService
-from mimir_mcp.server import create_server
+from mimir_mcp.server.app import create_server
+from mimir_mcp.service.memory import MemoryService
 
 from .conftest import PYTHON, call, call_error, free_port, served, server_env
 
@@ -348,7 +348,7 @@ async def test_tokens_are_confined_to_their_namespaces(settings: Settings, servi
             # Resources follow the same scopes: listed, read and subscribed only within the token's namespaces.
             from mcp.shared.exceptions import MCPError
 
-            from mimir_mcp.resources import memory_uri
+            from mimir_mcp.server.resources import memory_uri
 
             listed = {str(resource.uri) for resource in (await alpha.list_resources()).resources}
             assert "memory://alpha" in listed and memory_uri("alpha", ids["alpha"]) in listed

@@ -13,10 +13,10 @@ from anyio import wait_all_tasks_blocked
 from mcp import Client
 
 from mimir_mcp.config import RerankerSettings, Settings
-from mimir_mcp.memory import MemoryService
 from mimir_mcp.rerank import LocalCrossEncoder, rerank_or_fallback
 from mimir_mcp.rerank.admission import PAIR_OVERHEAD_TOKENS, Admission, RerankQueue
-from mimir_mcp.server import create_server
+from mimir_mcp.server.app import create_server
+from mimir_mcp.service.memory import MemoryService
 
 from .conftest import call, call_error, run_cli
 

@@ -113,8 +113,8 @@ async def test_a_bad_item_rejects_the_whole_batch(seeded: Client):
 
 async def test_limits_follow_settings(tmp_path, cross_encoder_path, embedder, reranker):
     from mimir_mcp.config import Settings
-    from mimir_mcp.memory import MemoryService
-    from mimir_mcp.server import create_server
+    from mimir_mcp.server.app import create_server
+    from mimir_mcp.service.memory import MemoryService
 
     settings = Settings(
         store={"data_dir": tmp_path / "small"},
@@ -141,7 +141,7 @@ async def test_non_finite_min_score_is_rejected(settings, service, tool, value):
     literal, which reaches the tool as a float. Call the server's own tool path with it."""
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from mimir_mcp.server import create_server
+    from mimir_mcp.server.app import create_server
 
     server = create_server(settings, service=service)
     service.start()

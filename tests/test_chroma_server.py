@@ -9,9 +9,9 @@ import anyio
 import pytest
 
 from mimir_mcp.config import Settings
-from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import MemoryInput
-from mimir_mcp.search import SearchRequest
+from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.service.memory import MemoryService
 
 
 def server_settings(tmp_path: Path, name: str, port: int, cross_encoder: Path) -> Settings:

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from mimir_mcp.diversity import mmr
+from mimir_mcp.search.diversity import mmr
 
 # Two near-duplicates (0 and 1, cosine 0.99), one unrelated (2), one halfway (3).
 NEAR_DUPLICATES = np.array([[1.0, 0.0], [0.99, math.sqrt(1 - 0.99**2)], [0.0, 1.0], [0.6, 0.8]])

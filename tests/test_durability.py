@@ -34,9 +34,9 @@ import pytest
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.memory import MemoryService, dedup_key
 from mimir_mcp.models import MemoryInput, MemoryRecord
-from mimir_mcp.store import MemoryStore
+from mimir_mcp.service.memory import MemoryService, dedup_key
+from mimir_mcp.store.chroma import MemoryStore
 from tests.conftest import PYTHON, REPO
 from tests.durability_worker import NAMESPACE, HashEmbedder, worker_settings
 

@@ -69,7 +69,7 @@ def test_a_process_that_ends_while_the_models_load_exits_cleanly(tmp_path):
     script = (
         "import asyncio, sys\n"
         "from mimir_mcp.config import Settings\n"
-        "from mimir_mcp.memory import MemoryService\n"
+        "from mimir_mcp.service.memory import MemoryService\n"
         "from mimir_mcp.models import MemoryInput\n"
         f"settings = Settings(store={{'data_dir': {str(tmp_path / 'data')!r}}}, reranker={{'enabled': False}})\n"
         "service = MemoryService(settings)\n"

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from mimir_mcp.fusion import (
+from mimir_mcp.search.fusion import (
     COVERAGE_POWER,
     arm_coverage,
     arm_weights,

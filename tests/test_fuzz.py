@@ -35,10 +35,10 @@ from mcp_types import CallToolResult
 
 from mimir_mcp.config import LimitSettings, Settings
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.memory import MemoryService
 from mimir_mcp.rerank import LocalCrossEncoder
-from mimir_mcp.server import create_server
-from mimir_mcp.validation import ID_PATTERN
+from mimir_mcp.server.app import create_server
+from mimir_mcp.server.validation import ID_PATTERN
+from mimir_mcp.service.memory import MemoryService
 
 LIMITS = LimitSettings()
 CALL_TIMEOUT_S = 5.0

@@ -6,9 +6,9 @@ import time
 import anyio
 import pytest
 
-from mimir_mcp.group_commit import GroupCommit, _Entry
-from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import MemoryInput
+from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.store.group_commit import GroupCommit, _Entry
 
 
 def test_writes_queued_during_a_commit_share_the_next_one_and_get_their_own_results():

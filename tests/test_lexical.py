@@ -5,9 +5,9 @@ import sqlite3
 import pytest
 from rank_bm25 import BM25Okapi
 
-from mimir_mcp.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
-from mimir_mcp.bm25 import K1, bm25_idf, context_applies, query_words
-from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
+from mimir_mcp.lexical.bm25 import K1, bm25_idf, context_applies, query_words
+from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import MemoryRecord
 
 
@@ -261,7 +261,7 @@ def test_index_written_by_the_previous_analyzer_is_reanalyzed_once(tmp_path, cap
                 (3, "plain", "Dogs running", "dog run"),
             ],
         )
-    with caplog.at_level(logging.INFO, logger="mimir_mcp.lexical"):
+    with caplog.at_level(logging.INFO, logger="mimir_mcp.lexical.index"):
         index = LexicalIndex(path)
     assert "re-analyzed: 3 memories from analyzer version 1 to 2" in caplog.text
     assert [hit.id for hit in index.search("cafe", 5)] == ["cafe"]
@@ -276,7 +276,7 @@ def test_index_written_by_the_previous_analyzer_is_reanalyzed_once(tmp_path, cap
         )
         assert db.execute("SELECT tokens FROM memories WHERE id = 'cafe'").fetchone() == ("un cafe zurich",)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="mimir_mcp.lexical"):
+    with caplog.at_level(logging.INFO, logger="mimir_mcp.lexical.index"):
         again = LexicalIndex(path)  # up to date now: tokens are read, not analyzed again
     assert "re-analyzed" not in caplog.text
     assert [hit.id for hit in again.search("Zürich", 5)] == ["cafe"]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from mcp import Client
 
-from mimir_mcp.memory import MemoryService, dedup_key
 from mimir_mcp.models import MemoryRecord
+from mimir_mcp.service.memory import MemoryService, dedup_key
 from tests.conftest import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -232,7 +232,7 @@ async def test_a_different_embedding_model_is_refused_by_status_and_every_call(s
     """A store written with one model, a server configured with another (here the same weights under
     another name, so only the recorded name differs): nothing is mixed, and every answer says why."""
     from mimir_mcp.embedding import bundled_minilm_path
-    from mimir_mcp.server import create_server
+    from mimir_mcp.server.app import create_server
 
     first = MemoryService(settings, embedder=embedder, reranker=reranker)
     async with Client(create_server(settings, service=first)) as client:

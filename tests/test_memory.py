@@ -8,9 +8,9 @@ import time
 import anyio
 import pytest
 
-from mimir_mcp.memory import MemoryService, dedup_key, normalize_for_dedup
 from mimir_mcp.models import MemoryInput, MemoryRecord
-from mimir_mcp.search import SearchRequest
+from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.service.memory import MemoryService, dedup_key, normalize_for_dedup
 
 
 def test_normalize_for_dedup_exact():

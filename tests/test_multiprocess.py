@@ -26,7 +26,7 @@ from mcp import Client, StdioServerParameters
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.locks import ProcessLock, build_once
-from mimir_mcp.memory import dedup_key
+from mimir_mcp.service.memory import dedup_key
 from tests.conftest import PYTHON, REPO, call, server_env
 from tests.durability_worker import HashEmbedder
 from tests.multiprocess_worker import own_texts, shared_texts

@@ -106,8 +106,8 @@ async def test_onnx_copies_are_built_once_per_user_not_per_data_dir(tmp_path, cr
     """Two stores (two data dirs, as two projects or two examples would have) share one build in the
     per-user cache; nothing model-derived is written into either data dir."""
     from mimir_mcp.config import Settings
-    from mimir_mcp.memory import MemoryService
     from mimir_mcp.models import MemoryInput
+    from mimir_mcp.service.memory import MemoryService
 
     cache = tmp_path / "user-cache"
     builds = []

@@ -455,7 +455,7 @@ DEPLOY_NOTES = [
 
 async def _search_service(tmp_path: Any, remote_url: str, embedder: Any, local: Any, **reranker: Any) -> Any:
     from mimir_mcp.config import Settings
-    from mimir_mcp.memory import MemoryService
+    from mimir_mcp.service.memory import MemoryService
 
     settings = Settings(
         store={"data_dir": tmp_path / "data"},
@@ -468,7 +468,7 @@ async def _search_service(tmp_path: Any, remote_url: str, embedder: Any, local: 
 async def test_search_uses_the_remote_api_and_status_shows_it_without_the_key(api: Api, tmp_path, embedder, reranker):
     from mcp import Client
 
-    from mimir_mcp.server import create_server
+    from mimir_mcp.server.app import create_server
 
     from .conftest import call
 
@@ -507,7 +507,7 @@ async def test_a_failing_remote_api_hands_over_to_the_local_model_then_to_the_hy
 ):
     from mcp import Client
 
-    from mimir_mcp.server import create_server
+    from mimir_mcp.server.app import create_server
 
     from .conftest import call
 

@@ -12,10 +12,10 @@ from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.errors import InternalError
 
 from mimir_mcp.errors import StoreUnavailableError
-from mimir_mcp.memory import MemoryService
 from mimir_mcp.models import MemoryInput
-from mimir_mcp.search import SearchRequest
-from mimir_mcp.store import DAMAGED_SUFFIX, REPAIR_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.store.chroma import DAMAGED_SUFFIX, REPAIR_SUFFIX, MemoryStore, make_embedding_function
 from tests.conftest import call, call_error
 
 pytestmark = pytest.mark.anyio

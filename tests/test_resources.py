@@ -15,8 +15,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
-from mimir_mcp import resources as resources_module
-from mimir_mcp.resources import memory_uri, parse_uri
+from mimir_mcp.server import resources as resources_module
+from mimir_mcp.server.resources import memory_uri, parse_uri
 
 from .conftest import call
 

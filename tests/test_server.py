@@ -10,10 +10,10 @@ from mcp import Client
 from sentence_transformers import CrossEncoder
 
 from mimir_mcp.config import RerankerSettings
-from mimir_mcp.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT
-from mimir_mcp.memory import MemoryService
 from mimir_mcp.rerank import LocalCrossEncoder
-from mimir_mcp.server import create_server
+from mimir_mcp.search.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT
+from mimir_mcp.server.app import create_server
+from mimir_mcp.service.memory import MemoryService
 
 from .conftest import call, call_error
 
@@ -310,9 +310,9 @@ async def test_equal_weight_rrf_scores_are_exact(tmp_path, cross_encoder_path, e
 async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top_z_and_coverage(client: Client):
     import statistics
 
-    from mimir_mcp.analysis import analyze, query_terms
-    from mimir_mcp.bm25 import bm25_idf
-    from mimir_mcp.fusion import arm_weights
+    from mimir_mcp.lexical.analysis import analyze, query_terms
+    from mimir_mcp.lexical.bm25 import bm25_idf
+    from mimir_mcp.search.fusion import arm_weights
 
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "staging deploy key of the production database, rotated on Monday"
@@ -352,7 +352,7 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
 async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_factor(client: Client):
     """The first ten places are the fused order; the rest follow the same standardized scores with the
     dense arm weighted a hundred times (no context arm here), each hit keeping its fused score."""
-    from mimir_mcp.fusion import tailed_fusion, z_fusion
+    from mimir_mcp.search.fusion import tailed_fusion, z_fusion
 
     services = ["billing", "search", "auth", "mail", "cache", "queue", "reports", "uploads"]
     memories = [

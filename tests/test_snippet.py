@@ -2,7 +2,7 @@
 
 import pytest
 
-from mimir_mcp.snippet import MIN_SNIPPET_CHARS, snippet
+from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS, snippet
 
 FILLER = "one two three four five six seven eight nine ten "
 

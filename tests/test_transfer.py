@@ -14,12 +14,12 @@ import pytest
 from mimir_mcp.config import EmbeddingSettings, Settings
 from mimir_mcp.embedding import Embedder, bundled_minilm_path
 from mimir_mcp.errors import EmbeddingMismatchError
-from mimir_mcp.memory import MemoryService, dedup_key
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.reindex import Reindexer, chroma_client, collection_names
 from mimir_mcp.rerank import LocalCrossEncoder
-from mimir_mcp.search import SearchRequest
-from mimir_mcp.store import PREVIOUS_SUFFIX, REINDEX_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.service.memory import MemoryService, dedup_key
+from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, MemoryStore, make_embedding_function
 from mimir_mcp.transfer import (
     ImportFileError,
     ImportSummary,

@@ -270,7 +270,7 @@ def test_the_stdio_signal_handler_loses_no_signal_at_any_moment():
     cancels the scope, again at every checkpoint even when one step swallows the cancellation (asyncio's
     own handler cancelled the task once, and a swallowed cancellation left the server up); a second signal
     is a KeyboardInterrupt; leaving puts the handlers found back."""
-    from mimir_mcp.stdio import SignalStop
+    from mimir_mcp.server.stdio import SignalStop
 
     found = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     stop = SignalStop()
@@ -307,7 +307,7 @@ def test_a_signal_the_kernel_hands_to_another_thread_still_stops_the_session_at_
     """The kernel may deliver a process's signal to any thread that does not block it (the server has torch's,
     the stdin reader...). Python then runs the handler only when the main thread next runs Python, and an
     idle loop waiting in select never does: the loop's wakeup fd must wake it (the CI hang)."""
-    from mimir_mcp.stdio import SignalStop
+    from mimir_mcp.server.stdio import SignalStop
 
     stop = SignalStop()
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mimir_mcp.validation import check_namespace
+from mimir_mcp.server.validation import check_namespace
 
 # Scraped corpora carry stray control characters (SciFact has U+0096 from mis-decoded cp1252), which
 # `remember` rightly refuses; they carry no meaning, so documents are cleaned the way a careful agent would.

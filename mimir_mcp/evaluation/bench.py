@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from mimir_mcp.analysis import tokenize
+from mimir_mcp.lexical.analysis import tokenize
 from mimir_mcp.config import RerankerSettings, Settings
 from mimir_mcp.evaluation.run import percentile, progress
-from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import MemoryInput, MemoryRecord
 
 SAMPLE_SENTENCES = [
@@ -184,7 +184,7 @@ def bench_lexical(corpus: Corpus, sizes: list[int], queries: int, folder: Path) 
 
 
 async def timed_search(service: Any, query: str, rerank: bool) -> float:
-    from mimir_mcp.search import SearchRequest
+    from mimir_mcp.search.pipeline import SearchRequest
 
     started = time.perf_counter()
     response = await service.search(SearchRequest(query=query, top_k=10, rerank=rerank, rerank_top_k=50))
@@ -212,7 +212,7 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
     embedding cost is measured on its own (``remember``); here it is the query path that counts."""
     import anyio
 
-    from mimir_mcp.memory import MemoryService
+    from mimir_mcp.service.memory import MemoryService
 
     results: dict[str, Any] = {}
     generator = np.random.default_rng(3)
@@ -258,9 +258,9 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
 def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
     import anyio
 
-    from mimir_mcp.memory import MemoryService
-    from mimir_mcp.store import MemoryStore, make_embedding_function
-    from mimir_mcp.validation import check_batch
+    from mimir_mcp.service.memory import MemoryService
+    from mimir_mcp.store.chroma import MemoryStore, make_embedding_function
+    from mimir_mcp.server.validation import check_batch
 
     documents = corpus.documents_for(count)
     settings = Settings(

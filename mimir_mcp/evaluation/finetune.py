@@ -28,10 +28,10 @@ from mimir_mcp.embedding import bundled_minilm_path, resolve_model
 from mimir_mcp.evaluation.beir import Dataset, load_dataset
 from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import index_corpus, progress, query_namespace, run_eval
-from mimir_mcp.fusion import blend_scores
-from mimir_mcp.memory import MemoryService
+from mimir_mcp.search.fusion import blend_scores
+from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.rerank.blend import save_blend
-from mimir_mcp.search import SearchRequest
+from mimir_mcp.search.pipeline import SearchRequest
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mimir_mcp.evaluation.beir import Dataset, Document
-from mimir_mcp.validation import check_namespace
+from mimir_mcp.server.validation import check_namespace
 
 _SESSION = re.compile(r"session_(\d+)")
 # A few evidence entries hold several ids in one string ("D8:6; D9:17"); each is read on its own.

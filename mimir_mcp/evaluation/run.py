@@ -20,10 +20,10 @@ from mimir_mcp.config import Settings
 from mimir_mcp.evaluation.beir import Dataset, group_by_prefix, load_dataset
 from mimir_mcp.evaluation.locomo import is_locomo_folder, load_locomo
 from mimir_mcp.evaluation.metrics import mean, median, mrr_at_k, ndcg_at_k, recall_at_k
-from mimir_mcp.memory import MemoryService
+from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.models import MemoryInput, SearchResponse
-from mimir_mcp.search import Arm, SearchRequest
-from mimir_mcp.validation import check_batch
+from mimir_mcp.search.pipeline import Arm, SearchRequest
+from mimir_mcp.server.validation import check_batch
 
 logger = logging.getLogger(__name__)
 

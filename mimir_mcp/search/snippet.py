@@ -13,7 +13,7 @@ import unicodedata
 from collections import Counter
 from functools import lru_cache
 
-from mimir_mcp.analysis import query_terms, stem, tokenize
+from mimir_mcp.lexical.analysis import query_terms, stem, tokenize
 
 ELLIPSIS = "…"
 # Room for a leading and a trailing ellipsis and a few words between them.

@@ -6,10 +6,9 @@ import subprocess
 from pathlib import Path
 
 from mimir_mcp.evaluation.beir import load_dataset
+from tests.conftest import PYTHON
 
-from ..conftest import PYTHON
-
-EXAMPLES = Path(__file__).parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1]
 
 
 def build(script: str, *args: str) -> None:
@@ -18,7 +17,7 @@ def build(script: str, *args: str) -> None:
 
 
 def test_man_pages_set(tmp_path):
-    """examples/man_pages_set.py: NAME summaries find the DESCRIPTION of their page."""
+    """research/man_pages_set.py: NAME summaries find the DESCRIPTION of their page."""
     man = tmp_path / "man"
     (man / "man1").mkdir(parents=True)
     (man / "man3").mkdir()
@@ -60,7 +59,7 @@ def test_man_pages_set(tmp_path):
 
 
 def test_python_reference_set(tmp_path):
-    """examples/python_reference_set.py: an object's first sentence finds the rest of its documentation."""
+    """research/python_reference_set.py: an object's first sentence finds the rest of its documentation."""
     html = tmp_path / "library"
     html.mkdir()
     (html / "shutil.html").write_text(
@@ -120,7 +119,7 @@ def _b64(number: int) -> str:
 
 
 def test_foldoc_set(tmp_path):
-    """examples/foldoc_set.py: an entry's first sentence finds its headword and the rest of the entry."""
+    """research/foldoc_set.py: an entry's first sentence finds its headword and the rest of the entry."""
     entries = [
         (
             ["Pascal"],
@@ -163,7 +162,7 @@ def test_foldoc_set(tmp_path):
 
 
 def test_python_faq_set(tmp_path):
-    """examples/python_faq_set.py: a FAQ question finds the passages of its answer among all the prose."""
+    """research/python_faq_set.py: a FAQ question finds the passages of its answer among all the prose."""
     sources = tmp_path / "_sources"
     for folder in ("faq", "library", "tutorial"):
         (sources / folder).mkdir(parents=True)
@@ -229,7 +228,7 @@ def test_python_faq_set(tmp_path):
 
 
 def test_debian_faq_set(tmp_path):
-    """examples/debian_faq_set.py: a Debian FAQ question finds its answer among the FAQ's and the
+    """research/debian_faq_set.py: a Debian FAQ question finds its answer among the FAQ's and the
     Debian Reference's passages; title pages and tables of contents are no passages."""
     faq = (
         "                      The Debian GNU/Linux FAQ\n\nTable of Contents\n\n"
@@ -267,7 +266,7 @@ def test_debian_faq_set(tmp_path):
 
 
 def test_info_index_set(tmp_path):
-    """examples/info_index_set.py: a manual's index entry finds the passage holding the line it points to;
+    """research/info_index_set.py: a manual's index entry finds the passage holding the line it points to;
     index nodes and menus are no passages; a one-word entry and an entry two places share are no queries;
     a split manual's parts are read in order, Python's manual not at all."""
     first = "Alpha " * 330  # 1,980 characters: the next paragraph starts a passage of its own
@@ -316,7 +315,7 @@ def test_info_index_set(tmp_path):
 
 
 def test_perl_doc_set(tmp_path):
-    """examples/perl_doc_set.py: POD to plain passages (formatting codes to their text, index codes gone,
+    """research/perl_doc_set.py: POD to plain passages (formatting codes to their text, index codes gone,
     ``=begin`` blocks and the tables of contents left out); ``index``: an entry of two words or more finds
     the passage of its paragraph (the next one when alone); ``faq``: a FAQ question finds its section's
     passages, which do not hold it."""

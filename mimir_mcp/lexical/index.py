@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimir_mcp.analysis import ANALYZER_VERSION, analyze, query_terms
-from mimir_mcp.bm25 import BM25Index
-from mimir_mcp.catalogue import Catalogue
+from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, query_terms
+from mimir_mcp.lexical.bm25 import BM25Index
+from mimir_mcp.store.catalogue import Catalogue
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
 
 logger = logging.getLogger(__name__)

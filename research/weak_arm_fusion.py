@@ -18,14 +18,14 @@ from pathlib import Path
 import chromadb
 import numpy as np
 
-from mimir_mcp.analysis import tokenize
 from mimir_mcp.config import EmbeddingSettings, Settings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import EVAL_NAMESPACE
-from mimir_mcp.fusion import arm_coverage, arm_weights, rrf, z_fusion
-from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.lexical.analysis import tokenize
+from mimir_mcp.lexical.index import LexicalIndex
+from mimir_mcp.search.fusion import arm_coverage, arm_weights, rrf, z_fusion
 
 DEPTH = 100
 COLUMNS = [("equal", 60), ("equal", 10), ("score_gap", 10), ("top_z", 10), ("coverage", 10), ("zscore", 0)]

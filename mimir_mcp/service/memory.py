@@ -23,12 +23,12 @@ import numpy as np
 
 from mimir_mcp import __version__
 from mimir_mcp.background import BackgroundLoad, freeze_heap
-from mimir_mcp.catalogue import timestamp
+from mimir_mcp.store.catalogue import timestamp
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.errors import InvalidInputError, NotFoundError, StoreUnavailableError
-from mimir_mcp.group_commit import GroupCommit
-from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.store.group_commit import GroupCommit
+from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import (
     ForgetResponse,
     GetResponse,
@@ -51,13 +51,13 @@ from mimir_mcp.models import (
     StoreStatus,
     UpdateResponse,
 )
-from mimir_mcp.repair import rebuild_from_catalogue
+from mimir_mcp.store.repair import rebuild_from_catalogue
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
 from mimir_mcp.rerank.remote import RemoteReranker
-from mimir_mcp.search import SearchPipeline, SearchRequest
-from mimir_mcp.store import MemoryStore, make_embedding_function
+from mimir_mcp.search.pipeline import SearchPipeline, SearchRequest
+from mimir_mcp.store.chroma import MemoryStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
 

@@ -38,11 +38,11 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from mimir_mcp.access import Grant, grant_of_request
+from mimir_mcp.server.access import Grant, grant_of_request
 from mimir_mcp.errors import MimirError
-from mimir_mcp.memory import MemoryService
+from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.models import RecordFilter
-from mimir_mcp.validation import check_namespace
+from mimir_mcp.server.validation import check_namespace
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 
 from mimir_mcp.config import StoreSettings
-from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import RepairReport
-from mimir_mcp.store import REPAIR_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.store.chroma import REPAIR_SUFFIX, MemoryStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mimir_mcp.catalogue import timestamp
+from mimir_mcp.store.catalogue import timestamp
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.errors import EmbeddingMismatchError
 from mimir_mcp.locks import ProcessLock

@@ -18,10 +18,10 @@ from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from mimir_mcp import __version__
-from mimir_mcp.access import WRITTEN_BY, Grant, audit, grant_of
+from mimir_mcp.server.access import WRITTEN_BY, Grant, audit, grant_of
 from mimir_mcp.config import LimitSettings, Settings
 from mimir_mcp.errors import InvalidInputError, MimirError, NotFoundError
-from mimir_mcp.memory import MemoryService
+from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.models import (
     ForgetResponse,
     GetResponse,
@@ -35,10 +35,10 @@ from mimir_mcp.models import (
     StatusResponse,
     UpdateResponse,
 )
-from mimir_mcp.resources import MemoryResources
-from mimir_mcp.search import SearchRequest
-from mimir_mcp.snippet import MIN_SNIPPET_CHARS
-from mimir_mcp.validation import (
+from mimir_mcp.server.resources import MemoryResources
+from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS
+from mimir_mcp.server.validation import (
     check_arguments,
     check_batch,
     check_count,

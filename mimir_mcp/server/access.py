@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mimir_mcp.errors import AccessDeniedError
-from mimir_mcp.validation import NAMESPACE_PATTERN
+from mimir_mcp.server.validation import NAMESPACE_PATTERN
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context, MCPServer

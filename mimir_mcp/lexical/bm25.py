@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mimir_mcp.analysis import count_words
+from mimir_mcp.lexical.analysis import count_words
 
 COHERENCE_SAMPLE = 200
 # From this coherence on, search scores a namespace's memories with their context (docs/retrieval-quality.md, "How the

@@ -18,12 +18,12 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
-from mimir_mcp.bm25 import context_applies, query_words
+from mimir_mcp.lexical.bm25 import context_applies, query_words
 from mimir_mcp.config import SearchSettings
-from mimir_mcp.diversity import mmr
+from mimir_mcp.search.diversity import mmr
 from mimir_mcp.embedding import Embedder
-from mimir_mcp.fusion import arm_coverage, arm_weights, blend_scores, rrf, tailed_fusion
-from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.search.fusion import arm_coverage, arm_weights, blend_scores, rrf, tailed_fusion
+from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import (
     Hit,
     HitScores,
@@ -36,8 +36,8 @@ from mimir_mcp.models import (
 )
 from mimir_mcp.rerank import Reranker, RerankOutcome, rerank_or_fallback
 from mimir_mcp.rerank.admission import RerankQueue
-from mimir_mcp.snippet import snippet
-from mimir_mcp.store import MemoryStore
+from mimir_mcp.search.snippet import snippet
+from mimir_mcp.store.chroma import MemoryStore
 
 Arm = Literal["dense", "bm25", "context"]
 

@@ -37,14 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from mimir_mcp.bm25 import CONTEXT_MAX_TERMS, CONTEXT_QUERY_WORDS, context_applies, query_words
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import _fit, score_ranking
-from mimir_mcp.fusion import ZSCORE_ARM_SCALE, arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
-from mimir_mcp.lexical import LexicalIndex
+from mimir_mcp.lexical.bm25 import CONTEXT_MAX_TERMS, CONTEXT_QUERY_WORDS, context_applies, query_words
+from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import MemoryRecord
+from mimir_mcp.search.fusion import ZSCORE_ARM_SCALE, arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
 
 DEPTH = 100
 Arms = dict[str, Any]  # per query: arm -> [(doc, score)], "attainable" -> {arm: float}, "coherence", "mean_terms"

@@ -1,0 +1,1 @@
+"""Search: the pipeline, fusion of the arms, snippets and diversity."""

@@ -1,0 +1,1 @@
+"""The MCP server: its tools, resources, access control, argument validation and the stdio transport."""

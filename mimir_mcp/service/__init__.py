@@ -1,0 +1,1 @@
+"""The memory service the tools and commands call."""
