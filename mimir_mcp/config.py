@@ -16,8 +16,6 @@ import platformdirs
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mimir_mcp.lexical.bm25 import CONTEXT_MAX_TERMS, CONTEXT_MIN_COHERENCE, CONTEXT_QUERY_WORDS
-from mimir_mcp.search.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT, TAIL_FROM
 from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -38,73 +36,90 @@ def default_onnx_cache_dir() -> Path:
 class StoreSettings(BaseModel):
     """Where memories live: an embedded Chroma folder (default) or a Chroma server."""
 
-    data_dir: Path = Field(default_factory=default_data_dir)
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder of the embedded Chroma store and the BM25 index: where the memories live (back it up).",
+    )
     onnx_cache_dir: Path = Field(
         default_factory=default_onnx_cache_dir,
-        description="Where the ONNX copies of the models are built and kept, shared by every data dir.",
+        description="Where the ONNX copies of the models are built and kept (about 110 MB for the defaults), shared "
+        "by every data dir: move it off a small disk.",
     )
-    collection: str = "mimir_memories"
+    collection: str = Field(
+        default="mimir_memories",
+        description="Chroma collection of the memories: one per store where several share a Chroma server.",
+    )
     chroma_host: str | None = Field(
-        default=None, description="Use a Chroma server (`chroma run`) at this host instead of the embedded store."
+        default=None,
+        description="A Chroma server (`chroma run`) to use instead of the embedded store, so servers on several "
+        "machines share one store.",
     )
-    chroma_port: int = 8000
-    chroma_ssl: bool = False
+    chroma_port: int = Field(default=8000, description="Port of the Chroma server.")
+    chroma_ssl: bool = Field(default=False, description="Reach the Chroma server over HTTPS.")
     # Counting a Chroma collection takes ~4 ms at 100k memories: a fifth of a search's budget. The
     # embedded store needs no interval: a stat of its files tells when anything was written.
     sync_interval_s: float = Field(
         default=1.0,
         ge=0,
-        description="With a Chroma server: how often (at most) a search checks for memories written by "
-        "another process; 0: every search.",
-    )
-    # A Chroma add holds the GIL for its whole run (~5 ms idle, ~20 ms on a busy 2-core machine) however few
-    # rows it carries: one per remember stalled every search. Chosen with `mimir-mcp stress` (docs/benchmarks.md).
-    write_duty: float = Field(
-        default=0.2,
-        gt=0,
-        le=1,
-        description="Most of the time Chroma writes may take under a steady stream of remembers: after a write "
-        "of d seconds the next starts d*(1/write_duty - 1) later at the earliest, carrying every remember that "
-        "arrived meanwhile; only while a search is in flight. 1: write as soon as the previous write ends.",
+        description="With a Chroma server: how often (at most) a search checks for memories written by another "
+        "server. Lower it (0: every search) for them to show sooner; each check counts the collection.",
     )
 
 
 class EmbeddingSettings(BaseModel):
     """The bi-encoder that turns memories and queries into vectors."""
 
-    model: str = DEFAULT_EMBEDDING_MODEL
-    device: str = "cpu"
-    batch_size: int = Field(default=32, ge=1, le=1024)
+    model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model name or local folder; a store written with another model needs "
+        "`mimir-mcp reindex`.",
+    )
+    device: str = Field(default="cpu", description="Where the model runs: cpu, cuda, mps.")
+    batch_size: int = Field(default=32, ge=1, le=1024, description="Texts embedded per step: larger on a GPU.")
     query_backend: Literal["torch", "onnx"] = Field(
         default="onnx",
-        description="onnx: queries embed through an exact fp32 ONNX copy (built once, cached); 3x faster on CPU.",
+        description="onnx: queries embed through an exact fp32 ONNX copy (built once, cached); 3x faster on CPU. "
+        "torch: no copy is built.",
     )
 
 
 class RerankerSettings(BaseModel):
     """The cross-encoder of the second search stage."""
 
-    enabled: bool = True
-    model: str = Field(default_factory=lambda: os.environ.get("CROSS_ENCODER_MODEL") or DEFAULT_RERANKER_MODEL)
-    device: str = "cpu"
+    enabled: bool = Field(
+        default=True,
+        description="false (--no-rerank): searches keep the hybrid's order: faster, and no model to download.",
+    )
+    model: str = Field(
+        default_factory=lambda: os.environ.get("CROSS_ENCODER_MODEL") or DEFAULT_RERANKER_MODEL,
+        description="Cross-encoder: a Hugging Face hub name (downloaded on first use) or a local folder, such as "
+        "one `mimir-mcp finetune-reranker` saved.",
+    )
+    device: str = Field(default="cpu", description="Where the cross-encoder runs: cpu, cuda, mps.")
     backend: Literal["torch", "onnx-int8"] = Field(
         default="onnx-int8",
-        description="onnx-int8: a fused, int8-quantized ONNX copy (built once, cached) scores once ready.",
+        description="onnx-int8: a fused, int8-quantized ONNX copy (built once, cached) scores once ready. "
+        "torch: the model as it is, no copy built.",
     )
     # Batches of 4-8 pairs are ~2x faster than 32 on a laptop CPU, with identical scores.
-    batch_size: int = Field(default=8, ge=1, le=512)
-    # The int8 graph is fastest one pair at a time (no padding): 50 SciFact pairs 1.19 s vs 1.61 s at 8.
-    onnx_batch_size: int = Field(default=1, ge=1, le=512)
+    batch_size: int = Field(
+        default=8, ge=1, le=512, description="Pairs the torch backend scores per step: larger on a GPU."
+    )
     # Cross-encoder cost grows faster than linearly with length: capping 512-token models at 256 makes
     # 100 SciFact candidates ~2x faster again (bench). Memories shorter than the cap score identically.
     max_length: int | None = Field(
         default=256,
         ge=16,
         le=8192,
-        description="Most tokens per (query, memory) pair; a model with a shorter limit keeps its own. "
-        "None: the model's.",
+        description="Most tokens per (query, memory) pair: more reads further into long memories, at a cost that "
+        "grows faster than the length; a model with a shorter limit keeps its own. None: the model's.",
     )
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a rerank may take before a search answers in the hybrid's order, and the `rerank` "
+        "tool's wait for the model and the queue.",
+    )
     # One search scores at a time; under load the others queue (rerank/admission.py).
     budget_s: float = Field(
         default=1.0,
@@ -114,19 +129,15 @@ class RerankerSettings(BaseModel):
         "`message`. A search alone in the queue reranks everything it asks for unless the CPU is so busy that "
         "this would take longer than budget_s and 1.5x its time on an idle machine.",
     )
-    min_candidates: int = Field(
-        default=10,
-        ge=1,
-        description="Fewest candidates worth reranking under load; a search that cannot score this many within "
-        "budget_s is answered in the hybrid's order.",
-    )
     cache_entries: int = Field(
         default=20_000,
         ge=0,
         description="Most (model, query, memory) scores kept, local and remote, so a repeated or overlapping search "
         "scores only candidates it has not seen. 0: no cache.",
     )
-    cache_bytes: int = Field(default=16 * 1024 * 1024, ge=0, description="Most estimated bytes the score cache holds.")
+    cache_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=0, description="Most estimated bytes the score cache holds: its share of memory."
+    )
     blend: float | None = Field(
         default=None,
         ge=0,
@@ -151,126 +162,90 @@ class RemoteRerankerSettings(BaseModel):
     )
     model: str | None = Field(default=None, description="Model name sent with each request (rerank-v3.5, ...).")
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="Longest one request may take, retries included.")
-    max_documents: int = Field(default=100, ge=1, le=10_000, description="Most documents per request.")
+    max_documents: int = Field(
+        default=100, ge=1, le=10_000, description="Most documents per request: the provider's limit, if lower."
+    )
     retries: int = Field(
         default=2, ge=0, le=5, description="Retries after a connection error, 429 (honouring Retry-After) or 503."
     )
 
 
 class SearchSettings(BaseModel):
-    """Defaults of the hybrid pipeline."""
+    """What a search does when the call does not say; how the arms are fused is ``search.policy``'s."""
 
-    candidate_depth: int = Field(default=100, ge=1, le=2000, description="Dense and BM25 candidates per arm.")
-    # zscore fusion, its coverage powers and the context threshold were chosen leave one collection out
-    # over twelve collections (docs/retrieval-quality.md, "How the defaults were chosen"); the RRF methods
-    # remain for comparison.
-    fusion: Literal["zscore", "coverage", "top_z", "score_gap", "equal"] = Field(
-        default="zscore",
-        description="zscore: each arm's standardized scores added, weighted per query by how far its best hit "
-        "stands above its other candidates and how fully it matches the query (coverage). RRF with such weights "
-        "(coverage), with the stand-out part alone (top_z), with the top-1/top-10 score gap (score_gap), or "
-        "plain equal-weight RRF (equal).",
-    )
-    rrf_k: int = Field(default=10, ge=1, description="RRF constant, for the RRF methods.")
-    bm25_coverage_power: float | None = Field(
-        default=None, ge=0, description="Exponent of the BM25 arms' coverage in their weight (default: the method's)."
-    )
-    dense_coverage_power: float | None = Field(
-        default=None, ge=0, description="Exponent of the dense arm's coverage (best cosine) (default: the method's)."
-    )
-    dense_weight: float = Field(default=1.0, ge=0)
-    bm25_weight: float = Field(default=1.0, ge=0)
-    # the tail's factors were chosen leave one collection out on Recall@50 (docs/retrieval-quality.md, "The tail")
-    tail_from: int = Field(
-        default=TAIL_FROM,
-        ge=0,
-        description="zscore only: past this many places the fused order weighs the dense arm by the tail factor "
-        "below (the top places, and nDCG@10, do not move). A large value turns the tail off.",
-    )
-    tail_dense_factor: float = Field(
-        default=TAIL_DENSE_FACTOR,
-        gt=0,
-        description="The dense arm's weight past tail_from is multiplied by this where the context arm does not run.",
-    )
-    tail_dense_factor_context: float = Field(
-        default=TAIL_DENSE_FACTOR_CONTEXT,
-        gt=0,
-        description="The same where the context arm runs (a coherent namespace: conversations, logs).",
+    candidate_depth: int = Field(
+        default=100,
+        ge=1,
+        le=2000,
+        description="Candidates each arm (dense, BM25) passes to fusion. Deeper finds a memory that one arm ranks "
+        "low, at the cost of latency on a large store.",
     )
     context: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="Score each memory with the one stored before it in its namespace (BM25 arm): 'auto' when "
-        "the namespace's coherence reaches context_min_coherence and its memories are short (context_max_terms) "
-        "(conversations, logs) or the query is (context_query_words), 'on' always, 'off' never.",
+        description="Whether BM25 also reads each memory together with the one stored before it in its namespace, "
+        "so a reply is found by the words of what it answers. 'auto' decides per namespace and query (a coherent "
+        "namespace of short memories, or a keyword query); 'on' for a store you know is one conversation or log; "
+        "'off' for one of unrelated facts.",
     )
-    context_min_coherence: float = Field(
-        default=CONTEXT_MIN_COHERENCE,
-        description="Coherence (LexicalIndex.coherence) from which 'auto' context applies.",
+    default_top_k: int = Field(
+        default=10, ge=1, description="Hits a search returns when it gives no top_k: more for an agent that reads more."
     )
-    context_max_terms: float = Field(
-        default=CONTEXT_MAX_TERMS,
-        gt=0,
-        description="'auto' context applies only where the namespace's memories hold at most this many terms "
-        "on average (BM25 length: words less stop words): turns, not passages of a document stored in order.",
+    default_rerank_top_k: int = Field(
+        default=50,
+        ge=1,
+        description="Candidates the cross-encoder scores when a search gives no rerank_top_k: more can lift a memory "
+        "the first stage ranks low; the reranker's time grows with it.",
     )
-    context_query_words: int = Field(
-        default=CONTEXT_QUERY_WORDS,
-        ge=0,
-        description="... or for a query of at most this many words (a keyword look-up) in a coherent namespace of "
-        "longer memories: a manual stored in order asked 'exit status'. 0: no such exception.",
-    )
-    default_top_k: int = Field(default=10, ge=1)
-    default_rerank_top_k: int = Field(default=50, ge=1)
     default_diversity: float = Field(
         default=0.0,
         ge=0,
         le=1,
-        description="MMR weight of a search that gives no diversity: 0 keeps the ranking as it is.",
+        description="MMR weight of a search that gives no diversity: raise it where near-duplicate memories fill "
+        "the hits; 0 keeps the ranking as it is.",
     )
     default_deadline_ms: int | None = Field(
         default=None,
         ge=10,
         le=600_000,
-        description="Time limit of a search that gives no deadline_ms: the reranker scores only the candidates "
-        "its measured cost says fit, or none. None: no limit but reranker.budget_s under load.",
+        description="Time limit of a search that gives no deadline_ms, for agents that must answer in time: the "
+        "reranker scores only the candidates its measured cost says fit, or none. None: no limit but "
+        "reranker.budget_s under load.",
     )
     # About a paragraph: enough to judge a hit, and ten hits with their scores stay a few KB.
     default_max_chars: int = Field(
         default=400,
         ge=MIN_SNIPPET_CHARS,
-        description="Most characters of each hit's text when `max_chars` is not given; longer memories "
-        "are shown as a snippet around the best-matching part.",
+        description="Most characters of each hit's text when `max_chars` is not given (fewer: fewer tokens for the "
+        "agent; more: more of each memory); longer memories are shown as a snippet around the best-matching part.",
     )
 
 
 class LimitSettings(BaseModel):
-    """Caps on tool input; each error names the field and the limit."""
+    """Caps on tool input, so no call can make the server hold or store more than the operator allows: raise
+    one for larger memories or calls, lower it to protect a shared server. Each error names the field and the
+    limit."""
 
-    max_text_bytes: int = Field(default=32 * 1024, ge=1)
-    max_batch: int = Field(default=256, ge=1)
-    max_top_k: int = Field(default=100, ge=1)
-    max_rerank_top_k: int = Field(default=200, ge=1)
-    max_rerank_documents: int = Field(default=200, ge=1)
-    max_query_chars: int = Field(default=4096, ge=1)
-    max_tags: int = Field(default=32, ge=0)
-    max_tag_chars: int = Field(default=64, ge=1)
-    max_metadata_keys: int = Field(default=32, ge=0)
-    max_metadata_value_chars: int = Field(default=1024, ge=1)
+    max_text_bytes: int = Field(default=32 * 1024, ge=1, description="Largest memory text, in UTF-8 bytes.")
+    max_batch: int = Field(default=256, ge=1, description="Most memories one `remember` call stores.")
+    max_top_k: int = Field(default=100, ge=1, description="Most hits one search returns.")
+    max_rerank_top_k: int = Field(default=200, ge=1, description="Most candidates one search has reranked.")
+    max_rerank_documents: int = Field(default=200, ge=1, description="Most documents one `rerank` call scores.")
+    max_query_chars: int = Field(default=4096, ge=1, description="Longest query, in characters.")
+    max_tags: int = Field(default=32, ge=0, description="Most tags on one memory.")
+    max_tag_chars: int = Field(default=64, ge=1, description="Longest tag, in characters.")
+    max_metadata_keys: int = Field(default=32, ge=0, description="Most metadata keys on one memory.")
+    max_metadata_value_chars: int = Field(
+        default=1024, ge=1, description="Longest metadata string value, in characters."
+    )
     max_list_limit: int = Field(default=100, ge=1, description="Most memories one `list` page or `get` returns.")
     forget_confirm_threshold: int = Field(
         default=100, ge=0, description="A `forget` by filter matching more memories than this needs `confirm: true`."
     )
-    max_forget_ids_shown: int = Field(default=1000, ge=1, description="Most ids one `forget` answer lists.")
-    max_input_depth: int = Field(
-        default=8,
-        ge=4,
-        description="Deepest nesting of objects and arrays in a tool's arguments (the deepest valid call has 3); "
-        "deeper input is refused before it is validated or stored.",
-    )
     max_input_items: int = Field(
         default=100_000,
         ge=1000,
-        description="Most values (array items and object members, all levels) in one tool call's arguments.",
+        description="Most values (array items and object members, all levels) in one tool call's arguments, "
+        "refused before they are validated: raise it with max_batch, max_tags or max_metadata_keys.",
     )
 
 
@@ -285,10 +260,19 @@ CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
 class ServerSettings(BaseModel):
     """How the MCP server is reached."""
 
-    transport: Literal["stdio", "sse", "streamable-http"] = "stdio"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    transport: Literal["stdio", "sse", "streamable-http"] = Field(
+        default="stdio",
+        description="stdio for a client that starts the server (Claude Desktop); streamable-http (or sse, for "
+        "older clients) for one server many agents share.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface the HTTP transports listen on: 0.0.0.0 for other machines (then set tokens).",
+    )
+    port: int = Field(default=8000, ge=0, le=65535, description="Port of the HTTP transports.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="How much the server logs, on stderr."
+    )
     allowed_hosts: CommaList | None = Field(
         default=None,
         description="Host headers HTTP requests may carry besides the loopback names, e.g. mimir.lan:8000 "

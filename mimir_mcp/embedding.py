@@ -1,13 +1,16 @@
-"""The bi-encoder adapter: which weights to load, and turning texts into normalized vectors."""
+"""The bi-encoder adapter: which weights to load, and turning texts into normalized vectors. Also the
+``TextEmbedder`` seam the service and search use, and a deterministic embedder for unit tests."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -50,6 +53,32 @@ def resolve_model(name: str) -> str:
         if bundled is not None:
             return str(bundled)
     return name
+
+
+class TextEmbedder(Protocol):
+    """Turns texts into unit vectors (cosine = dot product): what the service, search and reindex call."""
+
+    def start(self) -> None:
+        """Begin loading, without waiting."""
+        ...
+
+    async def ready(self) -> None:
+        """Wait until texts can be encoded (raises if loading failed)."""
+        ...
+
+    async def wait_query_backend(self, timeout: float) -> str:
+        """Wait up to ``timeout`` for the query encoder to settle; returns what embeds queries."""
+        ...
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Blocking: float32 rows of unit length, one per text."""
+        ...
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """Blocking: one query's unit vector."""
+        ...
+
+    def status(self) -> EmbeddingStatus: ...
 
 
 class Embedder:
@@ -179,4 +208,54 @@ class Embedder:
             dimension=self.dimension,
             load_seconds=self._load.load_seconds,
             query_backend=self.query_backend,
+        )
+
+
+_WORD = re.compile(r"\w+")
+
+
+class HashingEmbedder:
+    """A deterministic ``TextEmbedder`` with nothing to load: each lower-cased word adds one to a signed
+    bucket picked by its hash, and the counts are scaled to unit length. Texts sharing words are close
+    and texts sharing none are near-orthogonal, so tests of the logic around search can tell which
+    memory a query names without a model."""
+
+    def __init__(self, dimension: int = 256, *, model: str = "hashing-bag-of-words") -> None:
+        self.dimension = dimension
+        self.model = model
+
+    def start(self) -> None:
+        pass
+
+    async def ready(self) -> None:
+        pass
+
+    async def wait_query_backend(self, timeout: float) -> str:
+        return "hashing"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                vectors[row, (digest >> 1) % self.dimension] += 1.0 if digest & 1 else -1.0
+            norm = float(np.linalg.norm(vectors[row]))
+            if norm == 0.0:  # no words: a fixed unit vector, so cosine stays defined
+                vectors[row, 0] = 1.0
+            else:
+                vectors[row] /= norm
+        return vectors
+
+    def encode_query(self, query: str) -> np.ndarray:
+        return self.encode([query])[0]
+
+    def status(self) -> EmbeddingStatus:
+        return EmbeddingStatus(
+            model=self.model,
+            resolved_path=None,
+            device="cpu",
+            state="ready",
+            dimension=self.dimension,
+            load_seconds=0.0,
+            query_backend="hashing",
         )

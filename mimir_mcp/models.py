@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
 MetadataValue = str | int | float | bool
 SearchMethod = Literal[
@@ -95,18 +96,21 @@ class RecordFilter(BaseModel):
 
 
 class MemoryOut(BaseModel):
-    """A stored memory as ``list`` and ``get`` return it."""
+    """A stored memory as ``list`` and ``get`` return it; a search ``Hit`` is one with its scores."""
 
     id: str
-    text: str = Field(description="The text, or its first max_chars characters with '…' when `truncated`.")
-    truncated: bool = False
-    text_chars: int
+    text: str = Field(
+        description="The memory's text, or when it is longer than max_chars, a part of it with '…' where it was cut: "
+        "its beginning, or in a search hit the part that best matches the query."
+    )
+    truncated: bool = Field(default=False, description="True when `text` is a part rather than the whole memory.")
+    text_chars: int = Field(description="Length of the whole memory in characters.")
     namespace: str
     tags: list[str]
     source: str | None
     agent: str | None
     created_at: str
-    updated_at: str | None = None
+    updated_at: str | None = Field(default=None, description="When `update` last changed it; null if never.")
     supersedes: str | None = None
     metadata: dict[str, MetadataValue]
 
@@ -172,10 +176,10 @@ class HitScores(BaseModel):
         default=None, description="Rank in the BM25 arm that reads each memory with the one stored before it."
     )
     context_score: float | None = None
-    rrf_score: float = Field(
-        description="The hybrid's fused score before reranking (standardized-score fusion by default; RRF under "
-        "the RRF fusion methods); the order without a reranker follows it, past fusion.tail_from by the tail "
-        "weights instead."
+    fused_score: float = Field(
+        description="The hybrid's fused score before reranking (each arm's standardized scores weighted by "
+        "fusion.weights; an RRF score under the RRF methods); the order without a reranker follows it, past "
+        "fusion.tail_from by the tail weights instead."
     )
     rerank_score: float | None = Field(default=None, description="Cross-encoder score (0..1), if reranked.")
     blended_score: float | None = Field(
@@ -184,24 +188,14 @@ class HitScores(BaseModel):
     )
 
 
-class Hit(BaseModel):
-    id: str
-    text: str = Field(
-        description="The memory's text, or when it is longer than the search's max_chars, the part of it that "
-        "best matches the query, with '…' where it was cut."
-    )
-    truncated: bool = Field(description="True when `text` is a snippet rather than the whole memory.")
-    text_chars: int = Field(description="Length of the whole memory in characters.")
-    namespace: str
-    tags: list[str]
-    source: str | None
-    agent: str | None
-    created_at: str
-    updated_at: str | None = Field(default=None, description="When `update` last changed it; null if never.")
-    metadata: dict[str, MetadataValue]
+class Hit(MemoryOut):
+    """A memory as ``search`` found it: the memory, and how it scored."""
+
+    # A search answers with what is true now; which memory a hit's text replaced is for `get` to tell.
+    supersedes: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
     score: float = Field(
         description="The score the final order follows: the blended score when reranking blends, else the "
-        "rerank score, else the RRF score."
+        "rerank score, else the fused score."
     )
     scores: HitScores
 
@@ -217,7 +211,10 @@ class SearchCandidates(BaseModel):
 class SearchFusion(BaseModel):
     """How the arms were fused for this query, so a caller can see why one arm led."""
 
-    method: str = Field(description="zscore, coverage, top_z, score_gap or equal (MIMIR_SEARCH_FUSION).")
+    method: str = Field(
+        description="zscore: each arm's standardized scores added, weighted per query (the RRF methods coverage, "
+        "top_z, score_gap and equal are comparisons for evaluation)."
+    )
     rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
     weights: dict[str, float] = Field(description="Each arm's weight for this query.")
     tail_from: int | None = Field(
@@ -226,8 +223,8 @@ class SearchFusion(BaseModel):
     )
     tail_weights: dict[str, float] | None = Field(
         default=None,
-        description="Each arm's weight past tail_from: the dense arm's times MIMIR_SEARCH_TAIL_DENSE_FACTOR, "
-        "or _FACTOR_CONTEXT where the context arm ran; null under RRF.",
+        description="Each arm's weight past tail_from: the dense arm's times 100, or times 0.1 where the context "
+        "arm ran (the order past the head follows the dense arm, or the lexical arms); null under RRF.",
     )
     coverage: dict[str, float | None] = Field(
         description="How fully each arm's best hit matches the query: a BM25 arm's best score over the query's "
@@ -247,13 +244,13 @@ class SearchFusion(BaseModel):
     mean_terms: float | None = Field(
         default=None,
         description="How many terms the namespace's memories hold on average (words less stop words): the context "
-        "arm is for short ones (MIMIR_SEARCH_CONTEXT_MAX_TERMS; conversation turns about 20, passages 100+).",
+        "arm is for short ones (at most 50; conversation turns about 20, passages 100+).",
     )
     query_words: int | None = Field(
         default=None,
         description="How many words the query has (runs of non-space; Chinese and Japanese text a word per two "
         "characters): in a coherent namespace of longer memories the context arm runs for a keyword query of at most "
-        "MIMIR_SEARCH_CONTEXT_QUERY_WORDS words.",
+        "4 words.",
     )
 
 
@@ -365,7 +362,7 @@ class RepairReport(BaseModel):
 
 
 class StoreStatus(BaseModel):
-    kind: Literal["embedded", "server"]
+    kind: Literal["embedded", "server", "in-memory"]
     location: str
     collection: str
     embedding_model: str | None = Field(default=None, description="The model whose vectors the collection holds.")

@@ -4,7 +4,7 @@ the store is unusable or a crash loses memories.
 The new vectors go into a collection beside the live one (``<collection>-reindex``); the live one is
 untouched until every memory is copied, so a crash before the switch-over leaves the old store working
 and a rerun embeds only the memories still missing. The switch-over renames the live collection to
-``<collection>-previous``, the new one to ``<collection>``, then drops the old one; ``MemoryStore``
+``<collection>-previous``, the new one to ``<collection>``, then drops the old one; ``ChromaStore``
 finishes or undoes a switch-over that a crash interrupted when it next opens the store. The BM25 index
 and the record catalogue do not change: the ids and texts are the same.
 
@@ -22,8 +22,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mimir_mcp.config import Settings, StoreSettings
-from mimir_mcp.embedding import Embedder
-from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.embedding import Embedder, TextEmbedder
+from mimir_mcp.store.base import VectorStore
+from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, ChromaStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class ReindexReport(BaseModel):
 
 
 def chroma_client(settings: StoreSettings) -> Any:
-    """A client of the store ``MemoryStore`` opens (the embedded folder or the server), for what it does
+    """A client of the store ``ChromaStore`` opens (the embedded folder or the server), for what it does
     not do: renaming and dropping whole collections."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -86,7 +87,7 @@ class Reindexer:
         settings: Settings,
         *,
         model: str | None = None,
-        embedder: Embedder | None = None,
+        embedder: TextEmbedder | None = None,
         batch_size: int = DEFAULT_REINDEX_BATCH,
         force: bool = False,
     ) -> None:
@@ -104,8 +105,8 @@ class Reindexer:
         self.name = settings.store.collection
         self.fresh_name = self.name + REINDEX_SUFFIX
         self._plan: ReindexPlan | None = None
-        self._live: MemoryStore | None = None
-        self._fresh: MemoryStore | None = None
+        self._live: ChromaStore | None = None
+        self._fresh: ChromaStore | None = None
         self._client: Any = None
 
     def plan(self) -> ReindexPlan:
@@ -120,7 +121,7 @@ class Reindexer:
             raise missing
         function = make_embedding_function(self.embedder.encode, self.model)
         # model=None: open whatever the live collection holds; the new one is checked below.
-        live = MemoryStore(store, function)
+        live = ChromaStore(store, function)
         if self.fresh_name in collection_names(client):
             recorded = (client.get_collection(self.fresh_name).metadata or {}).get("embedding_model")
             if recorded != self.model:
@@ -134,7 +135,7 @@ class Reindexer:
         copied: set[str] = set()
         if not up_to_date:
             fresh_settings = store.model_copy(update={"collection": self.fresh_name})
-            self._fresh = MemoryStore(fresh_settings, function, model=self.model)
+            self._fresh = ChromaStore(fresh_settings, function, model=self.model)
             copied = self._fresh.all_ids() & live_ids
         self._live = live
         self._plan = ReindexPlan(
@@ -166,7 +167,7 @@ class Reindexer:
         fresh.take_over(live.collection_meta(), "reindex_complete")
         return embedded
 
-    def _copy_pass(self, live: MemoryStore, fresh: MemoryStore, on_progress: Callable[[int], object] | None) -> int:
+    def _copy_pass(self, live: VectorStore, fresh: VectorStore, on_progress: Callable[[int], object] | None) -> int:
         """Embed the memories the new collection lacks, drop those the live one no longer holds, and
         refresh the tags and metadata of those changed since an interrupted run copied them."""
         copied = fresh.all_ids()
@@ -194,7 +195,7 @@ class Reindexer:
 
     def switch(self) -> None:
         """Put the complete new collection in the live one's place. Each rename is atomic, and
-        ``MemoryStore._recover_reindex`` finishes the switch-over from any point a crash leaves."""
+        ``ChromaStore._recover_reindex`` finishes the switch-over from any point a crash leaves."""
         client = self._client
         previous = self.name + PREVIOUS_SUFFIX
         client.get_collection(self.name).modify(name=previous)
@@ -222,7 +223,7 @@ class Reindexer:
             switched=not plan.up_to_date,
         )
 
-    def _opened(self) -> tuple[MemoryStore, MemoryStore]:
+    def _opened(self) -> tuple[ChromaStore, ChromaStore]:
         if self._plan is None:
             self.plan()
         if self._live is None or self._fresh is None:

@@ -2,19 +2,31 @@
 can be backed up, moved to another machine or merged into another store without changing what it holds.
 
 Ids are content hashes (``dedup_key``), so importing a file twice, or into a store that already holds
-some of its memories, stores each memory once.
+some of its memories, stores each memory once. A line is held to the rules ``remember`` applies (the same
+checks, against the store's configured limits), so an import never stores what a tool would refuse.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Annotated, TextIO
+from typing import Annotated, Any, Self, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
+from mimir_mcp.config import LimitSettings
+from mimir_mcp.errors import InvalidInputError
+from mimir_mcp.models import MemoryInput, MemoryRecord, MetadataValue
+from mimir_mcp.server.validation import LIMITS, check_arguments, check_memory, limits_of
 from mimir_mcp.service.memory import MemoryService, dedup_key
-from mimir_mcp.models import MemoryRecord, MetadataValue
 
 DEFAULT_IMPORT_BATCH = 256
 
@@ -33,6 +45,20 @@ class ExportedMemory(MemoryRecord):
     model_config = ConfigDict(extra="forbid")
 
     metadata: dict[str, Annotated[MetadataValue, PlainValidator(_metadata_value)]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):  # anything else is refused by the type check, in pydantic's words
+            check_arguments(data, limits_of(info))
+        return data
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> Self:
+        """The checks ``remember`` makes on a memory; nothing is changed, only refused."""
+        fields = ("text", "tags", "source", "agent", "namespace", "metadata")
+        check_memory("", MemoryInput(**{name: getattr(self, name) for name in fields}), limits_of(info))
+        return self
 
 
 class ImportSummary(BaseModel):
@@ -87,12 +113,16 @@ def export_memories(service: MemoryService, out: TextIO, *, namespace: str | Non
     return count
 
 
-def parse_line(text: str, line: int) -> MemoryRecord:
-    """A line of an export as a record, or a ``LineError`` naming the field that is wrong."""
+def parse_line(text: str, line: int, limits: LimitSettings | None = None) -> MemoryRecord:
+    """A line of an export as a record, or a ``LineError`` naming the field that is wrong. ``limits``: the
+    store's (the defaults when None)."""
     try:
-        exported = ExportedMemory.model_validate_json(text)
+        exported = ExportedMemory.model_validate_json(text, context={LIMITS: limits or LimitSettings()})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
+        cause = (first.get("ctx") or {}).get("error")
+        if isinstance(cause, InvalidInputError):
+            raise LineError(line, cause.field or "the line", cause.problem) from None
         field = ".".join(str(part) for part in first["loc"]) or "the line"
         raise LineError(line, field, first["msg"]) from None
     record = MemoryRecord(**dict(exported))
@@ -141,7 +171,7 @@ def import_memories(
         if not text.strip():
             continue
         try:
-            pending.append(parse_line(text, number))
+            pending.append(parse_line(text, number, service.settings.limits))
         except LineError as exc:
             raise ImportFileError(exc, summary, imported_through) from None
         if len(pending) == batch:

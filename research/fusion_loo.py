@@ -1,26 +1,26 @@
-"""Reproduce the leave-one-collection-out tables of the docs/retrieval-quality.md ("How the defaults were chosen").
+"""Reproduce the leave-one-collection-out tables of research/NOTES.md ("How the defaults were chosen").
 
 Each collection is a BEIR folder, optionally split into namespaces by an id prefix (LoCoMo's
 conversations) and cut to some of its groups. Every arm's top 100 for every judged query comes from
 the project's own code: BM25 and the context arm from a ``LexicalIndex`` holding the documents in
 corpus order, one namespace per group; the dense arm exact cosine over the bundled bi-encoder's
-vectors; each namespace's coherence from ``LexicalIndex.coherence``. Candidate settings of the
-``zscore`` fusion (the coverage exponents, the dense arm's scale, the context threshold) are applied
-with ``fusion.arm_weights`` and ``fusion.z_fusion``, next to two references (the earlier ``coverage``
-RRF default and equal-weight RRF, k = 60).
+vectors; each namespace's coherence from ``LexicalIndex.coherence``. Each candidate setting of the
+``zscore`` fusion (the coverage exponents, the dense arm's scale, the context threshold) is a
+``FusionPolicy`` (``mimir_mcp.search.policy``), the object search itself fuses with, and so are two
+references (the earlier ``coverage`` RRF default and equal-weight RRF, k = 60).
 
 The rule: a setting's margin on a collection is its nDCG@10 minus that of the better arm (the context
 arm counts as an arm where it runs). For each collection, the setting with the best worst-case margin
 over the *other* collections (ties within 0.001 broken by the mean margin) is measured on it.
 
-Then the tail (``fusion.tailed_fusion``): the top 10 stay as chosen, and past them the dense arm's weight
+Then the tail (the policy's ``tail_*`` parameters): the top 10 stay as chosen, and past them the dense arm's weight
 is multiplied by one factor where the context arm runs and by another where it does not (13 x 13
 pairs). A pair's margin on a collection is its Recall@50 minus the better arm's (to 0.001). The goal is a
 floor (no collection below its better arm), so for each collection the pair measured on it is, of those
 meeting the floor on every other collection, the one farthest from a pair that does not (``choose_tail``),
 beside what the best worst case (leximin) would have chosen.
 
-    python examples/fusion_loo.py --cache /tmp/loo \\
+    python research/fusion_loo.py --cache /tmp/loo \\
         locomo-a=../shared/datasets/locomo-dev:-:26,41 locomo-b=../shared/datasets/locomo-dev:-:43,47,49 \\
         scifact=../shared/datasets/scifact wordnet-nouns=/tmp/wn-nouns ...
 """
@@ -33,21 +33,22 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
-from mimir_mcp.evaluation.run import _fit, score_ranking
-from mimir_mcp.lexical.bm25 import CONTEXT_MAX_TERMS, CONTEXT_QUERY_WORDS, context_applies, query_words
+from mimir_mcp.evaluation.run import fit_to_bytes, score_ranking
+from mimir_mcp.lexical.analysis import count_words
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import MemoryRecord
-from mimir_mcp.search.fusion import ZSCORE_ARM_SCALE, arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
+from mimir_mcp.search.policy import ARMS, FusionPolicy
 
 DEPTH = 100
 Arms = dict[str, Any]  # per query: arm -> [(doc, score)], "attainable" -> {arm: float}, "coherence", "mean_terms"
+SHIPPED = FusionPolicy()
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,21 @@ class Setting:
     context_from: float | None  # coherence from which the context arm runs; None: never
     context_max_terms: float | None = None  # ... where memories hold at most this many terms on average
     context_query_words: int | None = None  # ... or the query has at most this many words
+
+    def policy(self, tail: Tail | None = None) -> FusionPolicy:
+        """The search tool's policy under this setting, with ``tail`` (None: no tail)."""
+        return FusionPolicy(
+            bm25_coverage_power=self.bm25_power,
+            dense_coverage_power=self.dense_power,
+            dense_scale=self.dense_scale,
+            context="off" if self.context_from is None else "auto",
+            context_min_coherence=SHIPPED.context_min_coherence if self.context_from is None else self.context_from,
+            context_max_terms=self.context_max_terms,
+            context_query_words=self.context_query_words,
+            tail_from=None if tail is None else tail.head,
+            tail_dense_factor=1.0 if tail is None else tail.plain,
+            tail_dense_factor_context=1.0 if tail is None else tail.context,
+        )
 
     def label(self) -> str:
         context = "off" if self.context_from is None else f"from {self.context_from:g}"
@@ -84,13 +100,13 @@ class Tail:
 TAIL_FACTORS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
 
 
-def settings_grid(query_words: int | None = CONTEXT_QUERY_WORDS) -> list[Setting]:
+def settings_grid(query_words: int | None = SHIPPED.context_query_words) -> list[Setting]:
     """The candidate settings; the length test, where a setting has it, with the keyword-query exception
     of ``query_words`` (a fixed rule, not a choice: None leaves it out, for comparison)."""
     return [
         Setting(bm25, dense, scale, context, max_terms, query_words if max_terms is not None else None)
         for context in (0.05, 0.07, None)
-        for max_terms in ((None, CONTEXT_MAX_TERMS) if context is not None else (None,))
+        for max_terms in ((None, SHIPPED.context_max_terms) if context is not None else (None,))
         for bm25, dense in ((0.25, 0.5), (0.5, 0.25), (0.5, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0))
         for scale in (1.5, 2.0, 3.0)
     ]
@@ -132,7 +148,7 @@ def compute_arms(folder: Path, separator: str | None, groups: set[str] | None, e
         return item_id.split(separator, 1)[0] if separator else "all"
 
     documents = [
-        (doc.id, _fit(doc.memory_text, 32 * 1024))
+        (doc.id, fit_to_bytes(doc.memory_text, 32 * 1024))
         for doc in dataset.corpus.values()
         if groups is None or group(doc.id) in groups
     ]
@@ -170,51 +186,31 @@ def arms_of(
         }
         arms["coherence"] = lexical.coherence(namespace)
         arms["mean_terms"] = lexical.mean_length(namespace)
-        arms["words"] = query_words(query)
+        arms["words"] = count_words(query)
         runs[qid] = arms
     lexical.close()
     return runs
 
 
-def runs_context(arms: Arms, setting: Setting) -> bool:
-    """Whether the search tool runs the context arm for this query (its namespace, its words) under ``setting``."""
-    return setting.context_from is not None and context_applies(
-        arms["coherence"],
-        arms.get("mean_terms"),
-        setting.context_from,
-        setting.context_max_terms,
-        arms.get("words"),
-        setting.context_query_words,
-    )
+def runs_context(arms: Arms, policy: FusionPolicy) -> bool:
+    """Whether the search tool runs the context arm for this query (its namespace, its words) under ``policy``."""
+    return policy.context_runs(arms["coherence"], arms.get("mean_terms"), arms.get("words"))
+
+
+def fuse(arms: Arms, policy: FusionPolicy) -> list[str]:
+    """The fused order the search tool makes under ``policy`` from one query's cached arms."""
+    chosen = {arm: arms[arm] for arm in policy.arms(ARMS, runs_context(arms, policy))}
+    return [item for item, _ in policy.fuse(chosen, arms["attainable"]).order]
 
 
 def fuse_zscore(arms: Arms, setting: Setting, tail: Tail | None = None) -> list[str]:
     """The fused order as the search tool makes it under ``setting`` (and ``tail``; None: no tail)."""
-    context = runs_context(arms, setting)
-    chosen = {arm: arms[arm] for arm in (("dense", "bm25", "context") if context else ("dense", "bm25"))}
-    scores = {arm: [score for _, score in hits] for arm, hits in chosen.items()}
-    weights = arm_weights(
-        scores,
-        # arm_weights already scales the dense arm by the shipped ZSCORE_ARM_SCALE under zscore
-        {"dense": setting.dense_scale / ZSCORE_ARM_SCALE["dense"]},
-        method="zscore",
-        coverage=arm_coverage(scores, arms["attainable"]),
-        coverage_power={"dense": setting.dense_power, "bm25": setting.bm25_power, "context": setting.bm25_power},
-    )
-    if tail is None:
-        return [item for item, _ in z_fusion(chosen, weights=weights)]
-    factor = tail.context if context else tail.plain
-    tail_weights = {arm: weight * factor if arm == "dense" else weight for arm, weight in weights.items()}
-    return [item for item, _ in tailed_fusion(chosen, weights=weights, tail_weights=tail_weights, head=tail.head)]
+    return fuse(arms, setting.policy(tail))
 
 
-def fuse_rrf(arms: Arms, method: str, k: int) -> list[str]:
-    chosen = {arm: arms[arm] for arm in ("dense", "bm25")}
-    scores = {arm: [score for _, score in hits] for arm, hits in chosen.items()}
-    weights = None
-    if method != "equal":
-        weights = arm_weights(scores, method="coverage", coverage=arm_coverage(scores, arms["attainable"]))
-    return [item for item, _ in rrf({arm: [i for i, _ in hits] for arm, hits in chosen.items()}, k=k, weights=weights)]
+def fuse_rrf(arms: Arms, method: Literal["coverage", "equal"], k: int) -> list[str]:
+    """A reference: RRF of the dense arm and BM25 (no context arm), ``coverage``-weighted or equal."""
+    return fuse(arms, FusionPolicy(method=method, rrf_k=k, context="off"))
 
 
 def measure(collection: dict, rank: Callable[[Arms], list[str]]) -> dict[str, float]:
@@ -231,7 +227,7 @@ def main() -> None:
     parser.add_argument(
         "--context-query-words",
         type=int,
-        default=CONTEXT_QUERY_WORDS,
+        default=SHIPPED.context_query_words,
         help="the keyword-query exception to the length test (0: none, as before it)",
     )
     args = parser.parse_args()
@@ -250,7 +246,7 @@ def main() -> None:
         collections[name] = pickle.loads(cached.read_bytes())
         texts = load_dataset(Path(folder)).judged_queries  # the query's words: cached arms predate them
         for qid, arms in collections[name]["runs"].items():
-            arms["words"] = query_words(texts[qid])
+            arms["words"] = count_words(texts[qid])
 
     arms_alone = {
         name: {arm: measure(c, lambda a, arm=arm: [i for i, _ in a[arm]]) for arm in ("dense", "bm25", "context")}
@@ -269,7 +265,7 @@ def main() -> None:
 
     def better_arm(name: str, setting: Setting | None, metric: str) -> float:
         runs = collections[name]["runs"].values()
-        context = setting is not None and all(runs_context(arms, setting) for arms in runs)
+        context = setting is not None and all(runs_context(arms, setting.policy()) for arms in runs)
         arms = ("dense", "bm25", "context") if context else ("dense", "bm25")
         return max(arms_alone[name][arm][metric] for arm in arms)
 
@@ -326,7 +322,7 @@ def main() -> None:
     recall = {
         (s, name, factor): {
             qid: (
-                runs_context(arms, s),
+                runs_context(arms, s.policy()),
                 score_ranking(fuse_zscore(arms, s, Tail(factor, factor)), c["qrels"][qid])["recall@50"],
             )
             for qid, arms in c["runs"].items()

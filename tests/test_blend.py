@@ -70,7 +70,8 @@ async def test_search_follows_the_blended_order(settings, embedder, blended_mode
         assert "blended with the hybrid order (cross-encoder weight 0.4" in found.message
         hits = found.hits
         # Every candidate was reranked and shown, so the blend can be recomputed from the hits' own scores.
-        expected = blend_scores([hit.scores.rerank_score for hit in hits], [hit.scores.rrf_score for hit in hits], 0.4)
+        rerank_scores = [hit.scores.rerank_score for hit in hits]
+        expected = blend_scores(rerank_scores, [hit.scores.fused_score for hit in hits], 0.4)
         assert [hit.scores.blended_score for hit in hits] == pytest.approx(expected, abs=1e-5)
         assert [hit.score for hit in hits] == [hit.scores.blended_score for hit in hits]
         assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)

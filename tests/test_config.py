@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from mimir_mcp.cli import build_parser, settings_overrides
+from mimir_mcp.cli.serve import build_parser, settings_overrides
 from mimir_mcp.config import DEFAULT_RERANKER_MODEL, Settings
 from mimir_mcp.embedding import bundled_minilm_path, resolve_model
 
@@ -22,20 +22,19 @@ def test_defaults(clean_env):
     assert settings.embedding.model == "all-MiniLM-L6-v2"
     assert settings.limits.max_text_bytes == 32 * 1024
     assert settings.server.host == "127.0.0.1"
-    assert settings.search.fusion == "zscore" and settings.search.rrf_k == 10
-    assert settings.search.context == "auto" and settings.search.context_min_coherence == 0.05
-    assert settings.search.context_max_terms == 50.0 and settings.search.context_query_words == 4
+    assert settings.search.context == "auto" and settings.search.candidate_depth == 100
     assert settings.search.default_max_chars == 400
-    assert (settings.search.bm25_coverage_power, settings.search.dense_coverage_power) == (None, None)
-    assert (
-        settings.search.tail_from,
-        settings.search.tail_dense_factor,
-        settings.search.tail_dense_factor_context,
-    ) == (
-        10,
-        100.0,
-        0.1,
-    )
+    # what a user may change about search; how the arms are fused is the policy's (search/policy.py)
+    assert set(type(settings.search).model_fields) == {
+        "candidate_depth",
+        "context",
+        "default_top_k",
+        "default_rerank_top_k",
+        "default_diversity",
+        "default_deadline_ms",
+        "default_max_chars",
+    }
+    assert all(field.description for field in type(settings.search).model_fields.values())
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
 
@@ -46,15 +45,13 @@ def test_environment_variables_fill_nested_groups(clean_env, tmp_path):
     clean_env.setenv("MIMIR_STORE_DATA_DIR", str(tmp_path))
     clean_env.setenv("MIMIR_SERVER_PORT", "9001")
     clean_env.setenv("MIMIR_RERANKER_BLEND", "0.3")
-    clean_env.setenv("MIMIR_SEARCH_BM25_COVERAGE_POWER", "2.5")
+    clean_env.setenv("MIMIR_SEARCH_CONTEXT", "on")
     clean_env.setenv("MIMIR_SEARCH_DEFAULT_MAX_CHARS", "1200")
-    clean_env.setenv("MIMIR_SEARCH_TAIL_DENSE_FACTOR", "3")
-    clean_env.setenv("MIMIR_SEARCH_CONTEXT_QUERY_WORDS", "0")
+    clean_env.setenv("MIMIR_SEARCH_CANDIDATE_DEPTH", "300")
     settings = Settings()
-    assert settings.search.context_query_words == 0
-    assert settings.search.bm25_coverage_power == 2.5
+    assert settings.search.context == "on"
     assert settings.search.default_max_chars == 1200
-    assert settings.search.tail_dense_factor == 3.0
+    assert settings.search.candidate_depth == 300
     assert settings.reranker.model == "/models/ce"
     assert settings.reranker.blend == 0.3
     assert settings.limits.max_text_bytes == 100
@@ -100,3 +97,79 @@ def test_default_embedding_model_resolves_to_bundled_weights():
     assert resolve_model("all-MiniLM-L6-v2") == str(bundled)
     assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == str(bundled)
     assert resolve_model("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+
+
+# Outside the search group: what a user or operator has a reason to change, and nothing else.
+SETTINGS_BY_GROUP = {
+    "store": {
+        "data_dir",
+        "onnx_cache_dir",
+        "collection",
+        "chroma_host",
+        "chroma_port",
+        "chroma_ssl",
+        "sync_interval_s",
+    },
+    "embedding": {"model", "device", "batch_size", "query_backend"},
+    "reranker": {
+        "enabled",
+        "model",
+        "device",
+        "backend",
+        "batch_size",
+        "max_length",
+        "timeout_s",
+        "budget_s",
+        "cache_entries",
+        "cache_bytes",
+        "blend",
+    },
+    "remote": {"provider", "url", "api_key", "model", "timeout_s", "max_documents", "retries"},
+    "limits": {
+        "max_text_bytes",
+        "max_batch",
+        "max_top_k",
+        "max_rerank_top_k",
+        "max_rerank_documents",
+        "max_query_chars",
+        "max_tags",
+        "max_tag_chars",
+        "max_metadata_keys",
+        "max_metadata_value_chars",
+        "max_list_limit",
+        "forget_confirm_threshold",
+        "max_input_items",
+    },
+    "server": {"transport", "host", "port", "log_level", "allowed_hosts", "allowed_origins", "max_body_bytes"},
+    "auth": {"tokens", "tokens_file", "allow_unauthenticated"},
+}
+
+
+@pytest.mark.parametrize("group", sorted(SETTINGS_BY_GROUP))
+def test_each_setting_outside_search_is_one_a_user_changes_and_says_why(group):
+    model = Settings.model_fields[group].annotation
+    assert model is not None
+    fields = model.model_fields
+    assert set(fields) == SETTINGS_BY_GROUP[group]
+    assert [name for name, field in fields.items() if not field.description] == []
+
+
+def test_former_settings_left_in_the_environment_are_ignored(clean_env):
+    """Internal tuning, now constants of the module that uses it: an old variable is no error and no change."""
+    from mimir_mcp.rerank.admission import MIN_CANDIDATES
+    from mimir_mcp.server.validation import MAX_INPUT_DEPTH
+    from mimir_mcp.service.writes import MAX_FORGET_IDS_SHOWN, WRITE_DUTY
+
+    former = {
+        "store": "write_duty",
+        "reranker": "onnx_batch_size",
+        "limits": "max_input_depth",
+    }
+    for group, name in former.items():
+        clean_env.setenv(f"MIMIR_{group}_{name}".upper(), "40")
+    clean_env.setenv("MIMIR_RERANKER_MIN_CANDIDATES", "40")
+    clean_env.setenv("MIMIR_LIMITS_MAX_FORGET_IDS_SHOWN", "40")
+    dumped = Settings().model_dump()
+    assert [name for group, name in former.items() if name in dumped[group]] == []
+    assert "min_candidates" not in dumped["reranker"] and "max_forget_ids_shown" not in dumped["limits"]
+    assert (WRITE_DUTY, MIN_CANDIDATES, MAX_INPUT_DEPTH, MAX_FORGET_IDS_SHOWN) == (0.2, 10, 8, 1000)

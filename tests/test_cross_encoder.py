@@ -1,9 +1,17 @@
-"""The reranker's length cap: shorter than the model allows when configured, never longer."""
+"""The local cross-encoder: its length cap, and how a hub model that is not cached fails when it cannot be had."""
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from mimir_mcp.config import RerankerSettings
+from mimir_mcp.config import DEFAULT_RERANKER_MODEL, RerankerSettings
 from mimir_mcp.rerank import LocalCrossEncoder
+from mimir_mcp.rerank.cross_encoder import HOW_TO_CONFIGURE, HOW_TO_GET_THE_MODEL, RerankerLoadError, check_hub
 
 
 @pytest.mark.anyio
@@ -18,3 +26,77 @@ async def test_max_length_caps_the_model_length(cross_encoder_path, cap, expecte
     scores = await reranker.score("query", [base, base + " comets and asteroids", "comets " + base])
     assert scores[0] == pytest.approx(scores[1], abs=1e-5)
     assert scores[0] != pytest.approx(scores[2], abs=1e-5)
+
+
+@contextmanager
+def hub_answering(status: int, body: dict, headers: dict[str, str] | None = None) -> Iterator[str]:
+    """A local stand-in for the Hugging Face hub's API that gives every request the same answer."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def hub_online(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The tests' HF_HUB_OFFLINE lifted, so the reranker asks the hub (its endpoint set by each test)."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    return monkeypatch
+
+
+@pytest.mark.anyio
+async def test_an_uncached_hub_model_fails_at_once_when_the_hub_cannot_be_reached(hub_online):
+    """Offline, the default reranker fails in seconds (the download's retries took 51 s) and says how to fix it."""
+    import huggingface_hub.constants
+    import sentence_transformers  # noqa: F401 - imported before the clock starts: the load is what is timed
+
+    hub_online.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    reranker = LocalCrossEncoder(RerankerSettings(model=DEFAULT_RERANKER_MODEL, backend="torch"))  # not cached here
+    started = time.perf_counter()
+    await reranker.wait_ready(120)
+    assert time.perf_counter() - started < 10
+    status = reranker.status()
+    assert status.state == "failed" and status.model == DEFAULT_RERANKER_MODEL
+    assert status.error is not None and "cannot be reached" in status.error
+    fix = HOW_TO_GET_THE_MODEL.format(model=DEFAULT_RERANKER_MODEL)
+    assert status.error.endswith(fix) and "--reranker-model" in fix and "--no-rerank" in fix
+    reason = reranker.unavailable_reason()
+    assert reason is not None and reason.endswith(fix) and HOW_TO_CONFIGURE not in reason
+
+
+def test_check_hub_names_a_model_the_hub_does_not_have(hub_online):
+    import huggingface_hub.constants
+
+    with hub_answering(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}) as endpoint:
+        hub_online.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+        with pytest.raises(RerankerLoadError, match="has no such model") as raised:
+            check_hub("nobody/no-such-cross-encoder")
+    assert endpoint in str(raised.value) and "hf download nobody/no-such-cross-encoder" in str(raised.value)
+
+
+def test_check_hub_leaves_a_model_the_hub_has_to_the_download(hub_online):
+    import huggingface_hub.constants
+
+    with hub_answering(200, {"id": DEFAULT_RERANKER_MODEL, "sha": "0" * 40, "private": False}) as endpoint:
+        hub_online.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+        check_hub(DEFAULT_RERANKER_MODEL)  # no error: the real download goes ahead

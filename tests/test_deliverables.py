@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from mimir_mcp.cli.serve import CARRIED_ENV_PREFIXES
+
 from .conftest import PYTHON, REPO, call, run_cli, server_env
 
 BIN = str(Path(PYTHON).parent)
@@ -33,6 +35,21 @@ async def test_committed_claude_config_starts_the_server(tmp_path, cross_encoder
     status = await status_through(entry, env)
     assert status["store"]["memories"] == 1
     assert status["store"]["location"].startswith(str(tmp_path))
+
+
+@pytest.mark.integration  # runs the command
+def test_committed_claude_config_is_what_the_command_prints():
+    """The committed file is the printed entry for a plain install: no flags, no MIMIR_*/Hugging Face
+    environment, and the script by its name, for a ``mimir-mcp`` on the PATH."""
+    bare = {key: value for key, value in os.environ.items() if not key.startswith(CARRIED_ENV_PREFIXES)}
+    printed = subprocess.run(
+        [PYTHON, "-m", "mimir_mcp", "--print-claude-config"], capture_output=True, text=True, check=True, env=bare
+    )
+    config = json.loads(printed.stdout)
+    entry = config["mcpServers"]["mimir"]
+    assert Path(entry["command"]).is_absolute() and Path(entry["command"]).name == "mimir-mcp"
+    entry["command"] = "mimir-mcp"
+    assert (REPO / "claude_config.json").read_text() == json.dumps(config, indent=2) + "\n"
 
 
 @pytest.mark.anyio
@@ -115,7 +132,7 @@ def test_every_link_in_the_docs_resolves():
         return found
 
     pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-    assert len(pages) >= 8  # the README and the seven pages of docs/
+    assert len(pages) >= 7  # the README and the six pages of docs/
     broken = []
     for page in pages:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):

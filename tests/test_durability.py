@@ -36,9 +36,11 @@ from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder
 from mimir_mcp.models import MemoryInput, MemoryRecord
 from mimir_mcp.service.memory import MemoryService, dedup_key
-from mimir_mcp.store.chroma import MemoryStore
+from mimir_mcp.store.chroma import ChromaStore
 from tests.conftest import PYTHON, REPO
 from tests.durability_worker import NAMESPACE, HashEmbedder, worker_settings
+
+pytestmark = pytest.mark.integration  # worker processes killed mid-write, and Chroma on disk
 
 TRIALS = 20
 SEED_MEMORIES = 300
@@ -192,20 +194,20 @@ def assert_same_state(actual: State, expected: State, context: str) -> None:
 # -- the store after a crash -----------------------------------------------------------------------
 
 
-def open_service(data_dir: Path, embedder: Embedder) -> tuple[MemoryService, MemoryStore, Any]:
+def open_service(data_dir: Path, embedder: Embedder) -> tuple[MemoryService, ChromaStore, Any]:
     service = MemoryService(worker_settings(str(data_dir)), embedder=embedder)
     store, lexical = service.storage()  # opening reconciles the catalogue and BM25 with Chroma
     return service, store, lexical
 
 
-def close_service(service: MemoryService, store: MemoryStore) -> None:
+def close_service(service: MemoryService, store: ChromaStore) -> None:
     """Close the catalogue and release Chroma's client, so the next worker is the store's only user and
     the next open reads the files afresh (Chroma caches one client per path in a process)."""
     service.close()
     store._client.close()
 
 
-def observed_state(store: MemoryStore, lexical: Any) -> tuple[State, dict[str, np.ndarray]]:
+def observed_state(store: ChromaStore, lexical: Any) -> tuple[State, dict[str, np.ndarray]]:
     """The memories after reconcile, checked to agree across Chroma, the catalogue and the BM25 index;
     with each memory's vector from Chroma."""
     chroma: dict[str, MemoryRecord] = {}
@@ -235,7 +237,7 @@ def observed_state(store: MemoryStore, lexical: Any) -> tuple[State, dict[str, n
 
 
 def check_search_arms(
-    store: MemoryStore,
+    store: ChromaStore,
     lexical: Any,
     embed: Any,
     state: State,

@@ -5,6 +5,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from mimir_mcp.background import _ExitGuard
 
 
@@ -49,6 +51,7 @@ def test_exit_gives_up_after_its_timeout():
     thread.join(5)
 
 
+@pytest.mark.integration  # a Python process of its own
 def test_the_guard_waits_before_any_atexit_handler_runs():
     # torch and onnxruntime register atexit handlers after mimir_mcp.background is imported, and atexit runs
     # the last registered first: the guard must have finished waiting before any of them starts.
@@ -62,6 +65,7 @@ def test_the_guard_waits_before_any_atexit_handler_runs():
     assert result.stdout.strip() == "exiting before atexit: True"
 
 
+@pytest.mark.integration  # a Python process of its own
 def test_a_process_that_ends_while_the_models_load_exits_cleanly(tmp_path):
     # A short script: the store answers, the process ends while the ONNX query encoder is still being
     # opened and checked in a loading thread. Before the guard ran ahead of atexit, half such runs aborted;
@@ -82,13 +86,14 @@ def test_a_process_that_ends_while_the_models_load_exits_cleanly(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.integration  # a Python process of its own
 def test_a_server_process_ends_with_its_output_flushed_and_no_teardown():
-    """cli.end_process, where a stopped server ends: what it printed and logged is written out, the status
+    """cli.serve.end_process, where a stopped server ends: what it printed and logged is written out, the status
     is the one given, and no atexit handler runs (the interpreter's teardown is what crashed under
     loading threads)."""
     script = (
         "import atexit, logging, sys\n"
-        "from mimir_mcp.cli import end_process\n"
+        "from mimir_mcp.cli.serve import end_process\n"
         "logging.basicConfig(stream=sys.stderr, level=logging.INFO)\n"
         "atexit.register(lambda: print('teardown ran', flush=True))\n"
         "print('protocol line', end='')\n"  # no newline: sits in stdout's buffer until flushed

@@ -3,7 +3,6 @@ import math
 import pytest
 
 from mimir_mcp.search.fusion import (
-    COVERAGE_POWER,
     arm_coverage,
     arm_weights,
     blend_scores,
@@ -82,23 +81,24 @@ def test_top_z_weight_separates_a_standout_from_flat_scores():
 
 def test_arm_weights_exact():
     z = 3 / math.sqrt(2 / 3)
-    weights = arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, method="score_gap")
+    weights = arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, confidence="score_gap")
     assert weights == pytest.approx({"dense": 0.5, "bm25": 0.75**0.5})
-    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [1.0, 2.0, 0.0]}, method="top_z") == pytest.approx(
+    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [1.0, 2.0, 0.0]}) == pytest.approx(
         {"dense": z**2, "bm25": 0.05**2}
     )
+    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [1.0, 2.0, 0.0]}, z_power=1.0) == pytest.approx(
+        {"dense": z, "bm25": 0.05}
+    )
     # an arm without evidence takes the mean of the others
-    assert arm_weights({"dense": [0.8, 0.6], "bm25": [3.0]}, method="score_gap") == pytest.approx(
+    assert arm_weights({"dense": [0.8, 0.6], "bm25": [3.0]}, confidence="score_gap") == pytest.approx(
         {"dense": 0.5, "bm25": 0.5}
     )
-    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]}, method="top_z") == pytest.approx(
-        {"dense": z**2, "bm25": z**2}
-    )
-    assert arm_weights({"dense": [], "bm25": []}, method="top_z") == {"dense": 1.0, "bm25": 1.0}
-    # configured per-arm weights multiply
-    assert arm_weights({"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}, method="score_gap") == pytest.approx(
-        {"dense": 0.5, "bm25": 2 * 0.75**0.5}
-    )
+    assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]}) == pytest.approx({"dense": z**2, "bm25": z**2})
+    assert arm_weights({"dense": [], "bm25": []}) == {"dense": 1.0, "bm25": 1.0}
+    # fixed per-arm weights and scales multiply
+    assert arm_weights(
+        {"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}, confidence="score_gap", scale={"dense": 3.0}
+    ) == pytest.approx({"dense": 1.5, "bm25": 2 * 0.75**0.5})
 
 
 def test_coverage_factor_exact():
@@ -118,34 +118,24 @@ def test_arm_coverage_exact():
     assert arm_coverage({"dense": [0.4], "bm25": []}, {"bm25": 3.0}) == {"dense": 0.4, "bm25": None}
 
 
-def test_coverage_method_scales_top_z_exactly():
+def test_arm_weights_raise_each_arm_s_coverage_to_its_power_exactly():
     z = 3 / math.sqrt(2 / 3)  # top_z of [4, 2, 1, 0]: the rest have mean 1 and sd sqrt(2/3)
     scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0]}
-    weights = arm_weights(scores, method="coverage", coverage={"dense": 0.6, "bm25": 0.5})
-    assert COVERAGE_POWER["coverage"] == {"bm25": 4.0, "dense": 3.0, "context": 4.0}
+    powers = {"dense": 3.0, "bm25": 4.0}
+    weights = arm_weights(scores, coverage={"dense": 0.6, "bm25": 0.5}, coverage_power=powers)
     assert weights == pytest.approx({"dense": z**2 * 0.6**3, "bm25": z**2 * 0.5**4})
     # the same z-scores, but BM25's best hit matches a fraction of the query: dense leads
     assert weights["dense"] > 3 * weights["bm25"]
-    # powers per arm, configured weights and the no-evidence fallback combine
+    # powers per arm, fixed weights and the no-evidence fallback combine; an arm without a power ignores coverage
     assert arm_weights(
         {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]},
         {"bm25": 2.0},
-        method="coverage",
-        coverage={"dense": 0.5, "bm25": None},
-        coverage_power={"dense": 1.0, "bm25": None},
+        coverage={"dense": 0.5, "bm25": 0.1},
+        coverage_power={"dense": 1.0},
     ) == pytest.approx({"dense": z**2 * 0.5, "bm25": 2 * z**2})
-    # without coverage it is top_z
-    assert arm_weights(scores, method="coverage") == pytest.approx(arm_weights(scores, method="top_z"))
-
-
-def test_zscore_is_the_default_and_weighs_exactly():
-    z = 3 / math.sqrt(2 / 3)
-    scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0], "context": [1.0, 2.0, 0.0]}
-    weights = arm_weights(scores, coverage={"dense": 0.64, "bm25": 0.25, "context": 2.0})
-    assert COVERAGE_POWER["zscore"] == {"dense": 1.0, "bm25": 1.0, "context": 1.0}
-    # z (not squared) times coverage; the dense arm's deviations count twice;
-    # context's best hit is below its mean: floored at 0.05; its coverage is clipped to 1
-    assert weights == pytest.approx({"dense": 2 * z * 0.64, "bm25": z * 0.25, "context": 0.05})
+    # without coverage, or without powers, the stand-out alone
+    assert arm_weights(scores, coverage_power=powers) == pytest.approx(arm_weights(scores))
+    assert arm_weights(scores, coverage={"dense": 0.6, "bm25": 0.5}) == pytest.approx(arm_weights(scores))
 
 
 def test_z_fusion_adds_standardized_scores_exactly():

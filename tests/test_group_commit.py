@@ -6,9 +6,11 @@ import time
 import anyio
 import pytest
 
+from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.store.group_commit import GroupCommit, _Entry
+from mimir_mcp.store.in_memory import open_in_memory
 
 
 def test_writes_queued_during_a_commit_share_the_next_one_and_get_their_own_results():
@@ -82,10 +84,10 @@ def test_a_single_failed_write_raises_its_own_error_and_the_next_write_still_com
 
 
 @pytest.mark.anyio
-async def test_concurrent_remembers_store_each_text_once_and_report_it_new_once(settings, embedder, reranker):
+async def test_concurrent_remembers_store_each_text_once_and_report_it_new_once(fake_settings):
     """Many remembers at once, several of the same texts: each text stored once, new to exactly one call,
     and the store, the index and status's counts agree."""
-    service = MemoryService(settings, embedder=embedder, reranker=reranker)
+    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=open_in_memory)
     texts = [f"Concurrent note number {n} about the group commit" for n in range(12)]
     answers = []
     try:
@@ -104,7 +106,7 @@ async def test_concurrent_remembers_store_each_text_once_and_report_it_new_once(
         assert store.count() == 12 and lexical.count() == 12
         status = await service.status()
         assert status.store.memories == 12 and status.bm25 is not None and status.bm25.in_sync
-        assert 12 <= service._commits.items <= 18  # a duplicate may reach a commit, and be found there
+        assert 12 <= service.writes.commits.items <= 18  # a duplicate may reach a commit, and be found there
     finally:
         service.close()
 

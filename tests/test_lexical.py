@@ -6,7 +6,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
-from mimir_mcp.lexical.bm25 import K1, bm25_idf, context_applies, query_words
+from mimir_mcp.lexical.bm25 import K1, bm25_idf
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import MemoryRecord
 
@@ -332,8 +332,8 @@ def test_context_neighbours_survive_a_restart(tmp_path):
 
 
 def test_mean_length_counts_each_namespace_s_live_memories_terms(index):
-    """The context arm's second test (search): how many terms a namespace's memories hold on average,
-    its BM25 lengths (stop words out, so "the" and "was" do not count)."""
+    """What the context rule's length test reads (``policy.FusionPolicy.context_runs``): how many terms a
+    namespace's memories hold on average, their BM25 lengths (stop words out: "the" and "was" do not count)."""
     index.add(
         [
             record("a", "volcano magma eruption", namespace="geo"),
@@ -348,44 +348,6 @@ def test_mean_length_counts_each_namespace_s_live_memories_terms(index):
     assert index.mean_length("missing") is None
     index.remove(["a"])  # a forgotten memory no longer counts
     assert index.mean_length("geo") == 2.0
-
-
-def test_the_context_rule_wants_a_coherent_namespace_of_short_memories_or_a_keyword_query():
-    """bm25.context_applies, which search and examples/fusion_loo.py both decide with."""
-    assert context_applies(0.08, 20.0, 0.05, 50.0)  # a conversation
-    assert not context_applies(0.09, 117.0, 0.05, 50.0)  # prose stored in order: coherent, long
-    assert context_applies(0.09, 117.0, 0.05, None)  # without the length test
-    assert not context_applies(0.02, 8.0, 0.05, 50.0)  # short but unrelated memories
-    assert context_applies(0.05, 50.0, 0.05, 50.0)  # both bounds included
-    assert not context_applies(None, 20.0, 0.05, 50.0)  # too few memories to measure
-    assert not context_applies(0.08, None, 0.05, 50.0)
-    assert context_applies(0.08, None, 0.05, None)  # no length test: the length is not needed
-    # the keyword-query exception: in a coherent namespace of long memories, a query of at most 4 words
-    assert context_applies(0.09, 117.0, 0.05, 50.0, 4, 4)  # "operator, precedence" asked of a manual
-    assert not context_applies(0.09, 117.0, 0.05, 50.0, 5, 4)  # a question in a sentence
-    assert not context_applies(0.09, 117.0, 0.05, 50.0, 2, None)  # no exception
-    assert not context_applies(0.09, 117.0, 0.05, 50.0, None, 4)  # words not counted
-    assert not context_applies(0.02, 117.0, 0.05, 50.0, 1, 4)  # not coherent: no exception either
-    assert context_applies(0.08, 20.0, 0.05, 50.0, 12, 4)  # short memories: any query
-    assert [query_words(q) for q in ("exit status", "  operator,  precedence ", "How do I copy a file?", "")] == [
-        2,
-        2,
-        6,
-        0,
-    ]
-    # Chinese and Japanese are written without spaces: a word per two characters, other letters beside them one
-    # more, punctuation none; Korean is spaced and counted as English is.
-    asked = (
-        "会議はいつ決まりましたか",
-        "会议什么时候决定的",
-        "会议 日期",
-        "Python3で会議",
-        "会議はいつ？",
-        "회의는 언제 결정되었나요",
-    )
-    assert [query_words(q) for q in asked] == [6, 5, 2, 3, 3, 3]
-    assert context_applies(0.09, 117.0, 0.05, 50.0, query_words("会议 日期"), 4)
-    assert not context_applies(0.09, 117.0, 0.05, 50.0, query_words("会議はいつ決まりましたか"), 4)
 
 
 def test_coherence_tells_a_conversation_from_unrelated_memories(index):

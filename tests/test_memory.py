@@ -123,7 +123,7 @@ async def test_another_writers_change_reloads_the_index_once_not_at_every_search
         for query in ["zebrafish heart", "comets", "icy nuclei", "heart tissue", "zebrafish"]:
             assert (await service.search(request(query))).hits
         assert len(reloads) == 1
-        assert service._sync_due(await service._ready()) is False  # nothing changed since
+        assert service.sync.due((await service.loader.ready()).store) is False  # nothing changed since
     finally:
         service.close()
 
@@ -133,7 +133,7 @@ async def test_status_answers_from_its_counts_while_a_write_holds_the_store_and_
     service = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
         await service.remember([MemoryInput(text="Alpha ships on Monday"), MemoryInput(text="Beta", namespace="x")])
-        backend = await service._ready()
+        backend = await service.loader.ready()
         held, release = threading.Event(), threading.Event()
 
         def hold() -> None:
@@ -154,12 +154,14 @@ async def test_status_answers_from_its_counts_while_a_write_holds_the_store_and_
         assert status.bm25 is not None and status.bm25.documents == 2 and status.bm25.in_sync
 
         # Counts older than a second are shown as they are, with their age, and counted again behind.
-        service._counts = dataclasses.replace(service._counts, store=99, at=time.monotonic() - 5)
+        counts = service.board.counts
+        assert counts is not None
+        service.board.counts = dataclasses.replace(counts, store=99, at=time.monotonic() - 5)
         stale = await service.status()
         assert stale.store.memories == 99 and stale.store.counted_s_ago >= 5
         assert stale.bm25 is not None and not stale.bm25.in_sync
         for _ in range(200):
-            if service._counts.store == 2:
+            if service.board.counts.store == 2:
                 break
             await anyio.sleep(0.05)
         fresh = await service.status()

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from mcp import Client, StdioServerParameters
 
+from mimir_mcp import locks
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.locks import ProcessLock, build_once
 from mimir_mcp.service.memory import dedup_key
@@ -80,6 +81,7 @@ class Worker:
         self.process.wait(timeout=30)
 
 
+@pytest.mark.integration  # worker processes
 def test_three_processes_store_500_memories_each_at_once(tmp_path: Path) -> None:
     """3 processes × 500 memories (plus 50 texts all three store) at once on a fresh data dir: every
     memory stored exactly once, each shared text reported new to exactly one process, every process
@@ -206,7 +208,10 @@ async def test_two_stdio_servers_on_one_embedded_folder(tmp_path: Path, cross_en
         assert status["store"]["memories"] == len(texts) + 1 and status["bm25"]["in_sync"]
 
 
-def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_a_failed_build_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a lock of its own: the machine-wide one may be held by a model build in another process
+    monkeypatch.setattr(locks, "build_lock_path", lambda: tmp_path / "build.lock")
+
     def broken(scratch: Path) -> None:
         (scratch / "model.fused-inferred.onnx").write_text("an intermediate file")
         raise RuntimeError("the exporter crashed")
@@ -239,6 +244,7 @@ print("onnx", encoder.path, flush=True)
 """
 
 
+@pytest.mark.integration  # worker processes
 def test_two_processes_build_the_onnx_query_encoder_once(tmp_path: Path) -> None:
     """Two processes asking at the same moment for the ONNX query encoder on a fresh cache: both end up
     with it, with no error, and one build ran (the other waited for it and used its result)."""
@@ -289,6 +295,7 @@ except Timeout:
 """
 
 
+@pytest.mark.integration  # worker processes
 def test_the_store_lock_is_held_against_other_processes(tmp_path: Path) -> None:
     path = tmp_path / "store.lock"
 

@@ -26,10 +26,34 @@ TEXTS = [
     "Ice ages advanced glaciers across northern Europe several times.",
 ]
 
+# One worker runs the module, so its one int8 export serves every test here.
+pytestmark = pytest.mark.xdist_group("onnx-int8")
+
 
 @pytest.fixture(scope="module")
-def int8_path(cross_encoder_path, tmp_path_factory):
-    return build_int8_model(cross_encoder_path, tmp_path_factory.mktemp("onnx-cache"))
+def onnx_cache(tmp_path_factory):
+    """One cache for the module: the int8 export (the slow part) runs once, in whichever test comes first."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def int8_path(cross_encoder_path, onnx_cache):
+    return build_int8_model(cross_encoder_path, onnx_cache)
+
+
+@pytest.mark.anyio
+async def test_server_reranker_switches_to_int8_once_built(cross_encoder_path, onnx_cache):
+    reranker = LocalCrossEncoder(
+        RerankerSettings(model=str(cross_encoder_path), backend="onnx-int8"), onnx_cache_dir=onnx_cache
+    )
+    reranker.start()
+    await reranker.wait_ready(120)
+    assert reranker.status().state == "ready"  # ready on torch; the int8 copy builds behind it
+    assert await reranker.wait_backend(300) == "onnx-int8"
+    assert reranker.status().backend == "onnx-int8"
+    scores = await reranker.score(QUERY, TEXTS[:3])
+    torch_scores = CrossEncoder(str(cross_encoder_path), device="cpu").predict([(QUERY, t) for t in TEXTS[:3]])
+    assert np.max(np.abs(np.array(scores) - torch_scores)) < 0.05
 
 
 def test_int8_scores_track_the_torch_model(cross_encoder_path, int8_path):
@@ -48,21 +72,6 @@ def test_export_is_cached(cross_encoder_path, int8_path):
     assert build_int8_model(cross_encoder_path, int8_path.parent.parent) == int8_path
     assert int8_path.stat().st_mtime_ns == before
     assert sorted(p.name for p in int8_path.parent.iterdir()) == ["model.int8.onnx"]
-
-
-@pytest.mark.anyio
-async def test_server_reranker_switches_to_int8_once_built(cross_encoder_path, tmp_path):
-    reranker = LocalCrossEncoder(
-        RerankerSettings(model=str(cross_encoder_path), backend="onnx-int8"), onnx_cache_dir=tmp_path / "cache"
-    )
-    reranker.start()
-    await reranker.wait_ready(120)
-    assert reranker.status().state == "ready"  # ready on torch; the int8 copy builds behind it
-    assert await reranker.wait_backend(300) == "onnx-int8"
-    assert reranker.status().backend == "onnx-int8"
-    scores = await reranker.score(QUERY, TEXTS[:3])
-    torch_scores = CrossEncoder(str(cross_encoder_path), device="cpu").predict([(QUERY, t) for t in TEXTS[:3]])
-    assert np.max(np.abs(np.array(scores) - torch_scores)) < 0.05
 
 
 @pytest.mark.anyio

@@ -10,6 +10,8 @@ from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder, bundled_minilm_path
 from mimir_mcp.query_encoder import load_query_encoder, transformer_folder
 
+pytestmark = pytest.mark.integration  # the real bi-encoder and its ONNX graph
+
 QUERIES = [
     "zebrafish heart regeneration",
     "Wie lange überleben Tardigraden im Vakuum? 水熊虫",

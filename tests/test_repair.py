@@ -15,7 +15,7 @@ from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService
-from mimir_mcp.store.chroma import DAMAGED_SUFFIX, REPAIR_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.store.chroma import DAMAGED_SUFFIX, REPAIR_SUFFIX, ChromaStore, make_embedding_function
 from tests.conftest import call, call_error
 
 pytestmark = pytest.mark.anyio
@@ -89,7 +89,7 @@ async def test_an_unreadable_collection_is_rebuilt_from_the_catalogue(settings, 
     assert "InternalError" in chroma_reads(data_dir, settings.store.collection)
 
     # Another process that opened the store at the same time, and waits for the lock meanwhile.
-    waiting = MemoryStore(
+    waiting = ChromaStore(
         settings.store, make_embedding_function(embedder.encode, settings.embedding.model), model=None
     )
     second = MemoryService(settings, embedder=embedder, reranker=reranker)
@@ -127,20 +127,20 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
     before = await stored_then_torn(settings, embedder, reranker)
 
     # Another process, open since before all this, waiting for the lock.
-    waiting = MemoryStore(
+    waiting = ChromaStore(
         settings.store, make_embedding_function(embedder.encode, settings.embedding.model), model=None
     )
     # Killed while filling the new collection: the damaged one still has the live name.
     calls = {"add": 0}
-    original_add = MemoryStore.add
+    original_add = ChromaStore.add
 
-    def add_then_die(self: MemoryStore, records, embeddings) -> None:
+    def add_then_die(self: ChromaStore, records, embeddings) -> None:
         calls["add"] += 1
         original_add(self, records[:3], embeddings[:3])
         raise RuntimeError("killed while filling")
 
     # Killed between the two renames: the live name is gone, the complete new collection waits.
-    def rename_half_then_die(self: MemoryStore, name: str) -> str:
+    def rename_half_then_die(self: ChromaStore, name: str) -> str:
         self._client.get_collection(self.name).modify(name=self.name + DAMAGED_SUFFIX + "x")
         raise RuntimeError("killed between the renames")
 
@@ -149,7 +149,7 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
         ("replace_with", rename_half_then_die, "renames"),
     ):
         with monkeypatch.context() as patch:
-            patch.setattr(MemoryStore, attribute, dying)
+            patch.setattr(ChromaStore, attribute, dying)
             service = MemoryService(settings, embedder=embedder, reranker=reranker)
             try:
                 with pytest.raises(RuntimeError, match=match):

@@ -8,6 +8,7 @@ import json
 import time
 import warnings
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import pytest
@@ -15,12 +16,27 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
+from mimir_mcp.config import Settings
+from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.server import resources as resources_module
 from mimir_mcp.server.resources import memory_uri, parse_uri
+from mimir_mcp.service.memory import MemoryService
 
-from .conftest import call
+from .conftest import call, call_error
 
 pytestmark = pytest.mark.anyio
+
+
+# Listing, reading and paging are logic: they run on the in-memory store and the hashing embedder, and
+# conftest's ``client`` is built on these two. The notifications go through a real server process.
+@pytest.fixture
+def settings(fake_settings: Settings) -> Settings:
+    return fake_settings
+
+
+@pytest.fixture
+def service(fake_service: MemoryService) -> MemoryService:
+    return fake_service
 
 
 async def _remember(client: Client, texts: list[str], namespace: str, agent: str = "scout") -> list[str]:
@@ -83,8 +99,29 @@ async def test_bad_resource_uris_are_refused_by_name(client: Client, uri: str, e
 
 
 def test_uri_round_trip():
-    assert parse_uri(memory_uri("team-a", "mem_1")) == ("team-a", "mem_1")
+    memory_id = "mem_" + "0123456789abcdef" * 2
+    assert parse_uri(memory_uri("team-a", memory_id)) == ("team-a", memory_id)
     assert parse_uri("memory://team-a") == ("team-a", None)
+
+
+@pytest.mark.parametrize("namespace", ["bad space", "-dash-first", "n" * 65, "a/b"])
+async def test_a_resource_uri_is_held_to_the_tools_namespace_rule(client: Client, namespace: str):
+    """The namespace of a URI is refused in the same words as the same namespace given to a tool."""
+    tool_message = await call_error(client, "list_memories", {"namespace": namespace})
+    rule = tool_message.split("namespace: ", 1)[1]
+    with pytest.raises(InvalidInputError) as parsed:
+        parse_uri(f"memory://{quote(namespace, safe='')}")
+    assert str(parsed.value) == f"uri: {rule}"
+    with pytest.raises(MCPError) as refused:
+        await client.read_resource(f"memory://{quote(namespace, safe='')}")
+    assert f"uri: {rule}" in str(refused.value)
+
+
+async def test_a_resource_uri_is_held_to_the_tools_id_rule(client: Client):
+    await _remember(client, ["A memory in proj."], "proj")
+    with pytest.raises(MCPError) as refused:
+        await client.read_resource("memory://proj/mem_1")
+    assert "uri: 'mem_1' is not a memory id (mem_ and 32 hex digits)" in str(refused.value)
 
 
 async def test_a_subscribed_session_hears_of_another_agents_memory_within_a_second(http_server: int):

@@ -1,4 +1,5 @@
-"""The four tools through a real MCP client session (in memory), with the real models."""
+"""The tools through a real MCP client session (in memory), with the real models; the tests of logic alone
+(schemas, deduplication, filters, how arguments arrive) on the in-memory store (``fake_client``)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from sentence_transformers import CrossEncoder
 
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.rerank import LocalCrossEncoder
-from mimir_mcp.search.fusion import TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT
+from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.policy import FusionPolicy
 from mimir_mcp.server.app import create_server
 from mimir_mcp.service.memory import MemoryService
 
 from .conftest import call, call_error
 
 pytestmark = pytest.mark.anyio
+
+SHIPPED = FusionPolicy()
+TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT = SHIPPED.tail_dense_factor, SHIPPED.tail_dense_factor_context
 
 FACTS = [
     "The staging deploy key is stored in Vault under secret/staging/deploy.",
@@ -28,8 +33,8 @@ FACTS = [
 ]
 
 
-async def test_tools_are_listed_with_schemas_and_read_only_hints(client: Client):
-    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+async def test_tools_are_listed_with_schemas_and_read_only_hints(fake_client: Client):
+    tools = {tool.name: tool for tool in (await fake_client.list_tools()).tools}
     assert set(tools) == {"remember", "search", "rerank", "status", "list_memories", "get", "forget", "update"}
     for name in ("search", "rerank", "status", "list_memories", "get"):
         assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is True
@@ -65,7 +70,7 @@ async def test_remember_search_rerank_status(client: Client, cross_encoder_path)
     everything = await call(client, "search", {"query": "where is the staging deploy key kept?", "top_k": 5})
     deploy = next(hit for hit in everything["hits"] if "deploy key" in hit["text"])
     assert deploy["scores"]["dense_rank"] == 1 and deploy["scores"]["bm25_rank"] == 1
-    assert deploy["scores"]["rrf_score"] == max(hit["scores"]["rrf_score"] for hit in everything["hits"])
+    assert deploy["scores"]["fused_score"] == max(hit["scores"]["fused_score"] for hit in everything["hits"])
 
     reranked = await call(client, "rerank", {"query": "tabs or spaces?", "documents": FACTS[:3]})
     assert sorted(item["index"] for item in reranked["results"]) == [0, 1, 2]
@@ -129,7 +134,7 @@ async def test_search_top_k_min_score_and_rerank_off(client: Client):
     assert plain["search_method"] == "rrf_hybrid"
     assert "rerank=false" in plain["message"] and "min_score was not applied" in plain["message"]
     assert all(hit["scores"]["rerank_score"] is None for hit in plain["hits"])
-    rrf = [hit["scores"]["rrf_score"] for hit in plain["hits"]]
+    rrf = [hit["scores"]["fused_score"] for hit in plain["hits"]]
     assert rrf == sorted(rrf, reverse=True) and plain["hits"][0]["score"] == rrf[0]
 
     partial = await call(client, "search", {"query": "code and servers", "top_k": 5, "rerank_top_k": 2})
@@ -137,29 +142,31 @@ async def test_search_top_k_min_score_and_rerank_off(client: Client):
     assert [hit["scores"]["rerank_score"] is not None for hit in partial["hits"]] == [True, True, False, False, False]
 
 
-async def test_deduplication_single_and_batch(client: Client):
-    first = await call(client, "remember", {"text": "Use ruff for linting", "tags": ["tooling"]})
+async def test_deduplication_single_and_batch(fake_client: Client):
+    first = await call(fake_client, "remember", {"text": "Use ruff for linting", "tags": ["tooling"]})
     assert first["deduplicated"] is False and first["stored_count"] == 1
-    again = await call(client, "remember", {"text": "  Use ruff  for linting \n"})
+    again = await call(fake_client, "remember", {"text": "  Use ruff  for linting \n"})
     assert again["deduplicated"] is True and again["ids"] == first["ids"]
     assert again["results"][0] == {"id": first["ids"][0], "namespace": "default", "deduplicated": True}
 
-    other_space = await call(client, "remember", {"text": "Use ruff for linting", "namespace": "project-b"})
+    other_space = await call(fake_client, "remember", {"text": "Use ruff for linting", "namespace": "project-b"})
     assert other_space["deduplicated"] is False and other_space["ids"] != first["ids"]
 
     batch = await call(
-        client, "remember", {"memories": [{"text": "New fact"}, {"text": "Use ruff for linting"}, {"text": "New fact"}]}
+        fake_client,
+        "remember",
+        {"memories": [{"text": "New fact"}, {"text": "Use ruff for linting"}, {"text": "New fact"}]},
     )
     assert [r["deduplicated"] for r in batch["results"]] == [False, True, True]
     assert batch["ids"][0] == batch["ids"][2] and batch["stored_count"] == 1
 
-    status = await call(client, "status")
+    status = await call(fake_client, "status")
     assert status["store"]["namespaces"] == {"default": 2, "project-b": 1}
 
 
-async def test_filters_by_namespace_tags_and_metadata(client: Client):
+async def test_filters_by_namespace_tags_and_metadata(fake_client: Client):
     await call(
-        client,
+        fake_client,
         "remember",
         {
             "memories": [
@@ -170,22 +177,22 @@ async def test_filters_by_namespace_tags_and_metadata(client: Client):
         },
     )
     texts = lambda result: sorted(hit["text"] for hit in result["hits"])  # noqa: E731
-    assert len((await call(client, "search", {"query": "deploy"}))["hits"]) == 2
-    assert len((await call(client, "search", {"query": "deploy", "namespace": "*"}))["hits"]) == 3
-    assert texts(await call(client, "search", {"query": "deploy", "namespace": "side"})) == [
+    assert len((await call(fake_client, "search", {"query": "deploy"}))["hits"]) == 2
+    assert len((await call(fake_client, "search", {"query": "deploy", "namespace": "*"}))["hits"]) == 3
+    assert texts(await call(fake_client, "search", {"query": "deploy", "namespace": "side"})) == [
         "Deploy notes for the side project"
     ]
-    assert texts(await call(client, "search", {"query": "deploy", "tags": ["deploy"]})) == [
+    assert texts(await call(fake_client, "search", {"query": "deploy", "tags": ["deploy"]})) == [
         "Deploy with the blue-green script"
     ]
-    assert texts(await call(client, "search", {"query": "deploy", "metadata": {"env": "staging"}})) == [
+    assert texts(await call(fake_client, "search", {"query": "deploy", "metadata": {"env": "staging"}})) == [
         "Deploy staging by pushing to main"
     ]
-    assert texts(await call(client, "search", {"query": "deploy", "metadata": {"p": 2.0}})) == [
+    assert texts(await call(fake_client, "search", {"query": "deploy", "metadata": {"p": 2.0}})) == [
         "Deploy staging by pushing to main"
     ]
-    assert (await call(client, "search", {"query": "deploy", "tags": ["nope"]}))["hits"] == []
-    hit = (await call(client, "search", {"query": "blue-green", "top_k": 1}))["hits"][0]
+    assert (await call(fake_client, "search", {"query": "deploy", "tags": ["nope"]}))["hits"] == []
+    hit = (await call(fake_client, "search", {"query": "blue-green", "top_k": 1}))["hits"][0]
     assert hit["tags"] == ["ops", "deploy"] and hit["metadata"] == {"env": "prod"}
 
 
@@ -210,7 +217,7 @@ async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_p
             assert result["search_method"] == "rrf_hybrid" and len(result["hits"]) == 3
             assert "not reranked" in result["message"] and "does not exist" in result["message"]
             assert "MIMIR_RERANKER_MODEL" in result["message"]
-            rrf = [hit["scores"]["rrf_score"] for hit in result["hits"]]
+            rrf = [hit["scores"]["fused_score"] for hit in result["hits"]]
             assert rrf == sorted(rrf, reverse=True)
 
             error = await call_error(client, "rerank", {"query": "database", "documents": ["a", "b"]})
@@ -283,28 +290,20 @@ async def test_scores_are_finite_numbers(client: Client):
         assert math.isfinite(hit["score"]) and 0.0 <= hit["scores"]["rerank_score"] <= 1.0
 
 
-async def test_equal_weight_rrf_scores_are_exact(tmp_path, cross_encoder_path, embedder, reranker):
-    from mimir_mcp.config import Settings
-
-    settings = Settings(
-        store={"data_dir": tmp_path / "eq"},
-        reranker={"model": str(cross_encoder_path)},
-        search={"fusion": "equal", "rrf_k": 60},
-    )
-    service = MemoryService(settings, embedder=embedder, reranker=reranker)
-    try:
-        async with Client(create_server(settings, service=service)) as client:
-            await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
-            found = await call(client, "search", {"query": "staging deploy key vault", "rerank": False, "top_k": 5})
-            top = found["hits"][0]
-            assert top["scores"]["dense_rank"] == 1 and top["scores"]["bm25_rank"] == 1
-            assert top["scores"]["rrf_score"] == pytest.approx(2 / 61, abs=1e-8)
-            for hit in found["hits"]:
-                ranks = [hit["scores"]["dense_rank"], hit["scores"]["bm25_rank"]]
-                expected = sum(1 / (60 + rank) for rank in ranks if rank is not None)
-                assert hit["scores"]["rrf_score"] == pytest.approx(expected, abs=1e-8)
-    finally:
-        service.close()
+async def test_equal_weight_rrf_scores_are_exact(client: Client, service: MemoryService):
+    """The lab's equal-weight RRF (k = 60), a policy given in code, through the same pipeline."""
+    await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
+    equal = FusionPolicy(method="equal", rrf_k=60)
+    request = SearchRequest(query="staging deploy key vault", top_k=5, rerank=False, rerank_top_k=50, policy=equal)
+    found = (await service.search(request)).model_dump()
+    assert found["fusion"]["method"] == "equal" and found["fusion"]["rrf_k"] == 60
+    top = found["hits"][0]
+    assert top["scores"]["dense_rank"] == 1 and top["scores"]["bm25_rank"] == 1
+    assert top["scores"]["fused_score"] == pytest.approx(2 / 61, abs=1e-8)
+    for hit in found["hits"]:
+        ranks = [hit["scores"]["dense_rank"], hit["scores"]["bm25_rank"]]
+        expected = sum(1 / (60 + rank) for rank in ranks if rank is not None)
+        assert hit["scores"]["fused_score"] == pytest.approx(expected, abs=1e-8)
 
 
 async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top_z_and_coverage(client: Client):
@@ -312,7 +311,6 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
 
     from mimir_mcp.lexical.analysis import analyze, query_terms
     from mimir_mcp.lexical.bm25 import bm25_idf
-    from mimir_mcp.search.fusion import arm_weights
 
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "staging deploy key of the production database, rotated on Monday"
@@ -330,8 +328,8 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
     # BM25 coverage: the best score over the sum of the query terms' idf among the five facts
     attainable = sum(bm25_idf(sum(term in analyze(fact) for fact in FACTS), len(FACTS)) for term in query_terms(query))
     coverage = {"dense": arms["dense"][0], "bm25": arms["bm25"][0] / attainable}
-    weights = arm_weights(arms, coverage=coverage)
-    assert weights != arm_weights(arms, method="top_z")
+    weights = SHIPPED.weights(arms, coverage)
+    assert weights != FusionPolicy(method="top_z").weights(arms)
     # the response says how it fused: the same weights and coverage
     assert found["fusion"]["method"] == "zscore"
     assert found["fusion"]["weights"] == pytest.approx(weights, rel=1e-3)  # hits carry rounded scores
@@ -343,9 +341,9 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
             for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
             if hit["scores"][key] is not None
         )
-        assert hit["scores"]["rrf_score"] == pytest.approx(expected, rel=1e-3)
-    assert [hit["scores"]["rrf_score"] for hit in hits] == sorted(
-        (h["scores"]["rrf_score"] for h in hits), reverse=True
+        assert hit["scores"]["fused_score"] == pytest.approx(expected, rel=1e-3)
+    assert [hit["scores"]["fused_score"] for hit in hits] == sorted(
+        (h["scores"]["fused_score"] for h in hits), reverse=True
     )
 
 
@@ -384,7 +382,7 @@ async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_facto
     assert order[:10] == [item for item, _ in z_fusion(arms, weights=weights)][:10]
     fused = dict(z_fusion(arms, weights=weights))
     for hit in hits:
-        assert hit["scores"]["rrf_score"] == pytest.approx(fused[hit["id"]], rel=1e-3, abs=1e-5)
+        assert hit["scores"]["fused_score"] == pytest.approx(fused[hit["id"]], rel=1e-3, abs=1e-5)
 
 
 async def test_long_memories_are_shown_as_snippets(client: Client, settings):
@@ -530,38 +528,39 @@ async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_an
     assert "diversity" in message
 
 
-async def test_text_arguments_arrive_as_the_strings_sent_even_when_they_look_like_json(client):
+async def test_text_arguments_arrive_as_the_strings_sent_even_when_they_look_like_json(fake_client):
     snippet = '{"db": "postgres", "port": 5432}'
     stored = {}
     for text in (snippet, '["a", "b"]', "null", "true", "[]"):
-        stored[text] = (await call(client, "remember", {"text": text}))["ids"][0]
-    found = await call(client, "get", {"ids": list(stored.values())})
+        stored[text] = (await call(fake_client, "remember", {"text": text}))["ids"][0]
+    found = await call(fake_client, "get", {"ids": list(stored.values())})
     assert sorted(memory["text"] for memory in found["memories"]) == sorted(stored)
     labelled = await call(
-        client, "remember", {"text": "Labelled memory", "namespace": "null", "agent": "null", "source": "null"}
+        fake_client, "remember", {"text": "Labelled memory", "namespace": "null", "agent": "null", "source": "null"}
     )
-    memory = (await call(client, "get", {"ids": labelled["ids"]}))["memories"][0]
+    memory = (await call(fake_client, "get", {"ids": labelled["ids"]}))["memories"][0]
     assert (memory["namespace"], memory["agent"], memory["source"]) == ("null", "null", "null")
     assert labelled["results"][0]["namespace"] == "null"
-    hits = await call(client, "search", {"query": snippet, "namespace": "default", "rerank": False, "top_k": 1})
+    hits = await call(fake_client, "search", {"query": snippet, "namespace": "default", "rerank": False, "top_k": 1})
     assert hits["query"] == snippet and hits["hits"][0]["text"] == snippet
     # Lists and objects sent as JSON text are still decoded (some clients send them so).
-    tagged = await call(client, "remember", {"text": "Tagged memory", "tags": '["ops", "db"]'})
-    assert (await call(client, "get", {"ids": tagged["ids"]}))["memories"][0]["tags"] == ["ops", "db"]
+    tagged = await call(fake_client, "remember", {"text": "Tagged memory", "tags": '["ops", "db"]'})
+    assert (await call(fake_client, "get", {"ids": tagged["ids"]}))["memories"][0]["tags"] == ["ops", "db"]
 
 
-async def test_invisible_text_is_refused_and_null_tags_in_a_batch_mean_none_and_int64_min_fits(client):
+async def test_invisible_text_is_refused_and_null_tags_in_a_batch_mean_none_and_int64_min_fits(fake_client):
     for text in ("\u200b\u200b", "\ufeff \u2060", "\u200d\n"):
-        message = await call_error(client, "remember", {"text": text})
+        message = await call_error(fake_client, "remember", {"text": text})
         assert "text: has only invisible characters" in message, text
-    message = await call_error(client, "remember", {"memories": [{"text": "ok"}, {"text": "\u200b"}]})
+    message = await call_error(fake_client, "remember", {"memories": [{"text": "ok"}, {"text": "\u200b"}]})
     assert "memories[1].text: has only invisible characters" in message
-    assert (await call(client, "list_memories", {}))["memories"] == []  # nothing of that batch was stored
-    batch = await call(client, "remember", {"memories": [{"text": "No labels here", "tags": None, "metadata": None}]})
-    stored = (await call(client, "get", {"ids": batch["ids"]}))["memories"][0]
+    assert (await call(fake_client, "list_memories", {}))["memories"] == []  # nothing of that batch was stored
+    unlabelled = {"memories": [{"text": "No labels here", "tags": None, "metadata": None}]}
+    batch = await call(fake_client, "remember", unlabelled)
+    stored = (await call(fake_client, "get", {"ids": batch["ids"]}))["memories"][0]
     assert (stored["tags"], stored["metadata"]) == ([], {})
     edges = {"low": -(2**63), "high": 2**63 - 1}
-    kept = await call(client, "remember", {"text": "Edges of int64", "metadata": edges})
-    assert (await call(client, "get", {"ids": kept["ids"]}))["memories"][0]["metadata"] == edges
-    message = await call_error(client, "remember", {"text": "Too low", "metadata": {"low": -(2**63) - 1}})
+    kept = await call(fake_client, "remember", {"text": "Edges of int64", "metadata": edges})
+    assert (await call(fake_client, "get", {"ids": kept["ids"]}))["memories"][0]["metadata"] == edges
+    message = await call_error(fake_client, "remember", {"text": "Too low", "metadata": {"low": -(2**63) - 1}})
     assert "metadata.low: integers must fit in 64 bits (-2^63 to 2^63 - 1)" in message

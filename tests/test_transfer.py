@@ -19,7 +19,7 @@ from mimir_mcp.reindex import Reindexer, chroma_client, collection_names
 from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService, dedup_key
-from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, ChromaStore, make_embedding_function
 from mimir_mcp.transfer import (
     ImportFileError,
     ImportSummary,
@@ -251,6 +251,19 @@ def line(text: str, namespace: str = "default", **fields) -> str:
         (line("a memory", created_at=5), "created_at", "valid string"),
         (line("a memory", id=dedup_key("default", "another memory")), "id", "is not the hash"),
         (line("a memory", namespace="other", id=dedup_key("default", "a memory")), "id", "is not the hash"),
+        # The rules remember applies, in its words.
+        (line("a memory", namespace="bad space"), "namespace", "'bad space' is not a valid namespace: use 1-64"),
+        (line("a memory", namespace="n" * 65), "namespace", "is not a valid namespace"),
+        (line("x" * 40_000), "text", "over the limit of 32768 bytes of UTF-8 (limits.max_text_bytes)"),
+        (line("é" * 16_385), "text", "is 32770 bytes of UTF-8; the limit is 32768 bytes"),
+        (line("nul\x00"), "text", "control character U+0000"),
+        (line("\u200b"), "text", "only invisible characters"),
+        (line("a memory", tags=["fine", "bad\ttag"]), "tags[1]", "U+0009"),
+        (line("a memory", tags=[f"t{i}" for i in range(33)]), "tags", "33 tags; the limit is 32"),
+        (line("a memory", source="s" * 257), "source", "the limit is 256"),
+        (line("a memory", metadata={"bad key!": 1}), "metadata key 'bad key!'", "keys are 1-64 characters"),
+        (line("a memory", metadata={"k": 2**70}), "metadata.k", "integers must fit in 64 bits"),
+        (json.dumps({"id": "x", "text": "a\udfffb", "namespace": "n", "created_at": "2024-01-01"}), "the line", "lone"),
     ],
 )
 def test_parse_line_names_the_line_and_the_field(text: str, field: str, problem: str):
@@ -288,12 +301,36 @@ def test_a_bad_line_stops_the_import_after_whole_batches(settings: Settings, ope
     ]
 
 
+def test_an_import_is_held_to_the_stores_own_limits(settings: Settings, open_service, tmp_path):
+    """A line a tool would refuse stops the import, named by line and field, after the whole batches before
+    it; the limits are the target store's configured ones."""
+    small = in_dir(settings, tmp_path / "small").model_copy(
+        update={"limits": settings.limits.model_copy(update={"max_text_bytes": 40})}
+    )
+    target = open_service(small)
+    good = [line(f"short memory {n}") for n in range(3)]
+    text = "\n".join([*good, line("a memory longer than the forty bytes this store takes"), line("after")]) + "\n"
+    with pytest.raises(ImportFileError) as caught:
+        import_memories(target, io.StringIO(text), batch=2)
+    assert str(caught.value).startswith("line 4, text: is 53 bytes of UTF-8; the limit is 40 bytes; lines 1-2 were")
+    assert caught.value.imported == ImportSummary(read=2, stored=2, already_present=0)
+    assert [json.loads(row)["text"] for row in export_text(target).splitlines()] == ["short memory 0", "short memory 1"]
+
+    with pytest.raises(ImportFileError) as caught:
+        import_memories(target, io.StringIO(line("fine text", namespace="has space") + "\n"))
+    assert str(caught.value) == (
+        "line 1, namespace: 'has space' is not a valid namespace: use 1-64 characters from A-Z a-z 0-9 . _ - "
+        "starting with a letter or digit; nothing was imported"
+    )
+    assert len(export_text(target).splitlines()) == 2
+
+
 # -- reindex -----------------------------------------------------------------------------------------
 
 
-def open_store(settings: Settings, embedder: Embedder) -> MemoryStore:
+def open_store(settings: Settings, embedder: Embedder) -> ChromaStore:
     model = settings.embedding.model
-    return MemoryStore(settings.store, make_embedding_function(embedder.encode, model), model=model)
+    return ChromaStore(settings.store, make_embedding_function(embedder.encode, model), model=model)
 
 
 @pytest.mark.anyio

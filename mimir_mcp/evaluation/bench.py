@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from mimir_mcp.lexical.analysis import tokenize
 from mimir_mcp.config import RerankerSettings, Settings
 from mimir_mcp.evaluation.run import percentile, progress
+from mimir_mcp.lexical.analysis import tokenize
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import MemoryInput, MemoryRecord
 
@@ -258,9 +258,9 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
 def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
     import anyio
 
-    from mimir_mcp.service.memory import MemoryService
-    from mimir_mcp.store.chroma import MemoryStore, make_embedding_function
     from mimir_mcp.server.validation import check_batch
+    from mimir_mcp.service.memory import MemoryService
+    from mimir_mcp.store.chroma import ChromaStore, make_embedding_function
 
     documents = corpus.documents_for(count)
     settings = Settings(
@@ -280,7 +280,7 @@ def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
     per_s = done / (time.perf_counter() - started)
 
     # The naive loop: one encode and one collection.add per memory.
-    naive_store = MemoryStore(
+    naive_store = ChromaStore(
         settings.store.model_copy(update={"data_dir": folder / "naive", "collection": "naive"}),
         make_embedding_function(service.embedder.encode, settings.embedding.model),
     )

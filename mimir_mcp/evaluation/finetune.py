@@ -28,10 +28,10 @@ from mimir_mcp.embedding import bundled_minilm_path, resolve_model
 from mimir_mcp.evaluation.beir import Dataset, load_dataset
 from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import index_corpus, progress, query_namespace, run_eval
-from mimir_mcp.search.fusion import blend_scores
-from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.rerank.blend import save_blend
+from mimir_mcp.search.fusion import blend_scores
 from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.service.memory import MemoryService
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DevQuery:
     relevance: dict[str, int]
     documents: list[str]
     texts: list[str]
-    rrf_scores: list[float]
+    fused_scores: list[float]
 
 
 def split_queries(
@@ -98,7 +98,7 @@ def choose_blend(dev: list[DevQuery], scores: list[list[float]]) -> tuple[float,
     for weight in BLEND_GRID:
         total = 0.0
         for item, item_scores in zip(dev, scores, strict=True):
-            mixed = blend_scores(item_scores, item.rrf_scores, weight)
+            mixed = blend_scores(item_scores, item.fused_scores, weight)
             order = sorted(range(len(mixed)), key=lambda i: -mixed[i])
             total += ndcg_at_k([item.documents[i] for i in order], item.relevance, 10)
         table[f"{weight:g}"] = round(total / len(dev), 4)
@@ -183,7 +183,7 @@ async def dev_candidates(
                 relevance=dataset.qrels[query_id],
                 documents=[owners[hit.id][0] for hit in hits],
                 texts=[hit.text for hit in hits],
-                rrf_scores=[hit.scores.rrf_score for hit in hits],
+                fused_scores=[hit.scores.fused_score for hit in hits],
             )
         )
     return [item for item in dev if item.documents]

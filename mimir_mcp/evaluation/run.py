@@ -20,10 +20,11 @@ from mimir_mcp.config import Settings
 from mimir_mcp.evaluation.beir import Dataset, group_by_prefix, load_dataset
 from mimir_mcp.evaluation.locomo import is_locomo_folder, load_locomo
 from mimir_mcp.evaluation.metrics import mean, median, mrr_at_k, ndcg_at_k, recall_at_k
-from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.models import MemoryInput, SearchResponse
-from mimir_mcp.search.pipeline import Arm, SearchRequest
+from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.policy import Arm
 from mimir_mcp.server.validation import check_batch
+from mimir_mcp.service.memory import MemoryService
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
     started = time.perf_counter()
     for start in range(0, len(documents), batch_size):
         chunk = documents[start : start + batch_size]
-        fitted = [_fit(texts[doc.id], limit) for doc in chunk]
+        fitted = [fit_to_bytes(texts[doc.id], limit) for doc in chunk]
         cut += sum(len(text) < len(texts[doc.id]) for text, doc in zip(fitted, chunk, strict=True))
         batch = check_batch(
             [
@@ -170,8 +171,9 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
     return IndexedCorpus(owners=owners, cut=cut, empty=empty)
 
 
-def _fit(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` UTF-8 bytes, at a character boundary."""
+def fit_to_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, at a character boundary, as a document longer than a
+    memory may be is stored (the lab's scripts cut their collections the same way)."""
     encoded = text.encode("utf-8")
     return text if len(encoded) <= limit else encoded[:limit].decode("utf-8", "ignore").rstrip()
 

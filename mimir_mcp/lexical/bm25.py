@@ -17,48 +17,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mimir_mcp.lexical.analysis import count_words
-
+# How many adjacent pairs ``coherence`` samples, and the fewest live documents it measures (statistics
+# for search's context rule, ``policy.FusionPolicy.context_runs``).
 COHERENCE_SAMPLE = 200
-# From this coherence on, search scores a namespace's memories with their context (docs/retrieval-quality.md, "How the
-# defaults were chosen").
-CONTEXT_MIN_COHERENCE = 0.05
-# ... and where its memories are short: at most this many terms each on average (their BM25 length). The
-# context arm is for turns that lean on the one before them; passages of prose stored in order are as
-# coherent as a conversation (0.08-0.09) but do not need their predecessor (same section).
-CONTEXT_MAX_TERMS = 50.0
-# ... or, in a namespace of longer memories, for a query of at most this many words: a keyword look-up
-# ("exit status", "operator, precedence") names a topic its passage's neighbours hold, where a question
-# in a sentence matches one passage's own words. Four words: the usual line between keyword and verbose
-# queries (Bendersky and Croft, "Analysis of long queries in a large scale search log", 2009), fixed
-# before the collections that check it were built (docs/retrieval-quality.md, "Keyword queries").
-CONTEXT_QUERY_WORDS = 4
 COHERENCE_MIN_MEMORIES = 20
-
-
-def context_applies(
-    coherence: float | None,
-    mean_terms: float | None,
-    min_coherence: float,
-    max_terms: float | None,
-    query_words: int | None = None,
-    max_query_words: int | None = None,
-) -> bool:
-    """The rule of 'auto' context: a namespace coherent enough (a conversation, a manual in order) whose
-    memories are short enough (turns, not passages), or whose query is short enough (a keyword look-up);
-    ``max_terms`` None: no length test; ``max_query_words`` None: no keyword exception. What a test needs
-    unmeasured (``None``): it does not apply."""
-    if coherence is None or coherence < min_coherence:
-        return False
-    short_memories = max_terms is None or (mean_terms is not None and mean_terms <= max_terms)
-    keyword_query = max_query_words is not None and query_words is not None and query_words <= max_query_words
-    return short_memories or keyword_query
-
-
-def query_words(query: str) -> int:
-    """How many words a query has, as query-log studies count them (``analysis.count_words``)."""
-    return count_words(query)
-
 
 _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
 _EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, query_terms
 from mimir_mcp.lexical.bm25 import BM25Index
-from mimir_mcp.store.catalogue import Catalogue
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
+from mimir_mcp.store.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
 

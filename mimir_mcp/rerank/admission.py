@@ -4,7 +4,7 @@ The cross-encoder scores one search at a time (two at once on a small CPU are sl
 row), so under load reranked searches queue for it. Before a search joins the queue it predicts when its
 own scoring would end, from the work already queued and the measured cost of scoring on this machine.
 When that is later than ``reranker.budget_s``, it reranks fewer candidates (the best-fused ones, as many
-as fit) or, when not even ``reranker.min_candidates`` fit, none (alone in the queue, that minimum), and
+as fit) or, when not even ``MIN_CANDIDATES`` fit, none (alone in the queue, that minimum), and
 says so. Searches are served in arrival order and every search is judged by the same rule, whichever
 client sent it, so one client's burst delays no one beyond the budget and nobody's search waits for ever.
 
@@ -27,6 +27,9 @@ import anyio
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.models import RerankQueueStatus
 
+# Fewest candidates worth reranking under load: a search that cannot score this many within the budget
+# is answered in the hybrid's order.
+MIN_CANDIDATES = 10
 # A pair costs its tokens plus a fixed share for the run itself (tokenizing, one graph run per pair).
 PAIR_OVERHEAD_TOKENS = 16
 # Seconds per token assumed until the first run is measured: about what the int8 MiniLM-L6 measures on a
@@ -140,9 +143,15 @@ class RerankQueue:
     event loop each see the others. Not thread-safe: use it from the server's event loop only.
     """
 
-    def __init__(self, settings: RerankerSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: RerankerSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        min_candidates: int = MIN_CANDIDATES,
+    ) -> None:
         self.budget_s = settings.budget_s
-        self.min_candidates = settings.min_candidates
+        self.min_candidates = min_candidates
         self.max_tokens = settings.max_length or 512
         self.seconds_per_token = PRIOR_SECONDS_PER_TOKEN
         # The fastest run measured: what scoring costs when the CPU is not shared.

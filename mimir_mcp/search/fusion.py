@@ -113,7 +113,7 @@ def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 
     An arm that singles out a document (a rare keyword, a close paraphrase) scores several deviations;
     an arm that cannot tell its candidates apart scores about one. Unlike the top-1/top-10 gap, the
     z-score does not depend on the arm's scale or on how many of its top ten happen to be close, so it
-    separates a weak arm from a strong one more sharply (docs/retrieval-quality.md, "How the defaults were chosen").
+    separates a weak arm from a strong one more sharply (research/NOTES.md).
     ``None`` when there are fewer than three scores or the rest are all equal: no evidence either way.
     """
     values = list(scores)
@@ -123,32 +123,6 @@ def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 
     if spread == 0:
         return None
     return max((values[0] - mean) / spread, floor) ** power
-
-
-FusionMethod = Literal["zscore", "coverage", "top_z", "score_gap"]
-
-# How strongly each arm's coverage counts (``coverage_factor``), per fusion method. ``coverage`` (RRF)
-# was chosen on SciFact, two WordNet sets and simulated weak arms; ``zscore``, the default, leave one
-# collection out over twelve collections (docs/retrieval-quality.md, "How the defaults were chosen"). The settings
-# MIMIR_SEARCH_*_COVERAGE_POWER override them.
-COVERAGE_POWER: dict[str, dict[str, float]] = {
-    "zscore": {"dense": 1.0, "bm25": 1.0, "context": 1.0},
-    "coverage": {"dense": 3.0, "bm25": 4.0, "context": 4.0},
-}
-# How many standard deviations count as much as one of BM25's, per arm, under ``zscore``: the bi-encoder's
-# cosines spread less in the tail than BM25 scores do, so its best hit stands about half as many
-# deviations above the rest for a match of the same strength (chosen with the powers above).
-ZSCORE_ARM_SCALE = {"dense": 2.0}
-
-
-# Below the top ``TAIL_FROM`` places the dense arm's weight is multiplied by ``TAIL_DENSE_FACTOR``, or by
-# ``TAIL_DENSE_FACTOR_CONTEXT`` where the context arm runs (a coherent namespace: conversations): past the
-# head the order all but follows the dense arm, or the lexical arms. Recall@50's bar is a floor, so of the
-# factors that meet it on every other collection, leave one collection out over twelve, these are the
-# farthest from one that fails (docs/retrieval-quality.md, "The tail").
-TAIL_FROM = 10
-TAIL_DENSE_FACTOR = 100.0
-TAIL_DENSE_FACTOR_CONTEXT = 0.1
 
 
 def coverage_factor(coverage: float | None, power: float, *, floor: float = 0.05) -> float:
@@ -185,38 +159,33 @@ def arm_weights(
     arm_scores: Mapping[str, Sequence[float]],
     base: Mapping[str, float] | None = None,
     *,
-    method: FusionMethod = "zscore",
+    confidence: Literal["top_z", "score_gap"] = "top_z",
+    z_power: float = 2.0,
     coverage: Mapping[str, float | None] | None = None,
-    coverage_power: Mapping[str, float | None] | None = None,
+    coverage_power: Mapping[str, float] | None = None,
+    scale: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Per-query arm weights from each arm's own scores, times the configured per-arm weight ``base``.
+    """Per-query arm weights from each arm's own scores: ``confidence * base * scale * coverage_factor(c, p)``.
 
-    - ``zscore``: ``max(z, 0.05) * coverage_factor(c, 1) * scale``, ``z`` the standard deviations the
-      arm's best score stands above its other candidates, ``scale`` 2 for the dense arm
-      (``ZSCORE_ARM_SCALE``): for ``z_fusion``.
-    - ``coverage``: ``max(z, 0.05)**2 * coverage_factor(c, p)`` with ``p`` 4 for BM25, 3 for dense; for RRF.
-    - ``top_z``: ``max(z, 0.05)**2``; ``score_gap``: ``score_gap_weight``.
-
-    ``coverage_power`` overrides an arm's exponent (``None``: the method's own). An arm without
-    evidence takes the mean weight of the arms that have it, so a one-result arm neither dominates nor
-    disappears.
+    ``confidence`` is how sure the arm is about this query: ``top_z_weight`` (to ``z_power``) or
+    ``score_gap_weight``. An arm without evidence takes the mean confidence of the arms that have it, so
+    a one-result arm neither dominates nor disappears. ``base`` and ``scale`` multiply per arm (1 for an
+    arm not named); ``coverage_power`` is each arm's exponent of its ``coverage`` (0 for an arm not named:
+    coverage ignored). Which of these a search uses is ``policy.FusionPolicy``'s decision.
     """
-    if method == "zscore":
-        confidence = {arm: top_z_weight(scores, power=1.0) for arm, scores in arm_scores.items()}
+    if confidence == "score_gap":
+        sure = {arm: score_gap_weight(scores) for arm, scores in arm_scores.items()}
     else:
-        weigh = score_gap_weight if method == "score_gap" else top_z_weight
-        confidence = {arm: weigh(scores) for arm, scores in arm_scores.items()}
-    known = [value for value in confidence.values() if value is not None]
+        sure = {arm: top_z_weight(scores, power=z_power) for arm, scores in arm_scores.items()}
+    known = [value for value in sure.values() if value is not None]
     fallback = sum(known) / len(known) if known else 1.0
-    powers = {**COVERAGE_POWER.get(method, {})}
-    powers.update({arm: power for arm, power in (coverage_power or {}).items() if power is not None})
-    scale = ZSCORE_ARM_SCALE if method == "zscore" else {}
+    powers = coverage_power or {}
     return {
         arm: (fallback if value is None else value)
         * (1.0 if base is None else base.get(arm, 1.0))
-        * scale.get(arm, 1.0)
+        * (1.0 if scale is None else scale.get(arm, 1.0))
         * coverage_factor((coverage or {}).get(arm), powers.get(arm, 0.0))
-        for arm, value in confidence.items()
+        for arm, value in sure.items()
     }
 
 

@@ -1,6 +1,6 @@
 """The search pipeline, in stages (``SearchPipeline.run``): retrieve (the dense arm, BM25, and BM25 with
-each memory's predecessor where the namespace reads as a conversation), fuse (the filter check, then
-standardized scores or RRF), rerank (a remote API, else the local cross-encoder; its order alone or
+each memory's predecessor where the fusion policy calls for it), fuse (the filter check, then the fusion
+policy, ``policy.FusionPolicy``), rerank (a remote API, else the local cross-encoder; its order alone or
 blended with the hybrid's), then ``min_score``, MMR and the hits shown.
 
 It reports the method it actually used: ``rrf_hybrid+rerank`` only when the cross-encoder scored the
@@ -12,17 +12,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import numpy as np
 
-from mimir_mcp.lexical.bm25 import context_applies, query_words
 from mimir_mcp.config import SearchSettings
-from mimir_mcp.search.diversity import mmr
-from mimir_mcp.embedding import Embedder
-from mimir_mcp.search.fusion import arm_coverage, arm_weights, blend_scores, rrf, tailed_fusion
+from mimir_mcp.embedding import TextEmbedder
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import (
     Hit,
@@ -31,15 +28,16 @@ from mimir_mcp.models import (
     MetadataValue,
     RecordFilter,
     SearchCandidates,
-    SearchFusion,
     SearchResponse,
 )
 from mimir_mcp.rerank import Reranker, RerankOutcome, rerank_or_fallback
 from mimir_mcp.rerank.admission import RerankQueue
+from mimir_mcp.search.diversity import mmr
+from mimir_mcp.search.fusion import blend_scores
+from mimir_mcp.search.policy import Arm, FusionPolicy
 from mimir_mcp.search.snippet import snippet
-from mimir_mcp.store.chroma import MemoryStore
-
-Arm = Literal["dense", "bm25", "context"]
+from mimir_mcp.search.stages import Candidate, FirstStage, Ranked, Retrieved
+from mimir_mcp.store.base import VectorStore
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,8 @@ class SearchRequest:
     deadline_ms: int | None = None
     # MMR weight of redundancy when picking the hits (0: the ranking as it is).
     diversity: float = 0.0
+    # Another fusion policy than the configured one, for evaluation and the lab (None: the configured one).
+    policy: FusionPolicy | None = None
 
     @property
     def where(self) -> RecordFilter:
@@ -82,58 +82,6 @@ class SearchRequest:
         )
 
 
-@dataclass
-class Candidate:
-    """One memory on its way through the pipeline, with the score each stage gave it."""
-
-    id: str
-    fused: float
-    rerank: float | None = None
-    blended: float | None = None
-
-    @property
-    def score(self) -> float:
-        """The score its place was decided by: blended, else the reranker's, else the fusion's."""
-        return self.blended if self.blended is not None else self.rerank if self.rerank is not None else self.fused
-
-
-@dataclass
-class Retrieved:
-    """What the arms found, before the filter check: each arm's (id, score) list in its order."""
-
-    dense: list[tuple[str, float]] = field(default_factory=list)
-    lexical: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    # Each BM25 arm's attainable score for the query (its coverage scale).
-    attainable: dict[str, float] = field(default_factory=dict)
-    context: bool = False
-    coherence: float | None = None
-    mean_terms: float | None = None
-
-
-@dataclass
-class FirstStage:
-    """The arms after the filter check, their fusion with each arm's weight and coverage, and the records
-    read so far (those of the head that will be reranked or shown)."""
-
-    arms: dict[str, list[tuple[str, float]]]
-    fused: list[tuple[str, float]]
-    weights: dict[str, float]
-    tail_weights: dict[str, float] | None
-    coverage: dict[str, float | None]
-    records: dict[str, MemoryRecord]
-
-
-@dataclass
-class Ranked:
-    """The candidates in their order after reranking (or the hybrid's), and how that order came about."""
-
-    ordered: list[Candidate]
-    message: str
-    method: Literal["rrf_hybrid", "rrf_hybrid+rerank", "rrf_hybrid+remote_rerank"] = "rrf_hybrid"
-    reranked: int = 0
-    model: str | None = None
-
-
 # Kept back from a deadline for what follows reranking (reading the shown hits, building the answer).
 FINISH_RESERVE_S = 0.005
 
@@ -146,8 +94,8 @@ class SearchPipeline:
     def __init__(
         self,
         settings: SearchSettings,
-        embedder: Embedder,
-        store: MemoryStore,
+        embedder: TextEmbedder,
+        store: VectorStore,
         lexical: LexicalIndex,
         reranker: Reranker,
         rerank_queue: RerankQueue | None = None,
@@ -163,6 +111,7 @@ class SearchPipeline:
         self.rerank_queue = rerank_queue
         # A hosted rerank API, tried before the local cross-encoder (None: not configured).
         self.remote = remote
+        self.policy = FusionPolicy.from_settings(settings)
 
     def _dense(self, vector: Any, depth: int, request: SearchRequest) -> list[tuple[str, float]]:
         """Nearest memories for the request's filters.
@@ -212,27 +161,6 @@ class SearchPipeline:
         if missing:
             records.update(self.lexical.get(missing))
 
-    def _context(self, namespace: str | None, query: str) -> tuple[bool, float | None, float | None]:
-        """Whether the BM25 arm scores each memory with the one stored before it, and the namespace's
-        coherence and mean memory length (terms) that decided it with the query's length (``None`` when not
-        measured)."""
-        mode = self.settings.context
-        if mode == "off":
-            return False, None, None
-        coherence, mean_terms = self.lexical.coherence(namespace), self.lexical.mean_length(namespace)
-        if mode == "on":
-            return True, coherence, mean_terms
-        settings = self.settings
-        runs = context_applies(
-            coherence,
-            mean_terms,
-            settings.context_min_coherence,
-            settings.context_max_terms,
-            query_words(query),
-            settings.context_query_words or None,
-        )
-        return runs, coherence, mean_terms
-
     async def run(self, request: SearchRequest) -> SearchResponse:
         """The search, stage by stage: retrieve, fuse (with the filter check), rerank, min_score, MMR, present."""
         started = time.perf_counter()
@@ -267,28 +195,16 @@ class SearchPipeline:
                 fused=len(first.fused),
                 reranked=ranked.reranked,
             ),
-            fusion=SearchFusion(
-                method=self.settings.fusion,
-                rrf_k=self.settings.rrf_k,
-                weights={arm: round(weight, 6) for arm, weight in first.weights.items()},
-                tail_from=self.settings.tail_from if first.tail_weights is not None else None,
-                tail_weights=None
-                if first.tail_weights is None
-                else {arm: round(weight, 6) for arm, weight in first.tail_weights.items()},
-                coverage={arm: None if value is None else round(value, 6) for arm, value in first.coverage.items()},
-                context=retrieved.context,
-                coherence=None if retrieved.coherence is None else round(retrieved.coherence, 6),
-                mean_terms=None if retrieved.mean_terms is None else round(retrieved.mean_terms, 2),
-                query_words=query_words(request.query),
-            ),
+            fusion=self._policy(request).report(first.fusion, retrieved.decision),
             timings_ms=timings,
         )
 
     async def _retrieve(self, request: SearchRequest, timings: dict[str, float]) -> Retrieved:
-        """Stage 1: the dense arm and the BM25 arms (own text; with the predecessor where the namespace
-        reads as a conversation), side by side in worker threads."""
+        """Stage 1: the dense arm and the BM25 arms (own text; with the predecessor where the fusion policy
+        calls for it), side by side in worker threads."""
         depth = self._depth(request)
-        found = Retrieved()
+        policy = self._policy(request)
+        found = Retrieved(decision=policy.decide_context(request.query, request.namespace, None))
 
         def dense_arm() -> None:
             # One trip to a worker thread for both steps: under load each trip waits for a core.
@@ -300,10 +216,8 @@ class SearchPipeline:
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
         def lexical_arms() -> None:
-            context, found.coherence, found.mean_terms = self._context(request.namespace, request.query)
-            # the context arm runs where the namespace calls for it, or alone when evaluation asks for it
-            found.context = "context" in request.arms and (context or request.arms == ("context",))
-            for arm in [arm for arm in ("bm25", "context") if arm in request.arms and (arm == "bm25" or found.context)]:
+            found.decision = policy.decide_context(request.query, request.namespace, self.lexical)
+            for arm in [arm for arm in policy.arms(request.arms, found.decision.runs) if arm != "dense"]:
                 hits, found.attainable[arm] = self.lexical.search_with_attainable(
                     request.query, depth, where=request.where, context=arm == "context"
                 )
@@ -336,11 +250,11 @@ class SearchPipeline:
                 {"dense": [(i, s) for i, s in found.dense if i in allowed][:depth]} if "dense" in request.arms else {}
             )
             arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in found.lexical.items()})
-            fused, weights, tail_weights, coverage = self._fuse(arms, found.attainable)
+            fusion = self._policy(request).fuse(arms, found.attainable)
             wanted = request.rerank_top_k if request.rerank else request.top_k
             records: dict[str, MemoryRecord] = {}
-            self._read_missing(records, [memory_id for memory_id, _ in fused[:wanted]])
-            return FirstStage(arms, fused, weights, tail_weights, coverage, records)
+            self._read_missing(records, [memory_id for memory_id, _ in fusion.order[:wanted]])
+            return FirstStage(arms, fusion, records)
 
         t0 = time.perf_counter()
         first = await anyio.to_thread.run_sync(first_stage)
@@ -353,7 +267,7 @@ class SearchPipeline:
         """Stage 3: the fused head scored by a reranker when one can (remote, then local), or the hybrid's
         order with the reason it stands, in ``message``."""
         ordered = [Candidate(memory_id, score) for memory_id, score in first.fused]
-        hybrid = self._describe(first.arms)
+        hybrid = self._describe(first.arms, self._policy(request))
         if not request.rerank:
             return Ranked(ordered, f"{hybrid}; reranking was not requested (rerank=false).")
         if not first.fused:
@@ -421,7 +335,7 @@ class SearchPipeline:
                 bm25_score=None if bm25_score is None else round(bm25_score, 6),
                 context_rank=context_rank,
                 context_score=None if context_score is None else round(context_score, 6),
-                rrf_score=round(item.fused, 8),
+                fused_score=round(item.fused, 8),
                 rerank_score=item.rerank,
                 blended_score=item.blended,
             )
@@ -434,6 +348,10 @@ class SearchPipeline:
             len(records[item.id].text) > request.max_chars for item in shown if item.id in records
         )
         return await anyio.to_thread.run_sync(build_hits) if long_texts else build_hits()
+
+    def _policy(self, request: SearchRequest) -> FusionPolicy:
+        """The fusion policy of this search: the request's own (evaluation, the lab), else the configured one."""
+        return request.policy or self.policy
 
     def _depth(self, request: SearchRequest) -> int:
         """Candidates per arm: the configured depth, or more when the caller shows or reranks more."""
@@ -501,49 +419,11 @@ class SearchPipeline:
         assert request.deadline_ms is not None
         return started + request.deadline_ms / 1000 - time.perf_counter() - FINISH_RESERVE_S
 
-    def _describe(self, arms: dict[str, list[tuple[str, float]]]) -> str:
+    @staticmethod
+    def _describe(arms: dict[str, list[tuple[str, float]]], policy: FusionPolicy) -> str:
         """The first stage in words, for the message: which arms ran and how they were fused."""
         names = {"dense": "dense", "bm25": "BM25", "context": "BM25 with each memory's predecessor"}
-        fusion = "standardized scores" if self.settings.fusion == "zscore" else f"RRF ({self.settings.fusion})"
-        return f"Hybrid ({' + '.join(names[arm] for arm in arms)}; fused by {fusion})"
-
-    def _fuse(
-        self, arms: dict[str, list[tuple[str, float]]], attainable: dict[str, float]
-    ) -> tuple[list[tuple[str, float]], dict[str, float], dict[str, float] | None, dict[str, float | None]]:
-        """The fused first-stage order with each arm's weight (and past the head, under ``zscore``, its
-        tail weight) and coverage for this query.
-
-        ``zscore`` (the default) adds each arm's standardized scores (``fusion.z_fusion``), past
-        ``tail_from`` places with the dense arm's weight times the tail factor (``fusion.tailed_fusion``);
-        the other methods are RRF. Every method weighs the arms per query from their own scores
-        (``fusion.arm_weights``) but ``equal``, which takes the configured per-arm weights as they are.
-        """
-        settings = self.settings
-        configured = {"dense": settings.dense_weight, "bm25": settings.bm25_weight, "context": settings.bm25_weight}
-        scores = {arm: [score for _, score in hits] for arm, hits in arms.items()}
-        coverage = arm_coverage(scores, attainable)
-        if settings.fusion == "equal":
-            weights = {arm: configured[arm] for arm in arms}
-        else:
-            lexical_power = settings.bm25_coverage_power
-            weights = arm_weights(
-                scores,
-                configured,
-                method=settings.fusion,
-                coverage=coverage,
-                coverage_power={
-                    "dense": settings.dense_coverage_power,
-                    "bm25": lexical_power,
-                    "context": lexical_power,
-                },
-            )
-        if settings.fusion == "zscore":
-            factor = settings.tail_dense_factor_context if "context" in arms else settings.tail_dense_factor
-            tail_weights = {arm: weight * factor if arm == "dense" else weight for arm, weight in weights.items()}
-            fused = tailed_fusion(arms, weights=weights, tail_weights=tail_weights, head=settings.tail_from)
-            return fused, weights, tail_weights, coverage
-        fused = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=settings.rrf_k, weights=weights)
-        return fused, weights, None, coverage
+        return f"Hybrid ({' + '.join(names[arm] for arm in arms)}; fused by {policy.describe()})"
 
     def _reorder(self, head: list[Candidate], scores: list[float], reranker: Reranker) -> tuple[list[Candidate], str]:
         """The reranked head in its final order, and how that order was made (for the message).

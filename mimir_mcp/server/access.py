@@ -4,9 +4,9 @@ Bearer tokens come from ``MIMIR_AUTH_TOKENS`` (``name:secret:ns1,ns2;name2:secre
 file (``MIMIR_AUTH_TOKENS_FILE``); each names the namespaces it may read and write. The HTTP app is
 wrapped in ``AccessGuard``: Host and Origin are checked first (on every bind address, with the SDK's
 own matching rules), then the bearer token (the SDK's ``BearerAuthBackend`` over ``TokenTable``); the
-SDK's transport limits the body size. Inside the tools, ``grant_of`` says which token made the call
-and ``Grant`` confines each namespace argument to its scope. stdio and in-process clients carry no
-token and are not confined: whoever starts the process owns the store.
+SDK's transport limits the body size. Inside the tools and resources, ``scope_of`` turns the token behind
+a call into the ``Scope`` the service holds the call to. stdio and in-process clients carry no token and
+get ``OWNER``: whoever starts the process owns the store.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
-from mimir_mcp.errors import AccessDeniedError
 from mimir_mcp.server.validation import NAMESPACE_PATTERN
+from mimir_mcp.service.scope import OWNER, Scope
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context, MCPServer
@@ -44,8 +45,6 @@ audit_logger = logging.getLogger("mimir_mcp.audit")
 ANY_NAMESPACE = "*"
 MIN_SECRET_CHARS = 16
 TOKEN_NAME_CHARS = 64
-# The metadata key that records which token stored or last changed a memory.
-WRITTEN_BY = "written_by"
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -179,54 +178,23 @@ class TokenTable:
         return AccessToken(token=found.name, client_id=found.name, scopes=scopes)
 
 
-@dataclass(frozen=True)
-class Grant:
-    """What the token behind one tool call may touch. ``namespaces`` None: every namespace."""
-
-    name: str
-    namespaces: frozenset[str] | None
-
-    def allows(self, namespace: str) -> bool:
-        return self.namespaces is None or namespace in self.namespaces
-
-    def check(self, field: str, namespace: str) -> None:
-        """Refuse a namespace outside the scope, saying the same whether it holds memories or not."""
-        if not self.allows(namespace):
-            assert self.namespaces is not None
-            raise AccessDeniedError(
-                f"{field}: the token {self.name!r} may not use namespace {namespace!r} "
-                f"(it may use: {', '.join(sorted(self.namespaces))})"
-            )
-
-    def confine(self, namespace: str | None) -> tuple[str | None, list[str] | None]:
-        """``(namespace, namespaces)`` for a filter: a named namespace is checked; ``None`` (any namespace)
-        becomes the scope, as one namespace when it holds one."""
-        if namespace is not None or self.namespaces is None:
-            if namespace is not None:
-                self.check("namespace", namespace)
-            return namespace, None
-        if len(self.namespaces) == 1:
-            return next(iter(self.namespaces)), None
-        return None, sorted(self.namespaces)
-
-
-def grant_of(ctx: Context | None) -> Grant | None:
-    """The token behind this tool call, from the HTTP request the transport attached; ``None`` when the
-    call came with no token (stdio, in-process, or HTTP with no tokens configured)."""
+def scope_of(ctx: Context | None) -> Scope:
+    """What the token behind this tool call may touch, from the HTTP request the transport attached;
+    ``OWNER`` when the call came with no token (stdio, in-process, or HTTP with no tokens configured)."""
     try:
         request = None if ctx is None else ctx.request_context.request
     except ValueError:  # called outside a request
-        return None
-    return grant_of_request(request)
+        return OWNER
+    return scope_of_request(request)
 
 
-def grant_of_request(request: Any) -> Grant | None:
-    """``grant_of`` for handlers below the tools (resources), which see the HTTP request itself."""
+def scope_of_request(request: Any) -> Scope:
+    """``scope_of`` for handlers below the tools (resources), which see the HTTP request itself."""
     user = request.scope.get("user") if isinstance(request, Request) else None
     if not isinstance(user, AuthenticatedUser):
-        return None
+        return OWNER
     token = user.access_token
-    return Grant(token.client_id, None if ANY_NAMESPACE in token.scopes else frozenset(token.scopes))
+    return Scope(token.client_id, None if ANY_NAMESPACE in token.scopes else frozenset(token.scopes))
 
 
 def client_of(ctx: Context | None) -> str:
@@ -238,12 +206,10 @@ def client_of(ctx: Context | None) -> str:
         return "-"
 
 
-def audit(action: str, ctx: Context | None, grant: Grant | None, **fields: object) -> None:
+def audit(action: str, ctx: Context | None, scope: Scope, **fields: object) -> None:
     """One line per write, update or forget: which token and client did it, and to what."""
     details = " ".join(f"{key}={value}" for key, value in fields.items())
-    audit_logger.info(
-        "%s token=%s client=%s %s", action, grant.name if grant else "-", json.dumps(client_of(ctx)), details
-    )
+    audit_logger.info("%s token=%s client=%s %s", action, scope.name or "-", json.dumps(client_of(ctx)), details)
 
 
 # -- the HTTP side ---------------------------------------------------------------------------------
@@ -328,7 +294,7 @@ class AccessGuard:
                 backend=BearerAuthBackend(tokens),
             )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan
             await self._app(scope, receive, send)
             return

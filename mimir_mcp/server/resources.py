@@ -37,12 +37,14 @@ from mcp_types import (
     TextResourceContents,
     UnsubscribeRequestParams,
 )
+from pydantic import BaseModel, ValidationError, model_validator
 
-from mimir_mcp.server.access import Grant, grant_of_request
-from mimir_mcp.errors import MimirError
-from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.errors import InvalidInputError, MimirError
 from mimir_mcp.models import RecordFilter
-from mimir_mcp.server.validation import check_namespace
+from mimir_mcp.server.access import scope_of_request
+from mimir_mcp.server.validation import check_id, check_namespace, refusal
+from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.service.scope import Scope
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +68,34 @@ def memory_uri(namespace: str, memory_id: str) -> str:
     return f"{namespace_uri(namespace)}/{quote(memory_id, safe='')}"
 
 
+class MemoryUri(BaseModel):
+    """The request a resource URI makes: a namespace and maybe a memory, held to the tools' own rules for
+    both (the same refusal, naming ``uri``)."""
+
+    namespace: str
+    id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parts(cls, uri: Any) -> Any:
+        if not isinstance(uri, str) or not uri.startswith(SCHEME):
+            raise InvalidInputError(
+                "uri", f"{uri!r} is not a memory:// URI (memory://NAMESPACE or memory://NAMESPACE/ID)"
+            )
+        parts = uri[len(SCHEME) :].split("/")
+        if not 1 <= len(parts) <= 2 or not all(parts):  # noqa: PLR2004 - namespace, then an optional id
+            raise InvalidInputError("uri", f"{uri!r} must be memory://NAMESPACE or memory://NAMESPACE/ID")
+        namespace = check_namespace("uri", unquote(parts[0]))
+        return {"namespace": namespace, "id": check_id("uri", unquote(parts[1])) if len(parts) == 2 else None}  # noqa: PLR2004
+
+
 def parse_uri(uri: str) -> tuple[str, str | None]:
-    """``(namespace, id or None)`` of a ``memory://`` URI; ``ValueError`` naming what is wrong otherwise."""
-    if not uri.startswith(SCHEME):
-        raise ValueError(f"uri: {uri!r} is not a memory:// URI (memory://NAMESPACE or memory://NAMESPACE/ID)")
-    parts = uri[len(SCHEME) :].split("/")
-    if not 1 <= len(parts) <= 2 or not all(parts):  # noqa: PLR2004 - namespace, then an optional id
-        raise ValueError(f"uri: {uri!r} must be memory://NAMESPACE or memory://NAMESPACE/ID")
-    namespace = check_namespace("uri", unquote(parts[0]))
-    return namespace, unquote(parts[1]) if len(parts) == 2 else None  # noqa: PLR2004
+    """``(namespace, id or None)`` of a ``memory://`` URI; an ``InvalidInputError`` naming what is wrong otherwise."""
+    try:
+        parsed = MemoryUri.model_validate(uri)
+    except ValidationError as exc:
+        raise refusal(exc) from None
+    return parsed.namespace, parsed.id
 
 
 class MemoryResources:
@@ -119,11 +140,11 @@ class MemoryResources:
 
     async def _list(self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListResourcesResult:
         """The namespaces the caller may read (first page), then their memories, newest first, in pages."""
-        grant = grant_of_request(ctx.request)
+        scope = scope_of_request(ctx.request)
         cursor = params.cursor if params is not None else None
         resources: list[Resource] = []
         if cursor is None:
-            for namespace, count in sorted((await self._namespaces(grant)).items()):
+            for namespace, count in sorted((await self._service.namespace_counts(scope)).items()):
                 resources.append(
                     Resource(
                         uri=namespace_uri(namespace),
@@ -132,10 +153,14 @@ class MemoryResources:
                         mime_type=JSON,
                     )
                 )
-        where = self._visible(grant)
         try:
             page = await self._service.list_memories(
-                where, limit=PAGE_SIZE, cursor=cursor, newest_first=True, max_chars=PREVIEW_CHARS
+                RecordFilter(namespace=None),
+                limit=PAGE_SIZE,
+                cursor=cursor,
+                newest_first=True,
+                max_chars=PREVIEW_CHARS,
+                scope=scope,
             )
         except MimirError as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
@@ -152,10 +177,16 @@ class MemoryResources:
 
     async def _read(self, ctx: ServerRequestContext[Any], params: ReadResourceRequestParams) -> ReadResourceResult:
         uri = str(params.uri)
-        namespace, memory_id = self._checked(uri, grant_of_request(ctx.request))
+        scope = scope_of_request(ctx.request)
+        namespace, memory_id = self._checked(uri, scope)
         if memory_id is None:
             newest = await self._service.list_memories(
-                RecordFilter(namespace=namespace), limit=NEWEST_SHOWN, cursor=None, newest_first=True, max_chars=200
+                RecordFilter(namespace=namespace),
+                limit=NEWEST_SHOWN,
+                cursor=None,
+                newest_first=True,
+                max_chars=200,
+                scope=scope,
             )
             body: dict[str, Any] = {
                 "namespace": namespace,
@@ -166,7 +197,7 @@ class MemoryResources:
                 ],
             }
         else:
-            found = await self._service.get([memory_id], max_chars=None)
+            found = await self._service.get([memory_id], max_chars=None, scope=scope)
             memory = next((m for m in found.memories if m.namespace == namespace), None)
             if memory is None:
                 raise MCPError(code=INVALID_PARAMS, message=f"uri: no memory {memory_id!r} in namespace {namespace!r}")
@@ -174,23 +205,13 @@ class MemoryResources:
         text = json.dumps(body, ensure_ascii=False)
         return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type=JSON)])
 
-    async def _namespaces(self, grant: Grant | None) -> dict[str, int]:
-        counts = await self._service.namespace_counts()
-        return {name: count for name, count in counts.items() if grant is None or grant.allows(name)}
-
     @staticmethod
-    def _visible(grant: Grant | None) -> RecordFilter:
-        if grant is None or grant.namespaces is None:
-            return RecordFilter(namespace=None)
-        return RecordFilter(namespace=None, namespaces=sorted(grant.namespaces))
-
-    @staticmethod
-    def _checked(uri: str, grant: Grant | None) -> tuple[str, str | None]:
+    def _checked(uri: str, scope: Scope) -> tuple[str, str | None]:
+        """The URI's namespace and id, held to the tools' rules and to the caller's scope."""
         try:
             namespace, memory_id = parse_uri(uri)
-            if grant is not None:
-                grant.check("uri", namespace)
-        except (ValueError, MimirError) as exc:
+            scope.check("uri", namespace)
+        except MimirError as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc), data={"uri": uri}) from exc
         return namespace, memory_id
 
@@ -198,7 +219,7 @@ class MemoryResources:
 
     async def _subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
         uri = str(params.uri)
-        self._checked(uri, grant_of_request(ctx.request))
+        self._checked(uri, scope_of_request(ctx.request))
         self._subscribers.setdefault(uri, {})[_connection_key(ctx.session)] = ctx.session
         logger.info("resources: a session subscribed to %s", uri)
         return EmptyResult()

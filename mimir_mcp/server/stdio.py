@@ -30,6 +30,8 @@ from mcp.shared.message import SessionMessage
 from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
 from pydantic import ValidationError
 
+from mimir_mcp.server.validation import MAX_INPUT_DEPTH
+
 logger = logging.getLogger(__name__)
 
 # JSON strings and brackets: enough to follow the nesting of a line that does not parse.
@@ -243,7 +245,7 @@ def parse_error_answer(error: ValidationError) -> JSONRPCError | None:
 def explain(reason: str) -> str:
     """The parser's complaint in the project's words."""
     if "recursion limit" in reason:
-        return "nested too deeply to parse (limits.max_input_depth is 8 levels); the request was not read"
+        return f"nested too deeply to parse (arguments nest at most {MAX_INPUT_DEPTH} levels); the request was not read"
     if "surrogate" in reason or "hex escape" in reason:
         return "contains a lone surrogate escape (\\ud800-\\udfff); text must be valid Unicode"
     return f"not valid JSON ({reason}; NaN and Infinity are not JSON numbers); the request was not read"

@@ -1,7 +1,8 @@
-"""Checks on tool input against the configured limits.
+"""The rules on input, read against the configured limits: the raw shape of a call, then each field's rule.
 
-Every check runs before anything is written, and every failure is an ``InvalidInputError`` naming the
-field and the limit, so an agent can correct its call and nothing already stored is touched.
+The request models (``requests.py``) and the import of an export (``transfer.py``) call them from their
+validators; every failure is an ``InvalidInputError`` naming the field and the limit, raised before anything
+is written, so a caller can correct its call and nothing already stored is touched.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import ValidationError, ValidationInfo
 
 from mimir_mcp.config import LimitSettings
 from mimir_mcp.errors import InvalidInputError
@@ -31,11 +32,24 @@ SHOWN_CHARS = 64
 MAX_KEY_CHARS = 64
 # Type tags pydantic puts in an error's location for a member of a union (`documents: list[str | RerankDocument]`).
 UNION_TAGS = frozenset({"str", "RerankDocument"})
+# Deepest nesting of objects and arrays in a call's arguments: the deepest valid call has 3 levels, so
+# deeper input is refused before anything walks it further.
+MAX_INPUT_DEPTH = 8
+# The validation context's key for the ``LimitSettings`` a model's validators read.
+LIMITS = "limits"
+
+
+def limits_of(info: ValidationInfo) -> LimitSettings:
+    """The limits a request is validated against: always given as the validation context, never assumed."""
+    limits = (info.context or {}).get(LIMITS)
+    if not isinstance(limits, LimitSettings):
+        raise TypeError(f"validate with context={{{LIMITS!r}: LimitSettings}}")
+    return limits
 
 
 def check_arguments(arguments: Any, limits: LimitSettings, *, accepted: frozenset[str] | None = None) -> None:
     """The shape of a call's raw arguments, before anything parses, validates or stores them: known names,
-    nesting at most ``limits.max_input_depth`` deep, at most ``limits.max_input_items`` values, no string
+    nesting at most ``MAX_INPUT_DEPTH`` deep, at most ``limits.max_input_items`` values, no string
     longer than any field takes, no lone surrogate (in keys too), no NaN or infinity.
 
     Iterative and stopped at the first fault, so a payload 100,000 levels deep or with millions of values
@@ -59,10 +73,8 @@ def check_arguments(arguments: Any, limits: LimitSettings, *, accepted: frozense
             if not math.isfinite(value):
                 raise InvalidInputError(path, f"must be a finite number, got {value!r} (no NaN or infinity)")
         elif isinstance(value, dict | list):
-            if depth >= limits.max_input_depth:
-                raise InvalidInputError(
-                    path, f"nested deeper than {limits.max_input_depth} levels (limits.max_input_depth)"
-                )
+            if depth >= MAX_INPUT_DEPTH:
+                raise InvalidInputError(path, f"nested deeper than {MAX_INPUT_DEPTH} levels")
             items += len(value)
             if items > limits.max_input_items:
                 raise InvalidInputError(
@@ -86,10 +98,15 @@ def check_arguments(arguments: Any, limits: LimitSettings, *, accepted: frozense
             )
 
 
-def check_validation_error(error: ValidationError) -> InvalidInputError:
-    """pydantic's complaint about a tool's arguments (the SDK validates them against the signature), told the
-    way every other refusal is: the field, then what is wrong, never the input echoed back."""
+def refusal(error: ValidationError) -> InvalidInputError:
+    """A request model's complaint told the way every refusal is: the field, then what is wrong, never the
+    input echoed back. A rule's own ``InvalidInputError`` (raised in a validator) is kept, its field placed
+    under the location it was raised at; of pydantic's own complaints the one deepest in the input is told."""
     errors = error.errors(include_url=False, include_input=True)
+    for err in errors:
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, InvalidInputError):
+            return InvalidInputError(_location(err["loc"]) + cause.field or "arguments", cause.problem)
     # Of a union's complaints, the branch that got furthest says the most (a {id, text} missing its text);
     # otherwise the first.
     _, _, chosen = max((len(err["loc"]), -position, err) for position, err in enumerate(errors))
@@ -357,12 +374,13 @@ def check_ids(field: str, ids: Any, maximum: int) -> list[str]:
         raise InvalidInputError(field, "must be a non-empty list of memory ids")
     if len(ids) > maximum:
         raise InvalidInputError(field, f"has {len(ids)} ids; the limit is {maximum} per call")
-    for position, memory_id in enumerate(ids):
-        if not isinstance(memory_id, str) or not ID_PATTERN.fullmatch(memory_id):
-            raise InvalidInputError(
-                f"{field}[{position}]", f"{_shown(memory_id)} is not a memory id (mem_ and 32 hex digits)"
-            )
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(check_id(f"{field}[{position}]", memory_id) for position, memory_id in enumerate(ids)))
+
+
+def check_id(field: str, memory_id: Any) -> str:
+    if not isinstance(memory_id, str) or not ID_PATTERN.fullmatch(memory_id):
+        raise InvalidInputError(field, f"{_shown(memory_id)} is not a memory id (mem_ and 32 hex digits)")
+    return memory_id
 
 
 def _check_no_controls(field: str, value: str, *, allow_whitespace_controls: bool = True) -> None:

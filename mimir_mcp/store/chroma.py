@@ -9,19 +9,22 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mimir_mcp.store.catalogue import timestamp
-from mimir_mcp.config import StoreSettings
+from mimir_mcp.config import Settings, StoreSettings
 from mimir_mcp.errors import EmbeddingMismatchError
 from mimir_mcp.locks import ProcessLock
-from mimir_mcp.models import MemoryRecord, RecordFilter
+from mimir_mcp.models import MemoryRecord, RecordFilter, RepairReport
+from mimir_mcp.store.chroma_records import chroma_where, record_from_chroma, timestamp_or_zero, to_chroma_metadata
+
+if TYPE_CHECKING:
+    from mimir_mcp.embedding import TextEmbedder
+    from mimir_mcp.lexical.index import LexicalIndex
 
 logger = logging.getLogger(__name__)
 
-USER_METADATA_PREFIX = "m:"
 CHROMA_BATCH = 1000
 # Suffixes of the collections ``reindex`` builds and retires beside the live one.
 REINDEX_SUFFIX = "-reindex"
@@ -29,76 +32,6 @@ PREVIOUS_SUFFIX = "-previous"
 # A collection rebuilt from the record catalogue (``repair``), and the name a damaged one is kept under.
 REPAIR_SUFFIX = "-repair"
 DAMAGED_SUFFIX = "-damaged-"
-
-
-def to_chroma_metadata(record: MemoryRecord) -> dict[str, Any]:
-    """Reserved fields at the top level, user metadata under a prefix so a user key can never shadow them."""
-    metadata: dict[str, Any] = {
-        "namespace": record.namespace,
-        "created_at": record.created_at,
-        "created_ts": _timestamp_or_zero(record.created_at),
-    }
-    if record.updated_at is not None:
-        metadata["updated_at"] = record.updated_at
-        metadata["updated_ts"] = _timestamp_or_zero(record.updated_at)
-    if record.supersedes is not None:
-        metadata["supersedes"] = record.supersedes
-    if record.tags:
-        metadata["tags"] = list(record.tags)
-    if record.source is not None:
-        metadata["source"] = record.source
-    if record.agent is not None:
-        metadata["agent"] = record.agent
-    metadata.update({USER_METADATA_PREFIX + key: value for key, value in record.metadata.items()})
-    return metadata
-
-
-def record_from_chroma(memory_id: str, document: str, metadata: dict[str, Any]) -> MemoryRecord:
-    return MemoryRecord(
-        id=memory_id,
-        text=document,
-        namespace=metadata.get("namespace", "default"),
-        tags=list(metadata.get("tags") or []),
-        source=metadata.get("source"),
-        agent=metadata.get("agent"),
-        created_at=metadata.get("created_at", ""),
-        updated_at=metadata.get("updated_at"),
-        supersedes=metadata.get("supersedes"),
-        metadata={
-            key[len(USER_METADATA_PREFIX) :]: value
-            for key, value in metadata.items()
-            if key.startswith(USER_METADATA_PREFIX)
-        },
-    )
-
-
-def _timestamp_or_zero(iso: str) -> float:
-    try:
-        return timestamp(iso)
-    except ValueError:
-        return 0.0
-
-
-def chroma_where(where: RecordFilter) -> dict[str, Any] | None:
-    """The filter rule (``catalogue.filter_sql``) as a Chroma ``where`` clause, so the HNSW search itself
-    is filtered; ``None`` when there is nothing to filter. The pipeline re-checks every candidate
-    against the catalogue, so the two can never disagree on what is shown."""
-    clauses: list[dict[str, Any]] = []
-    if where.namespace is not None:
-        clauses.append({"namespace": where.namespace})
-    if where.namespaces is not None:
-        clauses.append({"namespace": {"$in": where.namespaces}})
-    clauses.extend({"tags": {"$contains": tag}} for tag in where.tags)
-    if where.agent is not None:
-        clauses.append({"agent": where.agent})
-    clauses.extend({USER_METADATA_PREFIX + key: value} for key, value in where.metadata.items())
-    if where.created_after is not None:
-        clauses.append({"created_ts": {"$gte": where.created_after}})
-    if where.created_before is not None:
-        clauses.append({"created_ts": {"$lt": where.created_before}})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def make_embedding_function(encode: Callable[[list[str]], np.ndarray], model: str) -> Any:
@@ -130,8 +63,15 @@ def make_embedding_function(encode: Callable[[list[str]], np.ndarray], model: st
     return MimirEmbeddingFunction()
 
 
-class MemoryStore:
-    """A Chroma collection in cosine space holding every memory's text, metadata and vector."""
+def open_chroma(settings: Settings, embedder: TextEmbedder) -> ChromaStore:
+    """The configured Chroma collection, holding ``embedder``'s vectors (the service's default store)."""
+    model = settings.embedding.model
+    return ChromaStore(settings.store, make_embedding_function(embedder.encode, model), model=model)
+
+
+class ChromaStore:
+    """A Chroma collection in cosine space holding every memory's text, metadata and vector (a
+    ``VectorStore``), embedded in this process or on a Chroma server."""
 
     def __init__(self, settings: StoreSettings, embedding_function: Any, model: str | None = None) -> None:
         import chromadb
@@ -223,6 +163,17 @@ class MemoryStore:
         self._fresh_token = self.change_token()
         return True
 
+    def catch_up(self) -> tuple[tuple[str, int, int, int], ...] | None:
+        """Take in other processes' writes (``refresh``, under the lock); the files' token after it."""
+        with self.lock:
+            self.refresh()
+            return self._fresh_token
+
+    @property
+    def repairable(self) -> bool:
+        """Embedded only: a Chroma server's files are out of this process's reach."""
+        return self.kind == "embedded"
+
     @property
     def fresh_token(self) -> tuple[tuple[str, int, int, int], ...] | None:
         """The files' token as of this process's last write or reload (taken under the lock)."""
@@ -286,6 +237,14 @@ class MemoryStore:
         except InternalError as exc:
             return str(exc)
         return None
+
+    def rebuild(
+        self, lexical: LexicalIndex, encode: Callable[[list[str]], np.ndarray], model: str, reason: str
+    ) -> RepairReport:
+        """A new collection filled from the catalogue in place of this unreadable one (``repair.py``)."""
+        from mimir_mcp.store.repair import rebuild_from_catalogue
+
+        return rebuild_from_catalogue(self.settings, self, lexical, encode, model, reason)
 
     def drop_collection(self, name: str) -> None:
         """Delete another collection of this store (an unfinished rebuild), if it exists."""
@@ -373,7 +332,7 @@ class MemoryStore:
         for start in range(0, len(records), CHROMA_BATCH):
             chunk = records[start : start + CHROMA_BATCH]
             self._collection.update(
-                ids=[r.id for r in chunk], metadatas=[{"created_ts": _timestamp_or_zero(r.created_at)} for r in chunk]
+                ids=[r.id for r in chunk], metadatas=[{"created_ts": timestamp_or_zero(r.created_at)} for r in chunk]
             )
 
     def records(
@@ -418,8 +377,8 @@ class MemoryStore:
         where: RecordFilter | None = None,
     ) -> list[tuple[str, float]]:
         """Nearest memories as ``(id, cosine similarity)``, best first."""
-        if limit <= 0:
-            return []
+        if limit <= 0 or (where is not None and where.namespaces == []):
+            return []  # an empty namespace list matches nothing (and Chroma refuses an empty ``$in``)
         result = self._collection.query(
             query_embeddings=[embedding],
             n_results=limit,

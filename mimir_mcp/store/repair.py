@@ -8,7 +8,7 @@ acknowledged change, at most without the one in flight, which was never acknowle
 memories gives a working collection. The damaged one is kept under another name, never deleted.
 
 Crash-safe like ``reindex``: the new collection is filled beside the damaged one and marked complete
-before the two are renamed, and ``MemoryStore`` finishes an interrupted switch-over when it next opens.
+before the two are renamed, and ``ChromaStore`` finishes an interrupted switch-over when it next opens.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import RepairReport
-from mimir_mcp.store.chroma import REPAIR_SUFFIX, MemoryStore, make_embedding_function
+from mimir_mcp.store.chroma import REPAIR_SUFFIX, ChromaStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ REPAIR_BATCH = 256
 
 def rebuild_from_catalogue(
     settings: StoreSettings,
-    damaged: MemoryStore,
+    damaged: ChromaStore,
     lexical: LexicalIndex,
     encode: Callable[[list[str]], np.ndarray],
     model: str,
@@ -44,7 +44,7 @@ def rebuild_from_catalogue(
     started = time.perf_counter()
     fresh_name = settings.collection + REPAIR_SUFFIX
     damaged.drop_collection(fresh_name)  # an interrupted rebuild: start again
-    fresh = MemoryStore(
+    fresh = ChromaStore(
         settings.model_copy(update={"collection": fresh_name}), make_embedding_function(encode, model), model=model
     )
     ids = sorted(lexical.ids())

@@ -38,8 +38,6 @@ def test_weak_arm_example_reproduces_the_eval_figures(tiny_beir, tmp_path, cross
     )
 
 
-
-
 @pytest.fixture(scope="module")
 def loo_run(tiny_beir, tmp_path_factory, cross_encoder_path) -> tuple[Path, list[str], str]:
     """research/fusion_loo.py run once on two copies of the tiny set: its cache, the collections, its output."""
@@ -210,7 +208,7 @@ def test_tail_calibration_example_keeps_the_default_head(tmp_path, tiny_beir, cr
         sys.path.remove(str(EXAMPLES))
     runs = pickle.loads((cache / "first.pickle").read_bytes())["runs"]
     for arms in runs.values():
-        default = tail_calibration.fuse_zscore(arms, tail_calibration.DEFAULT)
+        default = tail_calibration.fuse(arms, tail_calibration.DEFAULT)
         assert tail_calibration.tailed(arms, 1.0) == default
         for multiplier in (0.1, 100.0):
             tailed = tail_calibration.tailed(arms, multiplier, keep=3)
@@ -224,7 +222,7 @@ def test_tail_calibration_example_keeps_the_default_head(tmp_path, tiny_beir, cr
         "attainable": {"bm25": 14.0, "context": 0.0},
         "coherence": None,
     }
-    assert tail_calibration.fuse_zscore(arms, tail_calibration.DEFAULT) == ids  # the default sides with dense
+    assert tail_calibration.fuse(arms, tail_calibration.DEFAULT) == ids  # the default sides with dense
     assert tail_calibration.tailed(arms, 100.0, keep=3) == ids
     assert tail_calibration.tailed(arms, 0.01, keep=3) == ids[:3] + ids[:2:-1]
 

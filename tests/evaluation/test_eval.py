@@ -8,8 +8,8 @@ from mimir_mcp.evaluation.beir import Dataset, Document, group_by_prefix, load_d
 from mimir_mcp.evaluation.run import (
     METHODS,
     Method,
-    _fit,
     by_category,
+    fit_to_bytes,
     format_table,
     method,
     parse_methods,
@@ -72,10 +72,10 @@ async def test_run_eval_reports_every_method(tiny_beir, settings, tmp_path):
 
 
 def test_fit_cuts_at_a_character_boundary():
-    assert _fit("short", 100) == "short"
-    assert _fit("aé" * 10, 3) == "aé"  # "a" is 1 byte, "é" 2
-    assert _fit("aé" * 10, 5) == "aéa"  # the second "é" would end at byte 6: dropped, not split
-    assert _fit("ab " + "c" * 10, 3) == "ab"  # trailing space dropped
+    assert fit_to_bytes("short", 100) == "short"
+    assert fit_to_bytes("aé" * 10, 3) == "aé"  # "a" is 1 byte, "é" 2
+    assert fit_to_bytes("aé" * 10, 5) == "aéa"  # the second "é" would end at byte 6: dropped, not split
+    assert fit_to_bytes("ab " + "c" * 10, 3) == "ab"  # trailing space dropped
 
 
 @pytest.mark.anyio

@@ -58,8 +58,8 @@ def test_split_queries_holds_out_a_seeded_disjoint_slice():
     assert split_queries(queries[:3], 0.5, 12) == (queries[:3], [])
 
 
-def _dev(relevant: str, documents: list[str], rrf_scores: list[float]) -> DevQuery:
-    return DevQuery("q", {relevant: 1}, documents, documents, rrf_scores)
+def _dev(relevant: str, documents: list[str], fused_scores: list[float]) -> DevQuery:
+    return DevQuery("q", {relevant: 1}, documents, documents, fused_scores)
 
 
 def test_choose_blend_picks_the_weight_that_ranks_dev_best():

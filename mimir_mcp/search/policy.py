@@ -1,0 +1,229 @@
+"""The fusion policy: the whole decision of how search combines its arms, in one object.
+
+Which arms run for a query (dense, BM25, and BM25 reading each memory with its predecessor where the
+namespace reads as a conversation), how much each counts for this query (how far its best hit stands
+out, how fully it matches), how their lists are fused (standardized scores; RRF for comparison), and
+what the order past the head follows (the tail). Search builds one ``FusionPolicy`` from its settings
+and calls it; research/ builds variants of it in code and calls the same methods. The defaults are the
+shipped values, chosen leaving one collection out (research/NOTES.md); the scoring math they call is
+the pure functions of ``fusion``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Literal, Protocol, TypeVar
+
+from mimir_mcp.config import SearchSettings
+from mimir_mcp.lexical.analysis import count_words
+from mimir_mcp.models import SearchFusion
+from mimir_mcp.search.fusion import arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
+
+K = TypeVar("K", bound=Hashable)
+
+Arm = Literal["dense", "bm25", "context"]
+ARMS: tuple[Arm, ...] = ("dense", "bm25", "context")
+FusionMethod = Literal["zscore", "coverage", "top_z", "score_gap", "equal"]
+ContextMode = Literal["auto", "on", "off"]
+
+# Each method's exponent of an arm's coverage in its weight (``fusion.coverage_factor``); an arm not
+# named: 0, coverage ignored. ``coverage`` (RRF) was chosen on SciFact, two WordNet sets and simulated
+# weak arms; ``zscore``, leave one collection out over twelve collections.
+METHOD_COVERAGE_POWER: dict[str, dict[str, float]] = {
+    "zscore": {"dense": 1.0, "bm25": 1.0, "context": 1.0},
+    "coverage": {"dense": 3.0, "bm25": 4.0, "context": 4.0},
+}
+
+
+class NamespaceStatistics(Protocol):
+    """What the context rule reads of a namespace (``LexicalIndex`` answers both)."""
+
+    def coherence(self, namespace: str | None = None) -> float | None: ...
+
+    def mean_length(self, namespace: str | None = None) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class ContextDecision:
+    """Whether the context rule calls for the context arm on this query, and what it read: the
+    namespace's coherence and mean memory length (``None`` when not measured) and the query's words."""
+
+    runs: bool
+    coherence: float | None = None
+    mean_terms: float | None = None
+    query_words: int | None = None
+
+
+@dataclass(frozen=True)
+class FusedList(Generic[K]):
+    """The fused first-stage order, best first, with what made it: each arm's weight for this query,
+    its weight past the head (``None``: no tail) and its coverage."""
+
+    order: list[tuple[K, float]]
+    weights: dict[str, float]
+    tail_weights: dict[str, float] | None
+    coverage: dict[str, float | None]
+    context: bool  # whether the context arm was among the arms fused
+
+
+@dataclass(frozen=True)
+class FusionPolicy:
+    """How search fuses its arms; every parameter is a research knob with the shipped value as default."""
+
+    method: FusionMethod = "zscore"
+    """``zscore``: each arm's standardized scores added, weighted per query by how far its best hit stands
+    above its other candidates times its coverage. RRF weighted by the stand-out squared times coverage
+    (``coverage``), by the stand-out alone (``top_z``), by the top-1/top-10 gap (``score_gap``), or
+    plain (``equal``): comparisons kept for the lab."""
+    rrf_k: int = 10
+    """The RRF constant, for the RRF methods."""
+    dense_coverage_power: float | None = None
+    """Exponent of the dense arm's coverage (its best cosine) in its weight; ``None``: the method's own."""
+    bm25_coverage_power: float | None = None
+    """Exponent of the BM25 arms' coverage (best score over the attainable); ``None``: the method's own."""
+    dense_scale: float = 2.0
+    """Under ``zscore``, how many of BM25's standard deviations one of the dense arm's counts as: cosines
+    spread less in the tail than BM25 scores do, so a match of the same strength stands about half as
+    many deviations above the rest."""
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    """Fixed per-arm weights (the context arm takes BM25's), multiplying the per-query ones."""
+    tail_from: int | None = 10
+    """Under ``zscore``, past this many places the order follows the tail weights; ``None``: no tail."""
+    tail_dense_factor: float = 100.0
+    """The dense arm's weight past the head is this times its weight where the context arm does not run
+    (past the head the order all but follows the dense arm) ..."""
+    tail_dense_factor_context: float = 0.1
+    """... and this times it where the context arm runs (a coherent namespace: it follows the lexical
+    arms). Recall@50's bar is a floor: of the factors that meet it on every other collection, leave one
+    collection out, these are the farthest from one that fails."""
+    context: ContextMode = "auto"
+    """``auto``: the context arm runs where ``context_runs`` says; ``on``: always; ``off``: never."""
+    context_min_coherence: float = 0.05
+    """The coherence (``LexicalIndex.coherence``) from which a namespace reads as a conversation."""
+    context_max_terms: float | None = 50.0
+    """... where its memories hold at most this many terms on average (their BM25 length): turns lean on
+    the one before them; passages of prose stored in order are as coherent (0.08-0.09) but do not need
+    their predecessor. ``None``: no length test."""
+    context_query_words: int | None = 4
+    """... or, in a namespace of longer memories, for a query of at most this many words: a keyword
+    look-up ("exit status") names a topic its passage's neighbours hold, where a question in a sentence
+    matches one passage's own words. Four words: the usual line between keyword and verbose queries
+    (Bendersky and Croft, 2009), fixed before the collections that check it were built. ``None``: no
+    such exception."""
+
+    @classmethod
+    def from_settings(cls, settings: SearchSettings) -> FusionPolicy:
+        """The shipped policy under what a user may set: whether the context arm decides itself."""
+        return cls(context=settings.context)
+
+    # -- which arms run ---------------------------------------------------------------------------
+
+    def context_runs(self, coherence: float | None, mean_terms: float | None, query_words: int | None) -> bool:
+        """The context rule: under ``auto``, a namespace coherent enough (a conversation, a manual in
+        order) whose memories are short enough (turns, not passages), or whose query is short enough (a
+        keyword look-up). What a test needs unmeasured (``None``) does not pass it."""
+        if self.context != "auto":
+            return self.context == "on"
+        if coherence is None or coherence < self.context_min_coherence:
+            return False
+        limit = self.context_max_terms
+        short_memories = limit is None or (mean_terms is not None and mean_terms <= limit)
+        most_words = self.context_query_words
+        keyword_query = most_words is not None and query_words is not None and query_words <= most_words
+        return short_memories or keyword_query
+
+    def decide_context(
+        self, query: str, namespace: str | None, statistics: NamespaceStatistics | None
+    ) -> ContextDecision:
+        """``context_runs`` for ``query`` in ``namespace``, measuring the namespace only where the mode
+        needs it (its coherence costs a sample of term sets); ``statistics`` None: no lexical arm runs,
+        so nothing is measured."""
+        words = count_words(query)
+        if self.context == "off" or statistics is None:
+            return ContextDecision(False, query_words=words)
+        coherence, mean_terms = statistics.coherence(namespace), statistics.mean_length(namespace)
+        return ContextDecision(self.context_runs(coherence, mean_terms, words), coherence, mean_terms, words)
+
+    @staticmethod
+    def arms(requested: Sequence[Arm], context_runs: bool) -> tuple[Arm, ...]:
+        """The arms that run: those requested, the context arm only where the rule calls for it, or when it
+        is the one arm asked for (evaluation measures it alone)."""
+        alone = tuple(requested) == ("context",)
+        return tuple(arm for arm in ARMS if arm in requested and (arm != "context" or context_runs or alone))
+
+    # -- how much each counts, and the fusion -----------------------------------------------------
+
+    def weights(
+        self, scores: Mapping[str, Sequence[float]], coverage: Mapping[str, float | None] | None = None
+    ) -> dict[str, float]:
+        """Each arm's weight for this query from its own ranked scores and coverage (``fusion.arm_weights``),
+        times its fixed weight; ``equal`` takes the fixed weights as they are."""
+        fixed = {"dense": self.dense_weight, "bm25": self.bm25_weight, "context": self.bm25_weight}
+        if self.method == "equal":
+            return {arm: fixed[arm] for arm in scores}
+        powers = dict(METHOD_COVERAGE_POWER.get(self.method, {}))
+        if self.dense_coverage_power is not None:
+            powers["dense"] = self.dense_coverage_power
+        if self.bm25_coverage_power is not None:
+            powers.update(bm25=self.bm25_coverage_power, context=self.bm25_coverage_power)
+        zscore = self.method == "zscore"
+        return arm_weights(
+            scores,
+            fixed,
+            confidence="score_gap" if self.method == "score_gap" else "top_z",
+            z_power=1.0 if zscore else 2.0,
+            coverage=coverage,
+            coverage_power=powers,
+            scale={"dense": self.dense_scale} if zscore else None,
+        )
+
+    def tail_weights(self, weights: Mapping[str, float], context: bool) -> dict[str, float] | None:
+        """The weights past the head: the dense arm's times the tail factor of its kind of namespace;
+        ``None`` where there is no tail (the RRF methods, or ``tail_from`` None)."""
+        if self.method != "zscore" or self.tail_from is None:
+            return None
+        factor = self.tail_dense_factor_context if context else self.tail_dense_factor
+        return {arm: weight * factor if arm == "dense" else weight for arm, weight in weights.items()}
+
+    def fuse(self, arms: Mapping[str, Sequence[tuple[K, float]]], attainable: Mapping[str, float]) -> FusedList[K]:
+        """The arms' ranked (id, score) lists fused: per-query weights from each arm's scores and coverage
+        (a BM25 arm's over its ``attainable`` score), then ``zscore``'s standardized scores, past
+        ``tail_from`` places under the tail weights (``fusion.tailed_fusion``), or RRF."""
+        scores = {arm: [score for _, score in hits] for arm, hits in arms.items()}
+        coverage = arm_coverage(scores, attainable)
+        weights = self.weights(scores, coverage)
+        context = "context" in arms
+        tail_weights = self.tail_weights(weights, context)
+        if self.method != "zscore":
+            order = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=self.rrf_k, weights=weights)
+        elif tail_weights is None or self.tail_from is None:
+            order = z_fusion(arms, weights=weights)
+        else:
+            order = tailed_fusion(arms, weights=weights, tail_weights=tail_weights, head=self.tail_from)
+        return FusedList(order, weights, tail_weights, coverage, context)
+
+    # -- how it is reported -----------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """How the arms were fused, in words, for a search's message."""
+        return "standardized scores" if self.method == "zscore" else f"RRF ({self.method})"
+
+    def report(self, fused: FusedList[str], decision: ContextDecision) -> SearchFusion:
+        """The search response's account of the fusion: the method, each arm's weights and coverage, and
+        what the context rule read."""
+        return SearchFusion(
+            method=self.method,
+            rrf_k=self.rrf_k,
+            weights={arm: round(weight, 6) for arm, weight in fused.weights.items()},
+            tail_from=self.tail_from if fused.tail_weights is not None else None,
+            tail_weights=None
+            if fused.tail_weights is None
+            else {arm: round(weight, 6) for arm, weight in fused.tail_weights.items()},
+            coverage={arm: None if value is None else round(value, 6) for arm, value in fused.coverage.items()},
+            context=fused.context,
+            coherence=None if decision.coherence is None else round(decision.coherence, 6),
+            mean_terms=None if decision.mean_terms is None else round(decision.mean_terms, 2),
+            query_words=decision.query_words,
+        )

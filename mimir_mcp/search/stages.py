@@ -1,0 +1,62 @@
+"""What each stage of the search pipeline hands the next (``pipeline.SearchPipeline.run``): the arms'
+lists, the fused first stage, the ranked candidates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mimir_mcp.models import MemoryRecord
+from mimir_mcp.search.policy import ContextDecision, FusedList
+
+
+@dataclass
+class Candidate:
+    """One memory on its way through the pipeline, with the score each stage gave it."""
+
+    id: str
+    fused: float
+    rerank: float | None = None
+    blended: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The score its place was decided by: blended, else the reranker's, else the fusion's."""
+        return self.blended if self.blended is not None else self.rerank if self.rerank is not None else self.fused
+
+
+@dataclass
+class Retrieved:
+    """What the arms found, before the filter check: each arm's (id, score) list in its order."""
+
+    # The context rule's decision and what it read (unmeasured where no lexical arm ran).
+    decision: ContextDecision
+    dense: list[tuple[str, float]] = field(default_factory=list)
+    lexical: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # Each BM25 arm's attainable score for the query (its coverage scale).
+    attainable: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FirstStage:
+    """The arms after the filter check, their fusion (with each arm's weight and coverage), and the records
+    read so far (those of the head that will be reranked or shown)."""
+
+    arms: dict[str, list[tuple[str, float]]]
+    fusion: FusedList[str]
+    records: dict[str, MemoryRecord]
+
+    @property
+    def fused(self) -> list[tuple[str, float]]:
+        return self.fusion.order
+
+
+@dataclass
+class Ranked:
+    """The candidates in their order after reranking (or the hybrid's), and how that order came about."""
+
+    ordered: list[Candidate]
+    message: str
+    method: Literal["rrf_hybrid", "rrf_hybrid+rerank", "rrf_hybrid+remote_rerank"] = "rrf_hybrid"
+    reranked: int = 0
+    model: str | None = None

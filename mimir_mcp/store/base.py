@@ -1,0 +1,156 @@
+"""What the service, search, reindex and repair need from a vector store: the seam between them and Chroma.
+
+``ChromaStore`` (chroma.py) is the store of record, embedded or on a server; ``InMemoryStore``
+(in_memory.py) is exact and single-process, for unit tests of the logic above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from mimir_mcp.models import MemoryRecord, RecordFilter, RepairReport
+
+if TYPE_CHECKING:
+    from mimir_mcp.config import Settings
+    from mimir_mcp.embedding import TextEmbedder
+    from mimir_mcp.lexical.index import LexicalIndex
+
+StoreKind = Literal["embedded", "server", "in-memory"]
+
+
+class VectorStore(Protocol):
+    """Memories with their vectors: the store of record, which the catalogue and the BM25 index follow.
+
+    Every write happens inside ``writing``, which every process sharing the store serializes. Writes by
+    other processes show in ``change_token`` (cheaply, where the store can tell) and ``count``; removals and
+    changes also in ``generation``, which each ``forget`` and ``update`` moves on with ``bump_generation``.
+    """
+
+    @property
+    def kind(self) -> StoreKind:
+        """What ``status`` calls the store."""
+        ...
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        ...
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model whose vectors the store holds (``None``: not recorded yet)."""
+        ...
+
+    @property
+    def embedding_dimension(self) -> int | None: ...
+
+    @property
+    def repairable(self) -> bool:
+        """Whether this process can find a torn copy of the store's files (``damage``) and ``rebuild`` it
+        from the catalogue. A store on a server, or in memory, has no files of its own here."""
+        ...
+
+    # -- writes: inside ``writing`` ----------------------------------------------------------------
+
+    def writing(self) -> AbstractContextManager[bool]:
+        """Hold the store's write lock, shared by every process using the store, with this process's view
+        made current first; yields whether another process had written since this one last looked."""
+        ...
+
+    def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> None:
+        """Store new memories (ids already stored are left as they are)."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove memories; ids not stored are ignored."""
+        ...
+
+    def set_fields(self, record: MemoryRecord, previous: MemoryRecord) -> None:
+        """Replace a memory's tags, metadata, source, agent and times; its text and vector stay."""
+        ...
+
+    def record_dimension(self, dimension: int) -> None:
+        """Remember the vectors' dimension, when it is not recorded yet."""
+        ...
+
+    def bump_generation(self) -> None:
+        """Tell every process sharing the store that memories were removed or changed."""
+        ...
+
+    def set_created_ts(self, records: Sequence[MemoryRecord]) -> None:
+        """Record numeric creation times for memories that lack them (``missing_created_ts``)."""
+        ...
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def get(self, ids: Sequence[str]) -> list[MemoryRecord]:
+        """The memories of ``ids`` that are stored."""
+        ...
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored."""
+        ...
+
+    def all_ids(self) -> set[str]: ...
+
+    def count(self) -> int: ...
+
+    def query(self, embedding: np.ndarray, limit: int, *, where: RecordFilter | None = None) -> list[tuple[str, float]]:
+        """Nearest memories passing ``where`` as ``(id, cosine similarity)``, best first."""
+        ...
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those of ``ids`` still stored."""
+        ...
+
+    def records(self, *, embeddings: bool = False, batch: int = 1000) -> Iterator[tuple[list[MemoryRecord], Any]]:
+        """Every memory, a page at a time, with its vectors when asked (else ``None``)."""
+        ...
+
+    def updated_since(self, since: float) -> list[MemoryRecord]:
+        """Memories whose fields ``update`` changed after ``since`` (Unix seconds)."""
+        ...
+
+    def missing_created_ts(self) -> list[MemoryRecord]:
+        """Memories stored before creation times were recorded as numbers (time filters need them)."""
+        ...
+
+    # -- other processes' writes -------------------------------------------------------------------
+
+    def generation(self) -> str | None:
+        """Changes whenever any process removes or changes a memory."""
+        ...
+
+    def change_token(self) -> Hashable | None:
+        """Something every write changes, whichever process makes it, and reads do not, cheap to take;
+        ``None`` when the store cannot tell (then other processes' writes are looked for on a timer)."""
+        ...
+
+    def catch_up(self) -> Hashable | None:
+        """Take in other processes' writes now (under the write lock); returns ``change_token`` as of
+        that moment, the token that means "nothing new since"."""
+        ...
+
+    # -- repair: only where ``repairable`` ---------------------------------------------------------
+
+    def damage(self) -> str | None:
+        """Why the store's files cannot be read, or ``None`` when they can. Under ``writing``."""
+        ...
+
+    def rebuild(
+        self, lexical: LexicalIndex, encode: Callable[[list[str]], np.ndarray], model: str, reason: str
+    ) -> RepairReport:
+        """Replace the unreadable store with one holding every memory of the catalogue, embedded again with
+        ``encode`` (``model``'s vectors). Under ``writing``; the caller opens the store again afterwards."""
+        ...
+
+
+StoreFactory = Callable[["Settings", "TextEmbedder"], VectorStore]
+"""Opens the configured store for a service, given the embedder its vectors come from (blocking)."""
