@@ -9,6 +9,7 @@ as the seed documents describe them.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -340,3 +341,18 @@ class Settings(BaseSettings):
     def model_cache_dir(self) -> str | None:
         """sentence-transformers' own cache variable, passed through so the seed's setting keeps working."""
         return os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """``MIMIR_*`` variables that name no setting (a typo, or a setting this version no longer has), which
+    the settings themselves ignore: the server warns of them so a variable that does nothing is not trusted."""
+    groups = {name: field.annotation for name, field in Settings.model_fields.items()}
+    unknown = []
+    for variable in sorted(environ):
+        if not variable.startswith("MIMIR_"):
+            continue
+        group, _, field = variable[len("MIMIR_") :].lower().partition("_")
+        model = groups.get(group)
+        if not (isinstance(model, type) and issubclass(model, BaseModel) and field in model.model_fields):
+            unknown.append(variable)
+    return unknown

@@ -6,7 +6,7 @@ configured limit); the types here fix only the shape.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
@@ -113,6 +113,25 @@ class MemoryOut(BaseModel):
     updated_at: str | None = Field(default=None, description="When `update` last changed it; null if never.")
     supersedes: str | None = None
     metadata: dict[str, MetadataValue]
+
+    @classmethod
+    def shown(cls, record: MemoryRecord, text: str, **extra: Any) -> Self:
+        """``record`` with ``text`` as the part of it shown: the whole text, its beginning or a snippet."""
+        return cls(
+            id=record.id,
+            text=text,
+            truncated=len(text) < len(record.text),
+            text_chars=len(record.text),
+            namespace=record.namespace,
+            tags=record.tags,
+            source=record.source,
+            agent=record.agent,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            supersedes=record.supersedes,
+            metadata=record.metadata,
+            **extra,
+        )
 
 
 class ListResponse(BaseModel):

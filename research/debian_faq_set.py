@@ -1,7 +1,7 @@
 """Build a BEIR-format retrieval set from Debian's own manuals: answer a question of the Debian FAQ from
 the FAQ and the Debian Reference together, stored in reading order. The same shape as
 ``python_faq_set.py`` (plain questions against passages of prose stored in order) from another source,
-so that leaving one collection out has two of that shape (docs/retrieval-quality.md, "How the defaults
+so that leaving one collection out has two of that shape (research/NOTES.md, "How the defaults
 were chosen").
 
 The corpus is every section of the plain-text FAQ and Debian Reference that the ``debian-faq`` and

@@ -1,6 +1,6 @@
 """Build a BEIR-format retrieval set from Debian's package descriptions: find a package by its
 one-line synopsis. A collection unlike SciFact and WordNet, used to check fusion defaults that were
-chosen without it (docs/retrieval-quality.md, "How the defaults were chosen").
+chosen without it (research/NOTES.md, "How the defaults were chosen").
 
 Each document is a package, titled by its name, with its long description as text; each query is a
 package's synopsis (``git``: "fast, scalable, distributed revision control system"). Packages whose

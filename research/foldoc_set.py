@@ -1,6 +1,6 @@
 """Build a BEIR-format retrieval set from FOLDOC, the Free On-line Dictionary of Computing: find a
 computing term by the first sentence of its entry. A collection of long encyclopedic entries on a
-technical vocabulary, used to check fusion defaults that were chosen without it (docs/retrieval-quality.md, "How the
+technical vocabulary, used to check fusion defaults that were chosen without it (research/NOTES.md, "How the
 defaults were chosen").
 
 Each document is an entry, titled by its headword (``Pascal``), with the rest of the entry as text

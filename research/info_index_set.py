@@ -2,7 +2,7 @@
 passage a manual's own index points to. Short phrases a reader looks up ("exit status", "context
 lines, changing") against passages of technical prose stored in reading order: a back-of-book index,
 written by each manual's authors, used to check fusion defaults that were chosen without it
-(docs/retrieval-quality.md, "How the defaults were chosen").
+(research/NOTES.md, "How the defaults were chosen").
 
 The corpus is every node of every manual (``coreutils``, ``sed``, ``grep``, ``gettext``, ``wget`` and
 the rest under /usr/share/info; Python's own manual left out: the Python sets come from it), index

@@ -1,6 +1,6 @@
 """Build a BEIR-format retrieval set from manual pages: find a page by the one-line summary of its
 NAME section. A collection of technical reference text, used to check fusion defaults that were
-chosen without it (docs/retrieval-quality.md, "How the defaults were chosen").
+chosen without it (research/NOTES.md, "How the defaults were chosen").
 
 Each document is a page, titled by the names its NAME line lists and its section (``cp (1)``), with
 its DESCRIPTION section as text (cut to about 2,000 characters); each query is the summary the NAME

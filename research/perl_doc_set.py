@@ -6,7 +6,7 @@ long passages in reading order, told apart only by their queries:
 - ``--kind faq``: answer a question of the Perl FAQ (``perlfaq1`` to ``perlfaq9``, "How do I ...?") from
   the documentation's prose: plain-sentence questions, the shape of the Python FAQ set.
 
-Built after the context arm's keyword-query rule was fixed (docs/retrieval-quality.md, "Keyword
+Built after the context arm's keyword-query rule was fixed (research/NOTES.md, "Keyword
 queries") to check it on collections that played no part in it.
 
 The corpus is every POD under the folder except the release notes (``perl5*delta``, ``perldelta``) and

@@ -1,7 +1,7 @@
 """Build a BEIR-format retrieval set from Python's documentation: answer a question of its FAQ from the
 prose of the whole documentation. Questions asked in plain words against passages of prose, the shape
 of web-search question answering (MS MARCO), used to check fusion defaults that were chosen without it
-(docs/retrieval-quality.md, "How the defaults were chosen").
+(research/NOTES.md, "How the defaults were chosen").
 
 The corpus is every section of the reStructuredText sources that Debian's ``python3-doc`` installs,
 outside the library and C API references (those are API entries, the Python reference set's shape):

@@ -1,6 +1,6 @@
 """Build a BEIR-format retrieval set from the Python library reference: find a function, class,
 method or attribute by the first sentence of its documentation. A collection of API documentation,
-used to check fusion defaults that were chosen without it (docs/retrieval-quality.md, "How the defaults were chosen").
+used to check fusion defaults that were chosen without it (research/NOTES.md, "How the defaults were chosen").
 
 Each document is one documented object, titled by its qualified name and parameters
 (``shutil.copyfile(src, dst, *, follow_symlinks=True)``), with the rest of its description as text

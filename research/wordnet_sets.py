@@ -1,5 +1,5 @@
 """Build BEIR-format retrieval sets from Princeton WordNet 3.0, for checking fusion on collections
-other than SciFact (docs/retrieval-quality.md, "How the defaults were chosen").
+other than SciFact (research/NOTES.md, "How the defaults were chosen").
 
 WordNet comes from Debian's ``wordnet-base`` package (``apt-get install wordnet-base``, or
 ``apt-get download wordnet-base && dpkg-deb -x wordnet-base_*.deb wn`` without root, then

@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from mimir_mcp.cli.serve import build_parser, settings_overrides
-from mimir_mcp.config import DEFAULT_RERANKER_MODEL, Settings
+from mimir_mcp.config import DEFAULT_RERANKER_MODEL, Settings, unknown_environment
 from mimir_mcp.embedding import bundled_minilm_path, resolve_model
 
 
@@ -173,3 +173,17 @@ def test_former_settings_left_in_the_environment_are_ignored(clean_env):
     assert [name for group, name in former.items() if name in dumped[group]] == []
     assert "min_candidates" not in dumped["reranker"] and "max_forget_ids_shown" not in dumped["limits"]
     assert (WRITE_DUTY, MIN_CANDIDATES, MAX_INPUT_DEPTH, MAX_FORGET_IDS_SHOWN) == (0.2, 10, 8, 1000)
+
+
+def test_unknown_environment_names_the_variables_that_do_nothing():
+    """A MIMIR_* variable that names no setting (a typo, or one this version dropped) is ignored by the
+    settings; the server warns of it by name."""
+    environ = {
+        "MIMIR_SEARCH_CONTEXT": "on",  # a setting
+        "MIMIR_STORE_DATA_DIR": "/tmp/x",  # a setting
+        "MIMIR_SEARCH_FUSION": "equal",  # a research knob, not a setting
+        "MIMIR_RERANKER_MODLE": "x",  # a typo
+        "MIMIR_NOPE": "1",  # no such group
+        "HF_HUB_OFFLINE": "1",  # not ours
+    }
+    assert unknown_environment(environ) == ["MIMIR_NOPE", "MIMIR_RERANKER_MODLE", "MIMIR_SEARCH_FUSION"]

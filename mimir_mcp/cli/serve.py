@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--auth-tokens-file",
         help="JSON or TOML file of bearer tokens and their namespaces "
-        "(or MIMIR_AUTH_TOKENS; see docs/configuration.md).",
+        "(or MIMIR_AUTH_TOKENS; see docs/operations.md).",
     )
     parser.add_argument(
         "--allow-unauthenticated",
@@ -174,7 +174,7 @@ def serve_main(argv: Sequence[str]) -> int:
 
     from pydantic import ValidationError
 
-    from mimir_mcp.config import Settings
+    from mimir_mcp.config import Settings, unknown_environment
 
     try:
         settings = Settings(**settings_overrides(args))
@@ -182,6 +182,8 @@ def serve_main(argv: Sequence[str]) -> int:
         print(f"mimir-mcp: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.server.log_level)
+    for variable in unknown_environment(os.environ):
+        logger.warning("%s names no setting and is ignored (docs/configuration.md lists them)", variable)
 
     from mimir_mcp.server.access import ExposureError, TokenConfigError, check_exposure, load_tokens
 

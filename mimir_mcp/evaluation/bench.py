@@ -1,5 +1,5 @@
 """``mimir-mcp bench``: speed and memory figures, each beside its baseline measured in the same run on
-the same inputs and weights. Figures, not assertions: docs/benchmarks.md's table comes from here."""
+the same inputs and weights. Figures, not assertions: docs/quality-and-speed.md's speed table comes from here."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ stores ``memories`` memories, then runs ``clients`` MCP sessions for ``duration`
 to back, while one more session calls ``status`` every half second. It reports throughput, latency
 percentiles per operation, errors, the server's RSS, how the reranked searches were served (in full,
 trimmed under load, or in the hybrid's order), and whether every acknowledged write can be read back.
-Figures, not assertions: the load table of docs/benchmarks.md comes from here.
+Figures, not assertions: the load table of docs/quality-and-speed.md comes from here.
 """
 
 from __future__ import annotations

@@ -450,18 +450,6 @@ def _hit(record: MemoryRecord, item: Candidate, scores: HitScores, request: Sear
     text = record.text
     if request.max_chars is not None and len(text) > request.max_chars:
         text = snippet(text, request.query, request.max_chars)
-    return Hit(
-        id=record.id,
-        text=text,
-        truncated=len(text) < len(record.text),
-        text_chars=len(record.text),
-        namespace=record.namespace,
-        tags=record.tags,
-        source=record.source,
-        agent=record.agent,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        metadata=record.metadata,
-        score=item.score if item.rerank is not None else round(item.fused, 8),
-        scores=scores,
+    return Hit.shown(
+        record, text, score=item.score if item.rerank is not None else round(item.fused, 8), scores=scores
     )

@@ -270,7 +270,7 @@ def check_exposure(settings: Settings, tokens: list[Token]) -> str | None:
         raise ExposureError(
             f"refusing to serve {where} without authentication: anyone who can reach that address could read, "
             "change and forget every memory. Set MIMIR_AUTH_TOKENS or MIMIR_AUTH_TOKENS_FILE (see "
-            "docs/configuration.md, 'Exposing the server'), bind 127.0.0.1, or pass --allow-unauthenticated to "
+            "docs/operations.md, 'Exposing the server'), bind 127.0.0.1, or pass --allow-unauthenticated to "
             "accept the risk."
         )
     return (

@@ -8,23 +8,8 @@ from mimir_mcp.models import MemoryOut, MemoryRecord
 def memory_out(record: MemoryRecord, max_chars: int | None) -> MemoryOut:
     """A record as ``list``, ``get`` and ``update`` show it; with ``max_chars``, a longer text is cut at a word."""
     text = record.text
-    truncated = max_chars is not None and len(text) > max_chars
-    if truncated:
-        assert max_chars is not None
+    if max_chars is not None and len(text) > max_chars:
         cut = text[: max_chars - 1]
         space = cut.rfind(" ")
         text = (cut[:space] if space > max_chars // 2 else cut).rstrip() + "…"
-    return MemoryOut(
-        id=record.id,
-        text=text,
-        truncated=truncated,
-        text_chars=len(record.text),
-        namespace=record.namespace,
-        tags=record.tags,
-        source=record.source,
-        agent=record.agent,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-        supersedes=record.supersedes,
-        metadata=record.metadata,
-    )
+    return MemoryOut.shown(record, text)

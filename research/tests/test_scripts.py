@@ -184,7 +184,7 @@ def test_debian_packages_example_builds_a_beir_folder(tmp_path, cross_encoder_pa
 
 
 def test_tail_calibration_example_keeps_the_default_head(tmp_path, tiny_beir, cross_encoder_path, loo_run, embedder):
-    """research/tail_calibration.py (docs/retrieval-quality.md, "Can a store calibrate its own tail?") reads
+    """research/tail_calibration.py (research/NOTES.md, "Can a store calibrate its own tail?") reads
     fusion_loo.py's cache: at m = 1 its list is the default fusion's, at any m the default's top 10 stay
     and only the order below them moves; pseudo-queries come only from memories of two sentences or more."""
     import pickle
