@@ -152,7 +152,7 @@ async def test_a_search_whose_first_candidates_are_cached_scores_only_the_rest()
     assert (await rerank_or_fallback(cached, QUERY, texts[:3], queue)).scores == [0.5] * 3  # type: ignore[arg-type]
     assert slow.calls == [3]
     # The next search's first three are cached and cost nothing. With 0.05 s left of its deadline only they
-    # fit: they are its whole head, answered from the cache (a head of free pairs used to divide by zero).
+    # fit: they are its whole head, answered from the cache (a head of free pairs must not divide by zero).
     head = await rerank_or_fallback(cached, QUERY, texts, queue, deadline_s=0.05)  # type: ignore[arg-type]
     assert head.scores == [0.5] * 3 and head.admission is not None and head.admission.count == 3
     assert slow.calls == [3]

@@ -386,7 +386,7 @@ async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_facto
 
 
 async def test_long_memories_are_shown_as_snippets(client: Client, settings):
-    """One 30 KB memory used to make a 30 KB answer; a default search now stays a few KB."""
+    """A 30 KB memory does not make a 30 KB answer: a default search stays a few KB."""
     filler = "Notes from the weekly sync: the team reviewed open tickets and agreed on next steps. "
     key = "The canary rollout of the billing service is paused until the Postgres failover drill passes."
     long_text = (filler * 175 + key + " " + filler * 175).strip()

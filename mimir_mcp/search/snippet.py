@@ -1,8 +1,8 @@
 """Snippets: the part of a long memory a search hit shows.
 
-A hit used to carry the memory's whole text, so one 30 KB memory made a 30 KB answer to a one-line
-question. A hit now shows at most ``max_chars`` characters: the window that holds the most query
-terms, matched by the BM25 analyzer (``lexical.tokenize`` and ``lexical.stem``, so "deploying"
+A whole 30 KB memory in every hit would make a 30 KB answer to a one-line question, so a hit shows at
+most ``max_chars`` characters: the window that holds the most query
+terms, matched by the BM25 analyzer (``lexical.analysis.tokenize`` and ``stem``, so "deploying"
 matches "deploy" and case does not matter), cut at word boundaries, with "…" where text was cut.
 """
 
