@@ -46,6 +46,18 @@ SHARED = REPO.parent / "shared"
 REAL_FIXTURES = frozenset({"cross_encoder_path", "embedder", "reranker", "chroma_server", "http_server"})
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """Workers for ``-n auto`` (pyproject's default): one per core, at most 4, as much of the integration suite
+    waits on server processes starting and on models loading; none for a run that leaves the integration
+    tests out, which is faster in one process. PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    if "not integration" in (config.option.markexpr or ""):
+        return 0
+    cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(cores, 4)
+
+
 # Session fixtures that start a server process, each one xdist group: one worker runs every test that
 # uses it, so the process starts once.
 SHARED_SERVERS = ("http_server",)

@@ -64,6 +64,7 @@ def hub_online(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+@pytest.mark.integration  # sentence-transformers' own loading code, against a stand-in hub
 @pytest.mark.anyio
 async def test_an_uncached_hub_model_fails_at_once_when_the_hub_cannot_be_reached(hub_online):
     """Offline, the default reranker fails in seconds (the download's retries took 51 s) and says how to fix it."""

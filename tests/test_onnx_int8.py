@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
-from sentence_transformers import CrossEncoder
 
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.rerank import LocalCrossEncoder
@@ -43,6 +41,8 @@ def int8_path(cross_encoder_path, onnx_cache):
 
 @pytest.mark.anyio
 async def test_server_reranker_switches_to_int8_once_built(cross_encoder_path, onnx_cache):
+    from sentence_transformers import CrossEncoder  # here, not at the top: a unit run never loads torch
+
     reranker = LocalCrossEncoder(
         RerankerSettings(model=str(cross_encoder_path), backend="onnx-int8"), onnx_cache_dir=onnx_cache
     )
@@ -57,6 +57,9 @@ async def test_server_reranker_switches_to_int8_once_built(cross_encoder_path, o
 
 
 def test_int8_scores_track_the_torch_model(cross_encoder_path, int8_path):
+    from scipy.stats import kendalltau
+    from sentence_transformers import CrossEncoder
+
     pairs = [(QUERY, text) for text in TEXTS]
     torch_scores = CrossEncoder(str(cross_encoder_path), device="cpu").predict(pairs, batch_size=32)
     fast = OnnxInt8CrossEncoder(cross_encoder_path, int8_path, max_length=512)

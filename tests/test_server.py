@@ -8,7 +8,6 @@ import math
 
 import pytest
 from mcp import Client
-from sentence_transformers import CrossEncoder
 
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.rerank import LocalCrossEncoder
@@ -87,6 +86,8 @@ async def test_remember_search_rerank_status(client: Client, cross_encoder_path)
 
 
 async def test_search_order_follows_the_cross_encoder(client: Client, cross_encoder_path):
+    from sentence_transformers import CrossEncoder  # here: a unit run never loads torch
+
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "database server"
     found = await call(client, "search", {"query": query, "top_k": 5})
@@ -98,6 +99,8 @@ async def test_search_order_follows_the_cross_encoder(client: Client, cross_enco
 
 
 async def test_rerank_tool_orders_by_score_with_top_k_and_min_score(client: Client, cross_encoder_path):
+    from sentence_transformers import CrossEncoder  # here: a unit run never loads torch
+
     documents = [FACTS[0], {"id": "tabs", "text": FACTS[1]}, FACTS[2], {"id": "oncall", "text": FACTS[3]}]
     full = await call(client, "rerank", {"query": "who likes tabs", "documents": documents})
     model = CrossEncoder(str(cross_encoder_path), device="cpu")

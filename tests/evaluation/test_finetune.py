@@ -1,7 +1,6 @@
 """`mimir-mcp finetune-reranker` on a tiny slice: real mining, real CrossEncoderTrainer, a model that loads."""
 
 import pytest
-from sentence_transformers import CrossEncoder
 
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.evaluation.finetune import (
@@ -21,6 +20,8 @@ from ..conftest import run_cli
 
 @pytest.mark.anyio
 async def test_finetune_saves_a_model_the_server_loads(tiny_beir, settings, tmp_path):
+    from sentence_transformers import CrossEncoder  # here, not at the top: a unit run never loads torch
+
     output = tmp_path / "reranker"
     plan = TrainingPlan(epochs=1, hard_negatives=2, random_negatives=1, batch_size=8, max_length=64)
     report = await run_finetune(tiny_beir, output, settings=settings, plan=plan)
