@@ -8,8 +8,9 @@ left. The worker (``tests/durability_worker.py``) reports each operation before 
 with what it would change) and once it has returned ("ack"), and every write to Chroma and to the
 catalogue in between, so the test knows which changes were acknowledged and where each kill landed.
 
-The kill test takes about 40 s (20 workers, each starting in about a second with the hash
-embedding). ``DURABILITY_SEED`` replays a run's choices of operations (the kill times still vary);
+The kill test kills 12 workers (``DURABILITY_TRIALS``; each starts in about a second with the hash
+embedding, and each run draws a new seed, so runs together cover more kill points).
+``DURABILITY_SEED`` replays a run's choices of operations (the kill times still vary);
 ``DURABILITY_EMBEDDER=real`` runs the worker and the checks with the real bi-encoder instead of the
 hash embedding (slower: each worker then loads the model).
 """
@@ -42,7 +43,7 @@ from tests.durability_worker import NAMESPACE, HashEmbedder, worker_settings
 
 pytestmark = pytest.mark.integration  # worker processes killed mid-write, and Chroma on disk
 
-TRIALS = 20
+TRIALS = int(os.environ.get("DURABILITY_TRIALS", "12"))
 SEED_MEMORIES = 300
 READY_TIMEOUT_S = 120.0
 # Operations take ~0.03-0.2 s each (with the worker's stalls after Chroma writes): a kill up to this

@@ -2,9 +2,11 @@
 across processes, each process seeing the others' writes at its next search, and the ONNX copies built
 once when several processes start together on a fresh cache.
 
-The 3 × 500 test drives ``tests/multiprocess_worker.py`` processes with the hash embedding (a worker
-starts in about a second); the two-server test runs real stdio servers with the real bi-encoder,
-through MCP clients. ``MULTIPROCESS_MEMORIES`` sets the memories per worker (500).
+The 3 × 340 test drives ``tests/multiprocess_worker.py`` processes with the hash embedding (a worker
+starts in about a second): 1,070 memories in all, past the 1,000 adds after which Chroma writes its
+vector index to disk, so the restart check reads an index Chroma persisted while the others wrote. The
+two-server test runs real stdio servers with the real bi-encoder, through MCP clients.
+``MULTIPROCESS_MEMORIES`` sets the memories per worker (340).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tests.multiprocess_worker import own_texts, shared_texts
 from tests.test_durability import close_service, open_service
 
 WORKERS = 3
-PER_WORKER = int(os.environ.get("MULTIPROCESS_MEMORIES", "500"))
+PER_WORKER = int(os.environ.get("MULTIPROCESS_MEMORIES", "340"))
 SHARED = 50  # texts every worker stores: each must be stored once, and reported new to one worker
 STEP_TIMEOUT_S = 300.0
 
@@ -82,8 +84,8 @@ class Worker:
 
 
 @pytest.mark.integration  # worker processes
-def test_three_processes_store_500_memories_each_at_once(tmp_path: Path) -> None:
-    """3 processes × 500 memories (plus 50 texts all three store) at once on a fresh data dir: every
+def test_three_processes_store_their_memories_at_once(tmp_path: Path) -> None:
+    """3 processes × PER_WORKER memories (plus 50 texts all three store) at once on a fresh data dir: every
     memory stored exactly once, each shared text reported new to exactly one process, every process
     finds the others' memories in both arms at its next search, and after a restart Chroma, the
     catalogue and the BM25 index hold the same ids, each memory's vector found by its own query."""
