@@ -63,6 +63,11 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 SHARED_SERVERS = ("http_server",)
 
 
+# The modules of the longest tests (a minute or more of worker processes), run first: the workers take tests
+# in collection order, so the short ones fill in at the end and the workers finish together.
+LONGEST_FIRST = ("test_multiprocess.py", "test_durability.py", "test_bench.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -72,6 +77,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in SHARED_SERVERS:
             if name in fixtures:
                 item.add_marker(pytest.mark.xdist_group(name))
+
+    def start(item: pytest.Item) -> int:
+        name = item.path.name
+        if name in LONGEST_FIRST:
+            return LONGEST_FIRST.index(name)
+        return len(LONGEST_FIRST) + (item.get_closest_marker("integration") is None)
+
+    items.sort(key=start)  # stable: collection order within each rank
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -3,7 +3,8 @@
 step on a line from the test on stdin:
 
 - ``go``: remembers its own texts and the texts every worker shares, one ``remember`` call each, in an
-  order of its own, and answers ``{"ev": "stored", "results": [[id, deduplicated], ...]}``;
+  order of its own, ``IN_FLIGHT`` calls at a time, and answers
+  ``{"ev": "stored", "results": [[id, deduplicated], ...]}``;
 - ``{"check": [texts]}``: searches for each text (the dense arm alone, then BM25 alone) and answers
   with the ids each arm found first, and its own counts of Chroma, the catalogue and the BM25 index;
 - ``quit``: closes the store and exits.
@@ -26,6 +27,9 @@ from mimir_mcp.models import MemoryInput
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from tests.durability_worker import WORDS, HashEmbedder, worker_settings
+
+# remember calls each worker has in flight at once
+IN_FLIGHT = 8
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -66,9 +70,11 @@ async def run(args: argparse.Namespace) -> None:
         command = line.strip()
         if command == "go":
             results = []
-            for memory in texts:
-                response = await service.remember([MemoryInput(text=memory)])
-                results.append([response.ids[0], response.results[0].deduplicated])
+            for start in range(0, len(texts), IN_FLIGHT):
+                # a few agents' calls at once, as a shared server sees them: the group commit joins them
+                calls = [service.remember([MemoryInput(text=memory)]) for memory in texts[start : start + IN_FLIGHT]]
+                for response in await asyncio.gather(*calls):
+                    results.append([response.ids[0], response.results[0].deduplicated])
             emit({"ev": "stored", "results": results})
         elif command.startswith("{"):
             queries = json.loads(command)["check"]
