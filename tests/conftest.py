@@ -115,6 +115,21 @@ def fake_service(fake_settings: Settings) -> Iterator[MemoryService]:
     service.close()
 
 
+def on_fakes() -> tuple[Any, Any]:
+    """For a test module of logic: ``settings_on_fakes, service_on_fakes = on_fakes()`` at its top makes its
+    ``settings``, ``service`` and so ``client`` those of the in-memory store and the hashing embedder."""
+
+    @pytest.fixture(name="settings")
+    def settings_on_fakes(fake_settings: Settings) -> Settings:
+        return fake_settings
+
+    @pytest.fixture(name="service")
+    def service_on_fakes(fake_service: MemoryService) -> MemoryService:
+        return fake_service
+
+    return settings_on_fakes, service_on_fakes
+
+
 @pytest.fixture
 async def fake_client(fake_settings: Settings, fake_service: MemoryService) -> AsyncIterator[Client]:
     """An in-memory MCP client of the server built on ``fake_service``: the tools' validation and answers."""

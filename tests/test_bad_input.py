@@ -10,21 +10,14 @@ from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.store.in_memory import open_in_memory
 
-from .conftest import call, call_error
+from .conftest import call, call_error, on_fakes
 
 pytestmark = pytest.mark.anyio
 
 
 # Validation is logic: it runs on the in-memory store and the hashing embedder, and conftest's ``client`` is
 # built on these two.
-@pytest.fixture
-def settings(fake_settings: Settings) -> Settings:
-    return fake_settings
-
-
-@pytest.fixture
-def service(fake_service: MemoryService) -> MemoryService:
-    return fake_service
+settings_on_fakes, service_on_fakes = on_fakes()
 
 SEED = ["Keep API keys in the vault, never in git.", "The CI pipeline runs on every pull request."]
 

@@ -8,24 +8,16 @@ from datetime import UTC, datetime
 import pytest
 from mcp import Client
 
-from mimir_mcp.config import Settings
 from mimir_mcp.models import MemoryRecord
 from mimir_mcp.service.memory import MemoryService, dedup_key
-from tests.conftest import call, call_error
+from tests.conftest import call, call_error, on_fakes
 
 pytestmark = pytest.mark.anyio
 
 
 # Managing memories is logic: it runs on the in-memory store and the hashing embedder, and conftest's ``client`` is
 # built on these two.
-@pytest.fixture
-def settings(fake_settings: Settings) -> Settings:
-    return fake_settings
-
-
-@pytest.fixture
-def service(fake_service: MemoryService) -> MemoryService:
-    return fake_service
+settings_on_fakes, service_on_fakes = on_fakes()
 
 
 async def remember(client: Client, *texts: str, **fields) -> list[str]:

@@ -16,27 +16,18 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
-from mimir_mcp.config import Settings
 from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.server import resources as resources_module
 from mimir_mcp.server.resources import memory_uri, parse_uri
-from mimir_mcp.service.memory import MemoryService
 
-from .conftest import call, call_error
+from .conftest import call, call_error, on_fakes
 
 pytestmark = pytest.mark.anyio
 
 
 # Listing, reading and paging are logic: they run on the in-memory store and the hashing embedder, and
 # conftest's ``client`` is built on these two. The notifications go through a real server process.
-@pytest.fixture
-def settings(fake_settings: Settings) -> Settings:
-    return fake_settings
-
-
-@pytest.fixture
-def service(fake_service: MemoryService) -> MemoryService:
-    return fake_service
+settings_on_fakes, service_on_fakes = on_fakes()
 
 
 async def _remember(client: Client, texts: list[str], namespace: str, agent: str = "scout") -> list[str]:
