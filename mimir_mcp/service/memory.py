@@ -14,7 +14,7 @@ import anyio.to_thread
 
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import Embedder, TextEmbedder
-from mimir_mcp.errors import InvalidInputError, NotFoundError
+from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import (
     ForgetResponse,
@@ -142,20 +142,9 @@ class MemoryService:
         ``confirm``). The store first, then the catalogue and the index, under the write lock; a crash in
         between is repaired by the next reconcile, which follows the store. An id outside the scope reads as
         one never stored."""
-        if ids is None:
-            return await self.writes.forget(
-                None, None if where is None else scope.confine(where), confirm=confirm, dry_run=dry_run
-            )
-        hidden = await self._hidden(ids, scope)
-        shown = [memory_id for memory_id in ids if memory_id not in hidden]
-        response = await self.writes.forget(shown, None, confirm=confirm, dry_run=dry_run)
-        if not hidden:
-            return response
-        # Out of scope reads as never stored, in the same place and words.
-        absent = set(response.not_found) | hidden
-        not_found = [memory_id for memory_id in dict.fromkeys(ids) if memory_id in absent]
-        message = response.message.split("; ")[0] + f"; {len(not_found)} ids were not stored"
-        return response.model_copy(update={"not_found": not_found, "message": message})
+        return await self.writes.forget(
+            ids, None if where is None else scope.confine(where), confirm=confirm, dry_run=dry_run, scope=scope
+        )
 
     async def update(
         self,
@@ -173,12 +162,7 @@ class MemoryService:
         catalogue and the index; a crash between the two store writes leaves both, and the next
         reconcile, finding the new memory missing from the catalogue, drops the superseded one. A token's
         change is signed with its name; a memory outside its scope reads as one never stored."""
-        if scope.name is not None:
-            current = (await self.get([memory_id], max_chars=None)).memories
-            if not current or not scope.allows(current[0].namespace):
-                raise NotFoundError(f"id: no memory {memory_id!r} is stored (it may have been forgotten)")
-            metadata = scope.signed(current[0].metadata if metadata is None else metadata)
-        return await self.writes.update(memory_id, text=text, tags=tags, metadata=metadata)
+        return await self.writes.update(memory_id, text=text, tags=tags, metadata=metadata, scope=scope)
 
     def import_records(self, records: list[MemoryRecord]) -> set[str]:
         """Store exported records as they are (ids, times and all); ids already stored are skipped.
@@ -280,14 +264,6 @@ class MemoryService:
             memories=[memory_out(found[memory_id], max_chars) for memory_id in shown],
             not_found=[memory_id for memory_id in ids if memory_id not in set(shown)],
         )
-
-    async def _hidden(self, ids: list[str], scope: Scope) -> set[str]:
-        """The ids among ``ids`` stored in namespaces outside the scope."""
-        if not scope.confined:
-            return set()
-        backend = await self.loader.synced()
-        found = await anyio.to_thread.run_sync(backend.lexical.get, list(dict.fromkeys(ids)))
-        return {memory_id for memory_id, record in found.items() if not scope.allows(record.namespace)}
 
     def export_records(self, namespace: str | None = None, page: int = 1000) -> Iterator[MemoryRecord]:
         """Every memory (of ``namespace``, or all), oldest first, as stored: blocking, for the CLI."""

@@ -30,6 +30,7 @@ from mimir_mcp.models import (
 )
 from mimir_mcp.service.loading import Backend, StoreLoader
 from mimir_mcp.service.records import memory_out
+from mimir_mcp.service.scope import OWNER, Scope
 from mimir_mcp.service.status import StatusBoard
 from mimir_mcp.service.sync import StoreSync
 from mimir_mcp.store.group_commit import GroupCommit
@@ -199,8 +200,9 @@ class Writes:
     # -- forget ------------------------------------------------------------------------------------
 
     async def forget(
-        self, ids: list[str] | None, where: RecordFilter | None, *, confirm: bool, dry_run: bool
+        self, ids: list[str] | None, where: RecordFilter | None, *, confirm: bool, dry_run: bool, scope: Scope = OWNER
     ) -> ForgetResponse:
+        """``where`` is already confined to ``scope``; an id stored outside it reads as one never stored."""
         backend = await self._loader.synced()
         store, lexical = backend.store, backend.lexical
         limits = self._settings.limits
@@ -211,7 +213,11 @@ class Writes:
                 not_found: list[str] = []
                 if ids is not None:
                     wanted = list(dict.fromkeys(ids))
-                    present = lexical.get(wanted)
+                    present = {
+                        memory_id: record
+                        for memory_id, record in lexical.get(wanted).items()
+                        if scope.allows(record.namespace)
+                    }
                     matched = [memory_id for memory_id in wanted if memory_id in present]
                     not_found = [memory_id for memory_id in wanted if memory_id not in present]
                 else:
@@ -258,21 +264,26 @@ class Writes:
         text: str | None,
         tags: list[str] | None,
         metadata: dict[str, MetadataValue] | None,
+        scope: Scope = OWNER,
     ) -> UpdateResponse:
+        """A memory outside ``scope`` reads as one never stored; a token's change is signed with its name."""
         backend = await self._loader.synced()
         store, lexical = backend.store, backend.lexical
 
         def run() -> UpdateResponse:
             with self._sync.writing(store, lexical):
                 old = lexical.get([memory_id]).get(memory_id)
-                if old is None:
+                if old is None or not scope.allows(old.namespace):
                     raise NotFoundError(f"id: no memory {memory_id!r} is stored (it may have been forgotten)")
+                wanted_metadata = metadata
+                if scope.name is not None:
+                    wanted_metadata = scope.signed(old.metadata if metadata is None else metadata)
                 changes: dict[str, object] = {"updated_at": _now()}
                 changed = []
                 if tags is not None and tags != old.tags:
                     changes["tags"], changed = tags, [*changed, "tags"]
-                if metadata is not None and metadata != old.metadata:
-                    changes["metadata"], changed = metadata, [*changed, "metadata"]
+                if wanted_metadata is not None and wanted_metadata != old.metadata:
+                    changes["metadata"], changed = wanted_metadata, [*changed, "metadata"]
                 new_id = memory_id if text is None else dedup_key(old.namespace, text)
                 if new_id == memory_id:
                     if text is not None and text != old.text:
