@@ -36,10 +36,11 @@ def add_store_arguments(parser: argparse.ArgumentParser, *, embedding_help: str)
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="(default: WARNING)")
 
 
-def store_command_settings(args: argparse.Namespace, prog: str) -> Settings | None:
+def store_command_settings(args: argparse.Namespace, prog: str, *, existing: bool = False) -> Settings | None:
     """``Settings`` from this command's flags, read like serve's (any serve flag the command lacks is
     unset), without the cross-encoder or the ONNX query graph, which only searching needs. ``None``
-    after printing why when they are invalid."""
+    after printing why when they are invalid, or with ``existing`` when there is no store to read
+    (``missing_store``)."""
     from pydantic import ValidationError
 
     from mimir_mcp.config import Settings
@@ -49,6 +50,10 @@ def store_command_settings(args: argparse.Namespace, prog: str) -> Settings | No
         settings = Settings(**settings_overrides(given))
     except ValidationError as exc:
         print(f"{prog}: invalid settings:\n{exc}", file=sys.stderr)
+        return None
+    missing = missing_store(settings) if existing else None
+    if missing is not None:
+        print(f"{prog}: {missing}", file=sys.stderr)
         return None
     return settings.model_copy(
         update={
@@ -89,12 +94,8 @@ def build_export_parser() -> argparse.ArgumentParser:
 
 def export_main(argv: Sequence[str]) -> int:
     args = build_export_parser().parse_args(argv)
-    settings = store_command_settings(args, "mimir-mcp export")
+    settings = store_command_settings(args, "mimir-mcp export", existing=True)
     if settings is None:
-        return 2
-    missing = missing_store(settings)
-    if missing is not None:
-        print(f"mimir-mcp export: {missing}", file=sys.stderr)
         return 2
     configure_logging(args.log_level or "WARNING")
     from mimir_mcp.errors import MimirError
@@ -221,12 +222,8 @@ def build_reindex_parser() -> argparse.ArgumentParser:
 
 def reindex_main(argv: Sequence[str]) -> int:
     args = build_reindex_parser().parse_args(argv)
-    settings = store_command_settings(args, "mimir-mcp reindex")
+    settings = store_command_settings(args, "mimir-mcp reindex", existing=True)
     if settings is None:
-        return 2
-    missing = missing_store(settings)
-    if missing is not None:
-        print(f"mimir-mcp reindex: {missing}", file=sys.stderr)
         return 2
     configure_logging(args.log_level or "WARNING")
     quiet_model_loading()
