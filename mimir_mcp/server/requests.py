@@ -1,8 +1,9 @@
 """The tools' typed request models: one validation path for every call.
 
-``ToolArguments.validated`` runs it all, in order: the raw shape of the arguments (``check_arguments``),
-lists and objects sent as JSON text decoded, the types (strict: ``top_k: "5"`` is refused, not read as 5),
-then each field's rule against the configured limits, given as the validation context. The models publish
+One ``model_validate`` with the configured limits as its context (``app.CheckedServer`` calls it for every
+tool and tells a refusal with ``validation.refusal``) runs it all, in order: the raw shape of the arguments
+(``check_arguments``), lists and objects sent as JSON text decoded, the types (strict: ``top_k: "5"`` is
+refused, not read as 5), then each field's rule against the configured limits. The models publish
 the tools' flat input schemas too; ``for_settings`` gives each the configured defaults and limits.
 """
 
@@ -22,7 +23,6 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
-    ValidationError,
     ValidationInfo,
     create_model,
     model_validator,
@@ -35,7 +35,6 @@ from mimir_mcp.models import MemoryInput, MetadataValue, RecordFilter, RerankDoc
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS
 from mimir_mcp.server.validation import (
-    LIMITS,
     check_arguments,
     check_batch,
     check_count,
@@ -51,7 +50,6 @@ from mimir_mcp.server.validation import (
     check_text,
     check_time_range,
     limits_of,
-    refusal,
 )
 
 ALL_NAMESPACES = "*"
@@ -81,7 +79,7 @@ def _decoded(value: Any) -> Any:
 
 
 class ToolArguments(BaseModel):
-    """A tool's arguments. Unknown names are refused; ``validated`` is the one way in."""
+    """A tool's arguments. Unknown names are refused."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -93,14 +91,6 @@ class ToolArguments(BaseModel):
         cls.structured = frozenset(
             name for name, field in cls.model_fields.items() if _takes_structure(field.annotation)
         )
-
-    @classmethod
-    def validated(cls, arguments: Any, limits: LimitSettings) -> Self:
-        """The arguments checked and typed, or an ``InvalidInputError`` naming the field and the limit."""
-        try:
-            return cls.model_validate(arguments, context={LIMITS: limits})
-        except ValidationError as exc:
-            raise refusal(exc) from None
 
     @classmethod
     def for_settings(cls, settings: Settings, name: str) -> type[Self]:
