@@ -12,7 +12,9 @@ It reports on stdout, one JSON object a line, each written with ``os.write`` bef
 
 After each Chroma write of memories it sleeps a random 0 to ``--stall-ms`` milliseconds, widening the
 window in which Chroma and the catalogue disagree (where a crash does the most harm), and after each
-operation a random 0 to ``--pause-ms``, so that some kills land between operations.
+operation a random 0 to ``--pause-ms``, so that some kills land between operations. With
+``--hold-at-write N`` it stops for good after its Nth Chroma write of memories, so that the test's kill
+lands, for certain, where Chroma holds a change the catalogue does not and no ack was sent.
 
 Run as ``python -m tests.durability_worker --data-dir DIR --seed N``. ``--embedder hash`` (the
 default) stands a deterministic hash embedding in for the bi-encoder, so that a worker starts in about
@@ -84,9 +86,11 @@ def worker_settings(data_dir: str) -> Settings:
     )
 
 
-def instrument(service: MemoryService, stall_s: float, rng: random.Random) -> None:
-    """Report every write to Chroma and to the catalogue; stall after each Chroma write of memories."""
+def instrument(service: MemoryService, stall_s: float, rng: random.Random, hold_at: int = 0) -> None:
+    """Report every write to Chroma and to the catalogue; stall after each Chroma write of memories,
+    and stop for good after the ``hold_at``-th one (0: never)."""
     store, lexical = service.storage()
+    writes = [0]
     targets = [
         (store, "add", "chroma.add", True),
         (store, "delete", "chroma.delete", True),
@@ -103,6 +107,10 @@ def instrument(service: MemoryService, stall_s: float, rng: random.Random) -> No
             emit({"ev": "call", "fn": _label})
             result = _original(*args, **kwargs)
             emit({"ev": "done", "fn": _label})
+            if _stall:
+                writes[0] += 1
+                if writes[0] == hold_at:
+                    time.sleep(3600)  # until the test kills it
             if _stall and stall_s > 0:
                 time.sleep(rng.uniform(0, stall_s))
             return result
@@ -133,7 +141,7 @@ async def run(args: argparse.Namespace) -> None:
     service = MemoryService(settings, embedder=embedder)
     store, lexical = service.storage()
     embedder.encode(["warm up"])
-    instrument(service, args.stall_ms / 1000, random.Random(args.seed + 1))
+    instrument(service, args.stall_ms / 1000, random.Random(args.seed + 1), args.hold_at_write)
     emit({"ev": "ready", "count": len(lexical.ids()), "pid": os.getpid()})
     tag = f"w{args.seed}"
     for n in range(args.max_ops):
@@ -195,6 +203,7 @@ def main() -> None:
     parser.add_argument("--max-ops", type=int, default=1000)
     parser.add_argument("--stall-ms", type=float, default=100.0)
     parser.add_argument("--pause-ms", type=float, default=50.0)
+    parser.add_argument("--hold-at-write", type=int, default=0)
     parser.add_argument("--embedder", choices=["hash", "real"], default="hash")
     args = parser.parse_args()
     asyncio.run(run(args))

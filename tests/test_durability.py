@@ -9,7 +9,8 @@ with what it would change) and once it has returned ("ack"), and every write to 
 catalogue in between, so the test knows which changes were acknowledged and where each kill landed.
 
 The kill test kills 12 workers (``DURABILITY_TRIALS``; each starts in about a second with the hash
-embedding, and each run draws a new seed, so runs together cover more kill points).
+embedding, and each run draws a new seed, so runs together cover more kill points); every fourth is
+held after a Chroma write so that the worst window is always among them.
 ``DURABILITY_SEED`` replays a run's choices of operations (the kill times still vary);
 ``DURABILITY_EMBEDDER=real`` runs the worker and the checks with the real bi-encoder instead of the
 hash embedding (slower: each worker then loads the model).
@@ -267,19 +268,24 @@ def check_search_arms(
 # -- the worker ----------------------------------------------------------------------------------
 
 
-def start_worker(data_dir: Path, seed: int, stall_ms: float, embedder: str, stderr_path: Path) -> subprocess.Popen:
+def start_worker(
+    data_dir: Path, seed: int, stall_ms: float, embedder: str, stderr_path: Path, hold_at: int = 0
+) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MIMIR_")}
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
     command = [
         PYTHON, "-m", "tests.durability_worker",
         "--data-dir", str(data_dir), "--seed", str(seed), "--stall-ms", str(stall_ms), "--embedder", embedder,
+        "--hold-at-write", str(hold_at),
     ]  # fmt: skip
     with open(stderr_path, "wb") as stderr:
         return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr)
 
 
-def run_and_kill(process: subprocess.Popen, delay_s: float, stderr_path: Path) -> TrialLog:
-    """Wait for the worker to be ready, then ``delay_s``, then SIGKILL it; returns all it reported."""
+def run_and_kill(process: subprocess.Popen, delay_s: float, stderr_path: Path, hold_at: int = 0) -> TrialLog:
+    """Wait for the worker to be ready, then ``delay_s`` (or, with ``hold_at``, until it reports its
+    ``hold_at``-th Chroma write of memories, after which it stops), then SIGKILL it; returns all it
+    reported."""
     lines: queue.Queue[bytes | None] = queue.Queue()
 
     def read() -> None:
@@ -291,6 +297,7 @@ def run_and_kill(process: subprocess.Popen, delay_s: float, stderr_path: Path) -
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     raw: list[bytes] = []
+    writes_to_go = hold_at
     deadline = time.monotonic() + READY_TIMEOUT_S
     try:
         while True:
@@ -301,9 +308,12 @@ def run_and_kill(process: subprocess.Popen, delay_s: float, stderr_path: Path) -
             if line is None:
                 raise AssertionError(f"worker exited before it was ready: {_tail(stderr_path)}")
             raw.append(line)
-            if json.loads(line)["ev"] == "ready":
+            event = json.loads(line)
+            writes_to_go -= event["ev"] == "done" and event["fn"] in CHROMA_WRITES
+            if (event["ev"] == "ready" and not hold_at) or (hold_at and writes_to_go == 0):
                 break
-        time.sleep(delay_s)
+        if not hold_at:
+            time.sleep(delay_s)
         assert process.poll() is None, f"worker ended before the kill: {_tail(stderr_path)}"
         os.kill(process.pid, signal.SIGKILL)
     finally:
@@ -365,14 +375,18 @@ def test_sigkill_during_forget_update_import_leaves_every_acknowledged_change_an
 
     phases: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
-    mid_operation = chroma_ahead = acknowledged = 0
+    mid_operation = chroma_ahead = acknowledged = held = 0
     started = time.monotonic()
     for trial in range(TRIALS):
         stall_ms = rng.choice([0.0, 100.0, 100.0])
         delay = rng.uniform(0.0, MAX_KILL_DELAY_S)
+        # Every fourth kill lands for certain after a Chroma write and before its ack (the worst window);
+        # the others at a random moment.
+        hold_at = rng.randint(1, 8) if trial % 4 == 3 else 0
+        held += bool(hold_at)
         stderr_path = tmp_path / f"worker-{trial}.stderr"
-        process = start_worker(data_dir, seed * 100 + trial, stall_ms, embedder_kind, stderr_path)
-        log = run_and_kill(process, delay, stderr_path)
+        process = start_worker(data_dir, seed * 100 + trial, stall_ms, embedder_kind, stderr_path, hold_at)
+        log = run_and_kill(process, delay, stderr_path, hold_at)
         context = f"trial {trial} {where}, killed {log.phase()}"
 
         done, pending = log.ops()
@@ -417,10 +431,10 @@ def test_sigkill_during_forget_update_import_leaves_every_acknowledged_change_an
         f"where: {dict(phases)}; unacknowledged operations: {dict(outcomes)}; {len(model)} memories at the end"
     )
     print(summary)
-    # The kills must have exercised the crash windows, or the checks above prove little (typically
-    # ~15 of the 20 land mid-operation and ~7 after a Chroma write; these floors fail by chance < 0.1%).
-    assert mid_operation >= 5, summary
-    assert chroma_ahead >= 1, summary
+    # The kills must have exercised the crash windows, or the checks above prove little: the held ones
+    # land after a Chroma write for certain; of the others typically most land mid-operation.
+    assert chroma_ahead >= held >= 1, summary
+    assert mid_operation >= max(5, held), summary
 
 
 @pytest.mark.anyio
