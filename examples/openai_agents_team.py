@@ -75,7 +75,7 @@ def researcher_step(outputs: list[dict[str, Any]]) -> dict[str, Any] | str:
         memories = [{"text": text} for text in FINDINGS]
         return {"name": "remember", "arguments": {"memories": memories, "agent": "researcher", "tags": ["backups"]}}
     stored = result_of(outputs[-1])
-    return f"Stored {stored['stored_count']} findings: {', '.join(stored['ids'])}"
+    return f"Stored {stored['stored']} findings: {', '.join(stored['ids'])}"
 
 
 def writer_step(outputs: list[dict[str, Any]]) -> dict[str, Any] | str:

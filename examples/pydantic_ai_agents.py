@@ -39,7 +39,7 @@ def researcher_model(messages: list[ModelMessage], info: AgentInfo) -> ModelResp
         arguments = {"memories": [{"text": text} for text in FINDINGS], "agent": "researcher", "tags": ["checkout"]}
         return ModelResponse(parts=[ToolCallPart("remember", arguments)])
     stored = _content(returned[-1])
-    return ModelResponse(parts=[TextPart(f"Stored {stored['stored_count']} findings: {', '.join(stored['ids'])}")])
+    return ModelResponse(parts=[TextPart(f"Stored {stored['stored']} findings: {', '.join(stored['ids'])}")])
 
 
 def writer_model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:

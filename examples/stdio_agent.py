@@ -47,7 +47,8 @@ async def run(data_dir: str) -> None:
 
         found = await memory.call_tool("search", {"query": "which Kubernetes version is production on?", "top_k": 2})
         result = found.structured_content
-        print(f"search ({result['search_method']}): {result['message']}")
+        # `message` comes only when the search ran otherwise than asked (say, the reranker still loading).
+        print(f"search ({result['search_method']}): {result.get('message', 'ran as asked')}")
         for hit in result["hits"]:
             print(f"  {hit['score']:.4f}  {hit['text']}")
 
@@ -60,7 +61,7 @@ async def run(data_dir: str) -> None:
             print("rerank order:", [item["index"] for item in ranked.structured_content["results"]])
 
         status = (await memory.call_tool("status", {})).structured_content
-        print("reranker:", json.dumps(status["reranker"]))
+        print("status:", json.dumps(status))
 
 
 if __name__ == "__main__":

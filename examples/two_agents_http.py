@@ -47,7 +47,7 @@ async def writer(url: str, researcher_done: asyncio.Event) -> None:
             "search", {"query": "what caused the latency regression?", "tags": ["incident-42"], "top_k": 2}
         )
         result = found.structured_content
-        print(f"[writer] {result['search_method']}: {result['message']}")
+        print(f"[writer] {result['search_method']}: {result.get('message', 'ran as asked')}")
         for hit in result["hits"]:
             print(f"[writer]   from {hit['agent']}: {hit['text']}")
 

@@ -256,6 +256,8 @@ def _comma_list(value: Any) -> Any:
 
 
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+ToolName = Literal["remember", "search", "rerank", "status", "list_memories", "get", "update", "forget"]
+WRITE_TOOLS: frozenset[str] = frozenset({"remember", "update", "forget"})
 
 
 class ServerSettings(BaseModel):
@@ -289,6 +291,15 @@ class ServerSettings(BaseModel):
         ge=1024,
         description="Largest HTTP request body; larger ones get 413 before they are read. None: twice the "
         "largest remember batch's text (limits.max_batch x limits.max_text_bytes) plus 1 MiB.",
+    )
+    tools: Annotated[list[ToolName], BeforeValidator(_comma_list)] | None = Field(
+        default=None, description="Expose only these tools (a comma list, e.g. search,get). None: all of them."
+    )
+    read_only: bool = Field(default=False, description="Expose no tool that writes (remember, update, forget).")
+    tool_descriptions: dict[ToolName, str] = Field(
+        default_factory=dict,
+        description='Replace tools\' descriptions, e.g. {"remember": "Remember every decision with its ticket id."} '
+        "(JSON in MIMIR_SERVER_TOOL_DESCRIPTIONS).",
     )
 
 

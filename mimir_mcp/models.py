@@ -6,6 +6,7 @@ configured limit); the types here fix only the shape.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -23,6 +24,11 @@ SearchMethod = Literal[
 ModelState = Literal["disabled", "loading", "ready", "failed"]
 
 
+# An answer's detail (with `explain` or `detail`), published in the output schema as an object, unspelt:
+# its fields are in docs/tools.md, and spelling them out would cost every session's context.
+DETAIL = WithJsonSchema({"type": "object"})
+
+
 def _none_as_empty_list(value: Any) -> Any:
     return [] if value is None else value
 
@@ -36,21 +42,18 @@ class MemoryInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is refused, not silently dropped
 
-    text: str = Field(description="The memory itself: a fact, a decision, a note.")
-    # null is taken as "none", as it is for the top-level arguments of remember.
+    # The fields are those of remember's own arguments, which describe them. Null is taken as "none" for
+    # tags and metadata, as it is for those arguments.
+    text: str
     tags: Annotated[
-        list[str],
-        BeforeValidator(_none_as_empty_list),
-        WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]}),
-    ] = Field(default_factory=list, description="Labels to filter on later (null: none).")
-    source: str | None = Field(default=None, description="Where the memory came from (a URL, a file, a tool).")
-    agent: str | None = Field(default=None, description="Which agent stored it.")
-    namespace: str = Field(default="default", description="Separate memory spaces, e.g. one per project.")
-    metadata: Annotated[
-        dict[str, Any],
-        BeforeValidator(_none_as_empty_dict),
-        WithJsonSchema({"anyOf": [{"type": "object", "additionalProperties": True}, {"type": "null"}]}),
-    ] = Field(default_factory=dict, description="Flat key/value pairs (string, number or boolean values; null: none).")
+        list[str], BeforeValidator(_none_as_empty_list), WithJsonSchema({"type": "array", "items": {"type": "string"}})
+    ] = Field(default_factory=list)
+    source: str | None = None
+    agent: str | None = None
+    namespace: str = "default"
+    metadata: Annotated[dict[str, Any], BeforeValidator(_none_as_empty_dict), WithJsonSchema({"type": "object"})] = (
+        Field(default_factory=dict)
+    )
 
 
 class MemoryRecord(BaseModel):
@@ -96,7 +99,9 @@ class RecordFilter(BaseModel):
 
 
 class MemoryOut(BaseModel):
-    """A stored memory as ``list`` and ``get`` return it; a search ``Hit`` is one with its scores."""
+    """A stored memory as ``list`` and ``get`` return it; a search ``Hit`` is one with its scores. Answers
+    leave out what is unset (``dump_answer``), so every field but id, text, namespace and created_at has
+    a default."""
 
     id: str
     text: str = Field(
@@ -104,45 +109,57 @@ class MemoryOut(BaseModel):
         "its beginning, or in a search hit the part that best matches the query."
     )
     truncated: bool = Field(default=False, description="True when `text` is a part rather than the whole memory.")
-    text_chars: int = Field(description="Length of the whole memory in characters.")
+    text_chars: int | None = Field(default=None, description="Length of the whole memory, when `text` is a part.")
     namespace: str
-    tags: list[str]
-    source: str | None
-    agent: str | None
+    tags: list[str] = Field(default_factory=list)
+    source: str | None = None
+    agent: str | None = None
     created_at: str
     updated_at: str | None = Field(default=None, description="When `update` last changed it; null if never.")
     supersedes: str | None = None
-    metadata: dict[str, MetadataValue]
+    metadata: Annotated[dict[str, MetadataValue], WithJsonSchema({"type": "object"})] = Field(default_factory=dict)
 
     @classmethod
     def shown(cls, record: MemoryRecord, text: str, **extra: Any) -> Self:
         """``record`` with ``text`` as the part of it shown: the whole text, its beginning or a snippet."""
+        truncated = len(text) < len(record.text)
         return cls(
             id=record.id,
             text=text,
-            truncated=len(text) < len(record.text),
-            text_chars=len(record.text),
+            truncated=truncated,
+            text_chars=len(record.text) if truncated else None,
             namespace=record.namespace,
             tags=record.tags,
             source=record.source,
             agent=record.agent,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
+            created_at=answer_time(record.created_at),
+            updated_at=None if record.updated_at is None else answer_time(record.updated_at),
             supersedes=record.supersedes,
             metadata=record.metadata,
             **extra,
         )
 
 
+def answer_time(stamp: str) -> str:
+    """A stored time (ISO 8601, to the millisecond) as answers show it: UTC to the second, ``...Z``."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class ListResponse(BaseModel):
     memories: list[MemoryOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page; none on the last.")
     total: int = Field(description="How many memories match the filters (all pages).")
 
 
 class GetResponse(BaseModel):
     memories: list[MemoryOut] = Field(description="In the order asked, those that exist.")
-    not_found: list[str]
+    not_found: list[str] = Field(default_factory=list)
 
 
 class ForgetResponse(BaseModel):
@@ -156,32 +173,25 @@ class ForgetResponse(BaseModel):
 
 class UpdateResponse(BaseModel):
     id: str = Field(description="The memory's id now: the same, unless the text changed.")
-    previous_id: str
-    supersedes: str | None = Field(
-        description="The old id when the text changed: the old memory is gone from search, list and get."
-    )
     changed: list[str] = Field(description="Which of text, tags, metadata changed.")
-    deduplicated: bool = Field(
-        description="True when the new text was already stored in the namespace: the update merged into that memory."
+    supersedes: str | None = Field(
+        default=None, description="The old id when the text changed: the old memory is gone from search, list and get."
     )
-    memory: MemoryOut
-
-
-class RememberedMemory(BaseModel):
-    id: str
-    namespace: str
-    deduplicated: bool = Field(description="True when this text was already stored in this namespace.")
+    deduplicated: bool = Field(
+        default=False,
+        description="True when the new text was already stored in the namespace: the update merged into that memory.",
+    )
+    memory: MemoryOut = Field(description="The memory as stored now.")
 
 
 class RememberResponse(BaseModel):
     """Ids in input order; a retried ``remember`` returns the same ids and stores nothing twice."""
 
     ids: list[str]
-    results: list[RememberedMemory]
-    stored_count: int
-    deduplicated_count: int
-    deduplicated: bool = Field(description="True when every memory of this call was already stored.")
-    timings_ms: dict[str, float]
+    stored: int = Field(description="How many memories were new.")
+    deduplicated: list[str] = Field(
+        default_factory=list, description="The ids whose text the namespace already held: stored once, not twice."
+    )
 
 
 class HitScores(BaseModel):
@@ -212,11 +222,14 @@ class Hit(MemoryOut):
 
     # A search answers with what is true now; which memory a hit's text replaced is for `get` to tell.
     supersedes: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+    namespace: str | None = Field(default=None, description="Left out when the search named the namespace.")  # type: ignore[assignment]
     score: float = Field(
         description="The score the final order follows: the blended score when reranking blends, else the "
         "rerank score, else the fused score."
     )
-    scores: HitScores
+    scores: Annotated[HitScores | None, DETAIL] = Field(
+        default=None, description="Every stage's view of the hit (with `explain`)."
+    )
 
 
 class SearchCandidates(BaseModel):
@@ -274,14 +287,39 @@ class SearchFusion(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    query: str
+    """A search's answer: the hits and what ran, and with ``explain`` how each stage saw them. The
+    pipeline fills everything; ``concise`` keeps what an agent needs by default."""
+
     hits: list[Hit]
-    search_method: SearchMethod
-    message: str = Field(description="What ran, and why reranking did not when it did not.")
-    reranker_model: str | None
-    candidates: SearchCandidates
-    fusion: SearchFusion
-    timings_ms: dict[str, float]
+    search_method: Annotated[SearchMethod, WithJsonSchema({"type": "string"})]
+    message: str | None = Field(
+        default=None,
+        description="What ran, and why reranking did not when it did not; without `explain` only when the search "
+        "did not run as asked (reranking unavailable or cut short, min_score not applied).",
+    )
+    query: str | None = None
+    reranker_model: str | None = None
+    candidates: Annotated[SearchCandidates | None, DETAIL] = None
+    fusion: Annotated[SearchFusion | None, DETAIL] = None
+    timings_ms: Annotated[dict[str, float] | None, DETAIL] = None
+    # The part of `message` that says the search did not run as asked: the concise answer's message.
+    caveat: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+
+    def concise(self, namespace: str | None) -> SearchResponse:
+        """What an agent needs by default: each hit's memory and score (to 3 decimals) without the per-stage
+        scores, nor the namespace when the search was of the one ``namespace``; the method; a message only
+        when the search ran otherwise than asked."""
+        hits = [
+            hit.model_copy(
+                update={
+                    "scores": None,
+                    "score": round(hit.score, 3),
+                    "namespace": None if hit.namespace == namespace else hit.namespace,
+                }
+            )
+            for hit in self.hits
+        ]
+        return SearchResponse(hits=hits, search_method=self.search_method, message=self.caveat)
 
 
 class RerankDocument(BaseModel):
@@ -295,16 +333,21 @@ class RerankDocument(BaseModel):
 
 class RerankedDocument(BaseModel):
     index: int = Field(description="Position of this document in the input list.")
-    id: str | None
-    text: str
+    id: str | None = None
     score: float
+    text: str | None = Field(default=None, description="The document (with `explain`; the caller sent it).")
 
 
 class RerankResponse(BaseModel):
-    query: str
     results: list[RerankedDocument]
     model: str
-    timings_ms: dict[str, float]
+    query: str | None = None
+    timings_ms: dict[str, float] | None = None
+
+    def concise(self) -> RerankResponse:
+        """Each result's index, id and score (the caller has the texts), and the model."""
+        results = [result.model_copy(update={"text": None}) for result in self.results]
+        return RerankResponse(results=results, model=self.model)
 
 
 class ScoreCacheStats(BaseModel):
@@ -428,3 +471,45 @@ class StatusResponse(BaseModel):
     search: SearchStats
     versions: dict[str, str]
     uptime_s: float
+
+    def summary(self, *, detail: bool = False) -> StatusSummary:
+        """What an agent needs to know by default: can it search, with which models, how many memories, and
+        what is wrong and how to fix it; this whole report under ``detail`` when asked."""
+        problems = [
+            f"{name}: {part.error}"
+            for name, part in (
+                ("store", self.store),
+                ("embedding", self.embedding),
+                ("reranker", self.reranker),
+                ("remote reranker", self.remote_reranker),
+            )
+            if part is not None and part.error
+        ]
+        reranker = self.reranker
+        return StatusSummary(
+            ready=self.store.state == "ready" and self.embedding.state == "ready",
+            memories=self.store.memories,
+            namespaces=self.store.namespaces,
+            store=f"{self.store.kind}: {self.store.location}",
+            embedding=f"{self.embedding.model} ({self.embedding.state}, {self.embedding.query_backend})",
+            reranker=f"{reranker.model} ({reranker.state}, {reranker.backend})" if reranker.enabled else "off",
+            remote_reranker=None
+            if self.remote_reranker is None
+            else f"{self.remote_reranker.model} ({self.remote_reranker.state})",
+            problems=problems,
+            detail=self if detail else None,
+        )
+
+
+class StatusSummary(BaseModel):
+    """``status`` by default: a few lines; the full report with ``detail: true``."""
+
+    ready: bool = Field(description="Whether search and remember work: the store and the bi-encoder are loaded.")
+    memories: int
+    namespaces: dict[str, int]
+    store: str
+    embedding: str = Field(description="The bi-encoder, its state and what embeds queries.")
+    reranker: str = Field(description="The cross-encoder, its state and backend; 'off' when disabled.")
+    remote_reranker: str | None = None
+    problems: list[str] = Field(default_factory=list, description="What failed, and what to do about it.")
+    detail: Annotated[StatusResponse | None, DETAIL] = None

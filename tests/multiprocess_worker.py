@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace) -> None:
                 # a few agents' calls at once, as a shared server sees them: the group commit joins them
                 calls = [service.remember([MemoryInput(text=memory)]) for memory in texts[start : start + IN_FLIGHT]]
                 for response in await asyncio.gather(*calls):
-                    results.append([response.ids[0], response.results[0].deduplicated])
+                    results.append([response.ids[0], response.ids[0] in response.deduplicated])
             emit({"ev": "stored", "results": results})
         elif command.startswith("{"):
             queries = json.loads(command)["check"]

@@ -397,7 +397,7 @@ async def test_searches_behind_a_busy_cross_encoder_answer_at_once_in_the_hybrid
             first: dict[str, Any] = {}
 
             async def first_search() -> None:
-                first.update(await call(client, "search", {"query": "deploy key rotation"}))
+                first.update(await call(client, "search", {"query": "deploy key rotation", "explain": True}))
 
             async with anyio.create_task_group() as group:
                 group.start_soon(first_search)
@@ -406,7 +406,10 @@ async def test_searches_behind_a_busy_cross_encoder_answer_at_once_in_the_hybrid
                 # The model is busy with the first search: these answer without waiting for it (a search
                 # that waited for the gate would fail here, not hang).
                 with anyio.fail_after(60):
-                    others = [await call(client, "search", {"query": f"service {i:03d} key"}) for i in range(3)]
+                    others = [
+                        await call(client, "search", {"query": f"service {i:03d} key", "explain": True})
+                        for i in range(3)
+                    ]
                 gated.gate.set()
         for answer in others:
             assert answer["search_method"] == "rrf_hybrid"
@@ -444,7 +447,9 @@ async def test_a_search_behind_a_busy_cross_encoder_reranks_the_head_that_fits(
             second: dict[str, Any] = {}
 
             async def second_search() -> None:
-                second.update(await call(client, "search", {"query": query, "rerank_top_k": 60, "top_k": 30}))
+                second.update(
+                    await call(client, "search", {"query": query, "rerank_top_k": 60, "top_k": 30, "explain": True})
+                )
 
             async with anyio.create_task_group() as group:
                 group.start_soon(call, client, "search", {"query": query})
@@ -458,8 +463,9 @@ async def test_a_search_behind_a_busy_cross_encoder_reranks_the_head_that_fits(
         assert second["candidates"]["reranked"] == 20
         assert "top 20 reranked by the cross-encoder" in second["message"]
         assert "Under load, only the top 20 of 60 candidates were reranked: 1 search was queued" in second["message"]
-        # The reranked head comes first, with rerank scores; the rest follow in the hybrid's order, without.
-        scores = [hit["scores"]["rerank_score"] for hit in second["hits"]]
+        # The reranked head comes first, with rerank scores; the rest follow in the hybrid's order, without
+        # (a null score is left out of the answer).
+        scores = [hit["scores"].get("rerank_score") for hit in second["hits"]]
         assert len(scores) == 30
         assert all(score is not None for score in scores[:20]) and all(score is None for score in scores[20:])
         # The first search (the same query) scored those 20 while the second waited: they came from the
@@ -488,7 +494,7 @@ async def test_a_search_stops_waiting_when_the_search_ahead_runs_past_its_predic
                     await gated.entered.wait()
                 # The first search holds the model until this one has given up waiting for it.
                 with anyio.fail_after(60):
-                    second = await call(client, "search", {"query": "deploy key"})
+                    second = await call(client, "search", {"query": "deploy key", "explain": True})
                 gated.gate.set()
         assert second["search_method"] == "rrf_hybrid" and second["candidates"]["reranked"] == 0
         assert "the cross-encoder was busy: the searches ahead took longer than predicted" in second["message"]
@@ -533,19 +539,21 @@ async def test_a_search_deadline_reranks_what_fits_and_says_when_nothing_does(
         async with Client(create_server(settings, service=service)) as client:
             await call(client, "remember", {"memories": [{"text": text} for text in MEMORIES]})
             service.rerank_queue.budget_s = 600.0  # however busy this machine is, the queue trims nothing
-            roomy = await call(client, "search", {"query": "deploy key rotation", "deadline_ms": 600_000})
+            roomy = await call(
+                client, "search", {"query": "deploy key rotation", "deadline_ms": 600_000, "explain": True}
+            )
             assert roomy["search_method"] == "rrf_hybrid+rerank" and roomy["candidates"]["reranked"] == 50
             # The same search again: every score comes from the cache, whatever the model costs.
             service.rerank_queue.seconds_per_token = 1.0
-            again = await call(client, "search", {"query": "deploy key rotation", "deadline_ms": 1000})
+            again = await call(client, "search", {"query": "deploy key rotation", "deadline_ms": 1000, "explain": True})
             assert again["search_method"] == "rrf_hybrid+rerank" and again["hits"] == roomy["hits"]
             # A new query at a second per token: not even the ten worth scoring fit in a second, none are scored.
-            tight = await call(client, "search", {"query": "weekly key rotation", "deadline_ms": 1000})
+            tight = await call(client, "search", {"query": "weekly key rotation", "deadline_ms": 1000, "explain": True})
             assert tight["search_method"] == "rrf_hybrid" and tight["candidates"]["reranked"] == 0
             assert "not even the top 10 candidates could be scored within the search's deadline_ms" in tight["message"]
             plain = await call(client, "search", {"query": "weekly key rotation", "rerank": False})
             assert [hit["id"] for hit in tight["hits"]] == [hit["id"] for hit in plain["hits"]]
-            status = await call(client, "status")
+            status = (await call(client, "status", {"detail": True}))["detail"]
             assert status["reranker"]["queue"]["skipped"] == 1 and status["reranker"]["queue"]["full"] == 1
             assert status["reranker"]["cache"]["hits"] == 50 and status["reranker"]["cache"]["entries"] == 50
             message = await call_error(client, "search", {"query": "deploy", "deadline_ms": 5})

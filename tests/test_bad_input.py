@@ -59,8 +59,8 @@ SEARCH_CASES = [
     ({"query": "esc\x1b[31m"}, ["query", "U+001B"]),
     ({"query": "q", "top_k": 0}, ["top_k", "greater than or equal to 1"]),
     ({"query": "q", "top_k": -5}, ["top_k", "greater than or equal to 1"]),
-    ({"query": "q", "top_k": 101}, ["top_k", "between 1 and 100", "101"]),
-    ({"query": "q", "rerank_top_k": 201}, ["rerank_top_k", "between 1 and 200"]),
+    ({"query": "q", "top_k": 101}, ["top_k", "less than or equal to 100", "101"]),
+    ({"query": "q", "rerank_top_k": 201}, ["rerank_top_k", "less than or equal to 200"]),
     ({"query": "q", "rerank_top_k": 0}, ["rerank_top_k", "greater than or equal to 1"]),
     ({"query": "q", "namespace": "no spaces"}, ["namespace", "not a valid namespace"]),
     ({"query": "q", "metadata": {"a": [1]}}, ["metadata.a", "flat"]),
@@ -85,8 +85,11 @@ RERANK_CASES = [
 async def snapshot(client: Client) -> tuple[dict, list]:
     status = await call(client, "status")
     found = await call(client, "search", {"query": "keys and pipelines", "rerank": False, "namespace": "*"})
-    hits = [(hit["id"], hit["text"], hit["tags"], hit["metadata"], hit["namespace"]) for hit in found["hits"]]
-    return status["store"]["namespaces"], sorted(hits)
+    hits = [
+        (hit["id"], hit["text"], hit.get("tags", []), hit.get("metadata", {}), hit["namespace"])
+        for hit in found["hits"]
+    ]
+    return status["namespaces"], sorted(hits)
 
 
 @pytest.fixture
@@ -136,8 +139,8 @@ async def test_limits_follow_settings(tmp_path):
             assert "limit is 10 bytes" in await call_error(client, "remember", {"text": "eleven byte"})
             message = await call_error(client, "remember", {"memories": [{"text": "a"}, {"text": "b"}, {"text": "c"}]})
             assert "limit is 2 per call" in message
-            assert "between 1 and 5" in await call_error(client, "search", {"query": "q", "top_k": 6})
-            assert (await call(client, "remember", {"text": "ten bytes!"}))["stored_count"] == 1
+            assert "less than or equal to 5" in await call_error(client, "search", {"query": "q", "top_k": 6})
+            assert (await call(client, "remember", {"text": "ten bytes!"}))["stored"] == 1
     finally:
         service.close()
 

@@ -140,7 +140,18 @@ SETTINGS_BY_GROUP = {
         "forget_confirm_threshold",
         "max_input_items",
     },
-    "server": {"transport", "host", "port", "log_level", "allowed_hosts", "allowed_origins", "max_body_bytes"},
+    "server": {
+        "transport",
+        "host",
+        "port",
+        "log_level",
+        "allowed_hosts",
+        "allowed_origins",
+        "max_body_bytes",
+        "tools",
+        "read_only",
+        "tool_descriptions",
+    },
     "auth": {"tokens", "tokens_file", "allow_unauthenticated"},
 }
 

@@ -21,7 +21,7 @@ async def status_through(entry: dict, env: dict[str, str]) -> dict:
     params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env)
     async with Client(params, mode="legacy") as client:
         stored = await call(client, "remember", {"text": "configured from claude_config.json"})
-        assert stored["stored_count"] == 1
+        assert stored["stored"] == 1
         return await call(client, "status")
 
 
@@ -33,8 +33,8 @@ async def test_committed_claude_config_starts_the_server(tmp_path, cross_encoder
     env.update({key: value for key, value in entry.get("env", {}).items() if not key.startswith("MIMIR_RERANKER")})
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "")  # after the README's install, mimir-mcp is on PATH
     status = await status_through(entry, env)
-    assert status["store"]["memories"] == 1
-    assert status["store"]["location"].startswith(str(tmp_path))
+    assert status["memories"] == 1
+    assert status["store"].startswith(f"embedded: {tmp_path}")
 
 
 @pytest.mark.integration  # runs the command
@@ -77,8 +77,8 @@ async def test_printed_claude_config_needs_nothing_on_path(tmp_path, cross_encod
     assert "sk-not-to-be-printed" not in printed.stdout + printed.stderr
     env = {"PATH": "/usr/bin:/bin", **entry["env"]}  # Claude Desktop's PATH is short, its environment bare
     status = await status_through(entry, env)
-    assert status["store"]["location"] == str(tmp_path / "printed" / "chroma")
-    assert status["reranker"]["enabled"] is False  # --no-rerank carried
+    assert status["store"] == f"embedded: {tmp_path / 'printed' / 'chroma'}"
+    assert status["reranker"] == "off"  # --no-rerank carried
 
 
 def run_example(name: str, tmp_path: Path, cross_encoder: Path, *args: str) -> str:
@@ -91,7 +91,7 @@ def test_stdio_agent_example(tmp_path, cross_encoder_path):
     """Tried without flags, the example leaves the user's own store (here the environment's) untouched."""
     out = run_example("stdio_agent.py", tmp_path, cross_encoder_path)
     assert out.count("mem_") == 3
-    assert "Kubernetes" in out and "search (rrf_hybrid" in out and '"state": "ready"' in out
+    assert "Kubernetes" in out and "search (rrf_hybrid" in out and '"ready": true' in out and "(ready, torch)" in out
     assert not (tmp_path / "cli-data").exists()  # MIMIR_STORE_DATA_DIR of run_cli: the "real" store
 
 

@@ -448,7 +448,7 @@ async def test_a_memory_stored_again_after_an_update_replaced_it_survives_restar
         [old] = (await service.remember([MemoryInput(text="The launch is on March 3")])).ids
         new = (await service.update(old, text="The launch moved to April 14")).id
         again = await service.remember([MemoryInput(text="The launch is on March 3")])
-        assert again.ids == [old] and again.stored_count == 1
+        assert again.ids == [old] and again.stored == 1 and again.deduplicated == []
         assert (await service.get([old, new], max_chars=None)).not_found == []
     finally:
         close_service(service, store)

@@ -139,6 +139,7 @@ def _valid_search() -> st.SearchStrategy[dict[str, Any]]:
             max_chars=st.integers(40, LIMITS.max_text_bytes),
             agent=labels,
             created_after=times,
+            explain=st.booleans(),
         ),
     )
 
@@ -149,7 +150,7 @@ def _valid_rerank() -> st.SearchStrategy[dict[str, Any]]:
         lambda query, documents, rest: {"query": query, "documents": documents, **rest},
         visible,
         st.lists(document, min_size=1, max_size=8),
-        _optional(top_k=st.integers(1, LIMITS.max_rerank_documents), min_score=st.floats(0, 1)),
+        _optional(top_k=st.integers(1, LIMITS.max_rerank_documents), min_score=st.floats(0, 1), explain=st.booleans()),
     )
 
 
@@ -190,7 +191,7 @@ VALID = {
     "get": st.builds(lambda ids: {"ids": ids}, st.lists(memory_ids, min_size=1, max_size=5)),
     "forget": _valid_forget(),
     "update": _valid_update(),
-    "status": st.just({}),
+    "status": _optional(detail=st.booleans()),
 }
 valid_cases = st.sampled_from(sorted(VALID)).flatmap(lambda tool: VALID[tool].map(lambda args: Case(tool, args)))
 
@@ -227,10 +228,12 @@ FIELDS = [
     ("search", "agent", "str"),
     ("search", "created_after", "str"),
     ("search", "created_before", "str"),
+    ("search", "explain", "bool"),
     ("rerank", "query", "str"),
     ("rerank", "documents", "list"),
     ("rerank", "top_k", "int"),
     ("rerank", "min_score", "float"),
+    ("rerank", "explain", "bool"),
     ("list_memories", "namespace", "str"),
     ("list_memories", "tags", "list"),
     ("list_memories", "metadata", "dict"),
@@ -247,12 +250,13 @@ FIELDS = [
     ("update", "text", "str"),
     ("update", "tags", "list"),
     ("update", "metadata", "dict"),
+    ("status", "detail", "bool"),
 ]
 ACCEPTED = {
     "remember": {"text", "memories", "tags", "source", "agent", "namespace", "metadata"},
     "search": {"query", "top_k", "rerank", "rerank_top_k", "min_score", "namespace", "tags", "metadata", "max_chars"}
-    | {"agent", "created_after", "created_before"},
-    "rerank": {"query", "documents", "top_k", "min_score"},
+    | {"agent", "created_after", "created_before", "diversity", "deadline_ms", "explain"},
+    "rerank": {"query", "documents", "top_k", "min_score", "explain"},
     "list_memories": {"namespace", "tags", "agent", "metadata", "created_after", "created_before", "limit", "cursor"}
     | {"order", "max_chars"},
     "get": {"ids"},
@@ -268,7 +272,7 @@ ACCEPTED = {
         "dry_run",
     },
     "update": {"id", "text", "tags", "metadata"},
-    "status": set(),
+    "status": {"detail"},
 }
 WRONG = {
     "str": [123, 1.5, True, [1], {"a": 1}],
@@ -504,7 +508,7 @@ def check_intact(harness: Harness) -> None:
         )
         assert found.structured_content["hits"][0]["id"] == memory_id
     status = harness.portal.call(harness.client.call_tool, "status", {})
-    assert status.structured_content["store"]["namespaces"][SENTINEL_NAMESPACE] == len(SENTINELS)
+    assert status.structured_content["namespaces"][SENTINEL_NAMESPACE] == len(SENTINELS)
 
 
 def run_cases(harness: Harness, examples: int, *, collect: bool) -> None:

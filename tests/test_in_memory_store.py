@@ -164,7 +164,7 @@ async def test_remember_deduplicates_within_a_namespace_only(fake_service: Memor
     first = await fake_service.remember(
         [MemoryInput(text="Zebrafish regenerate heart tissue"), MemoryInput(text="Zebrafish  regenerate heart tissue ")]
     )
-    assert first.stored_count == 1 and first.deduplicated_count == 1 and len(set(first.ids)) == 1
+    assert first.stored == 1 and first.deduplicated == first.ids[:1] and len(set(first.ids)) == 1
     assert first.ids[0] == dedup_key("default", "Zebrafish regenerate heart tissue")
     again = await fake_service.remember(
         [
@@ -172,7 +172,7 @@ async def test_remember_deduplicates_within_a_namespace_only(fake_service: Memor
             MemoryInput(text="Zebrafish regenerate heart tissue", namespace="bio"),
         ]
     )
-    assert [result.deduplicated for result in again.results] == [True, False] and not again.deduplicated
+    assert again.stored == 1 and again.deduplicated == again.ids[:1] and again.ids[1] not in again.deduplicated
     status = await fake_service.status()
     assert status.store.kind == "in-memory" and status.store.memories == 2
     assert status.store.namespaces == {"default": 1, "bio": 1}

@@ -177,7 +177,11 @@ async def test_two_stdio_servers_on_one_embedded_folder(tmp_path: Path, cross_en
             pairs.append(pair)
         for pair in pairs:
             assert pair[0]["ids"] == pair[1]["ids"]
-            assert sorted(answer["deduplicated"] for answer in pair) == [False, True], pair
+            # One stored it; the other found it stored (``deduplicated`` lists it, and is left out when empty).
+            assert sorted((answer["stored"], answer.get("deduplicated", [])) for answer in pair) == [
+                (0, pair[0]["ids"]),
+                (1, []),
+            ], pair
         listed = await call(second, "list_memories", {"limit": 100})
         assert listed["total"] == len(texts)
 
@@ -198,7 +202,7 @@ async def test_two_stdio_servers_on_one_embedded_folder(tmp_path: Path, cross_en
             found = await call(second, "search", {"query": query, "rerank": False, "top_k": 3})
             return [hit["id"] for hit in found["hits"]]
 
-        found = await call(second, "search", {"query": "billing retries", "rerank": False, "top_k": 3})
+        found = await call(second, "search", {"query": "billing retries", "rerank": False, "top_k": 3, "explain": True})
         assert found["hits"][0]["id"] == ids[0]
         assert found["hits"][0]["scores"]["dense_rank"] == 1 and found["hits"][0]["scores"]["bm25_rank"] == 1
         await call(first, "forget", {"ids": [ids[0]]})
@@ -206,8 +210,8 @@ async def test_two_stdio_servers_on_one_embedded_folder(tmp_path: Path, cross_en
         new = (await call(first, "update", {"id": ids[1], "text": "Project Falcon now launches on June 1st."}))["id"]
         falcon = await seen_by_second("Falcon launch date")
         assert ids[1] not in falcon and falcon[0] == new
-        status = await call(second, "status")
-        assert status["store"]["memories"] == len(texts) + 1 and status["bm25"]["in_sync"]
+        status = await call(second, "status", {"detail": True})
+        assert status["memories"] == len(texts) + 1 and status["detail"]["bm25"]["in_sync"]
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -124,7 +124,7 @@ async def test_onnx_copies_are_built_once_per_user_not_per_data_dir(tmp_path, cr
         try:
             assert await service.embedder.wait_query_backend(600) == "onnx"
             stored = await service.remember([MemoryInput(text=f"a memory kept in the {name} store")])
-            assert stored.stored_count == 1
+            assert stored.stored == 1
         finally:
             service.close()
         builds.append({path: path.stat().st_mtime_ns for path in cache.rglob("*.onnx")})

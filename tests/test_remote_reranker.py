@@ -476,7 +476,7 @@ async def test_search_uses_the_remote_api_and_status_shows_it_without_the_key(ap
     try:
         async with Client(create_server(service.settings, service=service)) as client:
             await call(client, "remember", {"memories": [{"text": text} for text in DEPLOY_NOTES]})
-            found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4})
+            found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
             assert found["search_method"] == "rrf_hybrid+remote_rerank"
             assert found["reranker_model"] == "remote:cohere:rerank-test"
             assert "reranked by the remote reranker remote:cohere:rerank-test" in found["message"]
@@ -487,16 +487,17 @@ async def test_search_uses_the_remote_api_and_status_shows_it_without_the_key(ap
             ]
             assert api.recorded.requests[0][1] == f"Bearer {SECRET}"
             # The same search again: answered from the score cache, no second request.
-            again = await call(client, "search", {"query": "deploy key rotation", "top_k": 4})
+            again = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
             assert [(hit["id"], hit["score"]) for hit in again["hits"]] == [
                 (hit["id"], hit["score"]) for hit in found["hits"]
             ]
             assert again["search_method"] == "rrf_hybrid+remote_rerank" and len(api.recorded.requests) == 1
-            status = await call(client, "status")
-            remote = status["remote_reranker"]
+            status = await call(client, "status", {"detail": True})
+            remote = status["detail"]["remote_reranker"]
             assert remote["state"] == "ready" and remote["counters"]["calls"] == 1
-            assert status["reranker"]["cache"]["hits"] == 4
+            assert status["detail"]["reranker"]["cache"]["hits"] == 4
             assert SECRET not in json.dumps(status)
+            assert SECRET not in json.dumps(await call(client, "status"))
     finally:
         service.close()
         await service.remote.inner.aclose()
@@ -516,7 +517,7 @@ async def test_a_failing_remote_api_hands_over_to_the_local_model_then_to_the_hy
     try:
         async with Client(create_server(service.settings, service=service)) as client:
             await call(client, "remember", {"memories": [{"text": text} for text in DEPLOY_NOTES]})
-            found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4})
+            found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
             assert found["search_method"] == "rrf_hybrid+rerank"
             assert found["reranker_model"] == reranker.model
             assert (
@@ -524,7 +525,7 @@ async def test_a_failing_remote_api_hands_over_to_the_local_model_then_to_the_hy
                 in (found["message"])
             )
             assert "HTTP 500" in found["message"] and "CUDA out of memory" in found["message"]
-            status = await call(client, "status")
+            status = (await call(client, "status", {"detail": True}))["detail"]
             assert status["remote_reranker"]["counters"]["failures"] == 1
             assert "HTTP 500" in status["remote_reranker"]["error"]
     finally:
@@ -540,8 +541,8 @@ async def test_a_failing_remote_api_hands_over_to_the_local_model_then_to_the_hy
     try:
         async with Client(create_server(service.settings, service=service)) as client:
             plain = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "rerank": False})
-            found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4})
-            assert found["search_method"] == "rrf_hybrid" and found["reranker_model"] is None
+            found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
+            assert found["search_method"] == "rrf_hybrid" and "reranker_model" not in found  # none: left out
             assert [hit["id"] for hit in found["hits"]] == [hit["id"] for hit in plain["hits"]]
             assert "not reranked: the remote reranker remote:cohere:rerank-test did not score" in found["message"]
             assert "the local cross-encoder: " in found["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from mcp import Client
@@ -35,25 +36,39 @@ FACTS = [
 async def test_tools_are_listed_with_schemas_and_read_only_hints(fake_client: Client):
     tools = {tool.name: tool for tool in (await fake_client.list_tools()).tools}
     assert set(tools) == {"remember", "search", "rerank", "status", "list_memories", "get", "forget", "update"}
+    # Only the hints that differ from the spec's defaults (read_only false, destructive true, idempotent false).
+    hints = {name: tool.annotations.model_dump(by_alias=True, exclude_none=True) for name, tool in tools.items()}
     for name in ("search", "rerank", "status", "list_memories", "get"):
-        assert tools[name].annotations is not None and tools[name].annotations.read_only_hint is True
-    assert tools["remember"].annotations.read_only_hint is False
+        assert hints[name] == {"readOnlyHint": True}, name
+    assert hints["remember"] == {"destructiveHint": False, "idempotentHint": True}  # so not read-only
+    assert hints["update"] == hints["forget"] == {"idempotentHint": True}
     for tool in tools.values():
         assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+        assert tool.description and "\n" not in tool.description, tool.name  # one line each
+        for schema in (tool.input_schema, tool.output_schema):  # lean: no titles, no anyOf with null
+            published = json.dumps(schema)
+            assert '"title"' not in published and '{"type": "null"}' not in published, tool.name
     search_props = tools["search"].input_schema["properties"]
     assert search_props["top_k"]["default"] == 10
     assert search_props["rerank_top_k"]["default"] == 50
     assert search_props["rerank"]["default"] is True
     assert search_props["max_chars"]["default"] == 400
     assert (search_props["max_chars"]["minimum"], search_props["max_chars"]["maximum"]) == (40, 32 * 1024)
+    assert search_props["min_score"]["type"] == "number" and "default" not in search_props["min_score"]
+    assert (search_props["explain"]["type"], search_props["explain"]["default"]) == ("boolean", False)
+    assert tools["rerank"].input_schema["properties"]["explain"]["default"] is False
+    assert tools["status"].input_schema["properties"]["detail"]["default"] is False
+    assert set(tools["search"].output_schema["required"]) == {"hits", "search_method"}
 
 
 async def test_remember_search_rerank_status(client: Client, cross_encoder_path):
     stored = await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS], "agent": "planner"})
-    assert stored["stored_count"] == 5 and stored["deduplicated_count"] == 0
+    assert stored["stored"] == 5 and "deduplicated" not in stored
     assert len(set(stored["ids"])) == 5
 
-    found = await call(client, "search", {"query": "where is the staging deploy key kept?", "top_k": 3})
+    found = await call(
+        client, "search", {"query": "where is the staging deploy key kept?", "top_k": 3, "explain": True}
+    )
     assert found["search_method"] == "rrf_hybrid+rerank"
     assert found["reranker_model"] == str(cross_encoder_path)
     assert len(found["hits"]) == 3
@@ -66,7 +81,9 @@ async def test_remember_search_rerank_status(client: Client, cross_encoder_path)
         assert hit["score"] == hit["scores"]["rerank_score"]
         assert hit["agent"] == "planner" and hit["namespace"] == "default"
     # The test cross-encoder's scores are meaningless, so look for the relevant memory in all five.
-    everything = await call(client, "search", {"query": "where is the staging deploy key kept?", "top_k": 5})
+    everything = await call(
+        client, "search", {"query": "where is the staging deploy key kept?", "top_k": 5, "explain": True}
+    )
     deploy = next(hit for hit in everything["hits"] if "deploy key" in hit["text"])
     assert deploy["scores"]["dense_rank"] == 1 and deploy["scores"]["bm25_rank"] == 1
     assert deploy["scores"]["fused_score"] == max(hit["scores"]["fused_score"] for hit in everything["hits"])
@@ -76,7 +93,20 @@ async def test_remember_search_rerank_status(client: Client, cross_encoder_path)
     scores = [item["score"] for item in reranked["results"]]
     assert scores == sorted(scores, reverse=True)  # best first
 
-    status = await call(client, "status")
+    summary = await call(client, "status")
+    assert "detail" not in summary and "problems" not in summary
+    assert summary["ready"] is True and summary["memories"] == 5 and summary["namespaces"] == {"default": 5}
+    assert summary["reranker"].startswith(f"{cross_encoder_path} (ready, ")
+    assert " (ready, " in summary["embedding"] and summary["store"].startswith("embedded: ")
+    full = await call(client, "status", {"detail": True})
+    # (the backends may change between two calls, as an ONNX copy becomes ready: compare within one answer)
+    status = full["detail"]
+    assert {key: full[key] for key in ("ready", "memories", "namespaces", "store")} == {
+        key: summary[key] for key in ("ready", "memories", "namespaces", "store")
+    }
+    assert full["reranker"] == f"{status['reranker']['model']} (ready, {status['reranker']['backend']})"
+    embedding = status["embedding"]
+    assert full["embedding"] == f"{embedding['model']} (ready, {embedding['query_backend']})"
     assert status["reranker"]["state"] == "ready" and status["reranker"]["available"] is True
     assert status["store"]["memories"] == 5 and status["store"]["namespaces"] == {"default": 5}
     assert status["bm25"]["documents"] == 5 and status["bm25"]["in_sync"] is True
@@ -90,7 +120,7 @@ async def test_search_order_follows_the_cross_encoder(client: Client, cross_enco
 
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "database server"
-    found = await call(client, "search", {"query": query, "top_k": 5})
+    found = await call(client, "search", {"query": query, "top_k": 5, "explain": True})
     model = CrossEncoder(str(cross_encoder_path), device="cpu")
     expected = model.predict([(query, hit["text"]) for hit in found["hits"]])
     assert [hit["scores"]["rerank_score"] for hit in found["hits"]] == pytest.approx(
@@ -110,7 +140,12 @@ async def test_rerank_tool_orders_by_score_with_top_k_and_min_score(client: Clie
     assert [item["index"] for item in full["results"]] == order
     assert [item["score"] for item in full["results"]] == pytest.approx([expected[i] for i in order], abs=1e-5)
     by_index = {item["index"]: item for item in full["results"]}
-    assert by_index[1]["id"] == "tabs" and by_index[3]["id"] == "oncall" and by_index[0]["id"] is None
+    assert by_index[1]["id"] == "tabs" and by_index[3]["id"] == "oncall" and "id" not in by_index[0]
+    assert set(full) == {"results", "model"} and all("text" not in item for item in full["results"])
+    explained = await call(client, "rerank", {"query": "who likes tabs", "documents": documents, "explain": True})
+    assert explained["query"] == "who likes tabs" and "total_ms" in explained["timings_ms"]
+    assert [item["index"] for item in explained["results"]] == order
+    assert [item["text"] for item in explained["results"]] == [texts[i] for i in order]
 
     top2 = await call(client, "rerank", {"query": "who likes tabs", "documents": documents, "top_k": 2})
     assert [item["index"] for item in top2["results"]] == order[:2]
@@ -123,8 +158,8 @@ async def test_rerank_tool_orders_by_score_with_top_k_and_min_score(client: Clie
 
 async def test_search_top_k_min_score_and_rerank_off(client: Client):
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
-    everything = await call(client, "search", {"query": "code and servers", "top_k": 5})
-    scores = [hit["score"] for hit in everything["hits"]]
+    everything = await call(client, "search", {"query": "code and servers", "top_k": 5, "explain": True})
+    scores = [hit["score"] for hit in everything["hits"]]  # unrounded, with explain
     assert len(scores) == 5
     threshold = (scores[1] + scores[2]) / 2
     filtered = await call(client, "search", {"query": "code and servers", "top_k": 5, "min_score": threshold})
@@ -133,38 +168,50 @@ async def test_search_top_k_min_score_and_rerank_off(client: Client):
     one = await call(client, "search", {"query": "code and servers", "top_k": 1})
     assert len(one["hits"]) == 1
 
-    plain = await call(client, "search", {"query": "code and servers", "rerank": False, "min_score": 0.9})
+    asked = {"query": "code and servers", "rerank": False, "min_score": 0.9}
+    plain = await call(client, "search", {**asked, "explain": True})
     assert plain["search_method"] == "rrf_hybrid"
     assert "rerank=false" in plain["message"] and "min_score was not applied" in plain["message"]
-    assert all(hit["scores"]["rerank_score"] is None for hit in plain["hits"])
+    assert all("rerank_score" not in hit["scores"] for hit in plain["hits"])
     rrf = [hit["scores"]["fused_score"] for hit in plain["hits"]]
     assert rrf == sorted(rrf, reverse=True) and plain["hits"][0]["score"] == rrf[0]
 
-    partial = await call(client, "search", {"query": "code and servers", "top_k": 5, "rerank_top_k": 2})
+    # By default the message says only what did not run as asked: rerank=false was asked, min_score not applied.
+    concise = await call(client, "search", asked)
+    assert "min_score was not applied" in concise["message"] and "rerank=false" not in concise["message"]
+    assert [hit["id"] for hit in concise["hits"]] == [hit["id"] for hit in plain["hits"]]
+
+    partial = await call(
+        client, "search", {"query": "code and servers", "top_k": 5, "rerank_top_k": 2, "explain": True}
+    )
     assert partial["candidates"]["reranked"] == 2
-    assert [hit["scores"]["rerank_score"] is not None for hit in partial["hits"]] == [True, True, False, False, False]
+    assert ["rerank_score" in hit["scores"] for hit in partial["hits"]] == [True, True, False, False, False]
 
 
 async def test_deduplication_single_and_batch(fake_client: Client):
     first = await call(fake_client, "remember", {"text": "Use ruff for linting", "tags": ["tooling"]})
-    assert first["deduplicated"] is False and first["stored_count"] == 1
+    assert first == {"ids": first["ids"], "stored": 1} and len(first["ids"]) == 1  # no "deduplicated": none were
     again = await call(fake_client, "remember", {"text": "  Use ruff  for linting \n"})
-    assert again["deduplicated"] is True and again["ids"] == first["ids"]
-    assert again["results"][0] == {"id": first["ids"][0], "namespace": "default", "deduplicated": True}
+    assert again == {"ids": first["ids"], "stored": 0, "deduplicated": first["ids"]}
+    assert (await call(fake_client, "get", {"ids": again["ids"]}))["memories"][0]["namespace"] == "default"
 
     other_space = await call(fake_client, "remember", {"text": "Use ruff for linting", "namespace": "project-b"})
-    assert other_space["deduplicated"] is False and other_space["ids"] != first["ids"]
+    assert "deduplicated" not in other_space and other_space["stored"] == 1 and other_space["ids"] != first["ids"]
 
     batch = await call(
         fake_client,
         "remember",
         {"memories": [{"text": "New fact"}, {"text": "Use ruff for linting"}, {"text": "New fact"}]},
     )
-    assert [r["deduplicated"] for r in batch["results"]] == [False, True, True]
-    assert batch["ids"][0] == batch["ids"][2] and batch["stored_count"] == 1
+    # the first "New fact" is stored; the already-held ruff text and the repeated "New fact" are not
+    assert batch["ids"][0] == batch["ids"][2] and batch["ids"][1] == first["ids"][0] and batch["stored"] == 1
+    assert batch["deduplicated"] == [batch["ids"][1], batch["ids"][2]]
+    # a text repeated in one batch is listed once in `deduplicated`, though both its copies were not stored
+    twice = await call(fake_client, "remember", {"memories": [{"text": "Use ruff for linting"}] * 2})
+    assert twice == {"ids": first["ids"] * 2, "stored": 0, "deduplicated": first["ids"]}
 
     status = await call(fake_client, "status")
-    assert status["store"]["namespaces"] == {"default": 2, "project-b": 1}
+    assert status["namespaces"] == {"default": 2, "project-b": 1}
 
 
 async def test_filters_by_namespace_tags_and_metadata(fake_client: Client):
@@ -180,8 +227,10 @@ async def test_filters_by_namespace_tags_and_metadata(fake_client: Client):
         },
     )
     texts = lambda result: sorted(hit["text"] for hit in result["hits"])  # noqa: E731
-    assert len((await call(fake_client, "search", {"query": "deploy"}))["hits"]) == 2
-    assert len((await call(fake_client, "search", {"query": "deploy", "namespace": "*"}))["hits"]) == 3
+    named = (await call(fake_client, "search", {"query": "deploy"}))["hits"]
+    assert len(named) == 2 and all("namespace" not in hit for hit in named)  # the one asked for: not repeated
+    every = (await call(fake_client, "search", {"query": "deploy", "namespace": "*"}))["hits"]
+    assert len(every) == 3 and sorted(hit["namespace"] for hit in every) == ["default", "default", "side"]
     assert texts(await call(fake_client, "search", {"query": "deploy", "namespace": "side"})) == [
         "Deploy notes for the side project"
     ]
@@ -200,9 +249,11 @@ async def test_filters_by_namespace_tags_and_metadata(fake_client: Client):
 
 
 async def test_empty_store_search_answers_without_reranking(client: Client):
-    result = await call(client, "search", {"query": "anything at all"})
+    result = await call(client, "search", {"query": "anything at all", "explain": True})
     assert result["hits"] == [] and result["search_method"] == "rrf_hybrid"
     assert "nothing to rerank" in result["message"]
+    # nothing was left undone that was asked, so the default answer has no message; `hits` is always there
+    assert await call(client, "search", {"query": "anything at all"}) == {"hits": [], "search_method": "rrf_hybrid"}
 
 
 async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_path):
@@ -212,16 +263,24 @@ async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_p
     try:
         async with Client(create_server(settings, service=service)) as client:
             await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
-            status = await call(client, "status")
+            summary = await call(client, "status", {"detail": True})
+            assert summary["reranker"] == f"{missing} (failed, {summary['detail']['reranker']['backend']})"
+            [problem] = summary["problems"]
+            assert problem.startswith("reranker: ") and str(missing) in problem and "does not exist" in problem
+            status = summary["detail"]
             assert status["reranker"]["state"] == "failed" and status["reranker"]["available"] is False
             assert str(missing) in status["reranker"]["error"] and "does not exist" in status["reranker"]["error"]
 
-            result = await call(client, "search", {"query": "database", "top_k": 3})
+            result = await call(client, "search", {"query": "database", "top_k": 3, "explain": True})
             assert result["search_method"] == "rrf_hybrid" and len(result["hits"]) == 3
             assert "not reranked" in result["message"] and "does not exist" in result["message"]
             assert "MIMIR_RERANKER_MODEL" in result["message"]
             rrf = [hit["scores"]["fused_score"] for hit in result["hits"]]
             assert rrf == sorted(rrf, reverse=True)
+            # the search did not run as asked, so the default answer says why, and the fix
+            concise = await call(client, "search", {"query": "database", "top_k": 3})
+            assert concise["message"].startswith("Not reranked: ") and "does not exist" in concise["message"]
+            assert "MIMIR_RERANKER_MODEL" in concise["message"]
 
             error = await call_error(client, "rerank", {"query": "database", "documents": ["a", "b"]})
             assert "No cross-encoder is available" in error and "MIMIR_RERANKER_MODEL" in error
@@ -237,7 +296,10 @@ async def test_default_hub_model_offline_is_reported_plainly(settings, embedder,
         async with Client(create_server(settings, service=service)) as client:
             await call(client, "remember", {"text": "something to find"})
             await offline.wait_ready(60)
-            status = await call(client, "status")
+            summary = await call(client, "status", {"detail": True})
+            assert summary["reranker"].startswith("cross-encoder/ms-marco-MiniLM-L-6-v2 (failed, ")
+            assert any(p.startswith("reranker: ") and "cannot be downloaded" in p for p in summary["problems"])
+            status = summary["detail"]
             assert status["reranker"]["model"] == "cross-encoder/ms-marco-MiniLM-L-6-v2"
             assert status["reranker"]["state"] == "failed"
             assert "cannot be downloaded" in status["reranker"]["error"]
@@ -254,9 +316,10 @@ async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedde
         async with Client(create_server(settings, service=service)) as client:
             await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
             await slow.wait_ready(60)
-            timed_out = await call(client, "search", {"query": "database"})
-            assert timed_out["search_method"] == "rrf_hybrid" and "took longer than" in timed_out["message"]
-            assert len(timed_out["hits"]) == 5
+            for explain in (False, True):  # the search did not run as asked: the default answer says so too
+                timed_out = await call(client, "search", {"query": "database", "explain": explain})
+                assert timed_out["search_method"] == "rrf_hybrid" and "took longer than" in timed_out["message"]
+                assert len(timed_out["hits"]) == 5
 
             # A model that raises during inference: a max_length the position table cannot hold.
             slow.settings = slow.settings.model_copy(update={"timeout_s": 60})
@@ -265,9 +328,10 @@ async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedde
             model.max_length = 100_000
             long_text = " ".join(["word"] * 2000)
             await call(client, "remember", {"text": long_text})
-            failed = await call(client, "search", {"query": "word"})
-            assert failed["search_method"] == "rrf_hybrid" and "raised" in failed["message"]
-            assert failed["hits"][0]["text_chars"] == len(long_text) and failed["hits"][0]["truncated"] is True
+            for explain in (False, True):
+                failed = await call(client, "search", {"query": "word", "explain": explain})
+                assert failed["search_method"] == "rrf_hybrid" and "raised" in failed["message"]
+                assert failed["hits"][0]["text_chars"] == len(long_text) and failed["hits"][0]["truncated"] is True
     finally:
         service.close()
 
@@ -278,17 +342,18 @@ async def test_reranker_disabled(settings, embedder):
     try:
         async with Client(create_server(settings, service=service)) as client:
             await call(client, "remember", {"text": "a note"})
-            status = await call(client, "status")
-            assert status["reranker"]["state"] == "disabled"
-            result = await call(client, "search", {"query": "note"})
-            assert result["search_method"] == "rrf_hybrid" and "disabled" in result["message"]
+            status = await call(client, "status", {"detail": True})
+            assert status["reranker"] == "off" and status["detail"]["reranker"]["state"] == "disabled"
+            for explain in (False, True):  # not reranked: the default answer says why too
+                result = await call(client, "search", {"query": "note", "explain": explain})
+                assert result["search_method"] == "rrf_hybrid" and "disabled" in result["message"]
     finally:
         service.close()
 
 
 async def test_scores_are_finite_numbers(client: Client):
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
-    result = await call(client, "search", {"query": "python"})
+    result = await call(client, "search", {"query": "python", "explain": True})
     for hit in result["hits"]:
         assert math.isfinite(hit["score"]) and 0.0 <= hit["scores"]["rerank_score"] <= 1.0
 
@@ -317,15 +382,17 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
 
     await call(client, "remember", {"memories": [{"text": fact} for fact in FACTS]})
     query = "staging deploy key of the production database, rotated on Monday"
-    found = await call(client, "search", {"query": query, "rerank": False, "top_k": 5})
+    found = await call(client, "search", {"query": query, "rerank": False, "top_k": 5, "explain": True})
     hits = found["hits"]
     assert len(hits) == 5 and found["candidates"]["dense"] == 5  # every candidate is shown
-    # five unrelated facts: too few to tell a conversation, so no context arm
-    assert found["fusion"]["context"] is False and found["fusion"]["coherence"] is None
-    assert found["candidates"]["context"] is None
-    # Rebuild each arm's ranked scores from the hits, then the fused score of every hit.
+    # five unrelated facts: too few to tell a conversation, so no context arm (false and null are left out)
+    assert "context" not in found["fusion"] and "coherence" not in found["fusion"]
+    assert "context" not in found["candidates"]
+    # Rebuild each arm's ranked scores from the hits (an arm that missed a hit has no key), then the fused score.
     arms = {
-        arm: [s for _, s in sorted((h["scores"][f"{arm}_rank"], h["scores"][key]) for h in hits if h["scores"][key])]
+        arm: [
+            s for _, s in sorted((h["scores"][f"{arm}_rank"], h["scores"][key]) for h in hits if h["scores"].get(key))
+        ]
         for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
     }
     # BM25 coverage: the best score over the sum of the query terms' idf among the five facts
@@ -342,7 +409,7 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
         expected = sum(
             weights[arm] * (hit["scores"][key] - min(arms[arm])) / statistics.pstdev(arms[arm])
             for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
-            if hit["scores"][key] is not None
+            if key in hit["scores"]
         )
         assert hit["scores"]["fused_score"] == pytest.approx(expected, rel=1e-3)
     assert [hit["scores"]["fused_score"] for hit in hits] == sorted(
@@ -363,16 +430,18 @@ async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_facto
     ]
     await call(client, "remember", {"memories": [{"text": text, "namespace": "ops"} for text in memories]})
     query = "which service paged on-call after running out of disk"
-    found = await call(client, "search", {"query": query, "namespace": "ops", "rerank": False, "top_k": 24})
+    found = await call(
+        client, "search", {"query": query, "namespace": "ops", "rerank": False, "top_k": 24, "explain": True}
+    )
     hits = found["hits"]
     assert len(hits) == 24 and found["candidates"]["dense"] == 24  # every candidate is shown
-    assert found["fusion"]["context"] is False and found["fusion"]["tail_from"] == 10
+    assert "context" not in found["fusion"] and found["fusion"]["tail_from"] == 10  # context false: left out
     weights, tail = found["fusion"]["weights"], found["fusion"]["tail_weights"]
     assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
     # each arm's ranked list, rebuilt from the hits, fused again both ways
     arms = {
         arm: sorted(
-            ((h["id"], h["scores"][key]) for h in hits if h["scores"][key] is not None),
+            ((h["id"], h["scores"][key]) for h in hits if key in h["scores"]),
             key=lambda pair: next(h["scores"][f"{arm}_rank"] for h in hits if h["id"] == pair[0]),
         )
         for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
@@ -399,25 +468,32 @@ async def test_long_memories_are_shown_as_snippets(client: Client, settings):
 
     found = await call(client, "search", {"query": query})
     max_chars = settings.search.default_max_chars
-    # Each hit's text is capped; its id, metadata and every stage's scores stay well under 1 KB.
+    # Each hit's text is capped; its id and metadata stay well under 1 KB.
     assert len(json.dumps(found)) < settings.search.default_top_k * (max_chars + 1024)
-    long_hit = next(hit for hit in found["hits"] if hit["text_chars"] == len(long_text))
+    long_hit = next(hit for hit in found["hits"] if hit.get("text_chars") == len(long_text))
     assert long_hit["truncated"] is True
     assert len(long_hit["text"]) <= max_chars
     assert long_hit["text"].startswith("…") and long_hit["text"].endswith("…")
     assert key in long_hit["text"]
     for hit in found["hits"]:
-        if hit is not long_hit:
-            assert hit["truncated"] is False and hit["text_chars"] == len(hit["text"]) and hit["text"] in FACTS
+        if hit is not long_hit:  # a whole text: neither `truncated` nor `text_chars` is sent
+            assert "truncated" not in hit and "text_chars" not in hit and hit["text"] in FACTS
 
     # The cross-encoder scored the whole memory, not the snippet.
+    explained = await call(client, "search", {"query": query, "explain": True})
+    assert [hit["id"] for hit in explained["hits"]] == [hit["id"] for hit in found["hits"]]
+    assert [hit["text"] for hit in explained["hits"]] == [hit["text"] for hit in found["hits"]]
+    # with explain as well, every stage's scores included, each hit stays well under 1 KB past its text
+    for hit in explained["hits"]:
+        assert len(json.dumps(hit)) < len(hit["text"]) + 1024
+    rerank_score = next(hit for hit in explained["hits"] if hit["id"] == long_hit["id"])["scores"]["rerank_score"]
     reranked = await call(client, "rerank", {"query": query, "documents": [long_text, long_hit["text"]]})
     whole = next(item["score"] for item in reranked["results"] if item["index"] == 0)
-    assert long_hit["scores"]["rerank_score"] == pytest.approx(whole, abs=1e-5)
+    assert rerank_score == pytest.approx(whole, abs=1e-5)
 
     everything = await call(client, "search", {"query": query, "max_chars": 32 * 1024})
     full = next(hit for hit in everything["hits"] if hit["id"] == long_hit["id"])
-    assert full["text"] == long_text and full["truncated"] is False
+    assert full["text"] == long_text and "truncated" not in full
     assert [hit["id"] for hit in everything["hits"]] == [hit["id"] for hit in found["hits"]]
 
 
@@ -458,7 +534,12 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     found = await call(
         client,
         "search",
-        {"query": "Where was the wedding of Ann's sister?", "namespace": "ann-and-bob", "rerank": False},
+        {
+            "query": "Where was the wedding of Ann's sister?",
+            "namespace": "ann-and-bob",
+            "rerank": False,
+            "explain": True,
+        },
     )
     assert found["fusion"]["context"] is True
     assert found["fusion"]["coherence"] >= 0.05
@@ -478,25 +559,32 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
         speaker, text = CONVERSATION[(position * 7) % len(CONVERSATION)]
         await call(client, "remember", {"text": f"{speaker}: {text}", "namespace": "shuffled"})
     shuffled = await call(
-        client, "search", {"query": "Where was the wedding of Ann's sister?", "namespace": "shuffled", "rerank": False}
+        client,
+        "search",
+        {"query": "Where was the wedding of Ann's sister?", "namespace": "shuffled", "rerank": False, "explain": True},
     )
-    assert shuffled["fusion"]["context"] is False
+    assert "context" not in shuffled["fusion"]  # false: left out
     assert shuffled["fusion"]["coherence"] < 0.05
     weights, tail = shuffled["fusion"]["weights"], shuffled["fusion"]["tail_weights"]
     assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
-    assert shuffled["candidates"]["context"] is None
-    assert all(hit["scores"]["context_rank"] is None for hit in shuffled["hits"])
+    assert "context" not in shuffled["candidates"]  # null: left out
+    assert all("context_rank" not in hit["scores"] for hit in shuffled["hits"])
     assert found["fusion"]["mean_terms"] < 10  # a few words a turn
     # the same conversation with every turn a long passage (the same 60 extra words each, which neither
     # distinguish neighbours nor distant turns): as coherent, but too long for the context arm
     padding = " ".join(f"appendix{i}" for i in range(60))
     for speaker, text in CONVERSATION:
         await call(client, "remember", {"text": f"{speaker}: {text} {padding}", "namespace": "long-turns"})
-    query = {"query": "Where was the wedding of Ann's sister?", "namespace": "long-turns", "rerank": False}
+    query = {
+        "query": "Where was the wedding of Ann's sister?",
+        "namespace": "long-turns",
+        "rerank": False,
+        "explain": True,
+    }
     long = await call(client, "search", query)
     assert long["fusion"]["coherence"] >= 0.05
     assert long["fusion"]["mean_terms"] > 60
-    assert long["fusion"]["context"] is False and long["candidates"]["context"] is None
+    assert "context" not in long["fusion"] and "context" not in long["candidates"]
     weights, tail = long["fusion"]["weights"], long["fusion"]["tail_weights"]
     assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
     assert long["fusion"]["query_words"] == 7
@@ -521,7 +609,7 @@ async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_an
     plain = await call(client, "search", arguments)
     assert plain["search_method"] == "rrf_hybrid"
     assert all("password rotates" in hit["text"] for hit in plain["hits"])  # two near-copies of one fact
-    diverse = await call(client, "search", {**arguments, "diversity": 0.9})
+    diverse = await call(client, "search", {**arguments, "diversity": 0.9, "explain": True})
     assert diverse["search_method"] == "rrf_hybrid+mmr"
     assert diverse["hits"][0]["id"] == plain["hits"][0]["id"]  # the most relevant stays first
     assert diverse["hits"][1]["text"] == notes[3]  # then the memory least like it, not its copy
@@ -543,8 +631,12 @@ async def test_text_arguments_arrive_as_the_strings_sent_even_when_they_look_lik
     )
     memory = (await call(fake_client, "get", {"ids": labelled["ids"]}))["memories"][0]
     assert (memory["namespace"], memory["agent"], memory["source"]) == ("null", "null", "null")
-    assert labelled["results"][0]["namespace"] == "null"
-    hits = await call(fake_client, "search", {"query": snippet, "namespace": "default", "rerank": False, "top_k": 1})
+    assert labelled["stored"] == 1
+    hits = await call(
+        fake_client,
+        "search",
+        {"query": snippet, "namespace": "default", "rerank": False, "top_k": 1, "explain": True},
+    )
     assert hits["query"] == snippet and hits["hits"][0]["text"] == snippet
     # Lists and objects sent as JSON text are still decoded (some clients send them so).
     tagged = await call(fake_client, "remember", {"text": "Tagged memory", "tags": '["ops", "db"]'})
@@ -561,9 +653,69 @@ async def test_invisible_text_is_refused_and_null_tags_in_a_batch_mean_none_and_
     unlabelled = {"memories": [{"text": "No labels here", "tags": None, "metadata": None}]}
     batch = await call(fake_client, "remember", unlabelled)
     stored = (await call(fake_client, "get", {"ids": batch["ids"]}))["memories"][0]
-    assert (stored["tags"], stored["metadata"]) == ([], {})
+    assert "tags" not in stored and "metadata" not in stored  # none: empty, so left out of the answer
     edges = {"low": -(2**63), "high": 2**63 - 1}
     kept = await call(fake_client, "remember", {"text": "Edges of int64", "metadata": edges})
     assert (await call(fake_client, "get", {"ids": kept["ids"]}))["memories"][0]["metadata"] == edges
     message = await call_error(fake_client, "remember", {"text": "Too low", "metadata": {"low": -(2**63) - 1}})
     assert "metadata.low: integers must fit in 64 bits (-2^63 to 2^63 - 1)" in message
+
+
+def _empty_values(value, path="$"):
+    """Where in an answer a value is null, false, [] or {} (none should be: such a field is left out)."""
+    if value is None or value is False or (isinstance(value, list | dict) and not value):
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _empty_values(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _empty_values(item, f"{path}[{index}]")
+
+
+async def _answer(client: Client, tool: str, arguments: dict) -> dict:
+    """A tool's structured content, checked to be what its text content says, as compact JSON."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error and result.structured_content is not None
+    [content] = result.content
+    assert json.loads(content.text) == result.structured_content
+    assert content.text == json.dumps(result.structured_content, ensure_ascii=False, separators=(",", ":"))
+    return result.structured_content
+
+
+ABSENT = "mem_" + "0" * 32  # a well-formed id that no memory has
+TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # UTC to the second
+
+
+async def test_hits_and_memories_carry_only_what_is_set_and_explain_leaves_out_null_scores(fake_client: Client):
+    """(tests/test_lean.py checks the default answers of search over '*', list, remember and status, and explain
+    against the default through the real models; here: a search of one namespace, explain's own answer, get.)"""
+    labels = {"tags": ["ops"], "metadata": {"env": "staging"}, "source": "wiki"}
+    memories = [{"text": FACTS[0], **labels}, *({"text": fact} for fact in FACTS[1:])]
+    await call(fake_client, "remember", {"memories": memories})
+    found = await _answer(fake_client, "search", {"query": "staging deploy key", "top_k": 5})
+    assert not set(found) & {"scores", "timings_ms", "fusion", "candidates", "query", "reranker_model"}
+    assert list(_empty_values(found)) == [] and len(found["hits"]) == 5
+    for hit in found["hits"]:
+        assert hit["score"] == round(hit["score"], 3) and re.fullmatch(TIMESTAMP, hit["created_at"])
+        labelled = hit["text"] == FACTS[0]  # the namespace searched is not repeated; unset labels are left out
+        assert set(hit) == {"id", "text", "score", "created_at", *(labels if labelled else ())}
+        assert not labelled or {key: hit[key] for key in labels} == labels
+
+    # explain: every hit with its namespace and per-arm scores, an arm that missed it left out rather than null
+    explained = await _answer(fake_client, "search", {"query": "staging deploy key", "top_k": 5, "explain": True})
+    assert {"query", "candidates", "fusion", "timings_ms", "message"} <= set(explained)
+    assert [hit["id"] for hit in explained["hits"]] == [hit["id"] for hit in found["hits"]]
+    for hit in explained["hits"]:
+        assert hit["namespace"] == "default" and "fused_score" in hit["scores"]
+        assert list(_empty_values(hit)) == [], hit
+    assert any("bm25_rank" not in hit["scores"] for hit in explained["hits"])  # BM25 found only some of five
+
+    tagged = next(hit["id"] for hit in found["hits"] if hit["text"] == FACTS[0])
+    got = await _answer(fake_client, "get", {"ids": [tagged]})
+    assert set(got) == {"memories"} and re.fullmatch(TIMESTAMP, got["memories"][0]["created_at"])
+    assert {key: got["memories"][0][key] for key in labels} == labels
+    assert await _answer(fake_client, "get", {"ids": [tagged, ABSENT]}) == {
+        "memories": got["memories"],
+        "not_found": [ABSENT],
+    }

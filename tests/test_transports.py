@@ -34,16 +34,16 @@ async def exercise_all_tools(client: Client, agent: str) -> None:
         client, "remember", {"memories": [{"text": note} for note in NOTES], "agent": agent, "tags": ["notes"]}
     )
     assert len(stored["ids"]) == 3
-    found = await call(client, "search", {"query": "when does Falcon launch?", "top_k": 3})
+    found = await call(client, "search", {"query": "when does Falcon launch?", "top_k": 3, "explain": True})
     assert found["search_method"] == "rrf_hybrid+rerank", found["message"]
     assert {hit["text"] for hit in found["hits"]} == set(NOTES)
     falcon = next(hit for hit in found["hits"] if "Falcon" in hit["text"])
     assert falcon["scores"]["dense_rank"] == 1 and falcon["scores"]["bm25_rank"] == 1
     reranked = await call(client, "rerank", {"query": "billing retries", "documents": NOTES, "top_k": 2})
     assert len(reranked["results"]) == 2
-    status = await call(client, "status")
-    assert status["reranker"]["state"] == "ready"
-    assert status["store"]["memories"] >= 3
+    status = await call(client, "status", {"detail": True})
+    assert status["detail"]["reranker"]["state"] == "ready"
+    assert status["memories"] >= 3 and status["detail"]["store"]["memories"] == status["memories"]
 
 
 async def exercise_management(client: Client) -> None:
@@ -65,7 +65,7 @@ async def exercise_management(client: Client) -> None:
 async def wait_for_reranker(client: Client, timeout: float = 120) -> None:
     """The cross-encoder loads after the handshake; status reports when it is ready."""
     with anyio.fail_after(timeout):
-        while (await call(client, "status"))["reranker"]["state"] == "loading":
+        while (await call(client, "status", {"detail": True}))["detail"]["reranker"]["state"] == "loading":
             await anyio.sleep(0.2)
 
 
@@ -79,7 +79,7 @@ async def test_stdio_subprocess(tmp_path: Path, cross_encoder_path: Path):
         await exercise_all_tools(client, "stdio-agent")
         await exercise_management(client)
         message = await call_error(client, "search", {"query": "q", "top_k": 1000})
-        assert "top_k" in message and "between 1 and 100" in message
+        assert "top_k" in message and "less than or equal to 100" in message
 
 
 def test_stdio_stdout_carries_only_protocol(tmp_path: Path, cross_encoder_path: Path):
@@ -123,7 +123,7 @@ def test_stdio_stdout_carries_only_protocol(tmp_path: Path, cross_encoder_path: 
         arguments = {"name": "remember", "arguments": {"text": "raw pipes work"}}
         send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": arguments}))
         stored = reply()
-        assert stored["id"] == 2 and stored["result"]["structuredContent"]["stored_count"] == 1
+        assert stored["id"] == 2 and stored["result"]["structuredContent"]["stored"] == 1
         send(
             '{"jsonrpc": "2.0", "id": 3, "method": "tools/call", '
             '"params": {"name": "search", "arguments": {"query": "pipes", "min_score": NaN}}}'
@@ -166,9 +166,11 @@ async def test_streamable_http_two_agents_share_memory(http_server: int):
             for client in (writer, reader, writer, reader):
                 group.start_soon(run, client)
         assert len({result["ids"][0] for result in results}) == 1
-        assert sum(result["stored_count"] for result in results) == 1
-        status = await call(reader, "status")  # the server is shared: this test's memories are in "default"
-        assert status["store"]["namespaces"]["default"] == 4 and status["bm25"]["in_sync"]
+        assert sum(result["stored"] for result in results) == 1
+        assert sum(result.get("deduplicated") == result["ids"] for result in results) == 3
+        # The server is shared: this test's memories are in "default".
+        status = await call(reader, "status", {"detail": True})
+        assert status["namespaces"]["default"] == 4 and status["detail"]["bm25"]["in_sync"]
 
 
 async def test_two_stdio_processes_on_one_store_see_each_others_forget_and_update(
@@ -206,8 +208,8 @@ async def test_two_stdio_processes_on_one_store_see_each_others_forget_and_updat
         assert await seen_by_second("who owns the dashboard", tags=["dashboards"]) == [ids[2]]
         listed = await call(second, "list_memories", {"limit": 10})
         assert sorted(m["id"] for m in listed["memories"]) == sorted([new, ids[2]])
-        status = await call(second, "status")
-        assert status["store"]["memories"] == 2 and status["bm25"]["documents"] == 2
+        status = await call(second, "status", {"detail": True})
+        assert status["memories"] == 2 and status["detail"]["bm25"]["documents"] == 2
 
 
 async def test_sse_transport(tmp_path: Path, cross_encoder_path: Path):
@@ -219,7 +221,7 @@ async def test_sse_transport(tmp_path: Path, cross_encoder_path: Path):
         # A second connection (the SSE lifespan runs per connection) sees the same memories.
         async with Client(sse_client(f"http://127.0.0.1:{port}/sse"), mode="legacy") as client:
             status = await call(client, "status")
-            assert status["store"]["memories"] == 3
+            assert status["memories"] == 3
     finally:
         process.terminate()
         process.wait(timeout=30)

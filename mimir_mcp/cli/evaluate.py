@@ -217,7 +217,7 @@ def build_bench_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset", type=Path, default=Path("../shared/datasets/scifact"), help="text to use (BEIR folder)"
     )
-    parser.add_argument("--only", help="comma list of rerank,lexical,search,remember,startup")
+    parser.add_argument("--only", help="comma list of rerank,lexical,search,remember,startup,cost")
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
     parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS)
     return parser
@@ -228,7 +228,7 @@ def bench_main(argv: Sequence[str]) -> int:
     configure_logging(args.log_level)
     from mimir_mcp.evaluation.bench import format_report, run_bench
 
-    sections = ("rerank", "lexical", "search", "remember", "startup")
+    sections = ("rerank", "lexical", "search", "remember", "startup", "cost")
     chosen = tuple(name.strip() for name in args.only.split(",")) if args.only else sections
     unknown = [name for name in chosen if name not in sections]
     if unknown:

@@ -41,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="Port for sse / streamable-http (default 8000).")
     parser.add_argument(
         "--auth-tokens-file",
-        help="JSON or TOML file of bearer tokens and their namespaces "
-        "(or MIMIR_AUTH_TOKENS; see docs/operations.md).",
+        help="JSON or TOML file of bearer tokens and their namespaces (or MIMIR_AUTH_TOKENS; see docs/operations.md).",
     )
     parser.add_argument(
         "--allow-unauthenticated",
@@ -58,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedding-model", help="sentence-transformers model name or local path.")
     parser.add_argument("--reranker-model", help="Cross-encoder model name or local path.")
     parser.add_argument("--no-rerank", action="store_true", help="Disable the cross-encoder entirely.")
+    parser.add_argument("--tools", help="Comma list of the tools to expose, e.g. search,get,status (default: all).")
+    parser.add_argument(
+        "--read-only", action="store_true", help="Expose no tool that writes (remember, update, forget)."
+    )
     parser.add_argument("--chroma-host", help="Use a Chroma server at this host instead of the embedded store.")
     parser.add_argument("--chroma-port", type=int, help="Port of the Chroma server (default 8000).")
     parser.add_argument("--log-level", choices=LOG_LEVELS)
@@ -139,6 +142,9 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("reranker", "model", args.reranker_model)
     if args.no_rerank:
         put("reranker", "enabled", False)
+    put("server", "tools", args.tools)
+    if args.read_only:
+        put("server", "read_only", True)
     return overrides
 
 

@@ -344,9 +344,9 @@ def bench_startup(model_path: Path, folder: Path) -> tuple[dict[str, Any], dict[
         first_search_ms = (time.perf_counter() - started) * 1000
         message_id = 3
         while True:
-            status = request(message_id, "tools/call", {"name": "status", "arguments": {}})
+            status = request(message_id, "tools/call", {"name": "status", "arguments": {"detail": True}})
             message_id += 1
-            content = status["result"]["structuredContent"]
+            content = status["result"]["structuredContent"]["detail"]
             loading = content["reranker"]["state"] == "loading" or content["embedding"]["state"] == "loading"
             # RSS counts the ONNX copies too: wait until both are built (or have failed).
             building = "building" in content["reranker"]["backend"] + content["embedding"]["query_backend"]
@@ -376,7 +376,7 @@ def run_bench(
     quick: bool = False,
     reranker: str | None = None,
     dataset: Path | None = None,
-    sections: tuple[str, ...] = ("rerank", "lexical", "search", "remember", "startup"),
+    sections: tuple[str, ...] = ("rerank", "lexical", "search", "remember", "startup", "cost"),
 ) -> dict[str, Any]:
     corpus = Corpus(dataset)
     report: dict[str, Any] = {"quick": quick, "corpus": corpus.source, "cpu_count": os.cpu_count()}
@@ -397,6 +397,10 @@ def run_bench(
             report["remember"] = bench_remember(corpus, 512 if not quick else 32, folder)
         if "startup" in sections:
             report["startup"], report["memory"] = bench_startup(model_path, folder)
+        if "cost" in sections:
+            from mimir_mcp.evaluation.cost import bench_cost
+
+            report["cost"] = bench_cost(model_path, folder)
     return report
 
 
@@ -439,4 +443,9 @@ def format_report(report: dict[str, Any]) -> str:
             f"first search {report['startup']['first_search_ms']:.0f} ms"
         )
         lines.append(f"memory: {report['memory']['rss_mb']:.0f} MB RSS with both models loaded")
+    if "cost" in report:
+        from mimir_mcp.evaluation.cost import Cost, format_costs
+
+        lines.append("what an agent is sent:")
+        lines.append(format_costs([Cost.model_validate(row) for row in report["cost"]]))
     return "\n".join(lines)

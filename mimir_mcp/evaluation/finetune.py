@@ -183,7 +183,7 @@ async def dev_candidates(
                 relevance=dataset.qrels[query_id],
                 documents=[owners[hit.id][0] for hit in hits],
                 texts=[hit.text for hit in hits],
-                fused_scores=[hit.scores.fused_score for hit in hits],
+                fused_scores=[hit.scores.fused_score if hit.scores else hit.score for hit in hits],
             )
         )
     return [item for item in dev if item.documents]

@@ -232,7 +232,7 @@ async def evaluate_method(
         started = time.perf_counter()
         ranking, response = await rank_query(service, dataset, owners, name, query_id, rerank_top_k=rerank_top_k)
         latencies.append((time.perf_counter() - started) * 1000)
-        if method(name).rerank and not response.candidates.reranked:
+        if method(name).rerank and not (response.candidates and response.candidates.reranked):
             fallbacks += 1
         per_query[query_id] = score_ranking(ranking, dataset.qrels[query_id])
         progress(f"{name}: {done}/{len(queries)} queries")

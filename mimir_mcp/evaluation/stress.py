@@ -186,7 +186,7 @@ async def wait_until_steady(client: Any, say: Callable[[str], None]) -> dict[str
     """Poll ``status`` until both models are loaded and their ONNX copies built (or failed)."""
     deadline = time.monotonic() + 600
     while True:
-        status = await call(client, "status", {})
+        status = (await call(client, "status", {"detail": True}))["detail"]
         reranker, embedding = status["reranker"], status["embedding"]
         loading = "loading" in (reranker["state"], embedding["state"], status["store"]["state"])
         building = "building" in reranker["backend"] + embedding["query_backend"]
@@ -223,7 +223,7 @@ async def agent(index: int, client: Any, corpus: Corpus, deadline: float, tally:
             text = f"Note {index}-{calls} from stress agent {index}: {rng.choice(corpus.documents)[:300]}"
             arguments: dict[str, Any] = {"text": text, "agent": f"stress-{index}", "tags": ["stress"]}
         else:
-            arguments = {"query": rng.choice(corpus.queries), "rerank": operation == "search"}
+            arguments = {"query": rng.choice(corpus.queries), "rerank": operation == "search", "explain": True}
         started = time.perf_counter()
         try:
             answer = await call(client, "remember" if operation == "remember" else "search", arguments)
@@ -256,7 +256,7 @@ async def lost_writes(client: Any, ids: list[str], page: int = 100) -> list[str]
     missing: list[str] = []
     for start in range(0, len(ids), page):
         answer = await call(client, "get", {"ids": ids[start : start + page]})
-        missing.extend(answer["not_found"])
+        missing.extend(answer.get("not_found", []))
     return missing
 
 
@@ -347,7 +347,7 @@ async def drive(
             },
             "rss_mb": round(rss, 1),
             "peak_rss_mb": round(peak, 1),
-            "server_memories": final["store"]["memories"],
+            "server_memories": final["memories"],
         }
     )
     return report

@@ -169,11 +169,13 @@ class SearchPipeline:
         first = await self._fuse_stage(request, retrieved, timings)
         ranked = await self._rerank_stage(request, first, started, timings)
         ordered, notes, method = ranked.ordered, [], ranked.method
+        caveats = [ranked.caveat] if ranked.caveat else []
         if request.min_score is not None:
             if ranked.reranked:
                 ordered = [item for item in ordered if item.rerank is not None and item.rerank >= request.min_score]
             else:
                 notes.append("min_score was not applied because it compares rerank scores and nothing was reranked.")
+                caveats.append(notes[-1])
         if request.diversity > 0 and ordered:
             t0 = time.perf_counter()
             ordered, note = await self._diversify(ordered, ranked.reranked, request)
@@ -187,6 +189,7 @@ class SearchPipeline:
             hits=hits,
             search_method=method,
             message=" ".join([ranked.message, *notes]),
+            caveat=" ".join(caveats) or None,
             reranker_model=ranked.model,
             candidates=SearchCandidates(
                 dense=len(first.arms.get("dense", [])),
@@ -274,11 +277,11 @@ class SearchPipeline:
             return Ranked(ordered, f"{hybrid}; no memory matched, so there was nothing to rerank.")
         if request.deadline_ms is not None and self._time_left(started, request) <= 0:
             spent = _ms(time.perf_counter() - started)
-            return Ranked(
-                ordered,
-                f"{hybrid}, not reranked: the first stage took {spent:g} ms of the search's deadline_ms "
-                f"({request.deadline_ms} ms), which left no time for the cross-encoder.",
+            why = (
+                f"not reranked: the first stage took {spent:g} ms of the search's deadline_ms "
+                f"({request.deadline_ms} ms), which left no time for the cross-encoder."
             )
+            return Ranked(ordered, f"{hybrid}, {why}", caveat=why[0].upper() + why[1:])
         window = ordered[: request.rerank_top_k]  # its records were read in the fusion stage
         head = [item for item in window if item.id in first.records]
         texts = [first.records[item.id].text for item in head]
@@ -289,7 +292,7 @@ class SearchPipeline:
             why = outcome.reason
             if remote_failure:
                 why = f"{remote_failure.rstrip('.')}; the local cross-encoder: {outcome.reason}"
-            return Ranked(ordered, f"{hybrid}, not reranked: {why}")
+            return Ranked(ordered, f"{hybrid}, not reranked: {why}", caveat=f"Not reranked: {why}")
         # Under load the queue may admit only the best-fused part of the head; the rest keeps its order.
         count = len(outcome.scores)
         reranked, how = self._reorder(head[:count], outcome.scores, used)
@@ -299,16 +302,19 @@ class SearchPipeline:
             else f"the cross-encoder {used.model!r}"
         )
         message = f"{hybrid}, top {count} reranked by {by}{how}."
+        caveats = []
         if remote_failure:
-            message += f" The local cross-encoder stood in because {remote_failure.rstrip('.')}."
+            caveats.append(f"The local cross-encoder stood in because {remote_failure.rstrip('.')}.")
         if outcome.note:
-            message += f" {outcome.note}."
+            caveats.append(f"{outcome.note}.")
+        message = " ".join([message, *caveats])
         return Ranked(
             reranked + head[count:] + ordered[len(window) :],
             message,
             method="rrf_hybrid+remote_rerank" if used is self.remote else "rrf_hybrid+rerank",
             reranked=count,
             model=self._model_name(used),
+            caveat=" ".join(caveats) or None,
         )
 
     async def _present(
@@ -450,6 +456,4 @@ def _hit(record: MemoryRecord, item: Candidate, scores: HitScores, request: Sear
     text = record.text
     if request.max_chars is not None and len(text) > request.max_chars:
         text = snippet(text, request.query, request.max_chars)
-    return Hit.shown(
-        record, text, score=item.score if item.rerank is not None else round(item.fused, 8), scores=scores
-    )
+    return Hit.shown(record, text, score=item.score if item.rerank is not None else round(item.fused, 8), scores=scores)

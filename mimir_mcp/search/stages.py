@@ -60,3 +60,6 @@ class Ranked:
     method: Literal["rrf_hybrid", "rrf_hybrid+rerank", "rrf_hybrid+remote_rerank"] = "rrf_hybrid"
     reranked: int = 0
     model: str | None = None
+    # What did not run as asked (reranking unavailable, cut short, or done by the stand-in), for the
+    # concise answer; None when the search ran as asked.
+    caveat: str | None = None

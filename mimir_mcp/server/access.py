@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("mimir_mcp.audit")
 
 ANY_NAMESPACE = "*"
+# Rides with a read-only token's namespaces in its grant; no namespace can be named so (':' is not allowed).
+READ_ONLY_SCOPE = "mimir:read-only"
 MIN_SECRET_CHARS = 16
 TOKEN_NAME_CHARS = 64
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
@@ -60,23 +62,24 @@ class ExposureError(RuntimeError):
 
 @dataclass(frozen=True)
 class Token:
-    """One bearer token: its name (shown in logs and ``written_by``), the SHA-256 of its secret, and the
-    namespaces it may use (``None``: every namespace)."""
+    """One bearer token: its name (shown in logs and ``written_by``), the SHA-256 of its secret, the
+    namespaces it may use (``None``: every namespace), and whether it may only read them."""
 
     name: str
     digest: bytes
     namespaces: frozenset[str] | None
+    read_only: bool = False
 
     def __repr__(self) -> str:  # never the digest either
         scope = "*" if self.namespaces is None else ",".join(sorted(self.namespaces))
-        return f"Token(name={self.name!r}, namespaces={scope!r})"
+        return f"Token(name={self.name!r}, namespaces={scope!r}, read_only={self.read_only})"
 
 
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def make_token(name: Any, secret: Any, namespaces: Iterable[str], where: str) -> Token:
+def make_token(name: Any, secret: Any, namespaces: Iterable[str], where: str, read_only: Any = False) -> Token:
     """A checked token; ``where`` names the entry in error messages (the secret never appears)."""
     if not isinstance(name, str) or not NAMESPACE_PATTERN.fullmatch(name):
         raise TokenConfigError(
@@ -96,7 +99,9 @@ def make_token(name: Any, secret: Any, namespaces: Iterable[str], where: str) ->
     for namespace in scope:
         if namespace != ANY_NAMESPACE and not (isinstance(namespace, str) and NAMESPACE_PATTERN.fullmatch(namespace)):
             raise TokenConfigError(f"{where}: {namespace!r} is not a namespace (1-64 of A-Z a-z 0-9 . _ -) or '*'")
-    return Token(name, _digest(secret), None if ANY_NAMESPACE in scope else frozenset(scope))
+    if not isinstance(read_only, bool):
+        raise TokenConfigError(f"{where}: read_only must be true or false")
+    return Token(name, _digest(secret), None if ANY_NAMESPACE in scope else frozenset(scope), read_only)
 
 
 def parse_tokens(text: str, source: str = "MIMIR_AUTH_TOKENS") -> list[Token]:
@@ -114,8 +119,8 @@ def parse_tokens(text: str, source: str = "MIMIR_AUTH_TOKENS") -> list[Token]:
 
 
 def read_tokens_file(path: Path) -> list[Token]:
-    """A JSON or TOML (by suffix) file: ``{"tokens": [{"name", "secret", "namespaces"}]}`` or, in TOML,
-    ``[[tokens]]`` tables with the same keys."""
+    """A JSON or TOML (by suffix) file: ``{"tokens": [{"name", "secret", "namespaces", "read_only"}]}`` or,
+    in TOML, ``[[tokens]]`` tables with the same keys (``read_only`` optional, false by default)."""
     try:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -132,9 +137,12 @@ def read_tokens_file(path: Path) -> list[Token]:
     tokens = []
     for number, entry in enumerate(entries, start=1):
         where = f"tokens file {path} entry {number}"
-        if not isinstance(entry, dict) or set(entry) - {"name", "secret", "namespaces"}:
-            raise TokenConfigError(f"{where}: expected an object with name, secret and namespaces only")
-        tokens.append(make_token(entry.get("name"), entry.get("secret"), entry.get("namespaces") or [], where))
+        if not isinstance(entry, dict) or set(entry) - {"name", "secret", "namespaces", "read_only"}:
+            raise TokenConfigError(f"{where}: expected an object with name, secret, namespaces and read_only only")
+        namespaces = entry.get("namespaces") or []
+        tokens.append(
+            make_token(entry.get("name"), entry.get("secret"), namespaces, where, entry.get("read_only", False))
+        )
     if path.stat().st_mode & 0o077:
         logger.warning("tokens file %s can be read by other users; chmod 600 it", path)
     return tokens
@@ -174,6 +182,8 @@ class TokenTable:
         if found is None:
             return None
         scopes = [ANY_NAMESPACE] if found.namespaces is None else sorted(found.namespaces)
+        if found.read_only:
+            scopes.append(READ_ONLY_SCOPE)
         # ``token`` carries the name, not the secret: nothing downstream needs the secret.
         return AccessToken(token=found.name, client_id=found.name, scopes=scopes)
 
@@ -194,7 +204,9 @@ def scope_of_request(request: Any) -> Scope:
     if not isinstance(user, AuthenticatedUser):
         return OWNER
     token = user.access_token
-    return Scope(token.client_id, None if ANY_NAMESPACE in token.scopes else frozenset(token.scopes))
+    namespaces = frozenset(token.scopes) - {READ_ONLY_SCOPE}
+    read_only = READ_ONLY_SCOPE in token.scopes
+    return Scope(token.client_id, None if ANY_NAMESPACE in namespaces else namespaces, read_only)
 
 
 def client_of(ctx: Context | None) -> str:

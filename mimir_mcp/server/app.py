@@ -6,19 +6,23 @@ load in the background once the server starts, so the ``initialize`` answer neve
 """
 
 import logging
+import typing
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
-from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
-from pydantic import ValidationError, WithJsonSchema
+from mcp_types import CallToolResult, InputRequiredResult, ListToolsResult, PaginatedRequestParams, ToolAnnotations
+from pydantic import BaseModel, ValidationError, WithJsonSchema
 
 from mimir_mcp import __version__
-from mimir_mcp.config import LimitSettings, Settings
+from mimir_mcp.config import WRITE_TOOLS, LimitSettings, Settings, ToolName
 from mimir_mcp.errors import MimirError
+from mimir_mcp.server.access import scope_of_request
+from mimir_mcp.server.answers import lean_schema, tool_result
 from mimir_mcp.server.requests import ToolArguments
 from mimir_mcp.server.resources import MemoryResources
 from mimir_mcp.server.tools import install_tools
@@ -29,11 +33,8 @@ logger = logging.getLogger(__name__)
 
 Tool = TypeVar("Tool", bound=Callable[..., Any])
 INSTRUCTIONS = (
-    "mimir-mcp is a shared long-term memory. Call `remember` to store facts, decisions and notes "
-    "(with tags, source, agent and a namespace per project); call `search` to find them again by meaning "
-    "and keywords; `list_memories` and `get` read them back, `update` corrects one and `forget` removes them. "
-    "`rerank` scores any list of texts against a query; `status` says whether the "
-    "cross-encoder reranker is ready."
+    "A long-term memory shared by agents: `remember` what is worth knowing later (decisions, facts, "
+    "preferences, what was said), `search` it by meaning and keywords, one namespace per project."
 )
 
 
@@ -59,10 +60,22 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         log_level=settings.server.log_level,
     )
     install_tools(server, memory)
+    for name in unexposed(settings):
+        server.remove_tool(name)
     resources = MemoryResources(server, memory)
     resources.install()
     memory.watch(resources.changed)
     return server
+
+
+def unexposed(settings: Settings) -> list[str]:
+    """The tools this deployment leaves out: those not in ``server.tools``, and with ``read_only`` the writes."""
+    chosen = settings.server.tools
+    return [
+        name
+        for name in typing.get_args(ToolName)
+        if (chosen is not None and name not in chosen) or (settings.server.read_only and name in WRITE_TOOLS)
+    ]
 
 
 class _Arguments(FuncMetadata):
@@ -75,6 +88,10 @@ class _Arguments(FuncMetadata):
     def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
         # A ValidationError reaches CheckedServer.call_tool, which tells it in the project's words.
         return {"request": self.request_model.model_validate(arguments_to_validate, context={LIMITS: self.limits})}
+
+    def convert_result(self, result: Any) -> CallToolResult | InputRequiredResult:
+        # Compact, with what is unset left out (answers.py), instead of the SDK's indented dump of every field.
+        return tool_result(result) if isinstance(result, BaseModel) else super().convert_result(result)
 
 
 class CheckedServer(MCPServer):
@@ -90,16 +107,30 @@ class CheckedServer(MCPServer):
         configured defaults and limits, and whose arguments that model validates."""
 
         def register(fn: Tool) -> Tool:
-            self.add_tool(fn, annotations=annotations)
+            configured = self._settings.server.tool_descriptions.get(fn.__name__)  # type: ignore[call-overload]
+            description = configured or " ".join((fn.__doc__ or "").split())  # one line, no indentation
+            self.add_tool(fn, annotations=annotations, description=description)
             tool = self._tool_manager.get_tool(fn.__name__)
             assert tool is not None
             model = arguments.for_settings(self._settings, tool.name)
             fields = {name: getattr(tool.fn_metadata, name) for name in FuncMetadata.model_fields}
+            if fields["output_schema"] is not None:
+                fields["output_schema"] = lean_schema(fields["output_schema"], output=True)
             tool.fn_metadata = _Arguments(**fields, request_model=model, limits=self._settings.limits)
-            tool.parameters = model.model_json_schema(by_alias=True)
+            tool.parameters = lean_schema(model.model_json_schema(by_alias=True))
             return fn
 
         return register
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        # The SDK's handler, less the write tools for a read-only token's session (the service refuses its
+        # writes anyway; this keeps them out of its model's context).
+        listed = await super()._handle_list_tools(ctx, params)
+        if scope_of_request(ctx.request).read_only:
+            listed.tools = [tool for tool in listed.tools if tool.name not in WRITE_TOOLS]
+        return listed
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

@@ -53,11 +53,10 @@ from mimir_mcp.server.validation import (
 )
 
 ALL_NAMESPACES = "*"
-CREATED_AFTER = "Only memories stored at or after this ISO 8601 date or time (e.g. 2026-05-01, 2026-05-01T12:00Z)."
-CREATED_BEFORE = "Only memories stored before this ISO 8601 date or time."
-TAGS_FILTER = "Only memories carrying every one of these tags."
-AGENT_FILTER = "Only memories stored by this agent."
-METADATA_FILTER = "Only memories whose metadata equals all of these pairs."
+CREATED_AFTER = "ISO 8601 date or time, inclusive."
+CREATED_BEFORE = "ISO 8601, exclusive."
+TAGS_FILTER = "All of these tags."
+METADATA_FILTER = "All of these key/value pairs."
 SHARED_FIELDS = ("tags", "source", "agent", "namespace", "metadata")
 
 
@@ -99,12 +98,15 @@ class ToolArguments(BaseModel):
         for field, changes in cls.configured(settings).items():
             info = cls.model_fields[field]
             bounds = {key: changes.pop(key) for key in ("ge", "le") if key in changes}
+            if "max_items" in changes:  # published; the field's rule checks it, in the project's words
+                changes["json_schema_extra"] = {"maxItems": changes.pop("max_items")}
             fields[field] = (info.annotation, FieldInfo.merge_field_infos(info, Field(**bounds), **changes))
         return create_model(f"{name}Arguments", __base__=cls, __module__=cls.__module__, **fields)
 
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
-        """Per field, what ``settings`` change in it (a default, a bound, a description quoting a limit)."""
+        """Per field, what ``settings`` change in it: a default, a bound (``ge``/``le``, validated too), a
+        list's ``max_items`` (published only), a description quoting a limit."""
         return {}
 
     @model_validator(mode="before")
@@ -123,7 +125,7 @@ class FilterArguments(ToolArguments):
 
     namespace: StrictStr | None = None
     tags: list[StrictStr] | None = Field(default=None, description=TAGS_FILTER)
-    agent: StrictStr | None = Field(default=None, description=AGENT_FILTER)
+    agent: StrictStr | None = None
     metadata: dict[str, Any] | None = Field(default=None, description=METADATA_FILTER)
     created_after: StrictStr | None = Field(default=None, description=CREATED_AFTER)
     created_before: StrictStr | None = Field(default=None, description=CREATED_BEFORE)
@@ -154,17 +156,13 @@ class FilterArguments(ToolArguments):
 
 
 class RememberArguments(ToolArguments):
-    text: StrictStr | None = Field(default=None, description="One memory to store.")
-    memories: list[MemoryInput] | None = Field(default=None, description="A batch of memories instead of `text`.")
-    tags: list[StrictStr] | None = Field(default=None, description="Labels for filtering later, e.g. ['bug', 'auth'].")
-    source: StrictStr | None = Field(default=None, description="Where it came from: a URL, a file, a tool.")
-    agent: StrictStr | None = Field(default=None, description="The name of the agent storing it.")
-    namespace: StrictStr | None = Field(
-        default=None, description="Memory space, e.g. one per project. Defaults to 'default'."
-    )
-    metadata: dict[str, Any] | None = Field(
-        default=None, description="Flat key/value pairs: string, number or boolean values."
-    )
+    text: StrictStr | None = Field(default=None, description="One memory.")
+    memories: list[MemoryInput] | None = Field(default=None, description="A batch, instead of `text`.")
+    tags: list[StrictStr] | None = None
+    source: StrictStr | None = Field(default=None, description="URL, file or tool it came from.")
+    agent: StrictStr | None = Field(default=None, description="Your agent's name.")
+    namespace: StrictStr | None = Field(default=None, description="One per project; default 'default'.")
+    metadata: dict[str, Any] | None = Field(default=None, description="Flat; string, number or boolean values.")
 
     _items: list[MemoryInput] = PrivateAttr(default_factory=list)
 
@@ -177,10 +175,8 @@ class RememberArguments(ToolArguments):
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
         limits = settings.limits
         return {
-            "text": {"description": f"One memory to store (at most {limits.max_text_bytes} bytes)."},
-            "memories": {
-                "description": f"A batch of memories instead of `text` (at most {limits.max_batch} per call)."
-            },
+            "text": {"description": f"One memory (at most {limits.max_text_bytes} bytes)."},
+            "memories": {"max_items": limits.max_batch},
         }
 
     @model_validator(mode="after")
@@ -214,53 +210,32 @@ class RememberArguments(ToolArguments):
 
 
 class SearchArguments(FilterArguments):
-    query: StrictStr = Field(description="What to look for, in natural language or keywords.")
+    query: StrictStr = Field(description="Natural language or keywords.")
     top_k: Annotated[StrictInt, Field(ge=1)] = 10
-    rerank: StrictBool = Field(default=True, description="Rerank the best candidates with the cross-encoder.")
-    rerank_top_k: Annotated[StrictInt, Field(ge=1)] = 50
-    min_score: StrictFloat | None = Field(
-        default=None, description="Drop hits whose rerank score (0..1) is below this. Needs reranking."
-    )
+    rerank: StrictBool = True
+    rerank_top_k: Annotated[StrictInt, Field(ge=1, description="Candidates the cross-encoder scores.")] = 50
+    min_score: StrictFloat | None = Field(default=None, description="Drop hits with rerank score (0-1) below.")
     namespace: StrictStr = Field(  # type: ignore[assignment]  # narrower than the shared filter's
-        default="default", description=f"Memory space to search; '{ALL_NAMESPACES}' searches all of them."
+        default="default", description=f"'{ALL_NAMESPACES}': all."
     )
-    max_chars: Annotated[StrictInt, Field(ge=MIN_SNIPPET_CHARS)] = 400
-    diversity: Annotated[
-        StrictFloat,
-        Field(
-            ge=0,
-            le=1,
-            description="0-1: how strongly to avoid near-duplicate hits. Above 0, the hits are picked from the "
-            "reranked candidates by maximal marginal relevance over the memories' own vectors (0 = off).",
-        ),
-    ] = 0.0
+    max_chars: Annotated[
+        StrictInt, Field(ge=MIN_SNIPPET_CHARS, description="Longer hits show their best-matching part.")
+    ] = 400
+    diversity: Annotated[StrictFloat, Field(ge=0, le=1, description="Avoid near-duplicate hits (MMR).")] = 0.0
     deadline_ms: Annotated[
         Annotated[StrictInt, Field(ge=10, le=600_000)] | None,
-        Field(
-            description="Answer within about this many milliseconds (10-600000): the cross-encoder scores only "
-            "the top candidates its measured cost says fit in the time left, or none, and `message` says so.",
-        ),
+        Field(description="Rerank only what fits in this time."),
     ] = None
+    explain: StrictBool = Field(default=False, description="Add per-stage scores, fusion, counts, timings.")
 
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
         limits, search = settings.limits, settings.search
         top = max_chars_limit(settings)
         return {
-            "top_k": {
-                "default": search.default_top_k,
-                "description": f"How many hits to return (1-{limits.max_top_k}).",
-            },
-            "rerank_top_k": {
-                "default": search.default_rerank_top_k,
-                "description": f"How many fused candidates the cross-encoder scores (1-{limits.max_rerank_top_k}).",
-            },
-            "max_chars": {
-                "default": search.default_max_chars,
-                "le": top,
-                "description": "Most characters of each hit's text: a longer memory is shown as the part that best "
-                f"matches the query, with `truncated: true` ({MIN_SNIPPET_CHARS}-{top}).",
-            },
+            "top_k": {"default": search.default_top_k, "le": limits.max_top_k},
+            "rerank_top_k": {"default": search.default_rerank_top_k, "le": limits.max_rerank_top_k},
+            "max_chars": {"default": search.default_max_chars, "le": top},
             "diversity": {"default": search.default_diversity},
             "deadline_ms": {"default": search.default_deadline_ms},
         }
@@ -298,10 +273,11 @@ class SearchArguments(FilterArguments):
 
 
 class RerankArguments(ToolArguments):
-    query: StrictStr = Field(description="The query to score the documents against.")
-    documents: list[StrictStr | RerankDocument] = Field(description="Candidates: strings or {id, text} objects.")
-    top_k: Annotated[StrictInt | None, Field(ge=1, description="Return only the best this many.")] = None
-    min_score: StrictFloat | None = Field(default=None, description="Drop documents scoring below this (0..1).")
+    query: StrictStr
+    documents: list[StrictStr | RerankDocument] = Field(description="Strings or {id, text} objects.")
+    top_k: Annotated[StrictInt | None, Field(ge=1)] = None
+    min_score: StrictFloat | None = Field(default=None, description="Drop scores (0-1) below.")
+    explain: StrictBool = Field(default=False, description="Add the query, texts and timings.")
 
     _items: list[RerankDocument] = PrivateAttr(default_factory=list)
 
@@ -313,7 +289,7 @@ class RerankArguments(ToolArguments):
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
         limit = settings.limits.max_rerank_documents
-        return {"documents": {"description": f"Candidates: strings or {{id, text}} objects (at most {limit})."}}
+        return {"documents": {"max_items": limit}, "top_k": {"le": limit}}
 
     @model_validator(mode="after")
     def _rules(self, info: ValidationInfo) -> Self:
@@ -339,24 +315,17 @@ class RerankArguments(ToolArguments):
 
 class ListArguments(FilterArguments):
     namespace: StrictStr = Field(  # type: ignore[assignment]  # narrower than the shared filter's
-        default="default", description=f"Memory space to list; '{ALL_NAMESPACES}' lists all of them."
+        default="default", description=f"'{ALL_NAMESPACES}': all."
     )
     limit: Annotated[StrictInt, Field(ge=1)] = 20
-    cursor: StrictStr | None = Field(default=None, description="The `next_cursor` of the previous page.")
-    order: Literal["newest", "oldest"] = Field(default="newest", description="Newest first (default) or oldest.")
-    max_chars: Annotated[
-        StrictInt,
-        Field(
-            ge=MIN_SNIPPET_CHARS,
-            description="Most characters of each memory's text; longer ones are cut with `truncated: true` "
-            "(use `get` for the whole text).",
-        ),
-    ] = 400
+    cursor: StrictStr | None = Field(default=None, description="The last page's `next_cursor`.")
+    order: Literal["newest", "oldest"] = "newest"
+    max_chars: Annotated[StrictInt, Field(ge=MIN_SNIPPET_CHARS, description="Longer texts are cut.")] = 400
 
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
         return {
-            "limit": {"description": f"Memories per page (1-{settings.limits.max_list_limit})."},
+            "limit": {"le": settings.limits.max_list_limit},
             "max_chars": {"default": settings.search.default_max_chars, "le": max_chars_limit(settings)},
         }
 
@@ -369,12 +338,11 @@ class ListArguments(FilterArguments):
 
 
 class GetArguments(ToolArguments):
-    ids: list[StrictStr] = Field(description="Memory ids, as `remember` and `search` return them.")
+    ids: list[StrictStr]
 
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
-        limit = settings.limits.max_list_limit
-        return {"ids": {"description": f"Memory ids, as `remember` and `search` return them (at most {limit})."}}
+        return {"ids": {"max_items": settings.limits.max_list_limit}}
 
     @model_validator(mode="after")
     def _rules(self, info: ValidationInfo) -> Self:
@@ -383,24 +351,17 @@ class GetArguments(ToolArguments):
 
 
 class ForgetArguments(FilterArguments):
-    ids: list[StrictStr] | None = Field(default=None, description="Memory ids to remove.")
-    namespace: StrictStr | None = Field(
-        default=None, description=f"Remove memories of this namespace ('{ALL_NAMESPACES}': any namespace)."
-    )
-    tags: list[StrictStr] | None = Field(default=None, description="...carrying every one of these tags.")
-    agent: StrictStr | None = Field(default=None, description="...stored by this agent.")
-    metadata: dict[str, Any] | None = Field(default=None, description="...whose metadata equals all of these pairs.")
-    confirm: StrictBool = Field(default=False, description="Needed when a filter matches many memories.")
-    dry_run: StrictBool = Field(default=False, description="Report what would be removed, remove nothing.")
+    ids: list[StrictStr] | None = None
+    namespace: StrictStr | None = Field(default=None, description=f"'{ALL_NAMESPACES}': any.")
+    confirm: StrictBool = False
+    dry_run: StrictBool = False
 
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
         limits = settings.limits
         return {
-            "ids": {"description": f"Memory ids to remove (at most {limits.max_batch})."},
-            "confirm": {
-                "description": f"Needed when a filter matches more than {limits.forget_confirm_threshold} memories."
-            },
+            "ids": {"max_items": limits.max_batch},
+            "confirm": {"description": f"Needed past {limits.forget_confirm_threshold} matches."},
         }
 
     @model_validator(mode="after")
@@ -423,15 +384,10 @@ class ForgetArguments(FilterArguments):
 
 
 class UpdateArguments(ToolArguments):
-    id: StrictStr = Field(description="The id of the memory to change.")
-    text: StrictStr | None = Field(
-        default=None,
-        description="New text: the memory is embedded and indexed again and gets a new id (`supersedes`).",
-    )
-    tags: list[StrictStr] | None = Field(default=None, description="New tags, replacing the old ones ([] removes all).")
-    metadata: dict[str, Any] | None = Field(
-        default=None, description="New metadata, replacing the old ({} removes all)."
-    )
+    id: StrictStr
+    text: StrictStr | None = None
+    tags: list[StrictStr] | None = Field(default=None, description="Replace all ([] clears).")
+    metadata: dict[str, Any] | None = Field(default=None, description="Replace all ({} clears).")
 
     _metadata: dict[str, MetadataValue] | None = PrivateAttr(default=None)
 
@@ -455,7 +411,7 @@ class UpdateArguments(ToolArguments):
 
 
 class StatusArguments(ToolArguments):
-    pass
+    detail: StrictBool = Field(default=False, description="Add queues, cache, timings, versions.")
 
 
 def max_chars_limit(settings: Settings) -> int:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 from mimir_mcp.errors import InvalidInputError, MimirError
 from mimir_mcp.models import RecordFilter
 from mimir_mcp.server.access import scope_of_request
+from mimir_mcp.server.answers import dump_answer
 from mimir_mcp.server.validation import check_id, check_namespace, refusal
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.service.scope import Scope
@@ -201,7 +202,7 @@ class MemoryResources:
             memory = next((m for m in found.memories if m.namespace == namespace), None)
             if memory is None:
                 raise MCPError(code=INVALID_PARAMS, message=f"uri: no memory {memory_id!r} in namespace {namespace!r}")
-            body = memory.model_dump()
+            body = dump_answer(memory)
         text = json.dumps(body, ensure_ascii=False)
         return ReadResourceResult(contents=[TextResourceContents(uri=uri, text=text, mime_type=JSON)])
 

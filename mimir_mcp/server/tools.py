@@ -15,7 +15,7 @@ from mimir_mcp.models import (
     RememberResponse,
     RerankResponse,
     SearchResponse,
-    StatusResponse,
+    StatusSummary,
     UpdateResponse,
 )
 from mimir_mcp.server.access import audit, scope_of
@@ -34,9 +34,11 @@ from mimir_mcp.service.memory import MemoryService
 if TYPE_CHECKING:
     from mimir_mcp.server.app import CheckedServer
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+# Only the hints that differ from the spec's defaults (read_only false, destructive true, idempotent false,
+# open_world true), which clients assume for a hint left out: every byte of the tool list is paid per session.
+READ_ONLY = ToolAnnotations(read_only_hint=True)
+WRITE = ToolAnnotations(destructive_hint=False, idempotent_hint=True)
+DESTRUCTIVE = ToolAnnotations(idempotent_hint=True)
 
 
 def install_tools(server: CheckedServer, memory: MemoryService) -> None:
@@ -44,13 +46,9 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
 
     @server.checked_tool(RememberArguments, annotations=WRITE)
     async def remember(ctx: Context, request: RememberArguments) -> RememberResponse:
-        """Store one memory (`text`) or a batch (`memories`) so any agent can find it later with `search`.
-
-        Returns the ids in input order. Storing the same text again in the same namespace is safe:
-        it returns the existing id with `deduplicated: true` and stores nothing twice, so retry freely.
-        With `memories`, the top-level tags/source/agent/namespace/metadata apply to every item that
-        does not set its own.
-        """
+        """Store what is worth knowing later (decisions and why, facts, preferences, what was said), one
+        self-contained memory each, for any agent to `search`. `text` or a batch `memories` (top-level
+        fields fill items' unset ones). The same text in a namespace is stored once: retrying is safe."""
         scope, items = scope_of(ctx), request.items
         response = await memory.remember(items, scope, field="" if request.text is not None else "memories")
         namespaces, agents = sorted({item.namespace for item in items}), sorted({item.agent or "-" for item in items})
@@ -60,39 +58,28 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
             scope,
             namespaces=",".join(namespaces),
             agents=",".join(agents),
-            stored=response.stored_count,
-            deduplicated=response.deduplicated_count,
+            stored=response.stored,
+            deduplicated=len(items) - response.stored,
         )
         return response
 
     @server.checked_tool(SearchArguments, annotations=READ_ONLY)
     async def search(ctx: Context, request: SearchArguments) -> SearchResponse:
-        """Find memories: dense vectors and BM25 keywords (plus, in a namespace holding a conversation,
-        BM25 over each turn with the turn before it) fused into one ranking, then the top candidates
-        reranked by a cross-encoder.
-
-        `search_method` says what ran: `rrf_hybrid+rerank`, or `rrf_hybrid` when reranking was off or
-        unavailable (the reason is in `message`; results are still returned in the hybrid's order). Each
-        hit has its rank and score in every arm, the fused score (`fused_score`) and the rerank score. A
-        hit's `text` is at most `max_chars` long: a longer memory shows the part that best matches the
-        query, with `truncated: true` and its full length in `text_chars`.
-        """
-        return await memory.search(request.search_request(), scope_of(ctx))
+        """Find memories by meaning and keywords (vectors + BM25, reranked by a cross-encoder); filters all
+        must hold. `search_method` says what ran; `message` comes only when it ran otherwise than asked."""
+        response = await memory.search(request.search_request(), scope_of(ctx))
+        return response if request.explain else response.concise(request.where.namespace)
 
     @server.checked_tool(RerankArguments, annotations=READ_ONLY)
     async def rerank(request: RerankArguments) -> RerankResponse:
-        """Score and reorder any list of texts for a query with the cross-encoder, best first.
-
-        Each result keeps its original `index` (and `id`, if given). If no cross-encoder is available
-        this returns an error saying why and how to configure one.
-        """
-        return await memory.rerank(request.query, request.items, top_k=request.top_k, min_score=request.min_score)
+        """Order any texts by relevance to a query with the cross-encoder, best first; each result keeps
+        its input `index` (and `id`)."""
+        response = await memory.rerank(request.query, request.items, top_k=request.top_k, min_score=request.min_score)
+        return response if request.explain else response.concise()
 
     @server.checked_tool(ListArguments, annotations=READ_ONLY)
     async def list_memories(ctx: Context, request: ListArguments) -> ListResponse:
-        """List stored memories page by page, newest first, with the same filters as `search` (and no
-        scores). Pass `next_cursor` back as `cursor` for the next page; memories stored meanwhile never
-        shift or repeat the pages that follow."""
+        """Page through memories with `search`'s filters; pass `next_cursor` back as `cursor`."""
         return await memory.list_memories(
             request.where,
             limit=request.limit,
@@ -104,15 +91,12 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
 
     @server.checked_tool(GetArguments, annotations=READ_ONLY)
     async def get(ctx: Context, request: GetArguments) -> GetResponse:
-        """Read memories by id, whole (no snippet); ids not stored are listed in `not_found`."""
+        """Read whole memories by id."""
         return await memory.get(request.ids, max_chars=None, scope=scope_of(ctx))
 
     @server.checked_tool(ForgetArguments, annotations=DESTRUCTIVE)
     async def forget(ctx: Context, request: ForgetArguments) -> ForgetResponse:
-        """Remove memories for good: by `ids`, or every memory matching a filter (`namespace`, `tags`,
-        `agent`, `metadata`, `created_after`/`created_before`; all given conditions must hold). Removed
-        memories vanish from search, `list_memories`, `get` and the counts in `status`. A filter matching
-        more than the threshold needs `confirm: true`; `dry_run: true` shows what would go."""
+        """Delete memories for good, by `ids` or by filters (all must hold); `dry_run` shows what would go."""
         scope = scope_of(ctx)
         where = None if request.ids is not None else request.where
         response = await memory.forget(
@@ -128,9 +112,8 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
 
     @server.checked_tool(UpdateArguments, annotations=DESTRUCTIVE)
     async def update(ctx: Context, request: UpdateArguments) -> UpdateResponse:
-        """Correct a memory. Changing only `tags` or `metadata` keeps its id. Changing `text` stores the
-        new text under its own content id (so remembering it again deduplicates), says which id it
-        `supersedes`, and removes the old memory: search never returns the old text again."""
+        """Correct a memory. New `text` gets a new id that `supersedes` the old one, which is gone; new tags
+        or metadata keep the id."""
         scope = scope_of(ctx)
         response = await memory.update(
             request.id, text=request.text, tags=request.tags, metadata=request.new_metadata, scope=scope
@@ -139,8 +122,7 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
         return response
 
     @server.checked_tool(StatusArguments, annotations=READ_ONLY)
-    async def status(ctx: Context, request: StatusArguments) -> StatusResponse:
-        """Report whether the cross-encoder is ready (loading / ready / failed, with the error), which
-        models are in use, where memories are stored, how many there are per namespace, the BM25 index,
-        search timings, versions and uptime."""
-        return await memory.status(scope_of(ctx))
+    async def status(ctx: Context, request: StatusArguments) -> StatusSummary:
+        """Whether memory works, its models and counts, and what is wrong with the fix."""
+        response = await memory.status(scope_of(ctx))
+        return response.summary(detail=request.detail)

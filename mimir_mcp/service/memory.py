@@ -127,6 +127,7 @@ class MemoryService:
         """Store validated memories, each in a namespace of the scope (``field``: the argument they came in,
         for a refusal's name; '' for one ``text``). Texts already stored in the same namespace are not stored
         again."""
+        scope.check_write("remember")
         return await self.writes.remember(scope.writable(memories, field))
 
     async def forget(
@@ -142,6 +143,7 @@ class MemoryService:
         ``confirm``). The store first, then the catalogue and the index, under the write lock; a crash in
         between is repaired by the next reconcile, which follows the store. An id outside the scope reads as
         one never stored."""
+        scope.check_write("forget")
         return await self.writes.forget(
             ids, None if where is None else scope.confine(where), confirm=confirm, dry_run=dry_run, scope=scope
         )
@@ -162,6 +164,7 @@ class MemoryService:
         catalogue and the index; a crash between the two store writes leaves both, and the next
         reconcile, finding the new memory missing from the catalogue, drops the superseded one. A token's
         change is signed with its name; a memory outside its scope reads as one never stored."""
+        scope.check_write("update")
         return await self.writes.update(memory_id, text=text, tags=tags, metadata=metadata, scope=scope)
 
     def import_records(self, records: list[MemoryRecord]) -> set[str]:

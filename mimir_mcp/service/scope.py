@@ -20,10 +20,17 @@ WRITTEN_BY = "written_by"
 @dataclass(frozen=True)
 class Scope:
     """``name``: the token behind the call, written into what it stores or changes (``written_by``); None
-    for the owner. ``namespaces``: those it may read and write; None: every namespace."""
+    for the owner. ``namespaces``: those it may read (and write, unless ``read_only``); None: every
+    namespace."""
 
     name: str | None = None
     namespaces: frozenset[str] | None = None
+    read_only: bool = False
+
+    def check_write(self, tool: str) -> None:
+        """Refuse any write (remember, update, forget) to a read-only token."""
+        if self.read_only:
+            raise AccessDeniedError(f"{tool}: the token {self.name!r} is read-only; it may search and read, not write")
 
     @property
     def confined(self) -> bool:

@@ -82,10 +82,12 @@ class StatusBoard:
         threading.Thread(target=run, name="mimir-status-count", daemon=True).start()
 
     def searched(self, response: SearchResponse) -> None:
+        """Count a search as the pipeline answered it (with its candidates and timings)."""
         self.searches += 1
-        self.reranked_searches += response.candidates.reranked > 0
-        self.total_search_ms += response.timings_ms["total_ms"]
-        self.last_timings = response.timings_ms
+        self.reranked_searches += response.candidates is not None and response.candidates.reranked > 0
+        if response.timings_ms is not None:
+            self.total_search_ms += response.timings_ms["total_ms"]
+            self.last_timings = response.timings_ms
 
     def store_status(
         self,

@@ -24,7 +24,6 @@ from mimir_mcp.models import (
     MemoryRecord,
     MetadataValue,
     RecordFilter,
-    RememberedMemory,
     RememberResponse,
     UpdateResponse,
 )
@@ -123,20 +122,16 @@ class Writes:
         ]
         new_ids = await anyio.to_thread.run_sync(self.write, backend, records)
         seen: set[str] = set()
-        results = []
+        fresh, repeated = [], []
         for record in records:
-            fresh = record.id in new_ids and record.id not in seen
+            (fresh if record.id in new_ids and record.id not in seen else repeated).append(record)
             seen.add(record.id)
-            results.append(RememberedMemory(id=record.id, namespace=record.namespace, deduplicated=not fresh))
-        stored = sum(not result.deduplicated for result in results)
-        await self._announce([(result.namespace, result.id) for result in results if not result.deduplicated])
+        await self._announce([(record.namespace, record.id) for record in fresh])
+        logger.debug("remember: %d stored in %.1f ms", len(fresh), (time.perf_counter() - started) * 1000)
         return RememberResponse(
-            ids=[result.id for result in results],
-            results=results,
-            stored_count=stored,
-            deduplicated_count=len(results) - stored,
-            deduplicated=stored == 0,
-            timings_ms={"total_ms": round((time.perf_counter() - started) * 1000, 2)},
+            ids=[record.id for record in records],
+            stored=len(fresh),
+            deduplicated=list(dict.fromkeys(record.id for record in repeated)),
         )
 
     def write(self, backend: Backend, records: list[MemoryRecord]) -> set[str]:
@@ -291,7 +286,6 @@ class Writes:
                     if not changed:
                         return UpdateResponse(
                             id=memory_id,
-                            previous_id=memory_id,
                             supersedes=None,
                             changed=[],
                             deduplicated=False,
@@ -307,7 +301,6 @@ class Writes:
                     lexical.set_fields(record)
                     return UpdateResponse(
                         id=memory_id,
-                        previous_id=memory_id,
                         supersedes=None,
                         changed=changed,
                         deduplicated=False,
@@ -327,7 +320,6 @@ class Writes:
                 lexical.remove([memory_id])
                 return UpdateResponse(
                     id=new_id,
-                    previous_id=memory_id,
                     supersedes=memory_id,
                     changed=["text", *changed],
                     deduplicated=existing is not None,
@@ -337,5 +329,5 @@ class Writes:
         response = await anyio.to_thread.run_sync(run)
         if response.changed:
             namespace = response.memory.namespace
-            await self._announce(list(dict.fromkeys([(namespace, response.previous_id), (namespace, response.id)])))
+            await self._announce(list(dict.fromkeys([(namespace, memory_id), (namespace, response.id)])))
         return response
