@@ -414,12 +414,13 @@ class EmbeddingStatus(BaseModel):
 
 
 class RepairReport(BaseModel):
-    """What a rebuild of the store from the record catalogue did, for the log and ``status``."""
+    """What a rebuild of the store from the record catalogue (or of the catalogue from the store) did, for
+    the log and ``status``."""
 
     at: str = Field(description="When it finished (UTC, ISO 8601).")
-    reason: str = Field(description="What Chroma said when the damaged collection was read.")
-    memories: int = Field(description="Memories re-embedded from the catalogue.")
-    kept_as: str = Field(description="The name the damaged collection is kept under (never deleted).")
+    reason: str = Field(description="What was wrong: what Chroma or SQLite said, or that the store came back empty.")
+    memories: int = Field(description="Memories in the rebuilt part.")
+    kept_as: str = Field(description="Where the damaged part is kept (never deleted).")
     seconds: float = Field(description="How long the rebuild took.")
 
 
@@ -443,6 +444,11 @@ class StoreStatus(BaseModel):
         description="Set when this process found the collection unreadable (a process killed while Chroma wrote "
         "its files) and rebuilt it from the record catalogue: when, why, how many memories, and where the damaged "
         "collection is kept.",
+    )
+    catalogue_repaired: RepairReport | None = Field(
+        default=None,
+        description="Set when this process found the record catalogue damaged, kept it aside and filled a new one "
+        "from the store.",
     )
 
 
@@ -468,7 +474,11 @@ class StatusResponse(BaseModel):
     embedding: EmbeddingStatus
     store: StoreStatus
     bm25: LexicalStatus | None
-    search: SearchStats
+    search: SearchStats | None = Field(
+        default=None,
+        description="Searches since start and their timings: the whole server's, so not shown to a "
+        "token held to some namespaces.",
+    )
     versions: dict[str, str]
     uptime_s: float
 
@@ -485,6 +495,12 @@ class StatusResponse(BaseModel):
             )
             if part is not None and part.error
         ]
+        for part, repaired in (("store", self.store.repaired), ("catalogue", self.store.catalogue_repaired)):
+            if repaired is not None:
+                problems.append(
+                    f"{part}: rebuilt at start ({repaired.reason}); {repaired.memories} memories; the damaged part "
+                    f"is kept as {repaired.kept_as}"
+                )
         reranker = self.reranker
         return StatusSummary(
             ready=self.store.state == "ready" and self.embedding.state == "ready",

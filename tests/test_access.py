@@ -268,6 +268,24 @@ def test_host_and_origin_are_checked_before_the_token(settings: Settings, servic
         same_site = {**bearer(ALPHA), "Host": "mimir.example:8000", "Origin": "https://mimir.example:8000"}
         assert initialize(base, same_site).status_code == 200
         assert initialize(base, bearer(ALPHA)).status_code == 200  # 127.0.0.1:PORT, a loopback name
+        # A loopback origin's port is digits and nothing after them (the SDK's "host:*" matches a prefix).
+        port = base.rsplit(":", 1)[1]
+        assert initialize(base, {**bearer(ALPHA), "Origin": f"http://127.0.0.1:{port}"}).status_code == 200
+        for lookalike in (f"http://127.0.0.1:{port}.evil.example", "http://localhost:1@evil.example"):
+            assert initialize(base, {**bearer(ALPHA), "Origin": lookalike}).status_code == 403, lookalike
+        assert initialize(base, {**bearer(ALPHA), "Host": f"127.0.0.1:{port}.evil.example"}).status_code == 421
+
+
+def test_the_access_log_never_shows_a_query_string():
+    """A client may put a secret in the URL; the access log line keeps the path only."""
+    from mimir_mcp.cli.serve import without_query_string
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", "/mcp?token=alpha-0123456789abcdef", "1.1", 401), None,
+    )  # fmt: skip
+    assert without_query_string(record) and ALPHA not in record.getMessage()
+    assert '"POST /mcp?… HTTP/1.1" 401' in record.getMessage()
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_read(settings: Settings, service: MemoryService):
@@ -367,6 +385,11 @@ async def test_tokens_are_confined_to_their_namespaces(settings: Settings, servi
                     await alpha.read_resource(forbidden)
             with pytest.raises(MCPError, match="may not use namespace 'alpha'"):
                 await multi.session.subscribe_resource("memory://alpha")
+            # The 2026-07-28 stream too: no hearing of another namespace's changes.
+            for forbidden in ("memory://beta", memory_uri("beta", ids["beta"])):
+                with pytest.raises(MCPError, match="may not use namespace 'beta'"):
+                    async with alpha.listen(resource_subscriptions=[forbidden]):
+                        pass
             assert (await call(multi, "list_memories", {"namespace": "*"}))["total"] == 2
 
             # Ids of other namespaces read as never stored.
@@ -448,7 +471,12 @@ async def test_the_service_holds_every_call_to_the_callers_scope(service: Memory
         SearchRequest(query="key", top_k=5, rerank=False, rerank_top_k=5, namespace=None), alpha
     )
     assert everywhere.hits == []
-    assert (await service.status(alpha)).store.namespaces == {}
+    confined = await service.status(alpha)
+    assert confined.store.namespaces == {}
+    # The server's activity (searches, the reranker's queue and cache) is everyone's: not for a confined token.
+    assert confined.search is None and confined.reranker.queue is None and confined.reranker.cache is None
+    owner = await service.status(OWNER)
+    assert owner.search is not None and owner.search.searches >= 1 and owner.reranker.queue is not None
     assert await service.namespace_counts(alpha) == {}
 
     # Its writes are signed with its name; the owner's are not, and the owner sees everything.

@@ -133,6 +133,18 @@ async def test_forget_by_filter_needs_confirm_over_the_threshold_and_dry_run_rem
     assert "namespace" in await call_error(client, "forget", {"ids": keep, "namespace": "default"})
 
 
+async def test_forgetting_a_whole_namespace_needs_confirm_whatever_its_size(client: Client):
+    kept = await remember(client, "one memory in the scratch space", namespace="scratch")
+    message = await call_error(client, "forget", {"namespace": "scratch"})
+    assert message.startswith("Error executing tool forget: confirm: a forget by namespace alone")
+    assert (await call(client, "forget", {"namespace": "scratch", "dry_run": True}))["ids"] == kept
+    assert (await call(client, "list_memories", {"namespace": "scratch"}))["total"] == 1
+    assert (await call(client, "forget", {"namespace": "scratch", "confirm": True}))["removed_count"] == 1
+    # With another filter the threshold rule applies as before.
+    await remember(client, "another one", namespace="scratch", tags=["x"])
+    assert (await call(client, "forget", {"namespace": "scratch", "tags": ["x"]}))["removed_count"] == 1
+
+
 async def test_forget_by_time_and_agent(client: Client, service: MemoryService):
     old = await _stored_at(service, "an old decision about caching", datetime(2025, 1, 5, tzinfo=UTC), agent="a1")
     await remember(client, "a fresh decision about caching", agent="a1")

@@ -40,11 +40,12 @@ def damage(data_dir: Path) -> None:
     SharedSystemClient.clear_system_cache()
 
 
-def chroma_reads(data_dir: Path, collection: str) -> str:
-    """What a plain Chroma client says when it counts the collection (in a child: a clean process)."""
+def chroma_reads(data_dir: Path, collection: str, folder: Path | None = None) -> str:
+    """What a plain Chroma client says when it counts the collection (in a child: a clean process), in the
+    data dir's Chroma folder or in ``folder``."""
     script = (
         "import chromadb, sys\n"
-        f"c = chromadb.PersistentClient(path={str(data_dir / 'chroma')!r})\n"
+        f"c = chromadb.PersistentClient(path={str(folder or data_dir / 'chroma')!r})\n"
         "try:\n"
         f"    print('count', c.get_collection({collection!r}).count())\n"
         "except Exception as exc:\n"
@@ -88,31 +89,27 @@ async def test_an_unreadable_collection_is_rebuilt_from_the_catalogue(settings, 
     assert len(before) == len(TEXTS) - 2 + 1 - 1  # two forgotten; the rewritten one replaced
     assert "InternalError" in chroma_reads(data_dir, settings.store.collection)
 
-    # Another process that opened the store at the same time, and waits for the lock meanwhile.
-    waiting = ChromaStore(
-        settings.store, make_embedding_function(embedder.encode, settings.embedding.model), model=None
-    )
+    # Opening reads the torn index in a child process first (never in its own: a torn index can crash the
+    # reader), sets the folder aside, and rebuilds the store from the catalogue.
     second = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
         store, lexical = second.storage()
         assert store.all_ids() == set(before)
-        with waiting.writing():
-            assert waiting.damage() is None  # it reads the rebuilt collection: nothing to rebuild again
         assert {record.id: record.model_dump() for record in store.get(sorted(before))} == before
         status = await second.status()
         assert status.store.memories == len(before) and status.bm25 is not None and status.bm25.in_sync
         repaired = status.store.repaired
-        assert repaired is not None and repaired.memories == len(before) and repaired.reason
+        assert repaired is not None and repaired.memories == len(before) and "Chroma cannot read" in repaired.reason
         assert second.repair is repaired
         # The vectors are back: a memory's own text finds it first in the dense arm, in its namespace.
         found = await second.search(request("note 3, rewritten: the ledger schema moves to Postgres", "alpha"))
         assert found.hits[0].text.startswith("note 3, rewritten") and found.hits[0].scores.dense_rank == 1
-        kept = second.repair.kept_as
-        assert kept.startswith(settings.store.collection + DAMAGED_SUFFIX)
+        kept = Path(second.repair.kept_as)
+        assert kept.parent == data_dir and kept.name.startswith("chroma.damaged-")
     finally:
         second.close()
     assert chroma_reads(data_dir, settings.store.collection).strip() == f"count {len(before)}"
-    assert "InternalError" in chroma_reads(data_dir, kept)  # kept as it was, not deleted
+    assert "InternalError" in chroma_reads(data_dir, settings.store.collection, kept)  # kept as it was
 
     third = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
@@ -126,10 +123,6 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
     data_dir = Path(settings.store.data_dir)
     before = await stored_then_torn(settings, embedder, reranker)
 
-    # Another process, open since before all this, waiting for the lock.
-    waiting = ChromaStore(
-        settings.store, make_embedding_function(embedder.encode, settings.embedding.model), model=None
-    )
     # Killed while filling the new collection: the damaged one still has the live name.
     calls = {"add": 0}
     original_add = ChromaStore.add
@@ -159,8 +152,12 @@ async def test_a_rebuild_interrupted_at_any_step_completes_on_the_next_open(sett
     assert calls["add"] == 1
     assert "NotFoundError" in chroma_reads(data_dir, settings.store.collection)
     assert chroma_reads(data_dir, settings.store.collection + REPAIR_SUFFIX).strip() == f"count {len(before)}"
+    # Another process opening now finishes the switch-over, and never makes an empty collection.
+    waiting = ChromaStore(
+        settings.store, make_embedding_function(embedder.encode, settings.embedding.model), model=None
+    )
     with waiting.writing():
-        assert waiting.damage() is None  # it finishes the switch-over, never makes an empty collection
+        assert waiting.damage() is None
         assert waiting.all_ids() == set(before)
 
     fourth = MemoryService(settings, embedder=embedder, reranker=reranker)
@@ -201,6 +198,6 @@ async def test_without_a_catalogue_nothing_is_rebuilt_and_the_error_says_why(set
             second.storage()
     finally:
         second.close()
-    # Nothing was renamed or emptied: the damaged collection still holds the name, for a restore.
+    # Nothing was moved, renamed or emptied: the damaged collection still holds the name, for a restore.
     assert "InternalError" in chroma_reads(data_dir, settings.store.collection)
     assert "NotFoundError" in chroma_reads(data_dir, settings.store.collection + REPAIR_SUFFIX)

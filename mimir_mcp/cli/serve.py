@@ -148,6 +148,14 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def without_query_string(record: logging.LogRecord) -> bool:
+    """An access log line without the request's query string: a client may put a secret there."""
+    args = record.args
+    if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+        record.args = (*args[:2], args[2].split("?", 1)[0] + "?…", *args[3:])
+    return True
+
+
 def serve_http(server: Any, settings: Settings, tokens: list[Token]) -> None:
     """Run SSE or streamable HTTP under uvicorn, behind the Host/Origin, token and body-size checks of
     ``access.http_app``, with our logging (stderr), not uvicorn's (stdout)."""
@@ -168,6 +176,7 @@ def serve_http(server: Any, settings: Settings, tokens: list[Token]) -> None:
         )
     host, port = settings.server.host, settings.server.port
     app = http_app(server, settings, tokens)
+    logging.getLogger("uvicorn.access").addFilter(without_query_string)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=settings.server.log_level.lower())
     uvicorn.Server(config).run()
 

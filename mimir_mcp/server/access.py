@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
@@ -48,6 +50,9 @@ READ_ONLY_SCOPE = "mimir:read-only"
 MIN_SECRET_CHARS = 16
 TOKEN_NAME_CHARS = 64
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+# A Host header, and an Origin: a name or an address, and at most a port of digits after it.
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?")
+ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://" + HOST.pattern + "|null")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -310,7 +315,14 @@ class AccessGuard:
         if scope["type"] != "http":  # lifespan
             await self._app(scope, receive, send)
             return
-        refused = await self._headers.validate_request(Request(scope), is_post=False)
+        request = Request(scope)
+        origin, host = request.headers.get("origin"), request.headers.get("host")
+        # The SDK matches "host:*" by prefix, so "http://127.0.0.1:8000.evil.example" would pass as loopback:
+        # a port is digits, and nothing follows it.
+        if (origin is not None and not ORIGIN.fullmatch(origin)) or (host is not None and not HOST.fullmatch(host)):
+            await Response("Invalid Host or Origin header", status_code=403 if origin else 421)(scope, receive, send)
+            return
+        refused = await self._headers.validate_request(request, is_post=False)
         if refused is not None:
             await refused(scope, receive, send)
             return

@@ -361,7 +361,9 @@ class ForgetArguments(FilterArguments):
         limits = settings.limits
         return {
             "ids": {"max_items": limits.max_batch},
-            "confirm": {"description": f"Needed past {limits.forget_confirm_threshold} matches."},
+            "confirm": {
+                "description": f"Needed past {limits.forget_confirm_threshold} matches, or for a namespace alone."
+            },
         }
 
     @model_validator(mode="after")
@@ -378,6 +380,12 @@ class ForgetArguments(FilterArguments):
                 "ids",
                 f"give `ids`, or at least one filter (namespace, tags, agent, metadata, created_after, "
                 f"created_before); namespace '{ALL_NAMESPACES}' with confirm: true removes everything",
+            )
+        if given == ["namespace"] and not self.confirm and not self.dry_run:
+            raise InvalidInputError(
+                "confirm",
+                "a forget by namespace alone removes every memory in it: pass confirm: true (dry_run: true lists "
+                "them first)",
             )
         self._check_filter(limits)
         return self

@@ -118,6 +118,11 @@ class MemoryResources:
         lowlevel.add_request_handler("resources/read", ReadResourceRequestParams, self._read)
         lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, self._subscribe)
         lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, self._unsubscribe)
+        listen = lowlevel.get_request_handler("subscriptions/listen")
+        if listen is not None:  # the SDK's stream, behind the same check as resources/subscribe
+            lowlevel.add_request_handler(
+                "subscriptions/listen", listen.params_type, self._checked_listen(listen.handler)
+            )
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -224,6 +229,18 @@ class MemoryResources:
         self._subscribers.setdefault(uri, {})[_connection_key(ctx.session)] = ctx.session
         logger.info("resources: a session subscribed to %s", uri)
         return EmptyResult()
+
+    def _checked_listen(self, listen: Any) -> Any:
+        """The SDK's ``subscriptions/listen`` handler, refusing a resource URI outside the caller's scope
+        before the stream opens (a token would otherwise hear of another namespace's changes)."""
+
+        async def checked(ctx: ServerRequestContext[Any], params: Any) -> Any:
+            scope = scope_of_request(ctx.request)
+            for uri in getattr(params.notifications, "resource_subscriptions", None) or ():
+                self._checked(str(uri), scope)
+            return await listen(ctx, params)
+
+        return checked
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
         self._subscribers.get(str(params.uri), {}).pop(_connection_key(ctx.session), None)

@@ -1,15 +1,18 @@
 """Opening the store and its catalogue once, in the background, so the MCP handshake never waits for them:
-a torn store rebuilt from the catalogue, the catalogue caught up with the store."""
+each guards the other. A torn store, or one that came back empty, is rebuilt from the catalogue; a damaged
+catalogue is set aside and filled again from the store; then the catalogue is caught up with the store."""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime
 
 import anyio.to_thread
 
 from mimir_mcp.background import BackgroundLoad
-from mimir_mcp.config import Settings, StoreSettings
+from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
 from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.lexical.index import LexicalIndex
@@ -17,6 +20,12 @@ from mimir_mcp.models import ModelState, RepairReport
 from mimir_mcp.service.status import StatusBoard
 from mimir_mcp.service.sync import StoreSync
 from mimir_mcp.store.base import StoreFactory, VectorStore
+from mimir_mcp.store.catalogue import catalogue_path, set_aside_if_damaged
+
+logger = logging.getLogger(__name__)
+
+# The catalogue's record of which store it was filled from (``VectorStore.identity``).
+STORE_IDENTITY = "store_identity"
 
 
 @dataclass(frozen=True)
@@ -25,14 +34,11 @@ class Backend:
 
     store: VectorStore
     lexical: LexicalIndex
-    # Set when opening found a store it could not read and rebuilt it from the catalogue; for status.
+    # Set when opening found a store it could not read, or one that had lost its memories, and rebuilt it
+    # from the catalogue; for status.
     repair: RepairReport | None = None
-
-
-def catalogue_path(settings: StoreSettings) -> Path:
-    """The catalogue and BM25 file of the configured store: one per data dir, and one per Chroma server."""
-    server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
-    return Path(settings.data_dir).expanduser() / f"bm25-{settings.collection}{server}.sqlite3"
+    # Set when opening found the catalogue damaged, set it aside and filled a new one from the store.
+    catalogue_repair: RepairReport | None = None
 
 
 def open_backend(
@@ -43,8 +49,10 @@ def open_backend(
     model = settings.embedding.model
     path = catalogue_path(settings.store)
     store = open_store(settings, embedder)
-    repair = None
+    repair = catalogue_repair = None
     with store.writing():
+        started = time.perf_counter()
+        set_aside = set_aside_if_damaged(path)
         catalogued = path.exists()
         lexical = LexicalIndex(path)
         damage = store.damage() if store.repairable else None
@@ -52,14 +60,59 @@ def open_backend(
             if not catalogued:
                 raise StoreUnavailableError(
                     f"Chroma cannot read the collection {store.name!r} in {store.location} ({damage}), and "
-                    "there is no record catalogue to rebuild it from (it was deleted). Restore the memories "
-                    "from an export (`mimir-mcp import`) into a new data dir, or put the catalogue file back."
+                    "there is no record catalogue to rebuild it from (it was deleted or damaged). Restore the "
+                    "memories from an export (`mimir-mcp import`) into a new data dir, or put the catalogue back."
                 )
             repair = store.rebuild(lexical, embedder.encode, model, damage)
             store = open_store(settings, embedder)
+        lost = _lost_store(store, lexical)
+        if lost is not None:
+            known = lexical.catalogue.meta(STORE_IDENTITY)
+            repair = store.rebuild(lexical, embedder.encode, model, lost, identity=known)
+            store = open_store(settings, embedder)
+        identity = store.identity()
+        if identity is not None:
+            lexical.catalogue.set_meta(STORE_IDENTITY, identity)
         sync.opened(store, lexical)
+        if set_aside is not None:
+            problem, kept = set_aside
+            catalogue_repair = RepairReport(
+                at=datetime.now(UTC).isoformat(timespec="seconds"),
+                reason=f"SQLite cannot read the record catalogue ({problem})",
+                memories=lexical.count(),
+                kept_as=str(kept),
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            logger.warning(
+                "store: the record catalogue %s was damaged (%s); it is kept as %s and a new one was filled "
+                "from the store: %d memories",
+                path,
+                problem,
+                kept,
+                lexical.count(),
+            )
     board.recount(store, lexical)
-    return Backend(store, lexical, repair)
+    return Backend(store, lexical, repair, catalogue_repair)
+
+
+def _lost_store(store: VectorStore, lexical: LexicalIndex) -> str | None:
+    """Why the store is not the one the catalogue was filled from, when it came back empty in its place
+    (its files deleted, or the store reset): then it is rebuilt from the catalogue, never taken as every
+    memory forgotten. ``None`` when it is the same store (or the catalogue knows of none). A different
+    store that holds memories is refused: which one is right is for a person to say."""
+    known, identity = lexical.catalogue.meta(STORE_IDENTITY), store.identity()
+    if known is None or identity is None or known == identity or not lexical.count():
+        return None
+    if store.count() == 0:
+        why = f"{store.set_aside[0]}" if store.set_aside else "its files deleted, or the store reset"
+        held = lexical.count()
+        return f"the store came back empty in place of the one the catalogue holds {held} memories of ({why})"
+    raise StoreUnavailableError(
+        f"the store {store.name!r} at {store.location} is not the one the record catalogue {lexical.path} was "
+        f"filled from (it holds {store.count()} memories, the catalogue {lexical.count()} of another store). "
+        "To serve this store, move the catalogue file away (a new one is filled from the store); to serve the "
+        "catalogue's memories, point the server at the store they were stored in."
+    )
 
 
 class StoreLoader:

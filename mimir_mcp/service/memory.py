@@ -291,13 +291,14 @@ class MemoryService:
             state=self.loader.state,
             error=self.loader.error,
             repair=None if backend is None else backend.repair,
+            catalogue_repair=None if backend is None else backend.catalogue_repair,
         )
         if scope.confined:
             store.namespaces = scope.counts(store.namespaces)
             store.memories = sum(store.namespaces.values())
             if bm25 is not None:
                 bm25.documents = store.memories
-        return self.board.response(
+        response = self.board.response(
             store,
             bm25,
             embedder=self.embedder,
@@ -306,3 +307,11 @@ class MemoryService:
             score_cache=self.score_cache,
             remote=self.remote,
         )
+        if scope.confined:
+            # Activity counters are the whole server's: a token held to some namespaces would read how much
+            # the others search. It sees the models and its own namespaces' counts only.
+            response.search = None
+            for part in (response.reranker, response.remote_reranker):
+                if part is not None:
+                    part.queue = part.cache = part.counters = None
+        return response

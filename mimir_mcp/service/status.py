@@ -97,6 +97,7 @@ class StatusBoard:
         state: ModelState,
         error: BaseException | None,
         repair: RepairReport | None,
+        catalogue_repair: RepairReport | None = None,
     ) -> tuple[StoreStatus, LexicalStatus | None]:
         """The store's and the index's part of ``status``: from the counts, which are counted again behind
         when older than ``STATUS_RECOUNT_S``; while the store is opening (``opened`` is ``None``), its state."""
@@ -130,6 +131,7 @@ class StatusBoard:
             namespaces=counts.namespaces,
             counted_s_ago=round(age, 3),
             repaired=repair,
+            catalogue_repaired=catalogue_repair,
         )
         bm25 = LexicalStatus(
             backend=LEXICAL_BACKEND,

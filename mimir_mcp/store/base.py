@@ -128,6 +128,19 @@ class VectorStore(Protocol):
         """Changes whenever any process removes or changes a memory."""
         ...
 
+    def identity(self) -> str | None:
+        """Which store this is: an id the store keeps from its creation on, through repair and reindex, so a
+        catalogue can tell its store from one that was reset or replaced (deleted files come back as a new,
+        empty store, not as a store whose memories were all forgotten). Made on first call; None where the
+        store keeps nothing between processes (in memory). Under ``writing``."""
+        ...
+
+    @property
+    def set_aside(self) -> tuple[str, str] | None:
+        """What the store found unreadable when it opened, and where it moved it (never deleted), so that it
+        opened empty and is rebuilt from the catalogue; ``None`` when nothing was."""
+        ...
+
     def change_token(self) -> Hashable | None:
         """Something every write changes, whichever process makes it, and reads do not, cheap to take;
         ``None`` when the store cannot tell (then other processes' writes are looked for on a timer)."""
@@ -145,10 +158,16 @@ class VectorStore(Protocol):
         ...
 
     def rebuild(
-        self, lexical: LexicalIndex, encode: Callable[[list[str]], np.ndarray], model: str, reason: str
+        self,
+        lexical: LexicalIndex,
+        encode: Callable[[list[str]], np.ndarray],
+        model: str,
+        reason: str,
+        identity: str | None = None,
     ) -> RepairReport:
-        """Replace the unreadable store with one holding every memory of the catalogue, embedded again with
-        ``encode`` (``model``'s vectors). Under ``writing``; the caller opens the store again afterwards."""
+        """Replace the unreadable (or lost) store with one holding every memory of the catalogue, embedded
+        again with ``encode`` (``model``'s vectors), under ``identity`` when given (the catalogue's). Under
+        ``writing``; the caller opens the store again afterwards."""
         ...
 
 

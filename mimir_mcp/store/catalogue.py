@@ -14,12 +14,14 @@ import base64
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mimir_mcp.config import StoreSettings
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
 
 _SCHEMA = """
@@ -73,6 +75,43 @@ class Removed:
     rowid: int
     id: str
     terms: list[str]
+
+
+def catalogue_path(settings: StoreSettings) -> Path:
+    """The catalogue and BM25 file of the configured store: one per data dir, and one per Chroma server."""
+    server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
+    return Path(settings.data_dir).expanduser() / f"bm25-{settings.collection}{server}.sqlite3"
+
+
+def sqlite_damage(path: Path) -> str | None:
+    """What SQLite finds wrong with the database file at ``path`` (``PRAGMA quick_check``, or no database at
+    all), or ``None`` when it reads whole (or is not there)."""
+    if not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            found = [str(row[0]) for row in db.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if found == ["ok"] else "; ".join(found)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged file or folder (with a database's WAL and shared-memory files) to a dated name beside
+    it, never deleting it; returns the new name."""
+    kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(f"{path}{suffix}")
+        if part.exists():
+            part.rename(Path(f"{kept}{suffix}"))
+    return kept
+
+
+def set_aside_if_damaged(path: Path) -> tuple[str, Path] | None:
+    """Before a catalogue file is opened: when SQLite cannot read it whole, move it aside so that a fresh
+    catalogue is filled from the store instead of serving the damage. What was wrong, and where it went."""
+    problem = sqlite_damage(path)
+    return None if problem is None else (problem, set_aside(path))
 
 
 class Catalogue:

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mimir_mcp.config import Settings, StoreSettings
-from mimir_mcp.errors import EmbeddingMismatchError
+from mimir_mcp.errors import EmbeddingMismatchError, StoreUnavailableError
 from mimir_mcp.locks import ProcessLock
 from mimir_mcp.models import MemoryRecord, RecordFilter, RepairReport
+from mimir_mcp.store.catalogue import catalogue_path, set_aside, sqlite_damage
 from mimir_mcp.store.chroma_records import chroma_where, record_from_chroma, timestamp_or_zero, to_chroma_metadata
+from mimir_mcp.store.probe import index_damage, vouch, vouched
 
 if TYPE_CHECKING:
     from mimir_mcp.embedding import TextEmbedder
@@ -32,6 +34,9 @@ PREVIOUS_SUFFIX = "-previous"
 # A collection rebuilt from the record catalogue (``repair``), and the name a damaged one is kept under.
 REPAIR_SUFFIX = "-repair"
 DAMAGED_SUFFIX = "-damaged-"
+# The collection metadata key of the store's identity (``identity``); ``take_over`` carries it through
+# repair and reindex.
+IDENTITY_KEY = "mimir_store_id"
 
 
 def make_embedding_function(encode: Callable[[list[str]], np.ndarray], model: str) -> Any:
@@ -94,10 +99,27 @@ class ChromaStore:
         # on this machine still take it, so their deduplication is exact too.
         server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
         self.lock = ProcessLock(data_dir / f"store{server}.lock")
+        # What was found unreadable at open and set aside (never deleted), so the store opens empty and
+        # the service rebuilds it from the catalogue (``loading.py``).
+        self.set_aside: tuple[str, str] | None = None
         with self.lock:
             if not settings.chroma_host:
                 self.kind = "embedded"
                 path = data_dir / "chroma"
+                problem = sqlite_damage(path / "chroma.sqlite3")
+                if problem is not None:
+                    problem = f"SQLite cannot read {path / 'chroma.sqlite3'} ({problem})"
+                elif (path / "chroma.sqlite3").exists():
+                    problem = index_damage(path, self.name)
+                if problem is not None:
+                    if not catalogue_path(settings).exists():
+                        raise StoreUnavailableError(
+                            f"{problem}, and there is no record catalogue to rebuild it from. Restore the memories "
+                            "from an export (`mimir-mcp import`) into a new data dir, or put the catalogue back."
+                        )
+                    # Never read in this process: rebuilt from the catalogue once it opens empty (loading.py).
+                    self.set_aside = (problem, str(set_aside(path)))
+                    logger.warning("store: %s; the folder is kept as %s", *self.set_aside)
                 path.mkdir(parents=True, exist_ok=True)
                 self.location = str(path)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
@@ -133,6 +155,8 @@ class ChromaStore:
         Chroma and the catalogue, by any process on this data dir, happens inside one of these. Yields
         whether another process had written since (its vectors were just taken in)."""
         with self.lock:
+            # Index files vouched for when this write begins are vouched for again when it ends (probe.py).
+            chained = self.kind == "embedded" and vouched(Path(self.location))
             reloaded = self.refresh(load=False)  # a write below loads the index, under the lock
             self._index_loaded = False
             try:
@@ -141,6 +165,8 @@ class ChromaStore:
                 if reloaded and not self._index_loaded:
                     self._load_index()
                 self._fresh_token = self.change_token()
+                if chained:
+                    vouch(Path(self.location))
 
     def refresh(self, *, load: bool = True) -> bool:
         """Embedded store, under the lock: if another process wrote since this one last read or wrote,
@@ -239,12 +265,17 @@ class ChromaStore:
         return None
 
     def rebuild(
-        self, lexical: LexicalIndex, encode: Callable[[list[str]], np.ndarray], model: str, reason: str
+        self,
+        lexical: LexicalIndex,
+        encode: Callable[[list[str]], np.ndarray],
+        model: str,
+        reason: str,
+        identity: str | None = None,
     ) -> RepairReport:
         """A new collection filled from the catalogue in place of this unreadable one (``repair.py``)."""
         from mimir_mcp.store.repair import rebuild_from_catalogue
 
-        return rebuild_from_catalogue(self.settings, self, lexical, encode, model, reason)
+        return rebuild_from_catalogue(self.settings, self, lexical, encode, model, reason, identity=identity)
 
     def drop_collection(self, name: str) -> None:
         """Delete another collection of this store (an unfinished rebuild), if it exists."""
@@ -285,6 +316,13 @@ class ChromaStore:
 
     def bump_generation(self) -> None:
         self.set_collection_meta(mimir_generation=uuid.uuid4().hex)
+
+    def identity(self) -> str | None:
+        value = self.collection_meta().get(IDENTITY_KEY)
+        if value is None:
+            value = uuid.uuid4().hex
+            self.set_collection_meta(**{IDENTITY_KEY: value})
+        return str(value)
 
     def record_dimension(self, dimension: int) -> None:
         if self.embedding_dimension is None:

@@ -181,6 +181,13 @@ class InMemoryStore:
     def generation(self) -> str | None:
         return self._generation
 
+    @property
+    def set_aside(self) -> tuple[str, str] | None:
+        return None
+
+    def identity(self) -> str | None:
+        return None  # nothing outlives the process: no catalogue can be left behind by a lost one
+
     def change_token(self) -> int:
         return self._writes
 
@@ -193,7 +200,12 @@ class InMemoryStore:
         return None
 
     def rebuild(
-        self, lexical: LexicalIndex, encode: Callable[[list[str]], np.ndarray], model: str, reason: str
+        self,
+        lexical: LexicalIndex,
+        encode: Callable[[list[str]], np.ndarray],
+        model: str,
+        reason: str,
+        identity: str | None = None,
     ) -> RepairReport:
         raise StoreUnavailableError("an in-memory store has no files to repair")
 

@@ -22,7 +22,7 @@ import numpy as np
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import RepairReport
-from mimir_mcp.store.chroma import REPAIR_SUFFIX, ChromaStore, make_embedding_function
+from mimir_mcp.store.chroma import IDENTITY_KEY, REPAIR_SUFFIX, ChromaStore, make_embedding_function
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +37,13 @@ def rebuild_from_catalogue(
     model: str,
     reason: str,
     *,
+    identity: str | None = None,
     batch_size: int = REPAIR_BATCH,
 ) -> RepairReport:
     """Fill a new collection with every memory of the catalogue, embedded again, then give it the damaged
-    collection's name. The caller holds the store lock and opens the store again afterwards."""
+    collection's name (and ``identity``, the one the catalogue knows, in place of an empty store's own: set
+    with the mark of completion, so an interrupted rebuild is finished, never taken for another store). The
+    caller holds the store lock and opens the store again afterwards."""
     started = time.perf_counter()
     fresh_name = settings.collection + REPAIR_SUFFIX
     damaged.drop_collection(fresh_name)  # an interrupted rebuild: start again
@@ -49,7 +52,7 @@ def rebuild_from_catalogue(
     )
     ids = sorted(lexical.ids())
     logger.warning(
-        "store: Chroma cannot read the collection %r (%s); rebuilding it from the record catalogue: %d memories",
+        "store: the collection %r must be rebuilt (%s); rebuilding it from the record catalogue: %d memories",
         settings.collection,
         reason,
         len(ids),
@@ -63,8 +66,15 @@ def rebuild_from_catalogue(
             fresh.record_dimension(int(vectors.shape[1]))
         if len(ids) > batch_size:
             logger.warning("store: rebuilt %d/%d memories", min(start + batch_size, len(ids)), len(ids))
-    fresh.take_over(damaged.collection_meta(), "repair_complete")
+    previous = damaged.collection_meta()
+    if identity is not None:
+        previous[IDENTITY_KEY] = identity
+    fresh.take_over(previous, "repair_complete")
+    empty = damaged.count() == 0
     kept_as = damaged.replace_with(fresh_name)
+    if empty and damaged.set_aside is not None:  # the empty stand-in for a folder kept aside: nothing to keep
+        damaged.drop_collection(kept_as)
+        kept_as = damaged.set_aside[1]
     report = RepairReport(
         at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         reason=reason,

@@ -1,0 +1,87 @@
+"""Opening an embedded Chroma folder in a child process first, so that a torn vector index crashes the child,
+not the server: Chroma reads its HNSW files in native code, and some damage there (4 KB of garbage in
+``data_level0.bin`` or ``link_lists.bin``) is a segmentation fault rather than an error, at start or at a
+later query, even after the collection was rebuilt in the same process. A folder whose index files are as
+they were when a probe last read them whole is not probed again.
+
+Run as ``python -m mimir_mcp.store.probe FOLDER COLLECTION``: exit 0 when the collection opens, counts and
+answers vector queries; 2 when there is no such collection yet; 1 with the error on stderr when Chroma
+cannot read it; a signal when it crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# Beside the Chroma folder: the index files' sizes and times as of the last probe that read them whole.
+VERIFIED = "chroma-verified.json"
+PROBE_TIMEOUT_S = 300.0
+PROBE_QUERIES = 16
+
+
+def index_signature(folder: Path) -> list[list[object]]:
+    """The vector index files (every file below the folder's segment directories), their sizes and times."""
+    files = sorted(p for p in folder.glob("*/*") if p.is_file())
+    return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def vouched(folder: Path) -> bool:
+    """Whether the index files are as a probe, or the last write that started from vouched files, left them."""
+    try:
+        return json.loads((folder.parent / VERIFIED).read_text()) == index_signature(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def vouch(folder: Path) -> None:
+    """Record the index files as they are now: a write that began from vouched files has just ended whole
+    (under the store lock). A writer killed before this leaves files no record matches: the next open probes."""
+    (folder.parent / VERIFIED).write_text(json.dumps(index_signature(folder)))
+
+
+def index_damage(folder: Path, collection: str) -> str | None:
+    """Why Chroma cannot read ``collection`` in ``folder`` whole, tried in a child process: it crashed or
+    it failed; ``None`` when it read it (or the index files are as a probe last found them whole)."""
+    if not index_signature(folder):
+        vouch(folder)  # no index files: nothing native to read
+        return None
+    if vouched(folder):
+        return None
+    command = [sys.executable, "-m", "mimir_mcp.store.probe", str(folder), collection]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env)
+    if done.returncode < 0:
+        return f"Chroma crashed reading the vector index (signal {-done.returncode})"
+    if done.returncode == 1:
+        # Reading a torn index can corrupt the reader's memory before it raises: not in the server's process.
+        said = done.stderr.strip().splitlines()
+        return f"Chroma cannot read the vector index ({said[-1] if said else 'no message'})"
+    if done.returncode == 0:
+        vouch(folder)
+    return None
+
+
+def main() -> None:
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings as ChromaSettings
+
+    folder, name = sys.argv[1], sys.argv[2]
+    client = chromadb.PersistentClient(path=folder, settings=ChromaSettings(anonymized_telemetry=False))
+    if name not in {str(getattr(item, "name", item)) for item in client.list_collections()}:
+        sys.exit(2)
+    collection = client.get_collection(name)
+    count = collection.count()
+    dimension = (collection.metadata or {}).get("embedding_dimension")
+    if dimension and count:
+        # Queries from several directions walk most of the graph's links, where torn ones crash.
+        probes = np.random.default_rng(0).standard_normal((PROBE_QUERIES, int(dimension))).astype(np.float32)
+        collection.query(query_embeddings=list(probes), n_results=min(count, 50), include=[])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Fault injection: with the server stopped, each file of a data dir holding acknowledged memories is
+deleted, cut to half its length, or has 4 KB of garbage written into its middle; then the store is opened
+as the server opens it. Every memory must come back readable, by id and by a vector query, with the
+repair said (never silent loss, never a crash), or the start must be refused naming what is wrong.
+docs/operations.md has the table this test checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mimir_mcp.config import Settings
+from mimir_mcp.models import MemoryInput
+from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.store.probe import VERIFIED
+from tests.conftest import PYTHON, REPO
+from tests.durability_worker import HashEmbedder
+
+pytestmark = pytest.mark.integration  # Chroma on disk, a worker process
+
+MEMORIES = 1000  # enough for Chroma to write every file of its vector index (it persists them every 1,000)
+DAMAGES = ("delete", "truncate", "garbage")
+KEPT, STORE, CATALOGUE = "kept", "store rebuilt", "catalogue rebuilt"
+# What opening may do, per file: keep every memory as it is, or rebuild the damaged part from the other. A
+# damaged vector index file is either rebuilt by Chroma from its own log or found unreadable and rebuilt
+# from the catalogue, depending on where the damage falls: both keep everything.
+HNSW_FILES = ("data_level0", "header", "length", "link_lists", "index_metadata")
+EXPECTED = {
+    "catalogue": {"delete": {KEPT}, "truncate": {CATALOGUE}, "garbage": {CATALOGUE}},
+    # Garbage can fall where SQLite finds nothing wrong and Chroma reads every memory: kept, then.
+    "chroma.sqlite3": {"delete": {STORE}, "truncate": {STORE}, "garbage": {STORE, KEPT}},
+    "store.lock": dict.fromkeys(DAMAGES, {KEPT}),
+    **{f"hnsw {name}": dict.fromkeys(DAMAGES, {KEPT, STORE}) for name in HNSW_FILES},
+}
+
+
+def damage(path: Path, how: str, rng: random.Random) -> None:
+    if how == "delete":
+        path.unlink()
+    elif how == "truncate":
+        os.truncate(path, path.stat().st_size // 2)
+    else:
+        with open(path, "r+b") as file:
+            file.seek(max(0, path.stat().st_size // 2 - 2048))
+            file.write(rng.randbytes(4096))
+
+
+def label(relative: Path) -> str:
+    if relative.name.startswith("bm25-"):
+        return "catalogue"
+    if relative.suffix in (".bin", ".pickle"):
+        return f"hnsw {relative.stem}"
+    return relative.name
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    data_dir = tmp_path_factory.mktemp("seeded")
+    settings = Settings(store={"data_dir": data_dir}, reranker={"enabled": False})
+    service = MemoryService(settings, embedder=HashEmbedder(settings.embedding))
+    service.storage()
+    texts = [f"memory number {i} about topic {i % 7}" for i in range(MEMORIES)]
+    answer = anyio.run(service.remember, [MemoryInput(text=text) for text in texts])
+    service.close()
+    assert answer.stored == MEMORIES
+    return data_dir, dict(zip(answer.ids, texts, strict=True))
+
+
+def test_every_damaged_file_is_rebuilt_or_refused_never_lost(seeded, tmp_path: Path):
+    source, acknowledged = seeded
+    rng = random.Random(7)
+    cases: dict[str, tuple[str, str]] = {}
+    for file in sorted(p for p in source.rglob("*") if p.is_file()):
+        relative = file.relative_to(source)
+        if relative.name == VERIFIED:
+            continue  # not the store's: what the last probe found whole
+        for how in DAMAGES:
+            copy = tmp_path / f"case-{len(cases)}"
+            shutil.copytree(source, copy)
+            damage(copy / relative, how, rng)
+            cases[str(copy)] = (label(relative), how)
+    assert {name for name, _ in cases.values()} == set(EXPECTED), "the data dir's files are not the ones expected"
+
+    # One worker for every case: a crash ends it, and the cases it did not reach are reported as the crash.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [PYTHON, "-m", "tests.fault_worker", *cases], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    reports = {report["data_dir"]: report for report in map(json.loads, done.stdout.splitlines())}
+    table, wrong = [], []
+    for data_dir, (name, how) in cases.items():
+        report = reports.get(data_dir)
+        if report is None:
+            outcome = f"CRASH (exit {done.returncode}): {done.stderr[-300:]}"
+        elif "refused" in report:
+            outcome = f"refused: {report['refused']}"
+        elif report["texts"] != acknowledged or set(report["store_ids"]) != set(acknowledged) or not report["found"]:
+            outcome = f"LOST: {len(report['texts'])} texts, {len(report['store_ids'])} in the store"
+        elif report["repaired"]:
+            outcome = STORE
+        elif report["catalogue_repaired"]:
+            outcome = CATALOGUE
+        else:
+            outcome = KEPT
+        table.append(f"{name:18} {how:9} {outcome}")
+        if outcome not in EXPECTED[name][how]:
+            wrong.append(table[-1])
+    print("\n".join(table))
+    assert wrong == [], "\n".join(wrong)
