@@ -65,7 +65,7 @@ SHARED_SERVERS = ("http_server",)
 
 # The modules of the longest tests (a minute or more of worker processes), run first: the workers take tests
 # in collection order, so the short ones fill in at the end and the workers finish together.
-LONGEST_FIRST = ("test_multiprocess.py", "test_durability.py", "test_bench.py")
+LONGEST_FIRST = ("test_multiprocess.py", "test_durability.py", "test_bench.py", "test_faults.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
