@@ -257,7 +257,6 @@ def _comma_list(value: Any) -> Any:
 
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
 ToolName = Literal["remember", "search", "rerank", "status", "list_memories", "get", "update", "forget"]
-WRITE_TOOLS: frozenset[str] = frozenset({"remember", "update", "forget"})
 
 
 class ServerSettings(BaseModel):

@@ -6,7 +6,6 @@ load in the background once the server starts, so the ``initialize`` answer neve
 """
 
 import logging
-import typing
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -19,7 +18,7 @@ from mcp_types import CallToolResult, InputRequiredResult, ListToolsResult, Pagi
 from pydantic import BaseModel, ValidationError, WithJsonSchema
 
 from mimir_mcp import __version__
-from mimir_mcp.config import WRITE_TOOLS, LimitSettings, Settings, ToolName
+from mimir_mcp.config import LimitSettings, Settings
 from mimir_mcp.errors import MimirError
 from mimir_mcp.server.access import scope_of_request
 from mimir_mcp.server.answers import lean_schema, tool_result
@@ -60,22 +59,20 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         log_level=settings.server.log_level,
     )
     install_tools(server, memory)
-    for name in unexposed(settings):
-        server.remove_tool(name)
+    chosen = settings.server.tools
+    for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the registered tools, as checked_tool reads
+        if (chosen is not None and tool.name not in chosen) or (settings.server.read_only and writes(tool.annotations)):
+            server.remove_tool(tool.name)
     resources = MemoryResources(server, memory)
     resources.install()
     memory.watch(resources.changed)
     return server
 
 
-def unexposed(settings: Settings) -> list[str]:
-    """The tools this deployment leaves out: those not in ``server.tools``, and with ``read_only`` the writes."""
-    chosen = settings.server.tools
-    return [
-        name
-        for name in typing.get_args(ToolName)
-        if (chosen is not None and name not in chosen) or (settings.server.read_only and name in WRITE_TOOLS)
-    ]
+def writes(annotations: ToolAnnotations | None) -> bool:
+    """Whether a tool changes memories: every one its annotations (tools.py) do not call read-only. What
+    ``--read-only`` and a read-only token's sessions leave out."""
+    return not (annotations is not None and annotations.read_only_hint)
 
 
 class _Arguments(FuncMetadata):
@@ -129,7 +126,7 @@ class CheckedServer(MCPServer):
         # writes anyway; this keeps them out of its model's context).
         listed = await super()._handle_list_tools(ctx, params)
         if scope_of_request(ctx.request).read_only:
-            listed.tools = [tool for tool in listed.tools if tool.name not in WRITE_TOOLS]
+            listed.tools = [tool for tool in listed.tools if not writes(tool.annotations)]
         return listed
 
     async def call_tool(
