@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import anyio.to_thread
 
@@ -65,19 +64,18 @@ def open_backend(
                 )
             repair = store.rebuild(lexical, embedder.encode, model, damage)
             store = open_store(settings, embedder)
-        lost = _lost_store(store, lexical)
+        known, identity = lexical.catalogue.meta(STORE_IDENTITY), store.identity()
+        lost = _lost_store(store, lexical, known, identity)
         if lost is not None:
-            known = lexical.catalogue.meta(STORE_IDENTITY)
             repair = store.rebuild(lexical, embedder.encode, model, lost, identity=known)
-            store = open_store(settings, embedder)
-        identity = store.identity()
-        if identity is not None:
+            store, identity = open_store(settings, embedder), known  # the rebuilt store has the catalogue's
+        if identity is not None and identity != known:
             lexical.catalogue.set_meta(STORE_IDENTITY, identity)
         sync.opened(store, lexical)
         if set_aside is not None:
             problem, kept = set_aside
             catalogue_repair = RepairReport(
-                at=datetime.now(UTC).isoformat(timespec="seconds"),
+                at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # as repair.py's report
                 reason=f"SQLite cannot read the record catalogue ({problem})",
                 memories=lexical.count(),
                 kept_as=str(kept),
@@ -95,12 +93,12 @@ def open_backend(
     return Backend(store, lexical, repair, catalogue_repair)
 
 
-def _lost_store(store: VectorStore, lexical: LexicalIndex) -> str | None:
+def _lost_store(store: VectorStore, lexical: LexicalIndex, known: str | None, identity: str | None) -> str | None:
     """Why the store is not the one the catalogue was filled from, when it came back empty in its place
     (its files deleted, or the store reset): then it is rebuilt from the catalogue, never taken as every
     memory forgotten. ``None`` when it is the same store (or the catalogue knows of none). A different
-    store that holds memories is refused: which one is right is for a person to say."""
-    known, identity = lexical.catalogue.meta(STORE_IDENTITY), store.identity()
+    store that holds memories is refused: which one is right is for a person to say. ``known``: the identity
+    the catalogue records; ``identity``: the store's."""
     if known is None or identity is None or known == identity or not lexical.count():
         return None
     if store.count() == 0:
