@@ -97,6 +97,14 @@ class RecordFilter(BaseModel):
     def has_time(self) -> bool:
         return self.created_after is not None or self.created_before is not None
 
+    @property
+    def scope(self) -> list[str] | None:
+        """The namespaces this filter can reach (``None``: all). BM25's statistics are taken over these
+        only, so that no figure a caller sees depends on memories it may not read."""
+        if self.namespace is not None:
+            return [self.namespace] if self.namespaces is None or self.namespace in self.namespaces else []
+        return None if self.namespaces is None else list(self.namespaces)
+
 
 class MemoryOut(BaseModel):
     """A stored memory as ``list`` and ``get`` return it; a search ``Hit`` is one with its scores. Answers

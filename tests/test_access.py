@@ -437,6 +437,48 @@ async def test_tokens_are_confined_to_their_namespaces(settings: Settings, servi
 
 
 @pytest.mark.anyio
+async def test_no_bm25_figure_tells_a_token_what_another_namespace_holds(settings: Settings, service: MemoryService):
+    """BM25's statistics come from the namespaces the caller searches: alpha's token cannot tell a word
+    only beta holds from one stored nowhere, and beta's writes do not move alpha's scores."""
+    with serving(exposed(settings), service) as base:
+        async with connect(base, ADMIN) as admin, connect(base, ALPHA) as alpha:
+            await call(
+                admin,
+                "remember",
+                {
+                    "memories": [{"text": f"Alpha note {i}: the lake trip is on day {i}."} for i in range(6)],
+                    "namespace": "alpha",
+                },
+            )
+            await call(
+                admin,
+                "remember",
+                {"memories": [{"text": f"Beta: zebra merger codename {i}."} for i in range(6)], "namespace": "beta"},
+            )
+
+            async def figures(query: str, namespace: str) -> tuple:
+                """What the search shows of its BM25 arms (the dense arm reads the query's own words)."""
+                arguments = {"query": f"lake trip {query}", "namespace": namespace, "rerank": False, "explain": True}
+                found = await call(alpha, "search", arguments)
+                lexical = {
+                    hit["id"]: {
+                        key: value for key, value in hit["scores"].items() if key.startswith(("bm25", "context"))
+                    }
+                    for hit in found["hits"]
+                }
+                coverage = {arm: value for arm, value in found["fusion"]["coverage"].items() if arm != "dense"}
+                assert lexical and coverage.get("bm25")
+                return lexical, coverage, found["fusion"].get("context")
+
+            for namespace in ("alpha", "*"):
+                only_in_beta, nowhere = await figures("zebra", namespace), await figures("quokkas", namespace)
+                assert only_in_beta == nowhere, namespace
+            before = await figures("zebra", "alpha")
+            await call(admin, "remember", {"text": "Beta: the lake lake lake trip zebra.", "namespace": "beta"})
+            assert await figures("zebra", "alpha") == before
+
+
+@pytest.mark.anyio
 async def test_the_service_holds_every_call_to_the_callers_scope(service: MemoryService):
     """The policy lives in the service: called directly with a scope, it refuses and hides exactly as the
     tools do over HTTP with that token."""

@@ -8,7 +8,7 @@ from rank_bm25 import BM25Okapi
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
 from mimir_mcp.lexical.bm25 import K1, bm25_idf
 from mimir_mcp.lexical.index import LexicalIndex
-from mimir_mcp.models import MemoryRecord
+from mimir_mcp.models import MemoryRecord, RecordFilter
 
 
 def record(memory_id: str, text: str, **fields) -> MemoryRecord:
@@ -298,10 +298,12 @@ def test_context_scores_each_memory_with_the_one_stored_before_it_exactly(index)
     hits = {hit.id: hit.score for hit in index.search("cat", 10, context=True)}
     assert hits == pytest.approx({"a": idf_cat * part(1, 2), "b": idf_cat * part(1, 3)}, rel=1e-6)
     assert [hit.id for hit in index.search("cat", 10)] == ["a"]  # without context only a holds it
-    # "dog" holds in b, c (carried from b) and d, each once
+    # "dog" holds in b, c (carried from b) and d, each once; searched in "talk", only talk's statistics
+    # count: n = 2 (b, c) of N = 3, mean context length (2 + 3 + 3) / 3
     dog = {hit.id: hit.score for hit in index.search("dog", 10, context=True, namespace="talk")}
     assert set(dog) == {"b", "c"}
-    assert dog["b"] == pytest.approx(bm25_idf(3, 4) * part(1, 3), rel=1e-6)
+    in_talk = 1 * (K1 + 1) / (1 + K1 * (1 - 0.75 + 0.75 * 3 / (8 / 3)))
+    assert dog["b"] == pytest.approx(bm25_idf(2, 3) * in_talk, rel=1e-6)
     assert index.attainable_score("cat", context=True) == pytest.approx(idf_cat)
     assert index.attainable_score("cat") == pytest.approx(bm25_idf(1, 4))
     # the pipeline's one-pass call gives both at once, the same to the last digit
@@ -380,3 +382,51 @@ def test_coherence_tells_a_conversation_from_unrelated_memories(index):
     small.add([record(f"m{i}", text, namespace="few") for i, text in enumerate(turns[:5])])
     assert small.coherence("few") is None  # too few memories to tell
     small.close()
+
+
+def _figures(index: LexicalIndex, namespaces: list[str], queries: list[str]) -> list:
+    """Everything a search of ``namespaces`` can show of BM25: hits with scores and attainable scores, with
+    and without context, the coherence and mean length that decide the context arm."""
+    where = (
+        RecordFilter(namespace=namespaces[0])
+        if len(namespaces) == 1
+        else RecordFilter(namespace=None, namespaces=namespaces)
+    )
+    figures: list = [index.coherence(namespaces), index.mean_length(namespaces)]
+    for context in (False, True):
+        for query in queries:
+            hits, attainable = index.search_with_attainable(query, 10, where=where, context=context)
+            figures.append(([(hit.id, round(hit.score, 9)) for hit in hits], round(attainable, 9)))
+    return figures
+
+
+def test_each_namespace_scores_as_if_it_were_alone():
+    """No figure of a search in A moves when B writes, and none tells whether a word occurs in B; a search
+    over several namespaces scores as an index holding only those would."""
+    turns = [f"Ann: the {word} trip was {i}" for i, word in enumerate(["lake", "river", "alps", "coast"] * 6)]
+    other = [f"Bob: zebra {word} secret merger {i}" for i, word in enumerate(["lake", "quasar", "nebula"] * 9)]
+    queries = ["lake trip", "zebra merger", "quasar", "alps coast"]
+    alone = LexicalIndex(":memory:")
+    alone.add([record(f"a{i}", text, namespace="A") for i, text in enumerate(turns)])
+    before = _figures(alone, ["A"], queries)
+    shared = LexicalIndex(":memory:")
+    shared.add([record(f"a{i}", text, namespace="A") for i, text in enumerate(turns)])
+    shared.add([record(f"b{i}", text, namespace="B") for i, text in enumerate(other)])
+    shared.add([record("c0", "lake lake lake", namespace="C")])
+    assert _figures(shared, ["A"], queries) == before
+    # "zebra" (only in B) and a word stored nowhere look the same from A
+    in_a = RecordFilter(namespace="A")
+    assert shared.search_with_attainable("zebra", 5, where=in_a) == shared.search_with_attainable(
+        "unheardof", 5, where=in_a
+    )
+    # A and B together score as an index of A and B alone (C's one memory changes nothing)
+    pair = LexicalIndex(":memory:")
+    pair.add([record(f"a{i}", text, namespace="A") for i, text in enumerate(turns)])
+    pair.add([record(f"b{i}", text, namespace="B") for i, text in enumerate(other)])
+    expected = _figures(pair, ["A", "B"], queries)
+    assert _figures(shared, ["A", "B"], queries) == expected
+    # and B's forgetting moves nothing in A either
+    shared.remove([f"b{i}" for i in range(5)])
+    assert _figures(shared, ["A"], queries) == before
+    for index in (alone, shared, pair):
+        index.close()

@@ -7,6 +7,11 @@ term that new documents are appended to, and answers a query with a few numpy op
 postings of the query's terms. Removal masks a document out and lowers its terms' document
 frequencies. It knows nothing of records: the catalogue gives it keys (row numbers), groups
 (namespaces) and analyzed terms, and persists them.
+
+Every statistic (document frequencies, the number of documents, the mean length, coherence) is taken
+over the groups a query may reach (its ``scope``), never over the others: namespaces are a boundary,
+and no score or coverage a caller sees tells it which words another namespace holds. With the scope
+covering every group (one namespace, or a search of all) the figures are the whole index's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import numpy as np
 
@@ -26,6 +32,9 @@ _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
 _EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)
 K1 = 1.2
 B = 0.75
+
+# The groups a query may reach: names (unknown ones reach nothing), or None for every group.
+Scope: TypeAlias = Sequence[str] | None
 
 
 def bm25_idf(document_frequency: int, documents: int) -> float:
@@ -52,12 +61,13 @@ class _Growable:
 
 
 class _Postings:
-    __slots__ = ("documents", "frequencies", "document_frequency")
+    __slots__ = ("documents", "frequencies", "document_frequency", "by_group")
 
     def __init__(self) -> None:
         self.documents = _Growable(np.int32)
         self.frequencies = _Growable(np.float32)
         self.document_frequency = 0  # live documents only
+        self.by_group: dict[int, int] = {}  # live documents per group code
 
 
 class BM25Index:
@@ -76,7 +86,7 @@ class BM25Index:
         self._previous = _Growable(np.int32)
         self._next = _Growable(np.int32)
         self._last_in_group: dict[int, int] = {}
-        self._coherence: dict[str | None, tuple[int, float | None]] = {}
+        self._coherence: dict[tuple[int, ...] | None, tuple[int, float | None]] = {}
         self._live = 0
         self._total_length = 0.0
         # per group: [live documents, their summed length], so that ``mean_length`` and ``group_counts`` cost
@@ -107,6 +117,7 @@ class BM25Index:
             postings.documents.append(position)
             postings.frequencies.append(frequency)
             postings.document_frequency += 1
+            postings.by_group[code] = postings.by_group.get(code, 0) + 1
         self._live += 1
         self._total_length += len(terms)
         totals = self._group_totals.setdefault(code, [0, 0.0])
@@ -119,11 +130,14 @@ class BM25Index:
         if position is None:
             return False
         self._alive.data[position] = False
+        code = int(self._groups.data[position])
         for term in set(terms):
-            self._postings[term].document_frequency -= 1
+            postings = self._postings[term]
+            postings.document_frequency -= 1
+            postings.by_group[code] -= 1
         self._live -= 1
         self._total_length -= len(terms)
-        totals = self._group_totals[int(self._groups.data[position])]
+        totals = self._group_totals[code]
         totals[0] -= 1
         totals[1] -= float(self._lengths.data[position])
         return True
@@ -147,17 +161,53 @@ class BM25Index:
         counts = {name: int(self._group_totals.get(code, (0, 0.0))[0]) for name, code in self._group_codes.items()}
         return {name: count for name, count in sorted(counts.items()) if count}
 
-    def term_statistics(self, term: str, context: bool) -> tuple[np.ndarray, np.ndarray, float]:
-        """A term's live documents, their term frequencies and its idf. With ``context``, each document is
+    def _codes(self, scope: Scope) -> list[int] | None:
+        """The group codes ``scope`` reaches; None when it reaches every group (the whole index's figures)."""
+        if scope is None:
+            return None
+        names = [scope] if isinstance(scope, str) else scope
+        codes = [self._group_codes[name] for name in dict.fromkeys(names) if name in self._group_codes]
+        return None if len(codes) == len(self._group_codes) else codes
+
+    def _live_in(self, codes: list[int] | None) -> int:
+        if codes is None:
+            return self._live
+        return int(sum(self._group_totals.get(code, (0, 0.0))[0] for code in codes))
+
+    def _in_scope(self, codes: list[int] | None, positions: np.ndarray | None = None) -> np.ndarray:
+        """Whether each document (or each of ``positions``) is live and in the scope's groups."""
+        alive = self._alive.view if positions is None else self._alive.view[positions]
+        if codes is None:
+            return alive.copy()
+        if not codes:
+            return np.zeros(len(alive), dtype=np.bool_)
+        groups = self._groups.view if positions is None else self._groups.view[positions]
+        inside = groups == codes[0] if len(codes) == 1 else np.isin(groups, np.asarray(codes, dtype=np.int32))
+        return alive & inside
+
+    def _document_frequency(self, postings: _Postings | None, codes: list[int] | None) -> int:
+        if postings is None:
+            return 0
+        if codes is None:
+            return postings.document_frequency
+        return sum(postings.by_group.get(code, 0) for code in codes)
+
+    def term_statistics(
+        self, term: str, context: bool, codes: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """A term's documents, their term frequencies and its idf within the groups ``codes`` (None: all;
+        the documents may include others, which ``search`` masks out). With ``context``, each document is
         its own terms plus those of the document added just before it in its group, so a term also
         counts for the document after each one that holds it."""
         postings = self._postings.get(term)
-        if postings is None or postings.document_frequency == 0:
-            return _EMPTY_POSITIONS, _EMPTY_FREQUENCIES, bm25_idf(0, self._live)
+        live = self._live_in(codes)
+        frequency = self._document_frequency(postings, codes)
+        if postings is None or frequency == 0:
+            return _EMPTY_POSITIONS, _EMPTY_FREQUENCIES, bm25_idf(0, live)
         documents = postings.documents.view
         frequencies = postings.frequencies.view
         if not context:
-            return documents, frequencies, bm25_idf(postings.document_frequency, self._live)
+            return documents, frequencies, bm25_idf(frequency, live)
         alive = self._alive.view
         documents, frequencies = documents[alive[documents]], frequencies[alive[documents]]
         following = self._next.view[documents]
@@ -166,14 +216,18 @@ class BM25Index:
         counts = np.concatenate([frequencies, frequencies[carried]])
         positions, inverse = np.unique(positions, return_inverse=True)
         totals = np.bincount(inverse, weights=counts).astype(np.float32)
-        keep = alive[positions]
-        return positions[keep], totals[keep], bm25_idf(int(keep.sum()), self._live)
+        keep = self._in_scope(codes, positions)
+        return positions[keep], totals[keep], bm25_idf(int(keep.sum()), live)
 
-    def mean_length(self, group: str | None) -> float | None:
-        """The mean length (terms) of the live documents of ``group`` (``None``: all); ``None`` if it has none."""
-        if group is None:
+    def mean_length(self, scope: Scope) -> float | None:
+        """The mean length (terms) of the live documents ``scope`` reaches; ``None`` if it reaches none."""
+        codes = self._codes(scope)
+        if codes is None:
             return self._total_length / self._live if self._live else None
-        count, total = self._group_totals.get(self._group_codes.get(group, -1), (0, 0.0))
+        count = total = 0.0
+        for code in codes:
+            live, length = self._group_totals.get(code, (0, 0.0))
+            count, total = count + live, total + length
         return total / count if count else None
 
     def _context_lengths(self) -> np.ndarray:
@@ -185,45 +239,46 @@ class BM25Index:
         carried[has_previous] = np.where(self._alive.view[previous[has_previous]], lengths[previous[has_previous]], 0)
         return lengths + carried
 
-    def attainable(self, terms: Sequence[str], *, context: bool = False) -> float:
+    def attainable(self, terms: Sequence[str], *, context: bool = False, scope: Scope = None) -> float:
         """What a document of average length holding each term once would score: the sum of the terms'
-        idf (terms no document holds count at the highest idf)."""
-        return sum(self.term_statistics(term, context)[2] for term in terms)
+        idf within ``scope`` (terms no document there holds count at the highest idf)."""
+        codes = self._codes(scope)
+        return sum(self.term_statistics(term, context, codes)[2] for term in terms)
 
     def search(
         self,
         terms: Sequence[str],
         limit: int,
         *,
-        group: str | None = None,
+        scope: Scope = None,
         allowed: Sequence[int] | None = None,
         context: bool = False,
     ) -> tuple[list[tuple[int, float]], float]:
-        """Top ``limit`` ``(key, score)`` pairs, best first, within ``group`` (``None``: all) and, when
-        given, among the ``allowed`` keys; and the attainable score of the terms (0 when nothing could
-        be searched). With ``context``, each document is scored as its own terms plus those of the one
-        added just before it in its group."""
-        if not terms or limit <= 0 or self._live == 0:
+        """Top ``limit`` ``(key, score)`` pairs, best first, within the groups of ``scope`` (``None``: all),
+        scored by the statistics of those groups alone, and, when given, among the ``allowed`` keys; and
+        the attainable score of the terms (0 when nothing could be searched). With ``context``, each
+        document is scored as its own terms plus those of the one added just before it in its group."""
+        codes = self._codes(scope)
+        live = self._live_in(codes)
+        if not terms or limit <= 0 or live == 0:
             return [], 0.0
         count = self._keys.size
         scores = np.zeros(count, dtype=np.float32)
+        mask = self._in_scope(codes)
         lengths = self._context_lengths() if context else self._lengths.view
-        total_length = float(lengths[self._alive.view].sum()) if context else self._total_length
-        average_length = total_length / self._live
+        if context:
+            total_length = float(lengths[mask].sum())
+        else:
+            total_length = self._total_length if codes is None else self._group_length(codes)
+        average_length = total_length / live
         attainable = 0.0
         for term in terms:
-            documents, frequencies, idf = self.term_statistics(term, context)
+            documents, frequencies, idf = self.term_statistics(term, context, codes)
             attainable += idf
             if len(documents) == 0:
                 continue
             norm = K1 * (1.0 - B + B * lengths[documents] / average_length)
             scores[documents] += idf * frequencies * (K1 + 1.0) / (frequencies + norm)
-        mask = self._alive.view.copy()
-        if group is not None:
-            code = self._group_codes.get(group)
-            if code is None:
-                return [], attainable
-            mask &= self._groups.view == code
         if allowed is not None:
             permitted = np.zeros(count, dtype=np.bool_)
             positions = [self._position[key] for key in allowed if key in self._position]
@@ -237,10 +292,14 @@ class BM25Index:
         keys = self._keys.view
         return [(int(keys[position]), float(scores[position])) for position in order], attainable
 
-    def coherence(self, group: str | None, terms_of: Callable[[Sequence[int]], dict[int, set[str]]]) -> float | None:
+    def _group_length(self, codes: list[int]) -> float:
+        return float(sum(self._group_totals.get(code, (0, 0.0))[1] for code in codes))
+
+    def coherence(self, scope: Scope, terms_of: Callable[[Sequence[int]], dict[int, set[str]]]) -> float | None:
         """How much more alike a document is to the one added just before it than to one added far from
-        it, in ``group`` (``None``: all): the mean idf-weighted term overlap (cosine of binary idf-squared
-        vectors) of up to ``COHERENCE_SAMPLE`` adjacent pairs, minus that of as many distant pairs.
+        it, in the groups of ``scope`` (``None``: all), weighing terms by those groups' statistics: the
+        mean idf-weighted term overlap (cosine of binary idf-squared vectors) of up to
+        ``COHERENCE_SAMPLE`` adjacent pairs, minus that of as many distant pairs.
         ``terms_of`` reads the terms of the sampled keys (the catalogue holds them).
 
         Turns of a conversation, steps of a log or sections of one document score well above 0: their
@@ -248,12 +307,12 @@ class BM25Index:
         about 0. No labels are needed, so it calibrates to each user's own store; it is recomputed when
         the group has grown or shrunk by a tenth. ``None`` below ``COHERENCE_MIN_MEMORIES``.
         """
+        codes = self._codes(scope)
         alive = self._alive.view
-        members = np.flatnonzero(
-            alive if group is None else alive & (self._groups.view == self._group_codes.get(group, -1))
-        )
+        members = np.flatnonzero(self._in_scope(codes))
         size = len(members)
-        cached = self._coherence.get(group)
+        key = None if codes is None else tuple(sorted(codes))
+        cached = self._coherence.get(key)
         if cached is not None and abs(size - cached[0]) * 10 < max(cached[0], 1):
             return cached[1]
         value = None
@@ -269,18 +328,20 @@ class BM25Index:
                 terms = terms_of(
                     sorted({int(keys[p]) for p in np.concatenate([chosen, self._previous.view[chosen], distant])})
                 )
-                value = self._mean_overlap(chosen, self._previous.view[chosen], terms) - self._mean_overlap(
-                    chosen, distant, terms
+                value = self._mean_overlap(chosen, self._previous.view[chosen], terms, codes) - self._mean_overlap(
+                    chosen, distant, terms, codes
                 )
-        self._coherence[group] = (size, value)
+        self._coherence[key] = (size, value)
         return value
 
-    def _mean_overlap(self, left: np.ndarray, right: np.ndarray, terms: dict[int, set[str]]) -> float:
+    def _mean_overlap(
+        self, left: np.ndarray, right: np.ndarray, terms: dict[int, set[str]], codes: list[int] | None
+    ) -> float:
         keys = self._keys.view
+        live = self._live_in(codes)
 
         def weight(term: str) -> float:
-            postings = self._postings.get(term)
-            return bm25_idf(postings.document_frequency if postings else 0, self._live) ** 2
+            return bm25_idf(self._document_frequency(self._postings.get(term), codes), live) ** 2
 
         total = 0.0
         for a, b in zip(left.tolist(), right.tolist(), strict=True):

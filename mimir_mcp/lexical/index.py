@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, query_terms
-from mimir_mcp.lexical.bm25 import BM25Index
+from mimir_mcp.lexical.bm25 import BM25Index, Scope
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
 from mimir_mcp.store.catalogue import Catalogue
 
@@ -119,11 +119,12 @@ class LexicalIndex:
         with self._lock:
             return self.catalogue.set_fields(record)
 
-    def attainable_score(self, query: str, *, context: bool = False) -> float:
+    def attainable_score(self, query: str, *, context: bool = False, scope: Scope = None) -> float:
         """What a document of average length holding each query term once would score: the sum of the
-        terms' idf. The BM25 arm's coverage is its best score over this (``fusion.coverage_factor``)."""
+        terms' idf in the namespaces of ``scope`` (None: all). The BM25 arm's coverage is its best score
+        over this (``fusion.coverage_factor``)."""
         with self._lock:
-            return self._index.attainable(query_terms(query), context=context)
+            return self._index.attainable(query_terms(query), context=context, scope=scope)
 
     def search(
         self,
@@ -160,7 +161,8 @@ class LexicalIndex:
         """``search`` and ``attainable_score`` from one pass over the query terms' statistics: what the
         search pipeline needs. ``where`` (when given) replaces ``namespace``, ``tags`` and ``metadata``;
         beyond the namespace, the catalogue resolves it to the memories allowed, before scoring, so a
-        selective filter still gets the best of the few memories it leaves."""
+        selective filter still gets the best of the few memories it leaves. Scores and the attainable
+        score come from the statistics of the namespaces ``where`` reaches alone (``RecordFilter.scope``)."""
         if where is None:
             where = RecordFilter(namespace=namespace, tags=list(tags), metadata=metadata or {})
         terms = query_terms(query)
@@ -168,19 +170,19 @@ class LexicalIndex:
             return [], 0.0
         with self._lock:
             allowed = self.catalogue.matching_rowids(where) if where.selects_by_content else None
-            hits, attainable = self._index.search(terms, limit, group=where.namespace, allowed=allowed, context=context)
+            hits, attainable = self._index.search(terms, limit, scope=where.scope, allowed=allowed, context=context)
             return [LexicalHit(id=self._ids[key], score=score) for key, score in hits], attainable
 
-    def coherence(self, namespace: str | None = None) -> float | None:
-        """How much more alike neighbouring memories of ``namespace`` are than distant ones
-        (``BM25Index.coherence``); ``None`` with too few memories to tell."""
+    def coherence(self, scope: Scope = None) -> float | None:
+        """How much more alike neighbouring memories of the namespaces of ``scope`` (a name, names, or
+        None: all) are than distant ones (``BM25Index.coherence``); ``None`` with too few to tell."""
         with self._lock:
-            return self._index.coherence(namespace, self.catalogue.terms)
+            return self._index.coherence(scope, self.catalogue.terms)
 
-    def mean_length(self, namespace: str | None = None) -> float | None:
-        """The mean number of terms a memory of ``namespace`` holds (``BM25Index.mean_length``)."""
+    def mean_length(self, scope: Scope = None) -> float | None:
+        """The mean number of terms a memory of the namespaces of ``scope`` holds (``BM25Index.mean_length``)."""
         with self._lock:
-            return self._index.mean_length(namespace)
+            return self._index.mean_length(scope)
 
     def get(self, ids: Sequence[str]) -> dict[str, MemoryRecord]:
         return self.catalogue.get(ids)

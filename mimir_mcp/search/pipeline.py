@@ -207,7 +207,7 @@ class SearchPipeline:
         calls for it), side by side in worker threads."""
         depth = self._depth(request)
         policy = self._policy(request)
-        found = Retrieved(decision=policy.decide_context(request.query, request.namespace, None))
+        found = Retrieved(decision=policy.decide_context(request.query, request.where.scope, None))
 
         def dense_arm() -> None:
             # One trip to a worker thread for both steps: under load each trip waits for a core.
@@ -219,7 +219,7 @@ class SearchPipeline:
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
         def lexical_arms() -> None:
-            found.decision = policy.decide_context(request.query, request.namespace, self.lexical)
+            found.decision = policy.decide_context(request.query, request.where.scope, self.lexical)
             for arm in [arm for arm in policy.arms(request.arms, found.decision.runs) if arm != "dense"]:
                 hits, found.attainable[arm] = self.lexical.search_with_attainable(
                     request.query, depth, where=request.where, context=arm == "context"

@@ -37,11 +37,12 @@ METHOD_COVERAGE_POWER: dict[str, dict[str, float]] = {
 
 
 class NamespaceStatistics(Protocol):
-    """What the context rule reads of a namespace (``LexicalIndex`` answers both)."""
+    """What the context rule reads of the namespaces a search reaches (a name, names, or None: all;
+    ``LexicalIndex`` answers both)."""
 
-    def coherence(self, namespace: str | None = None) -> float | None: ...
+    def coherence(self, scope: Sequence[str] | None = None) -> float | None: ...
 
-    def mean_length(self, namespace: str | None = None) -> float | None: ...
+    def mean_length(self, scope: Sequence[str] | None = None) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -135,15 +136,15 @@ class FusionPolicy:
         return short_memories or keyword_query
 
     def decide_context(
-        self, query: str, namespace: str | None, statistics: NamespaceStatistics | None
+        self, query: str, scope: Sequence[str] | None, statistics: NamespaceStatistics | None
     ) -> ContextDecision:
-        """``context_runs`` for ``query`` in ``namespace``, measuring the namespace only where the mode
-        needs it (its coherence costs a sample of term sets); ``statistics`` None: no lexical arm runs,
-        so nothing is measured."""
+        """``context_runs`` for ``query`` in the namespaces of ``scope`` (a name, names, or None: all),
+        measuring them only where the mode needs it (coherence costs a sample of term sets);
+        ``statistics`` None: no lexical arm runs, so nothing is measured."""
         words = count_words(query)
         if self.context == "off" or statistics is None:
             return ContextDecision(False, query_words=words)
-        coherence, mean_terms = statistics.coherence(namespace), statistics.mean_length(namespace)
+        coherence, mean_terms = statistics.coherence(scope), statistics.mean_length(scope)
         return ContextDecision(self.context_runs(coherence, mean_terms, words), coherence, mean_terms, words)
 
     @staticmethod
