@@ -225,6 +225,9 @@ AS_SENT_CASES = [
     ("rerank", {"query": "q", "documents": ["d"], "top_k": "2"}, "top_k: must be an integer, got a string"),
     ("list_memories", {"limit": "20"}, "limit: must be an integer, got a string"),
     ("forget", {"namespace": "scratch", "confirm": "true"}, "confirm: must be true or false, got a string"),
+    ("forget", {"namespace": "scratch", "confirm": 1}, "confirm: must be true or false, got a number"),
+    ("forget", {"namespace": "scratch", "dry_run": "no"}, "dry_run: must be true or false, got a string"),
+    ("search", {"query": "q", "top_k": True}, "top_k: must be an integer, got a boolean"),
 ]
 
 
@@ -232,6 +235,15 @@ AS_SENT_CASES = [
 async def test_numbers_and_booleans_are_taken_exactly_as_sent(seeded: Client, tool, arguments, expected):
     before = await snapshot(seeded)
     assert expected in await call_error(seeded, tool, arguments)
+    assert await snapshot(seeded) == before
+
+
+@pytest.mark.parametrize("namespace", ["*", "default", "nothing-here"])
+async def test_forget_by_namespace_alone_needs_confirm_whatever_the_count(seeded: Client, namespace: str):
+    """Every namespace, the seeded one, and one with no memories: a namespace-wide forget is never implied."""
+    before = await snapshot(seeded)
+    message = await call_error(seeded, "forget", {"namespace": namespace})
+    assert message.startswith("Error executing tool forget: confirm: a forget by namespace alone"), message
     assert await snapshot(seeded) == before
 
 

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
+from mcp_types import INVALID_REQUEST, PARSE_ERROR
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from .conftest import PYTHON, call, call_error, server_env, start_http_server
@@ -368,3 +370,114 @@ class _StderrLog:
     def wait_for(self, fragment: str, timeout: float = 120) -> bool:
         with self._grew:
             return self._grew.wait_for(lambda: any(fragment in line for line in self._lines), timeout=timeout)
+
+
+class _RawStdio:
+    """A stdio server spoken to in raw lines, as a client with its own encoder writes them."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self._replies: queue.Queue[bytes] = queue.Queue()
+        self._next_id = 1000
+        stdout = process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [self._replies.put(line) for line in stdout], daemon=True).start()
+
+    def send(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + b"\n")
+        self.process.stdin.flush()
+
+    def send_request(self, request_id: int, method: str, params: dict) -> None:
+        self.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}).encode())
+
+    def reply(self, timeout: float = 60) -> dict:
+        return json.loads(self._replies.get(timeout=timeout))  # anything but JSON on stdout fails here
+
+    def call(self, tool: str, arguments: dict, timeout: float = 60) -> dict:
+        """A good tools/call, answered under its own id; its structured content."""
+        self._next_id += 1
+        self.send_request(self._next_id, "tools/call", {"name": tool, "arguments": arguments})
+        answer = self.reply(timeout)
+        assert answer["id"] == self._next_id and not answer["result"]["isError"], answer
+        return answer["result"]["structuredContent"]
+
+
+@pytest.fixture(scope="module")
+def raw_stdio(tmp_path_factory: pytest.TempPathFactory, cross_encoder_path: Path) -> Iterator[_RawStdio]:
+    """One stdio server for the tests that only send lines it must refuse, so nothing is ever stored."""
+    env = server_env(tmp_path_factory.mktemp("raw-stdio"), cross_encoder_path)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "mimir_mcp", "--no-rerank"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    server = _RawStdio(process)
+    try:
+        client = {"name": "raw", "version": "0"}
+        server.send_request(
+            0, "initialize", {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": client}
+        )
+        assert server.reply(timeout=120)["id"] == 0
+        server.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        yield server
+        assert process.stdin is not None
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+
+
+def _remember_line(request_id: bytes, text: bytes) -> bytes:
+    arguments = b'{"name":"remember","arguments":{"text":"' + text + b'"}}'
+    return b'{"jsonrpc":"2.0","id":' + request_id + b',"method":"tools/call","params":' + arguments + b"}"
+
+
+def _not_utf8(line: bytes, bad: int, request_id: int | None) -> tuple[bytes, int, int | None, str]:
+    """A line with a bad byte, answered with a parse error that names the byte and where it is."""
+    where = f"byte 0x{bad:02x} at position {line.index(bytes([bad]))}"
+    return line, PARSE_ERROR, request_id, f"request: not valid UTF-8 ({where}); the request was not read"
+
+
+def _bad_id(got: str) -> str:
+    return f"not a valid JSON-RPC request (id: must be an integer or a string, got {got})"
+
+
+# A request JSON-RPC refuses, (the line, the error code, the id answered, the message): a request whose id is
+# not an integer or a string (the SDK reads it as a notification, never answered), or a line that is not
+# UTF-8 (the SDK would store each bad byte as U+FFFD).
+BAD_REQUESTS = [
+    (b'{"jsonrpc":"2.0","id":NaN,"method":"tools/list"}', INVALID_REQUEST, None, _bad_id("a number (NaN)")),
+    (b'{"jsonrpc":"2.0","id":{},"method":"tools/list"}', INVALID_REQUEST, None, _bad_id("an object")),
+    (b'{"jsonrpc":"2.0","id":[1],"method":"tools/list"}', INVALID_REQUEST, None, _bad_id("an array")),
+    (b'{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}', INVALID_REQUEST, None, _bad_id("a number (1.5)")),
+    (b'{"jsonrpc":"2.0","id":true,"method":"tools/list"}', INVALID_REQUEST, None, _bad_id("a boolean")),
+    (b'{"jsonrpc":"2.0","id":null,"method":"tools/list"}', INVALID_REQUEST, None, _bad_id("null")),
+    # Not JSON as well: 1.5 is not read as the id 1.
+    (b'{"jsonrpc":"2.0","id":1.5,"method":"tools/list",', PARSE_ERROR, None, "request: not valid JSON (EOF"),
+    _not_utf8(_remember_line(b"71", b"bad \xff byte"), 0xFF, 71),
+    _not_utf8(_remember_line(b"72", b"cut short \xc3"), 0xC3, 72),  # a two-byte character, one byte of it
+    _not_utf8(_remember_line(b"73", b"fine") + b"\xe2\x82", 0xE2, 73),  # truncated at the end of the line
+    _not_utf8(_remember_line(b'"id-\xff"', b"fine"), 0xFF, None),  # an id with a bad byte is not echoed
+]
+
+
+@pytest.mark.xdist_group("raw_stdio")
+@pytest.mark.parametrize(
+    ("line", "code", "request_id", "message"),
+    BAD_REQUESTS,
+    ids=[
+        *("id-nan", "id-object", "id-array", "id-fraction", "id-true", "id-null", "id-fraction-not-json"),
+        *("utf8-bad-byte", "utf8-cut-in-string", "utf8-cut-at-end", "utf8-bad-byte-in-id"),
+    ],
+)
+def test_stdio_answers_a_request_json_rpc_refuses_and_keeps_serving(
+    raw_stdio: _RawStdio, line: bytes, code: int, request_id: int | None, message: str
+):
+    raw_stdio.send(line)
+    answer = raw_stdio.reply()
+    assert answer["id"] == request_id and answer["error"]["code"] == code, answer
+    assert answer["error"]["message"].startswith(message), answer
+    assert raw_stdio.call("list_memories", {"namespace": "*"}) == {"memories": [], "total": 0}  # nothing stored

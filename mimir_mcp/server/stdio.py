@@ -1,9 +1,13 @@
 """The stdio transport, with an answer for every request.
 
-The SDK parses each line with pydantic's JSON parser, which refuses nesting past about 200 levels, lone
-surrogate escapes (``"\\ud800"``) and ``NaN``/``Infinity`` in well under a millisecond, and then drops the
-line with a debug log: the caller waits forever for an answer. Here such a line is answered with a JSON-RPC
-parse error for the request's id (found by scanning the line's top level), saying what was wrong.
+The SDK parses each line with pydantic's JSON parser, which refuses nesting past about 200 levels and lone
+surrogate escapes (``"\\ud800"``) in well under a millisecond (it takes ``NaN``, which the tools refuse by
+field), and then drops the line with a debug log: the caller waits forever for an answer. Here such a line
+is answered with a JSON-RPC parse error for the request's id (found by scanning the line's top level),
+saying what was wrong. Two more kinds of line the SDK mishandles are answered here too: one that is not
+UTF-8 (the SDK would read each bad byte as U+FFFD and store that), and a request whose id JSON-RPC does
+not allow (``null``, ``1.5``, ``true``, an object...), which the SDK reads as a notification and never
+answers.
 
 Stdin is read by a daemon thread of our own rather than the SDK's worker thread: a worker blocked on a
 terminal that nobody types into keeps the process alive after Ctrl+C until Enter is pressed.
@@ -13,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
 import signal
 import sys
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -27,17 +34,19 @@ import anyio.lowlevel
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, JSONRPCNotification
 from pydantic import ValidationError
+from pydantic_core import from_json
 
-from mimir_mcp.server.validation import MAX_INPUT_DEPTH
+from mimir_mcp.server.validation import MAX_INPUT_DEPTH, json_type
 
 logger = logging.getLogger(__name__)
 
 # JSON strings and brackets: enough to follow the nesting of a line that does not parse.
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
 MAX_ID_DIGITS = 40  # far beyond any 64-bit id a client sends
-_ID_VALUE = re.compile(r'\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+# An integer (not the start of 1.5 or 1e3) or a string.
+_ID_VALUE = re.compile(r'\s*:\s*(-?\d+(?![\d.eE])|"(?:[^"\\]|\\.)*")')
 
 
 def serve_stdio(server: MCPServer) -> None:
@@ -114,23 +123,23 @@ class SignalStop:
 
 async def _session(server: MCPServer) -> None:
     lowlevel = server._lowlevel_server  # noqa: SLF001 - what MCPServer.run_stdio_async runs, too
-    async with stdio_server(stdin=StdinLines()) as (read_stream, write_stream):  # type: ignore[arg-type]
+    lines = StdinLines()
+    async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
         outbound, inbound = anyio.create_memory_object_stream[SessionMessage | Exception](0)
 
         async def relay() -> None:
             async with outbound:
                 async for item in read_stream:
-                    if isinstance(item, ValidationError):
-                        try:
-                            answers = error_answers(item)
-                        except Exception:  # noqa: BLE001 - a line we cannot explain must not stop the server
-                            logger.warning("could not answer an unreadable line", exc_info=True)
-                            answers = []
-                        for answer in answers:
-                            await write_stream.send(SessionMessage(answer))
-                        if answers:
-                            continue
-                    await outbound.send(item)
+                    line = lines.handed.popleft() if lines.handed else None
+                    try:
+                        answers = answers_to(item, line)
+                    except Exception:  # noqa: BLE001 - a line we cannot explain must not stop the server
+                        logger.warning("could not answer an unreadable line", exc_info=True)
+                        answers = []
+                    for answer in answers:
+                        await write_stream.send(SessionMessage(answer))
+                    if not answers:
+                        await outbound.send(item)
 
         async with anyio.create_task_group() as group:
             group.start_soon(relay)
@@ -138,22 +147,35 @@ async def _session(server: MCPServer) -> None:
             group.cancel_scope.cancel()
 
 
+@dataclass(frozen=True)
+class UnreadableLine:
+    """A line that is not UTF-8, handed to the SDK in place of its text: the SDK's parser refuses anything
+    but text (a ``ValidationError`` the relay receives), and the relay sends ``answer`` instead."""
+
+    answer: JSONRPCError
+
+
 class StdinLines:
-    """Stdin's lines (UTF-8, bad bytes replaced, as the SDK decodes them) for ``stdio_server``, read by a
-    daemon thread straight from a duplicate of fd 0.
+    """Stdin's lines for ``stdio_server``, read by a daemon thread straight from a duplicate of fd 0: each
+    line as text, or an ``UnreadableLine`` where it is not UTF-8.
+
+    ``handed`` keeps what was handed to the SDK, oldest first, for the relay to take one per message it
+    receives: the SDK sends exactly one message or exception per line, in order, and keeps nothing of the
+    line but what it parsed (a request with a bad id comes out as a notification, its id gone).
 
     The thread never holds ``sys.stdin``'s buffer lock, so leaving it blocked in ``os.read`` at exit is
     harmless (a daemon thread inside a buffered read aborts the interpreter's shutdown)."""
 
     def __init__(self, fd: int | None = None) -> None:
         self._fd = fd
+        self.handed: deque[str | UnreadableLine] = deque()
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str | UnreadableLine]:
         return self._lines()
 
-    async def _lines(self) -> AsyncIterator[str]:
+    async def _lines(self) -> AsyncIterator[str | UnreadableLine]:
         fd = os.dup(sys.stdin.fileno() if self._fd is None else self._fd)
-        send, receive = anyio.create_memory_object_stream[str](16)
+        send, receive = anyio.create_memory_object_stream[str | UnreadableLine](16)
         token = anyio.lowlevel.current_token()
 
         def read() -> None:
@@ -162,9 +184,9 @@ class StdinLines:
                 while chunk := os.read(fd, 65536):
                     *lines, pending = (pending + chunk).split(b"\n")
                     for line in lines:
-                        anyio.from_thread.run(send.send, line.decode("utf-8", errors="replace") + "\n", token=token)
+                        anyio.from_thread.run(send.send, decoded(line, "\n"), token=token)
                 if pending:
-                    anyio.from_thread.run(send.send, pending.decode("utf-8", errors="replace"), token=token)
+                    anyio.from_thread.run(send.send, decoded(pending), token=token)
                 anyio.from_thread.run_sync(send.close, token=token)
             except (OSError, RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass  # stdin closed under us, or the server has already stopped
@@ -174,7 +196,53 @@ class StdinLines:
         threading.Thread(target=read, name="mimir-stdin", daemon=True).start()
         async with receive:
             async for line in receive:
+                self.handed.append(line)
                 yield line
+
+
+def decoded(line: bytes, end: str = "") -> str | UnreadableLine:
+    """A line's text (with ``end`` added), or the parse-error answer to it when it is not UTF-8."""
+    try:
+        return line.decode("utf-8") + end
+    except UnicodeDecodeError as error:
+        text = line.decode("utf-8", errors="replace")
+        request_id = request_id_of(text)
+        if isinstance(request_id, str) and "\ufffd" in request_id:
+            request_id = None  # an id with a bad byte in it is not the id the client will look for
+        where = f"byte 0x{line[error.start]:02x} at position {error.start}"
+        logger.warning("answered a request %r that is not valid UTF-8 (%s)", request_id, where)
+        message = f"request: not valid UTF-8 ({where}); the request was not read"
+        return UnreadableLine(
+            JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=PARSE_ERROR, message=message))
+        )
+
+
+def answers_to(item: SessionMessage | Exception, line: str | UnreadableLine | None) -> list[JSONRPCError]:
+    """The answers the relay sends itself for what the SDK read from ``line`` (none: the SDK handles it)."""
+    if isinstance(line, UnreadableLine):
+        return [line.answer]
+    if isinstance(item, ValidationError):
+        return error_answers(item)
+    if line is not None and isinstance(item, SessionMessage) and isinstance(item.message, JSONRPCNotification):
+        answer = bad_id_answer(line)
+        return [] if answer is None else [answer]
+    return []
+
+
+def bad_id_answer(line: str) -> JSONRPCError | None:
+    """The invalid-request answer (for id ``null``) to a line the SDK read as a notification but that has an
+    ``"id"`` JSON-RPC does not allow; None for a notification, which is never answered."""
+    try:
+        message = from_json(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or "id" not in message or _answerable_id(message) is not None:
+        return None
+    value = message["id"]
+    got = json_type(value) + (f" ({json.dumps(value)})" if isinstance(value, float) else "")
+    reason = f"not a valid JSON-RPC request (id: must be an integer or a string, got {got})"
+    logger.warning("answered an invalid request: %s", reason)
+    return _invalid_request(None, reason)
 
 
 def error_answers(error: ValidationError) -> list[JSONRPCError]:

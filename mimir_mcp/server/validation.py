@@ -55,7 +55,7 @@ def check_arguments(arguments: Any, limits: LimitSettings, *, accepted: frozense
     Iterative and stopped at the first fault, so a payload 100,000 levels deep or with millions of values
     costs no more than the limits allow."""
     if not isinstance(arguments, dict):
-        raise InvalidInputError("arguments", f"must be an object, got {_json_type(arguments)}")
+        raise InvalidInputError("arguments", f"must be an object, got {json_type(arguments)}")
     if accepted is not None:
         for name in arguments:
             if name not in accepted:
@@ -94,7 +94,7 @@ def check_arguments(arguments: Any, limits: LimitSettings, *, accepted: frozense
                 pending.append((name, item, depth + 1))
         elif value is not None and not isinstance(value, bool | int):
             raise InvalidInputError(
-                path, f"must be JSON (a string, number, boolean, array or object), got {_json_type(value)}"
+                path, f"must be JSON (a string, number, boolean, array or object), got {json_type(value)}"
             )
 
 
@@ -125,7 +125,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 def _problem(err: Any) -> str:
     kind, context, given = err["type"], err.get("ctx") or {}, err.get("input")
-    got = f", got {_json_type(given)}"
+    got = f", got {json_type(given)}"
     match kind:
         case "missing":
             return "is required"
@@ -186,7 +186,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
         return repr(value[:SHOWN_CHARS]) + f"… ({len(value)} characters)"
     if isinstance(value, dict | list):
-        return _json_type(value)
+        return json_type(value)
     text = repr(value)
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
@@ -296,7 +296,7 @@ def check_metadata(field: str, metadata: Any, limits: LimitSettings) -> dict[str
         else:
             raise InvalidInputError(
                 name,
-                f"metadata is flat: values must be a string, number or boolean, got {_json_type(value)}",
+                f"metadata is flat: values must be a string, number or boolean, got {json_type(value)}",
             )
         cleaned[key] = value
     return cleaned
@@ -395,7 +395,8 @@ def _check_no_controls(field: str, value: str, *, allow_whitespace_controls: boo
         )
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """How a complaint names the JSON type of what was sent (``got an array``)."""
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list | tuple):
