@@ -6,7 +6,10 @@ untouched until every memory is copied, so a crash before the switch-over leaves
 and a rerun embeds only the memories still missing. The switch-over renames the live collection to
 ``<collection>-previous``, the new one to ``<collection>``, then drops the old one; ``ChromaStore``
 finishes or undoes a switch-over that a crash interrupted when it next opens the store. The BM25 index
-and the record catalogue do not change: the ids and texts are the same.
+and the record catalogue do not change: the ids and texts are the same. Nor do the store's tombstones
+(``VectorStore.add_tombstones``): they live in a collection of their own (``<collection>-tombstones``),
+which the switch-over leaves alone, and the memories a copy pass drops from the new collection are gone
+from the live one already, under their tombstones.
 
 Stop the servers using the store first: one that keeps running holds the old collection and would go
 on writing to it after the switch-over.

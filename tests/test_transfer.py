@@ -19,7 +19,13 @@ from mimir_mcp.reindex import Reindexer, chroma_client, collection_names
 from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService, dedup_key
-from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, ChromaStore, make_embedding_function
+from mimir_mcp.store.chroma import (
+    PREVIOUS_SUFFIX,
+    REINDEX_SUFFIX,
+    TOMBSTONE_SUFFIX,
+    ChromaStore,
+    make_embedding_function,
+)
 from mimir_mcp.transfer import (
     ImportFileError,
     ImportSummary,
@@ -374,7 +380,7 @@ async def test_reindex_switches_to_the_new_model(
     )
     assert hybrid.hits[0].id == ids[0]
     names = collection_names(chroma_client(new.store))
-    assert names == {new.store.collection}
+    assert names == {new.store.collection, new.store.collection + TOMBSTONE_SUFFIX}  # the tombstones stay
 
     with pytest.raises(EmbeddingMismatchError, match="mimir-mcp reindex --embedding-model all-MiniLM-L6-v2"):
         open_store(settings, embedder)
@@ -397,7 +403,7 @@ async def test_a_crash_between_the_renames_is_finished_at_the_next_open(
     name = settings.store.collection
     client = chroma_client(settings.store)
     client.get_collection(name).modify(name=name + PREVIOUS_SUFFIX)  # ...and the process dies here
-    assert collection_names(client) == {name + PREVIOUS_SUFFIX, name + REINDEX_SUFFIX}
+    assert collection_names(client) == {name + PREVIOUS_SUFFIX, name + REINDEX_SUFFIX, name + TOMBSTONE_SUFFIX}
 
     store = open_store(new, small_embedder)
     assert store.all_ids() == set(ids)

@@ -1,6 +1,7 @@
 """Opening the store and its catalogue once, in the background, so the MCP handshake never waits for them:
 each guards the other. A torn store, or one that came back empty, is rebuilt from the catalogue; a damaged
-catalogue is set aside and filled again from the store; then the catalogue is caught up with the store."""
+catalogue is set aside and filled again from the store; then the two are caught up with each other, the
+memories a store lost without a record of their deletion restored to it (``sync.reconcile``)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,19 @@ class Backend:
     store: VectorStore
     lexical: LexicalIndex
     # Set when opening found a store it could not read, or one that had lost its memories, and rebuilt it
-    # from the catalogue; for status.
-    repair: RepairReport | None = None
+    # from the catalogue.
+    rebuilt: RepairReport | None = None
     # Set when opening found the catalogue damaged, set it aside and filled a new one from the store.
     catalogue_repair: RepairReport | None = None
+    # Its reconciles, which restore memories the store lost.
+    sync: StoreSync | None = None
+
+    @property
+    def repair(self) -> RepairReport | None:
+        """The store's latest repair, for status: memories the store had lost restored from the catalogue
+        (at open or since), or else the rebuild at open."""
+        restored = None if self.sync is None else self.sync.restored
+        return restored or self.rebuilt
 
 
 def open_backend(
@@ -71,7 +81,7 @@ def open_backend(
             store, identity = open_store(settings, embedder), known  # the rebuilt store has the catalogue's
         if identity is not None and identity != known:
             lexical.catalogue.set_meta(STORE_IDENTITY, identity)
-        sync.opened(store, lexical)
+        sync.opened(store, lexical, embedder.encode)
         if set_aside is not None:
             problem, kept = set_aside
             catalogue_repair = RepairReport(
@@ -90,7 +100,7 @@ def open_backend(
                 lexical.count(),
             )
     board.recount(store, lexical)
-    return Backend(store, lexical, repair, catalogue_repair)
+    return Backend(store, lexical, repair, catalogue_repair, sync)
 
 
 def _lost_store(store: VectorStore, lexical: LexicalIndex, known: str | None, identity: str | None) -> str | None:

@@ -1,16 +1,26 @@
 """Keeping this process's catalogue and BM25 index in step with the store of record, which other processes
-sharing it change too: the reconcile, when to run it, and the write lock every change holds."""
+sharing it change too: the reconcile, when to run it, and the write lock every change holds.
+
+The catalogue and the store guard each other; neither erases the other. Deletions are taken from a record
+of them, never inferred from absence: every deletion from the store writes a tombstone first
+(``delete_recorded``), and storing an id again clears it. A memory the catalogue holds and the store does
+not is removed from the catalogue where the store has a tombstone for it; without one the store lost it
+(a torn or truncated file, an older copy of its folder put back) and it is stored again from the
+catalogue, embedded anew, with a warning and a report in ``status``.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+
+import numpy as np
 
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.lexical.index import LexicalIndex
-from mimir_mcp.models import MemoryRecord
+from mimir_mcp.models import MemoryRecord, RepairReport
 from mimir_mcp.service.status import StatusBoard
 from mimir_mcp.store.base import VectorStore
 from mimir_mcp.store.catalogue import timestamp
@@ -20,25 +30,49 @@ logger = logging.getLogger(__name__)
 # How far another machine's clock may run behind this one's when reading updates made since the last one
 # seen (a Chroma server shared by several machines).
 UPDATE_CLOCK_SKEW_S = 300.0
+# The catalogue's record of when it was first reconciled with tombstones kept (``absent_memories``).
+TOMBSTONES_SINCE = "tombstones_since"
+# Memories embedded again at a time when the store had lost them.
+RESTORE_BATCH = 256
+
+Encode = Callable[[list[str]], np.ndarray]
 
 
-def reconcile(store: VectorStore, lexical: LexicalIndex) -> None:
+def delete_recorded(store: VectorStore, records: Sequence[MemoryRecord]) -> None:
+    """Delete memories from the store of record, each one's tombstone written first, so that every process
+    sharing the store takes the deletion from its record (under ``writing``). A delete that fails takes
+    its tombstones back where it can: the memories it left stay live, as the failed call said."""
+    if not records:
+        return
+    ids = [record.id for record in records]
+    store.add_tombstones(records)
+    try:
+        store.delete(ids)
+    except Exception:
+        with suppress(Exception):
+            store.clear_tombstones(ids)
+        raise
+
+
+def reconcile(store: VectorStore, lexical: LexicalIndex, encode: Encode) -> RepairReport | None:
     """Make the catalogue and the BM25 index hold exactly the store's memories, with the store's tags
-    and metadata (after a crash, or changes by another process sharing the store). The store is the
-    store of record. An update interrupted after storing its new text keeps the new memory and drops
-    the one it supersedes, in the store too, so no memory is left half-replaced."""
+    and metadata (after a crash, or changes by another process sharing the store), and the store every
+    memory of the catalogue that was not deleted (``absent_memories``). An update interrupted after
+    storing its new text keeps the new memory and drops the one it supersedes, in the store too, so no
+    memory is left half-replaced. Returns what was restored to the store, if anything was."""
     store_ids = store.all_ids()
     lexical_ids = lexical.ids()
     missing = sorted(store_ids - lexical_ids)
-    extra = sorted(lexical_ids - store_ids)
+    deleted, lost = absent_memories(store, lexical, sorted(lexical_ids - store_ids))
     added = store.get(missing) if missing else []
     if added:
         lexical.add(added)
-    if extra:
-        lexical.remove(extra)
+    if deleted:
+        lexical.remove(deleted)
+    restored = restore(store, lexical, lost, encode) if lost else None
     superseded = interrupted_updates(added, lexical)
     if superseded:
-        store.delete(superseded)
+        delete_recorded(store, list(lexical.get(superseded).values()))
         lexical.remove(superseded)
     watermark = float(lexical.catalogue.meta("updated_watermark") or 0.0)
     refreshed = store.updated_since(watermark - UPDATE_CLOCK_SKEW_S)
@@ -49,13 +83,88 @@ def reconcile(store: VectorStore, lexical: LexicalIndex) -> None:
     if refreshed:
         newest = max(timestamp(r.updated_at) for r in refreshed if r.updated_at is not None)
         lexical.catalogue.set_meta("updated_watermark", repr(max(newest, watermark)))
-    if missing or extra or superseded:
+    if lexical.catalogue.meta(TOMBSTONES_SINCE) is None:
+        lexical.catalogue.set_meta(TOMBSTONES_SINCE, repr(time.time()))
+    if missing or deleted or superseded:
         logger.info(
             "catalogue reconciled with the store: %d added, %d removed, %d superseded",
             len(missing),
-            len(extra),
+            len(deleted),
             len(superseded),
         )
+    return restored
+
+
+def absent_memories(store: VectorStore, lexical: LexicalIndex, absent: list[str]) -> tuple[list[str], list[str]]:
+    """Of memories the catalogue holds and the store does not, those deleted (the store has a tombstone for
+    each) and those the store lost (no tombstone). Reads the tombstones of these ids alone.
+
+    A catalogue that was never reconciled with tombstones kept (no ``tombstones_since`` in its meta) may
+    hold memories that versions before tombstones deleted without one: at that first reconcile absence
+    means deletion, as it did then, and from then on every deletion has a tombstone. The mark is the
+    catalogue's, not the store's: a store put back from a backup made before tombstones were kept has
+    still lost what the catalogue holds. Processes of an older version must not share the store with
+    newer ones: their forgets leave no tombstone, and would be taken for losses and undone."""
+    if not absent:
+        return [], []
+    if lexical.catalogue.meta(TOMBSTONES_SINCE) is None:
+        return absent, []
+    tombstones = store.tombstones(absent)
+    return [i for i in absent if i in tombstones], [i for i in absent if i not in tombstones]
+
+
+def restore(store: VectorStore, lexical: LexicalIndex, lost: list[str], encode: Encode) -> RepairReport | None:
+    """Store again, embedded anew, the memories the store lost (``absent_memories``) from the catalogue.
+    Under ``writing``, like the rebuild of a store that cannot be read (``store/repair.py``)."""
+    started = time.perf_counter()
+    found = lexical.get(lost)
+    records = [found[memory_id] for memory_id in lost if memory_id in found]
+    gone = [memory_id for memory_id in lost if memory_id not in found]
+    if gone:  # removed from a catalogue this process shares, by another process, since its index read it
+        lexical.remove(gone)
+    for start in range(0, len(records), RESTORE_BATCH):
+        chunk = records[start : start + RESTORE_BATCH]
+        vectors = encode([record.text for record in chunk])
+        store.add(chunk, vectors)
+        store.record_dimension(int(vectors.shape[1]))
+    if not records:
+        return None
+    reason = (
+        f"the store had lost {len(records)} memories the catalogue holds, with no record of their deletion: "
+        "restored from the catalogue"
+    )
+    seconds = round(time.perf_counter() - started, 2)
+    logger.warning("store: %s (%.1f s)", reason, seconds)
+    return RepairReport(
+        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # as repair.py's report
+        reason=reason,
+        memories=len(records),
+        kept_as=f"{store.location} (the collection {store.name!r}, restored in place)",
+        seconds=seconds,
+    )
+
+
+def finish_interrupted_forgets(store: VectorStore) -> int:
+    """Tombstones of memories the store still holds, at open. One that names the version stored is a
+    deletion interrupted between its tombstone and its delete (a process killed, or a store that failed
+    in between): the deletion is completed, as the forget or update that began it asked, and the next
+    reconcile takes it from the catalogue. One that names another version is stale (the id was stored
+    again and its tombstone not yet cleared): it is dropped, and the memory stays. Reads every tombstone,
+    so it runs at open only: a process's own interrupted deletions are completed when it next opens the
+    store, or when any other process does. Returns how many deletions it completed."""
+    tombstones = store.tombstones()
+    if not tombstones:
+        return 0
+    stored = store.all_ids()
+    held = store.get(sorted(memory_id for memory_id in tombstones if memory_id in stored))
+    interrupted = [record.id for record in held if tombstones[record.id].names(record)]
+    stale = [record.id for record in held if not tombstones[record.id].names(record)]
+    if stale:
+        store.clear_tombstones(stale)
+    if interrupted:
+        store.delete(interrupted)
+        logger.warning("store: completed %d deletions interrupted after their tombstone", len(interrupted))
+    return len(interrupted)
 
 
 def interrupted_updates(added: list[MemoryRecord], lexical: LexicalIndex) -> list[str]:
@@ -91,10 +200,19 @@ class StoreSync:
         self._last_token: object = None
         # The store's generation as of this process's last reconcile or own change.
         self.generation: str | None = None
+        # What restores memories the store lost (``reconcile``): the service's embedder, given at open.
+        self._encode: Encode | None = None
+        # The last time a reconcile found memories the store had lost and restored them, for status.
+        self.restored: RepairReport | None = None
 
-    def opened(self, store: VectorStore, lexical: LexicalIndex) -> None:
-        """At open, under the write lock: the catalogue caught up with the store, and the generation noted."""
-        reconcile(store, lexical)
+    def opened(self, store: VectorStore, lexical: LexicalIndex, encode: Encode) -> None:
+        """At open, under the write lock: deletions a crash interrupted completed, the catalogue and the
+        store caught up with each other, and the generation noted. ``encode``: the embedder's, which
+        restores memories the store lost."""
+        self._encode = encode
+        if finish_interrupted_forgets(store):
+            store.bump_generation()
+        self._reconcile(store, lexical)
         if lexical.catalogue.meta("chroma_created_ts") is None:
             # Stores written before time filters existed have no numeric creation time in the store.
             older = store.missing_created_ts()
@@ -130,10 +248,17 @@ class StoreSync:
         store_count = store.count()
         if store_count != lexical.count() or generation != self.generation:
             with self.writing(store, lexical):
-                reconcile(store, lexical)
+                self._reconcile(store, lexical)
                 self.generation = generation
         else:
             self._board.recount(store, lexical, store_count=store_count)
+
+    def _reconcile(self, store: VectorStore, lexical: LexicalIndex) -> None:
+        if self._encode is None:
+            raise RuntimeError("StoreSync.opened must run before a reconcile")
+        restored = reconcile(store, lexical, self._encode)
+        if restored is not None:
+            self.restored = restored
 
     @contextmanager
     def writing(self, store: VectorStore, lexical: LexicalIndex) -> Iterator[None]:

@@ -1,5 +1,7 @@
 """Every change to the memories: ``remember`` with deduplication and group commit, ``update``, ``forget``
-and ``import``, each one transaction under the store's write lock, the store of record first."""
+and ``import``, each one transaction under the store's write lock, the store of record first. Every
+deletion from the store writes its tombstone first (``sync.delete_recorded``), and every memory stored
+clears its id's tombstone, so that a tombstone always means "deleted since last stored"."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from mimir_mcp.service.loading import Backend, StoreLoader
 from mimir_mcp.service.records import memory_out
 from mimir_mcp.service.scope import OWNER, Scope
 from mimir_mcp.service.status import StatusBoard
-from mimir_mcp.service.sync import StoreSync
+from mimir_mcp.service.sync import StoreSync, delete_recorded
 from mimir_mcp.store.group_commit import GroupCommit
 
 logger = logging.getLogger(__name__)
@@ -184,6 +186,8 @@ class Writes:
                 stacked = np.concatenate(vectors)
                 store.add(rows, stacked)
                 store.record_dimension(int(stacked.shape[1]))
+                # After the add: a crash before it would leave a forgotten memory without its tombstone.
+                store.clear_tombstones([record.id for record in rows])
                 lexical.add(rows)
             # The count status shows, by arithmetic: Chroma's count() takes ~5 ms of GIL under load, per
             # write. Counted for real when another process's writes were just taken in.
@@ -206,6 +210,7 @@ class Writes:
         def run() -> ForgetResponse:
             with self._sync.writing(store, lexical):
                 not_found: list[str] = []
+                present: dict[str, MemoryRecord] = {}
                 if ids is not None:
                     wanted = list(dict.fromkeys(ids))
                     present = {
@@ -230,7 +235,8 @@ class Writes:
                     removed.extend(
                         (namespaces[memory_id], memory_id) for memory_id in matched if memory_id in namespaces
                     )
-                    store.delete(matched)
+                    records = present or lexical.get(matched)
+                    delete_recorded(store, [records[memory_id] for memory_id in matched if memory_id in records])
                     self._sync.changed(store)
                     lexical.remove(matched)
                 shown = matched[:MAX_FORGET_IDS_SHOWN]
@@ -311,9 +317,10 @@ class Writes:
                 record = old.model_copy(update={**changes, "id": new_id, "text": text, "supersedes": memory_id})
                 if existing is None:
                     store.add([record], self._embedder.encode([text]))
+                    store.clear_tombstones([new_id])
                 else:
                     record = existing
-                store.delete([memory_id])
+                delete_recorded(store, [old])
                 self._sync.changed(store)
                 if existing is None:
                     lexical.add([record])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
@@ -22,12 +23,33 @@ if TYPE_CHECKING:
 StoreKind = Literal["embedded", "server", "in-memory"]
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """The store's record that a memory was deleted, kept where every process sharing the store reads it:
+    absence alone never says a memory was forgotten (a store can lose memories), a tombstone does.
+    ``created_at`` and ``updated_at`` are those of the version the deletion removed."""
+
+    deleted_at: float  # Unix seconds
+    created_at: str
+    updated_at: str | None = None
+
+    @classmethod
+    def of(cls, record: MemoryRecord, deleted_at: float) -> Tombstone:
+        return cls(deleted_at, record.created_at, record.updated_at)
+
+    def names(self, record: MemoryRecord) -> bool:
+        """Whether this deletion removed exactly ``record``'s version (and not a later one stored again)."""
+        return (self.created_at, self.updated_at) == (record.created_at, record.updated_at)
+
+
 class VectorStore(Protocol):
     """Memories with their vectors: the store of record, which the catalogue and the BM25 index follow.
 
     Every write happens inside ``writing``, which every process sharing the store serializes. Writes by
     other processes show in ``change_token`` (cheaply, where the store can tell) and ``count``; removals and
     changes also in ``generation``, which each ``forget`` and ``update`` moves on with ``bump_generation``.
+    Every deletion of a memory is recorded first as a tombstone (``add_tombstones``), and storing an id
+    again clears its tombstone (``clear_tombstones``): a tombstone says the id is deleted now.
     """
 
     @property
@@ -69,7 +91,16 @@ class VectorStore(Protocol):
         ...
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Remove memories; ids not stored are ignored."""
+        """Remove memories; ids not stored are ignored. Of the store of record, only after
+        ``add_tombstones`` (``sync.delete_recorded``)."""
+        ...
+
+    def add_tombstones(self, records: Sequence[MemoryRecord]) -> None:
+        """Record that these memories (these versions) are being deleted, replacing an id's older tombstone."""
+        ...
+
+    def clear_tombstones(self, ids: Sequence[str]) -> None:
+        """Drop the tombstones of ``ids``, stored again (one read when none has one)."""
         ...
 
     def set_fields(self, record: MemoryRecord, previous: MemoryRecord) -> None:
@@ -120,6 +151,10 @@ class VectorStore(Protocol):
 
     def missing_created_ts(self) -> list[MemoryRecord]:
         """Memories stored before creation times were recorded as numbers (time filters need them)."""
+        ...
+
+    def tombstones(self, ids: Sequence[str] | None = None) -> dict[str, Tombstone]:
+        """The tombstones of those of ``ids`` that have one; every tombstone when ``ids`` is None."""
         ...
 
     # -- other processes' writes -------------------------------------------------------------------

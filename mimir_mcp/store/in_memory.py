@@ -9,6 +9,7 @@ generation, as two processes sharing a Chroma store do.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ import numpy as np
 
 from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter, RepairReport
-from mimir_mcp.store.base import StoreKind
+from mimir_mcp.store.base import StoreKind, Tombstone
 from mimir_mcp.store.catalogue import timestamp
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class InMemoryStore:
         self.embedding_dimension: int | None = None
         self._records: dict[str, MemoryRecord] = {}
         self._vectors: dict[str, np.ndarray] = {}
+        self._tombstones: dict[str, Tombstone] = {}
         self._generation: str | None = None
         self._writes = 0  # the change token: every write moves it on
         self._lock = threading.RLock()
@@ -105,6 +107,20 @@ class InMemoryStore:
                 self._records.pop(memory_id, None)
                 self._vectors.pop(memory_id, None)
             self._writes += 1
+
+    def add_tombstones(self, records: Sequence[MemoryRecord]) -> None:
+        now = time.time()
+        with self._lock:
+            self._tombstones.update((record.id, Tombstone.of(record, now)) for record in records)
+            self._writes += 1
+
+    def clear_tombstones(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            found = [memory_id for memory_id in ids if memory_id in self._tombstones]
+            for memory_id in found:
+                del self._tombstones[memory_id]
+            if found:
+                self._writes += 1
 
     def set_fields(self, record: MemoryRecord, previous: MemoryRecord) -> None:
         with self._lock:
@@ -175,6 +191,12 @@ class InMemoryStore:
 
     def missing_created_ts(self) -> list[MemoryRecord]:
         return []
+
+    def tombstones(self, ids: Sequence[str] | None = None) -> dict[str, Tombstone]:
+        with self._lock:
+            if ids is None:
+                return dict(self._tombstones)
+            return {memory_id: self._tombstones[memory_id] for memory_id in ids if memory_id in self._tombstones}
 
     # -- other writers -----------------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ later query, even after the collection was rebuilt in the same process. A folder
 they were when a probe last read them whole is not probed again.
 
 Run as ``python -m mimir_mcp.store.probe FOLDER COLLECTION``: exit 0 when the collection opens, counts and
-answers vector queries; 2 when there is no such collection yet; 1 with the error on stderr when Chroma
-cannot read it; a signal when it crashes.
+answers vector queries (its tombstones too, where an error is left to the store); 2 when there is no such
+collection yet; 1 with the error on stderr when Chroma cannot read it; a signal when it crashes.
 """
 
 from __future__ import annotations
@@ -70,9 +70,12 @@ def main() -> None:
     import numpy as np
     from chromadb.config import Settings as ChromaSettings
 
+    from mimir_mcp.store.chroma import TOMBSTONE_SUFFIX
+
     folder, name = sys.argv[1], sys.argv[2]
     client = chromadb.PersistentClient(path=folder, settings=ChromaSettings(anonymized_telemetry=False))
-    if name not in {str(getattr(item, "name", item)) for item in client.list_collections()}:
+    names = {str(getattr(item, "name", item)) for item in client.list_collections()}
+    if name not in names:
         sys.exit(2)
     collection = client.get_collection(name)
     count = collection.count()
@@ -81,6 +84,15 @@ def main() -> None:
         # Queries from several directions walk most of the graph's links, where torn ones crash.
         probes = np.random.default_rng(0).standard_normal((PROBE_QUERIES, int(dimension))).astype(np.float32)
         collection.query(query_embeddings=list(probes), n_results=min(count, 50), include=[])
+    if name + TOMBSTONE_SUFFIX in names:
+        # The record of deletions is read at every open too. An error there is the store's to handle (it
+        # sets the tombstones aside and keeps the memories); only a crash reading them is the probe's news.
+        try:
+            tombstones = client.get_collection(name + TOMBSTONE_SUFFIX)
+            if tombstones.count():
+                tombstones.query(query_embeddings=[[0.0], [1.0]], n_results=min(tombstones.count(), 50), include=[])
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal: see above
+            print(f"the tombstones cannot be read: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

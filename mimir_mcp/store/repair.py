@@ -9,6 +9,9 @@ memories gives a working collection. The damaged one is kept under another name,
 
 Crash-safe like ``reindex``: the new collection is filled beside the damaged one and marked complete
 before the two are renamed, and ``ChromaStore`` finishes an interrupted switch-over when it next opens.
+The store's tombstones (``<collection>-tombstones``) are a collection of their own and stay as they are; a
+memory whose deletion a crash left in the catalogue comes back with the rest and its tombstone names it,
+so the next open completes that deletion (``sync.finish_interrupted_forgets``).
 """
 
 from __future__ import annotations
