@@ -161,6 +161,14 @@ def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ONNX cache of the worker's tests that build the int8 copy of ``cross_encoder_path`` (the slow
+    part, about ten seconds): built once by whichever comes first. They share the xdist group "onnx-int8",
+    so they run on one worker, with its one cross-encoder."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The real bundled all-MiniLM-L6-v2, loaded once for the whole run."""
     shared = Embedder(EmbeddingSettings())
@@ -244,13 +252,22 @@ PYTHON = sys.executable
 
 
 def run_cli(
-    args: list[str], tmp_path: Path, cross_encoder: Path, timeout: float = 600, *, defaults: tuple[str, ...] = ()
+    args: list[str],
+    tmp_path: Path,
+    cross_encoder: Path,
+    timeout: float = 600,
+    *,
+    defaults: tuple[str, ...] = (),
+    onnx_cache: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``python -m mimir_mcp ARGS`` (or a script) with the test environment; output captured as text.
-    ``defaults`` names test-environment variables to drop, so those settings keep the shipped defaults."""
+    ``defaults`` names test-environment variables to drop, so those settings keep the shipped defaults;
+    ``onnx_cache`` is the ONNX cache to use (default: the user's)."""
     env = server_env(tmp_path / "cli-data", cross_encoder)
     for name in defaults:
         env.pop(name)
+    if onnx_cache is not None:
+        env["MIMIR_STORE_ONNX_CACHE_DIR"] = str(onnx_cache)
     return subprocess.run([PYTHON, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 

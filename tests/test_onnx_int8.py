@@ -24,14 +24,8 @@ TEXTS = [
     "Ice ages advanced glaciers across northern Europe several times.",
 ]
 
-# One worker runs the module, so its one int8 export serves every test here.
+# One worker runs the module (and the bench test), so its one int8 export serves every test here.
 pytestmark = pytest.mark.xdist_group("onnx-int8")
-
-
-@pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory):
-    """One cache for the module: the int8 export (the slow part) runs once, in whichever test comes first."""
-    return tmp_path_factory.mktemp("onnx-cache")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mimir_mcp.evaluation.bench import Corpus, kendall_tau, percentile
 
 from ..conftest import run_cli
@@ -21,7 +23,8 @@ def test_corpus_grows_beyond_its_documents(tmp_path):
     assert len(grown) == len(corpus.documents) + 50 and len(set(grown[-50:])) == 50
 
 
-def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
+@pytest.mark.xdist_group("onnx-int8")  # with test_onnx_int8.py: one int8 export of the test cross-encoder
+def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path, onnx_cache):
     out = tmp_path / "bench.json"
     args = ["-m", "mimir_mcp", "bench", "--quick", "--dataset", str(tmp_path / "no-dataset")]
     result = run_cli(
@@ -29,6 +32,7 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
         tmp_path,
         cross_encoder_path,
         defaults=("MIMIR_EMBEDDING_QUERY_BACKEND",),
+        onnx_cache=onnx_cache,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -40,12 +44,12 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
         "top10_agreement",
         "kendall_tau",
     }
-    assert report["rerank"]["backend"] == "onnx-int8"  # the default backend was built and timed
+    assert report["rerank"]["backend"] == "onnx-int8"  # the default backend, built (or found in the cache) and timed
     assert 0.0 <= report["rerank"]["20"]["top10_agreement"] <= 1.0
     assert set(report["lexical"]["1000"]) >= {"p50_ms", "rank_bm25_p50_ms", "speedup"}
     assert set(report["search"]["500"]) == {"p50_ms", "p95_ms", "rerank50_p50_ms", "rerank50_warm_p50_ms"}
     # Searches are timed on the configured backends once built: the default ONNX query graph here, and
-    # the torch reranker the test environment asks for (the int8 build is timed in the rerank section).
+    # the torch reranker the test environment asks for (the int8 copy is timed in the rerank section).
     assert report["search"]["query_backend"] == "onnx"
     assert report["search"]["reranker_backend"] == "torch"
     assert set(report["remember"]) >= {"per_s", "naive_per_s"}
