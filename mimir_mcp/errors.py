@@ -6,7 +6,15 @@ message; anything else is reported as a crash with no detail. Messages say what 
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 from mcp.server.mcpserver.exceptions import ToolError
+
+# What a full disk (or an exhausted quota) reads as: an OSError's errno, SQLite's result code, and the text
+# Chroma's Rust bindings pass on from SQLite or the file system.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+NO_SPACE_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
 
 
 class MimirError(ToolError):
@@ -40,3 +48,32 @@ class NotFoundError(MimirError):
 
 class AccessDeniedError(MimirError):
     """The caller's token may not use the namespace it named; the message never says what it holds."""
+
+
+class DiskFullError(MimirError):
+    """A write found no space on the disk holding the store; the message names the path and what to do."""
+
+
+def no_space(error: BaseException | None) -> BaseException | None:
+    """The exception that says a disk is full, if ``error`` is one or holds one (as its cause or context,
+    or in an exception group: a search runs its arms in a task group); the innermost such, which is the
+    one that tells what failed rather than a message that repeats it."""
+    return _no_space(error, set())
+
+
+def _no_space(error: BaseException | None, seen: set[int]) -> BaseException | None:
+    if error is None or id(error) in seen:
+        return None
+    seen.add(id(error))
+    inner = [*error.exceptions] if isinstance(error, BaseExceptionGroup) else []
+    for held in (*inner, error.__cause__, error.__context__):
+        found = _no_space(held, seen)
+        if found is not None:
+            return found
+    if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+        return error
+    if isinstance(error, sqlite3.Error) and getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return error
+    # By its text only where the text is the storage layer's, never a message that may quote a caller's input.
+    storage = isinstance(error, OSError | sqlite3.Error) or type(error).__module__.startswith("chromadb")
+    return error if storage and any(text in str(error).lower() for text in NO_SPACE_TEXTS) else None

@@ -428,7 +428,9 @@ class RepairReport(BaseModel):
     at: str = Field(description="When it finished (UTC, ISO 8601).")
     reason: str = Field(description="What was wrong: what Chroma or SQLite said, or that the store came back empty.")
     memories: int = Field(description="Memories in the rebuilt part.")
-    kept_as: str = Field(description="Where the damaged part is kept (never deleted).")
+    kept_as: str | None = Field(
+        default=None, description="Where the damaged part is kept (never deleted); unset where nothing was set aside."
+    )
     seconds: float = Field(description="How long the rebuild took.")
 
 
@@ -457,6 +459,11 @@ class StoreStatus(BaseModel):
         default=None,
         description="Set when this process found the record catalogue damaged, kept it aside and filled a new one "
         "from the store.",
+    )
+    last_write_error: str | None = Field(
+        default=None,
+        description="Set when this process's last write failed for lack of disk space: when, and where; "
+        "cleared by the next write that succeeds.",
     )
 
 
@@ -504,11 +511,15 @@ class StatusResponse(BaseModel):
             if part is not None and part.error
         ]
         for part, repaired in (("store", self.store.repaired), ("catalogue", self.store.catalogue_repaired)):
-            if repaired is not None:
+            if repaired is not None and repaired.kept_as is None:
+                problems.append(f"{part}: repaired at {repaired.at} ({repaired.reason})")
+            elif repaired is not None:
                 problems.append(
                     f"{part}: rebuilt at start ({repaired.reason}); {repaired.memories} memories; the damaged part "
                     f"is kept as {repaired.kept_as}"
                 )
+        if self.store.last_write_error is not None:
+            problems.append(f"writes: {self.store.last_write_error}")
         reranker = self.reranker
         return StatusSummary(
             ready=self.store.state == "ready" and self.embedding.state == "ready",

@@ -6,6 +6,7 @@ load in the background once the server starts, so the ``initialize`` answer neve
 """
 
 import logging
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError, WithJsonSchema
 
 from mimir_mcp import __version__
 from mimir_mcp.config import LimitSettings, Settings
-from mimir_mcp.errors import MimirError
+from mimir_mcp.errors import DiskFullError, MimirError, no_space
 from mimir_mcp.server.access import scope_of_request
 from mimir_mcp.server.answers import lean_schema, tool_result
 from mimir_mcp.server.requests import ToolArguments
@@ -27,10 +28,14 @@ from mimir_mcp.server.resources import MemoryResources
 from mimir_mcp.server.tools import install_tools
 from mimir_mcp.server.validation import LIMITS, refusal
 from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.service.status import StatusBoard
 
 logger = logging.getLogger(__name__)
 
 Tool = TypeVar("Tool", bound=Callable[..., Any])
+# Below this much free space on the disk holding the data dir, an unexplained Chroma failure is taken for a
+# full disk: Chroma reports some failed writes only as a failed compaction, without the file system's error.
+LOW_SPACE_BYTES = 64 * 2**20
 INSTRUCTIONS = (
     "A long-term memory shared by agents: `remember` what is worth knowing later (decisions, facts, "
     "preferences, what was said), `search` it by meaning and keywords, one namespace per project."
@@ -52,6 +57,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
     server = CheckedServer(
         settings,
         "mimir-mcp",
+        board=memory.board,
         title="Mimir memory",
         instructions=INSTRUCTIONS,
         version=__version__,
@@ -92,12 +98,14 @@ class _Arguments(FuncMetadata):
 
 
 class CheckedServer(MCPServer):
-    """An MCP server whose tools take their arguments through a request model, and whose refusals and Chroma
-    failures are told in the project's words."""
+    """An MCP server whose tools take their arguments through a request model, and whose refusals, Chroma
+    failures and full disks are told in the project's words."""
 
-    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, *args: Any, board: StatusBoard | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._settings = settings
+        # Where a write that failed for lack of space is noted for ``status``, and cleared by one that succeeds.
+        self._board = board or StatusBoard()
 
     def checked_tool(self, arguments: type[ToolArguments], *, annotations: ToolAnnotations) -> Callable[[Tool], Tool]:
         """Register a tool ``fn(ctx, request)`` whose input schema, flat, is ``arguments``' own with the
@@ -133,9 +141,15 @@ class CheckedServer(MCPServer):
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
+            full = no_space(exc.__cause__)
             chroma = _chroma_internal_error(exc.__cause__)
+            if full is None and chroma is not None and self._low_space():
+                full = chroma  # a failed compaction, say, which Chroma reports without the file system's error
+            if full is not None:
+                logger.error("%s: out of disk space", name, exc_info=full)
+                raise self._disk_full(name, full) from full
             if chroma is not None:
                 # Opening rebuilds an unreadable collection (repair.py); a running server cannot swap it under
                 # the searches and writes in flight, so it says what to do instead of "Error executing tool".
@@ -148,6 +162,59 @@ class CheckedServer(MCPServer):
             if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, MimirError):
                 raise ToolError(f"Error executing tool {name}: {refusal(exc.__cause__)}") from exc.__cause__
             raise
+        if self._writes(name) and not getattr(result, "is_error", False):
+            self._board.wrote()
+        return result
+
+    def _low_space(self) -> bool:
+        """Whether the disk holding the embedded store's data dir is all but full (``LOW_SPACE_BYTES``)."""
+        free = _free_bytes(self._settings) if not self._settings.store.chroma_host else None
+        return free is not None and free < LOW_SPACE_BYTES
+
+    def _disk_full(self, name: str, error: BaseException) -> DiskFullError:
+        """The error a call that ran out of disk space answers with, noted for ``status`` meanwhile. The
+        store is written first and the catalogue then; Chroma may also keep a failed add in its log and apply
+        it once there is space. So whether the call's change was kept is unknown, and repeating it is safe:
+        ``remember`` deduplicates."""
+        settings = self._settings.store
+        if settings.chroma_host and type(error).__module__.startswith("chromadb"):
+            where = f"the Chroma server at {settings.chroma_host}:{settings.chroma_port} reports a full disk"
+        else:
+            free = _free_bytes(self._settings)
+            where = f"the disk holding the memory store ({settings.data_dir.expanduser()}) is full" + (
+                "" if free is None else f": {_size(free)} free"
+            )
+        self._board.write_failed(f"{where}; writes fail until space is freed")
+        if not self._writes(name):
+            # A read writes only to take in changes the store holds and has not applied yet.
+            return DiskFullError(
+                f"Error executing tool {name}: {where}, and this read had changes to the store to apply first. "
+                f"Free space, then repeat it. ({type(error).__name__}: {error})"
+            )
+        return DiskFullError(
+            f"Error executing tool {name}: {where}. This call's change may or may not have been kept: once space "
+            "is freed, repeat it (remember deduplicates, so nothing is stored twice). Reads (search, get, "
+            "list_memories) keep working meanwhile; status shows the failure until a write succeeds. "
+            f"({type(error).__name__}: {error})"
+        )
+
+    def _writes(self, name: str) -> bool:
+        tool = self._tool_manager.get_tool(name)
+        return tool is not None and writes(tool.annotations)
+
+
+def _free_bytes(settings: Settings) -> int | None:
+    """Free space on the disk holding the data dir (``None`` when it cannot be read)."""
+    try:
+        return shutil.disk_usage(settings.store.data_dir.expanduser()).free
+    except OSError:
+        return None
+
+
+def _size(count: int) -> str:
+    if count < 2**20:
+        return f"{count / 2**10:.0f} KiB"
+    return f"{count / 2**20:.0f} MiB" if count < 2**30 else f"{count / 2**30:.1f} GiB"
 
 
 def _chroma_internal_error(error: BaseException | None) -> BaseException | None:

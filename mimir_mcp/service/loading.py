@@ -14,7 +14,7 @@ import anyio.to_thread
 from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
-from mimir_mcp.errors import StoreUnavailableError
+from mimir_mcp.errors import StoreUnavailableError, no_space
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import ModelState, RepairReport
 from mimir_mcp.service.status import StatusBoard
@@ -176,5 +176,13 @@ class StoreLoader:
         what the store holds now, not on what this process last saw."""
         backend = await self.ready()
         if self._sync.due(backend.store):
-            await anyio.to_thread.run_sync(self._sync.catch_up, backend.store, backend.lexical)
+            try:
+                await anyio.to_thread.run_sync(self._sync.catch_up, backend.store, backend.lexical)
+            except Exception as exc:
+                if no_space(exc) is None:
+                    raise
+                # Taking the changes in writes to the catalogue: on a full disk, reads serve what this process
+                # holds, and the next read tries again.
+                self._sync.missed()
+                logger.warning("store: other processes' changes not taken in yet, the disk is full (%s)", exc)
         return backend

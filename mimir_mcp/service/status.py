@@ -58,6 +58,8 @@ class StatusBoard:
         self.reranked_searches = 0
         self.total_search_ms = 0.0
         self.last_timings: dict[str, float] | None = None
+        # Why this process's last write failed for lack of space, with when; ``None`` once a write succeeds.
+        self.write_error: str | None = None
 
     def recount(self, store: VectorStore, lexical: LexicalIndex, *, store_count: int | None = None) -> None:
         """Count the store and the index (blocking: a store count and the index lock); ``store_count``
@@ -80,6 +82,14 @@ class StatusBoard:
                 self._recounting.release()
 
         threading.Thread(target=run, name="mimir-status-count", daemon=True).start()
+
+    def write_failed(self, reason: str) -> None:
+        """A write failed for lack of disk space: ``status`` says so, and when, until ``wrote``."""
+        self.write_error = f"failed at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: {reason}"
+
+    def wrote(self) -> None:
+        """A write succeeded: the failure ``write_failed`` noted is over."""
+        self.write_error = None
 
     def searched(self, response: SearchResponse) -> None:
         """Count a search as the pipeline answered it (with its candidates and timings)."""
@@ -111,6 +121,7 @@ class StatusBoard:
                     error=None if error is None else f"{type(error).__name__}: {error}",
                     memories=0,
                     namespaces={},
+                    last_write_error=self.write_error,
                 ),
                 None,
             )
@@ -132,6 +143,7 @@ class StatusBoard:
             counted_s_ago=round(age, 3),
             repaired=repair,
             catalogue_repaired=catalogue_repair,
+            last_write_error=self.write_error,
         )
         bm25 = LexicalStatus(
             backend=LEXICAL_BACKEND,

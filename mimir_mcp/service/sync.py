@@ -139,7 +139,6 @@ def restore(store: VectorStore, lexical: LexicalIndex, lost: list[str], encode: 
         at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # as repair.py's report
         reason=reason,
         memories=len(records),
-        kept_as=f"{store.location} (the collection {store.name!r}, restored in place)",
         seconds=seconds,
     )
 
@@ -235,6 +234,10 @@ class StoreSync:
         if due:
             self._last_token, self._last_sync = token, now
         return due
+
+    def missed(self) -> None:
+        """The last catch-up failed: the next read tries again."""
+        self._last_token, self._last_sync = None, -float("inf")
 
     def catch_up(self, store: VectorStore, lexical: LexicalIndex) -> None:
         """Blocking. A count comparison catches memories added through another process sharing the store;

@@ -137,6 +137,7 @@ class ChromaStore:
             self._check_model(model)
             self._fresh_token = self.change_token()
             self._index_loaded = False
+            self._write_failed = False  # the last write raised: the next begins on new bindings (``writing``)
 
     def _check_model(self, model: str | None) -> None:
         meta = self.collection_meta()
@@ -165,10 +166,20 @@ class ChromaStore:
         with self.lock:
             # Index files vouched for when this write begins are vouched for again when it ends (probe.py).
             chained = self.kind == "embedded" and vouched(Path(self.location))
+            if self._write_failed:
+                # After a write failed (a full disk, say), Chroma's bindings can keep a database connection
+                # holding SQLite's write lock, and the next write waits on it forever: this one begins on new
+                # bindings. Not at once after the failure: new bindings first apply the logged writes, which
+                # on a full disk fails, and reads would fail with it.
+                self._fresh_token = None
+                self._write_failed = False
             reloaded = self.refresh(load=False)  # a write below loads the index, under the lock
             self._index_loaded = False
             try:
                 yield reloaded
+            except Exception:
+                self._write_failed = self.kind == "embedded"
+                raise
             finally:
                 if reloaded and not self._index_loaded:
                     self._load_index()
