@@ -239,10 +239,9 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
 BUILDER = """
 import logging, sys
 from sentence_transformers import SentenceTransformer
-from mimir_mcp.embedding import bundled_minilm_path
 from mimir_mcp.query_encoder import load_query_encoder
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
-model = SentenceTransformer(str(bundled_minilm_path()), device="cpu")
+model = SentenceTransformer(sys.argv[2], device="cpu")
 print("ready", flush=True)
 sys.stdin.readline()
 encoder = load_query_encoder(model, __import__("pathlib").Path(sys.argv[1]))
@@ -250,14 +249,43 @@ print("onnx", encoder.path, flush=True)
 """
 
 
+@pytest.fixture(scope="module")
+def small_sentence_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sentence-transformers model of the shape the ONNX graph reproduces (a BERT, mean pooling,
+    normalization) with the bundled tokenizer and a two-layer, 64-wide random BERT: its export takes a
+    second or two, so a test of who builds it measures the lock, not the exporter."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from mimir_mcp.embedding import bundled_minilm_path
+
+    folder = tmp_path_factory.mktemp("small-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+    )
+    BertModel(config).save_pretrained(folder / "bert")
+    tokenizer.save_pretrained(folder / "bert")
+    model = SentenceTransformer(
+        modules=[Transformer(str(folder / "bert")), Pooling(64, pooling_mode="mean"), Normalize()], device="cpu"
+    )
+    model.save(str(folder / "model"))
+    return folder / "model"
+
+
 @pytest.mark.integration  # worker processes
-def test_two_processes_build_the_onnx_query_encoder_once(tmp_path: Path) -> None:
+def test_two_processes_build_the_onnx_query_encoder_once(tmp_path: Path, small_sentence_model: Path) -> None:
     """Two processes asking at the same moment for the ONNX query encoder on a fresh cache: both end up
     with it, with no error, and one build ran (the other waited for it and used its result)."""
     cache = tmp_path / "onnx-cache"
     processes = [
         subprocess.Popen(
-            [PYTHON, "-c", BUILDER, str(cache)],
+            [PYTHON, "-c", BUILDER, str(cache), str(small_sentence_model)],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

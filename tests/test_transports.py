@@ -403,7 +403,7 @@ class _RawStdio:
         return answer["result"]["structuredContent"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one start for the worker, however xdist orders the group's tests
 def raw_stdio(tmp_path_factory: pytest.TempPathFactory, cross_encoder_path: Path) -> Iterator[_RawStdio]:
     """One stdio server for the tests that only send lines it must refuse, so nothing is ever stored."""
     env = server_env(tmp_path_factory.mktemp("raw-stdio"), cross_encoder_path)
