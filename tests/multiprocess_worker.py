@@ -28,8 +28,8 @@ from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from tests.durability_worker import WORDS, HashEmbedder, worker_settings
 
-# remember calls each worker has in flight at once
-IN_FLIGHT = 8
+# remember calls each worker has in flight at once (an agent server under load; its group commits batch them)
+IN_FLIGHT = 32
 
 
 def emit(event: dict[str, Any]) -> None:
