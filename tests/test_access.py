@@ -302,6 +302,12 @@ def test_a_body_over_the_limit_gets_413_before_it_is_read(settings: Settings, se
         streamed = httpx.post(f"{base}/mcp", content=chunks(), headers={**MCP_HEADERS, **bearer(ALPHA)})
         assert streamed.status_code == 413
         assert initialize(base, bearer(ALPHA)).status_code == 200  # a small body passes
+        # A body that is not UTF-8 is refused, with where (over stdio: tests/test_transports.py).
+        bad = json.dumps(INITIALIZE).encode().replace(b'"raw"', b'"r\xffw"')
+        assert bad != json.dumps(INITIALIZE).encode()
+        refused = httpx.post(f"{base}/mcp", content=bad, headers={**MCP_HEADERS, **bearer(ALPHA)})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == -32700
+        assert "column" in refused.json()["error"]["message"], refused.text
 
 
 def test_the_default_body_limit_fits_the_largest_valid_remember():
