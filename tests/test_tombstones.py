@@ -8,7 +8,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import chromadb
 import numpy as np
@@ -23,7 +26,7 @@ from mimir_mcp.reindex import Reindexer
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.service.sync import TOMBSTONES_SINCE
-from mimir_mcp.store.chroma import DAMAGED_SUFFIX, TOMBSTONE_SUFFIX
+from mimir_mcp.store.chroma import DAMAGED_SUFFIX, TOMBSTONE_SUFFIX, ChromaStore
 from mimir_mcp.store.in_memory import InMemoryStore
 from tests.conftest import PYTHON, REPO
 from tests.durability_worker import HashEmbedder, worker_settings
@@ -175,31 +178,36 @@ def lose(data_dir: Path, collection: str, ids: list[str]) -> None:
     SharedSystemClient.clear_system_cache()
 
 
-def reopen(data_dir: Path, embedder: HashEmbedder):  # noqa: ANN201
+@contextmanager
+def opened(data_dir: Path) -> Iterator[tuple[MemoryService, ChromaStore, Any]]:
+    """The service on ``data_dir`` as a new process opens it (Chroma's per-path client forgotten first),
+    closed after."""
     SharedSystemClient.clear_system_cache()
-    return open_service(data_dir, embedder)
+    service, store, lexical = open_service(data_dir, EMBEDDER)
+    try:
+        yield service, store, lexical
+    finally:
+        close_service(service, store)
+
+
+EMBEDDER = HashEmbedder(EmbeddingSettings(query_backend="torch"))
 
 
 @pytest.mark.integration
 async def test_a_chroma_store_that_lost_memories_gets_them_back(tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    data_dir, embedder = tmp_path / "data", HashEmbedder(EmbeddingSettings(query_backend="torch"))
-    service, store, _ = open_service(data_dir, embedder)
-    try:
+    data_dir = tmp_path / "data"
+    with opened(data_dir) as (service, store, _):
         ids = (await service.remember([MemoryInput(text=text) for text in TEXTS])).ids
         await service.forget([ids[0]], None, confirm=False, dry_run=False)
-    finally:
-        close_service(service, store)
     lost = ids[1:4]
     lose(data_dir, service.settings.store.collection, lost)
 
-    with caplog.at_level(logging.WARNING):
-        service, store, lexical = reopen(data_dir, embedder)
-    try:
+    with caplog.at_level(logging.WARNING), opened(data_dir) as (service, store, lexical):
         assert store.all_ids() == set(ids[1:]) and lexical.catalogue.ids() == set(ids[1:])
         got = await service.get(lost, max_chars=None)
         assert [memory.text for memory in got.memories] == TEXTS[1:4]
         for memory_id, text in zip(lost, TEXTS[1:4], strict=True):
-            assert store.query(embedder.encode([text])[0], 1)[0][0] == memory_id  # in the vector index again
+            assert store.query(EMBEDDER.encode([text])[0], 1)[0][0] == memory_id  # in the vector index again
             found = await service.search(SearchRequest(query=text, top_k=3, rerank=False, rerank_top_k=3))
             assert found.hits[0].id == memory_id
         status = await service.status()
@@ -207,85 +215,62 @@ async def test_a_chroma_store_that_lost_memories_gets_them_back(tmp_path: Path, 
         assert "the store had lost 3 memories the catalogue holds" in status.store.repaired.reason
         assert "lost 3 memories" in caplog.text and "restored from the catalogue" in caplog.text
         assert ids[0] not in store.all_ids()  # the forgotten one stays forgotten
-    finally:
-        close_service(service, store)
 
 
 @pytest.mark.integration
 async def test_forgotten_then_remembered_again_then_lost_is_restored(tmp_path: Path):
-    data_dir, embedder = tmp_path / "data", HashEmbedder(EmbeddingSettings(query_backend="torch"))
-    service, store, _ = open_service(data_dir, embedder)
-    try:
+    data_dir = tmp_path / "data"
+    with opened(data_dir) as (service, store, _):
         ids = (await service.remember([MemoryInput(text=text) for text in TEXTS[:3]])).ids
         await service.forget([ids[0]], None, confirm=False, dry_run=False)
         assert set(store.tombstones()) == {ids[0]}
         again = await service.remember([MemoryInput(text=TEXTS[0])])
         assert again.ids == [ids[0]] and again.stored == 1 and store.tombstones() == {}
-    finally:
-        close_service(service, store)
     lose(data_dir, service.settings.store.collection, [ids[0]])
-    service, store, lexical = reopen(data_dir, embedder)
-    try:
+    with opened(data_dir) as (service, store, lexical):
         assert store.all_ids() == set(ids) and lexical.catalogue.ids() == set(ids)
         assert service.repair is not None and service.repair.memories == 1
-    finally:
-        close_service(service, store)
 
 
 @pytest.mark.integration
 async def test_an_interrupted_forget_in_chroma_is_completed(tmp_path: Path):
-    data_dir, embedder = tmp_path / "data", HashEmbedder(EmbeddingSettings(query_backend="torch"))
-    service, store, lexical = open_service(data_dir, embedder)
-    try:
+    data_dir = tmp_path / "data"
+    with opened(data_dir) as (service, store, lexical):
         ids = (await service.remember([MemoryInput(text=text) for text in TEXTS[:3]])).ids
         with store.writing():  # a forget killed after its tombstone, before its delete
             store.add_tombstones([lexical.get([ids[0]])[ids[0]]])
-    finally:
-        close_service(service, store)
-    service, store, lexical = reopen(data_dir, embedder)
-    try:
+    with opened(data_dir) as (service, store, lexical):
         assert store.all_ids() == set(ids[1:]) and lexical.catalogue.ids() == set(ids[1:])
         assert (await service.get(ids, max_chars=None)).not_found == [ids[0]]
         assert service.repair is None
-    finally:
-        close_service(service, store)
 
 
 @pytest.mark.integration
 async def test_tombstones_survive_a_reindex_and_a_rebuild(tmp_path: Path):
-    data_dir, embedder = tmp_path / "data", HashEmbedder(EmbeddingSettings(query_backend="torch"))
-    service, store, lexical = open_service(data_dir, embedder)
-    try:
+    data_dir = tmp_path / "data"
+    with opened(data_dir) as (service, store, lexical):
         ids = (await service.remember([MemoryInput(text=text) for text in TEXTS[:4]])).ids
         await service.forget([ids[0]], None, confirm=False, dry_run=False)
         with store.writing():
-            store.rebuild(lexical, embedder.encode, service.settings.embedding.model, "a test")
-    finally:
-        close_service(service, store)
+            store.rebuild(lexical, EMBEDDER.encode, service.settings.embedding.model, "a test")
     SharedSystemClient.clear_system_cache()
-    report = Reindexer(worker_settings(str(data_dir)), embedder=embedder, force=True).run()
+    report = Reindexer(worker_settings(str(data_dir)), embedder=EMBEDDER, force=True).run()
     assert report.switched and report.memories == 3
     lose(data_dir, service.settings.store.collection, [ids[1]])
-    service, store, lexical = reopen(data_dir, embedder)
-    try:
+    with opened(data_dir) as (service, store, lexical):
         assert set(store.tombstones()) == {ids[0]}
         assert store.all_ids() == set(ids[1:]) and lexical.catalogue.ids() == set(ids[1:])
-    finally:
-        close_service(service, store)
 
 
 @pytest.mark.integration
 async def test_unreadable_tombstones_are_set_aside_and_the_store_opens(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
-    data_dir, embedder = tmp_path / "data", HashEmbedder(EmbeddingSettings(query_backend="torch"))
-    service, store, _ = open_service(data_dir, embedder)
-    collection = service.settings.store.collection
-    try:
+    data_dir = tmp_path / "data"
+    with opened(data_dir) as (service, store, _):
+        collection = service.settings.store.collection
         ids = (await service.remember([MemoryInput(text=text) for text in TEXTS[:3]])).ids
         await service.forget([ids[0]], None, confirm=False, dry_run=False)
-    finally:
-        close_service(service, store)
     SharedSystemClient.clear_system_cache()
     with sqlite3.connect(data_dir / "chroma" / "chroma.sqlite3") as db:
         segments = [
@@ -299,17 +284,13 @@ async def test_unreadable_tombstones_are_set_aside_and_the_store_opens(
     assert torn, "the tombstones have no vector segment on disk"
     for folder in torn:
         (folder / "index_metadata.pickle").write_bytes(b"\x80\x04torn")
-    with caplog.at_level(logging.WARNING):
-        service, store, lexical = reopen(data_dir, embedder)
-    try:
+    with caplog.at_level(logging.WARNING), opened(data_dir) as (service, store, lexical):
         assert store.all_ids() == set(ids[1:]) and lexical.catalogue.ids() == set(ids[1:])
         assert "Chroma cannot read the tombstones" in caplog.text
         client = store._client
         assert any(DAMAGED_SUFFIX in str(getattr(c, "name", c)) for c in client.list_collections())
         await service.forget([ids[1]], None, confirm=False, dry_run=False)
         assert set(store.tombstones()) == {ids[1]}
-    finally:
-        close_service(service, store)
 
 
 FORGET = """
