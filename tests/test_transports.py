@@ -457,6 +457,13 @@ BAD_REQUESTS = [
     (b'{"jsonrpc":"2.0","id":null,"method":"tools/list"}', INVALID_REQUEST, None, _bad_id("null")),
     # Not JSON as well: 1.5 is not read as the id 1.
     (b'{"jsonrpc":"2.0","id":1.5,"method":"tools/list",', PARSE_ERROR, None, "request: not valid JSON (EOF"),
+    # ... and a string id is answered as sent, its escapes read.
+    (
+        b'{"jsonrpc":"2.0","id":"a\\"b\\u00e9","method":"tools/list",',
+        PARSE_ERROR,
+        'a"b\u00e9',
+        "request: not valid JSON (EOF",
+    ),
     _not_utf8(_remember_line(b"71", b"bad \xff byte"), 0xFF, 71),
     _not_utf8(_remember_line(b"72", b"cut short \xc3"), 0xC3, 72),  # a two-byte character, one byte of it
     _not_utf8(_remember_line(b"73", b"fine") + b"\xe2\x82", 0xE2, 73),  # truncated at the end of the line
@@ -470,6 +477,7 @@ BAD_REQUESTS = [
     BAD_REQUESTS,
     ids=[
         *("id-nan", "id-object", "id-array", "id-fraction", "id-true", "id-null", "id-fraction-not-json"),
+        "id-escaped-not-json",
         *("utf8-bad-byte", "utf8-cut-in-string", "utf8-cut-at-end", "utf8-bad-byte-in-id"),
     ],
 )
@@ -481,3 +489,27 @@ def test_stdio_answers_a_request_json_rpc_refuses_and_keeps_serving(
     assert answer["id"] == request_id and answer["error"]["code"] == code, answer
     assert answer["error"]["message"].startswith(message), answer
     assert raw_stdio.call("list_memories", {"namespace": "*"}) == {"memories": [], "total": 0}  # nothing stored
+
+
+@pytest.mark.anyio
+async def test_stdin_lines_are_cut_at_each_newline_whatever_the_reads():
+    """Stdin as the reader thread sees it: a line longer than many reads, several lines in one read, a line
+    that is not UTF-8 and a last line with no newline come out as sent, in order."""
+    from mimir_mcp.server.stdio import StdinLines, UnreadableLine
+
+    long = b'{"text": "' + b"x" * 300_000 + b'"}'
+    sent = [b"first", long, b"", b"bad \xff", b"last"]
+    read_fd, write_fd = os.pipe()
+
+    def write() -> None:
+        data = b"\n".join(sent)
+        for start in range(0, len(data), 7_000):  # reads end anywhere, mid-line and mid-character
+            os.write(write_fd, data[start : start + 7_000])
+        os.close(write_fd)
+
+    threading.Thread(target=write, daemon=True).start()
+    got = [line async for line in StdinLines(read_fd)]
+    os.close(read_fd)
+    assert got[:3] == ["first\n", long.decode() + "\n", "\n"] and got[4] == "last"
+    assert isinstance(got[3], UnreadableLine) and "position 4" in got[3].answer.error.message
+    assert len(got) == len(sent)

@@ -179,14 +179,19 @@ class StdinLines:
         token = anyio.lowlevel.current_token()
 
         def read() -> None:
-            pending = b""
+            # One growing buffer, each byte scanned for a newline once: a 10 MB line costs 10 MB of copying.
+            pending = bytearray()
             try:
                 while chunk := os.read(fd, 65536):
-                    *lines, pending = (pending + chunk).split(b"\n")
-                    for line in lines:
-                        anyio.from_thread.run(send.send, decoded(line, "\n"), token=token)
+                    scanned = len(pending)
+                    pending += chunk
+                    start = 0
+                    while (end := pending.find(b"\n", max(start, scanned))) >= 0:
+                        anyio.from_thread.run(send.send, decoded(bytes(pending[start:end]), "\n"), token=token)
+                        start = end + 1
+                    del pending[:start]
                 if pending:
-                    anyio.from_thread.run(send.send, decoded(pending), token=token)
+                    anyio.from_thread.run(send.send, decoded(bytes(pending)), token=token)
                 anyio.from_thread.run_sync(send.close, token=token)
             except (OSError, RuntimeError, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 pass  # stdin closed under us, or the server has already stopped
@@ -333,7 +338,17 @@ def request_id_of(line: str) -> Any:
             if value is not None:
                 raw = value.group(1)
                 if raw.startswith('"'):
-                    return raw[1:-1]
+                    return _string_id(raw)
                 # An id too long for an integer (Python refuses over 4,300 digits) cannot be echoed back.
                 return int(raw) if len(raw) <= MAX_ID_DIGITS else None
     return None
+
+
+def _string_id(token: str) -> str | None:
+    """A JSON string token's text, escapes read (the client looks for the id it sent, not its escaped form);
+    None when it holds a lone surrogate, which no answer can carry."""
+    try:
+        text = json.loads(token)
+    except ValueError:
+        return None
+    return None if any(0xD800 <= ord(char) <= 0xDFFF for char in text) else text
