@@ -103,6 +103,9 @@ async def test_a_full_disk_is_named_reads_go_on_and_nothing_acknowledged_is_lost
         assert any(line.startswith("writes: ") and "full" in line and str(data_dir) in line for line in problems), (
             problems
         )
+        # A remember of a text already stored writes nothing, so it says nothing of the disk either.
+        assert (await call(client, "remember", {"text": NOTE}))["ids"] == [note]
+        assert (await call(client, "status")).get("problems", []) == problems
 
         filler.unlink()
         after = "Written once space was freed."

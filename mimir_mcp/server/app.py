@@ -104,7 +104,8 @@ class CheckedServer(MCPServer):
     def __init__(self, settings: Settings, *args: Any, board: StatusBoard | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._settings = settings
-        # Where a write that failed for lack of space is noted for ``status``, and cleared by one that succeeds.
+        # Where a write that failed for lack of space is noted for ``status`` (the service clears it when a
+        # write goes through: a ``remember`` that only finds its texts stored writes nothing).
         self._board = board or StatusBoard()
 
     def checked_tool(self, arguments: type[ToolArguments], *, annotations: ToolAnnotations) -> Callable[[Tool], Tool]:
@@ -162,8 +163,6 @@ class CheckedServer(MCPServer):
             if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, MimirError):
                 raise ToolError(f"Error executing tool {name}: {refusal(exc.__cause__)}") from exc.__cause__
             raise
-        if self._writes(name) and not getattr(result, "is_error", False):
-            self._board.wrote()
         return result
 
     def _low_space(self) -> bool:

@@ -189,6 +189,7 @@ class Writes:
                 # After the add: a crash before it would leave a forgotten memory without its tombstone.
                 store.clear_tombstones([record.id for record in rows])
                 lexical.add(rows)
+                self._board.wrote()  # a write went through: a full disk ``status`` reported is over
             # The count status shows, by arithmetic: Chroma's count() takes ~5 ms of GIL under load, per
             # write. Counted for real when another process's writes were just taken in.
             counts = self._board.counts
@@ -239,6 +240,7 @@ class Writes:
                     delete_recorded(store, [records[memory_id] for memory_id in matched if memory_id in records])
                     self._sync.changed(store)
                     lexical.remove(matched)
+                    self._board.wrote()
                 shown = matched[:MAX_FORGET_IDS_SHOWN]
                 verb = "would remove" if dry_run else "removed"
                 more = f" (the first {len(shown)} ids listed)" if len(shown) < len(matched) else ""
@@ -305,6 +307,7 @@ class Writes:
                     store.set_fields(record, old)
                     self._sync.changed(store)
                     lexical.set_fields(record)
+                    self._board.wrote()
                     return UpdateResponse(
                         id=memory_id,
                         supersedes=None,
@@ -325,6 +328,7 @@ class Writes:
                 if existing is None:
                     lexical.add([record])
                 lexical.remove([memory_id])
+                self._board.wrote()
                 return UpdateResponse(
                     id=new_id,
                     supersedes=memory_id,
