@@ -425,7 +425,10 @@ class RepairReport(BaseModel):
     """What a rebuild of the store from the record catalogue (or of the catalogue from the store) did, for
     the log and ``status``."""
 
-    at: str = Field(description="When it finished (UTC, ISO 8601).")
+    at: str = Field(
+        default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        description="When it finished (UTC, ISO 8601).",
+    )
     reason: str = Field(description="What was wrong: what Chroma or SQLite said, or that the store came back empty.")
     memories: int = Field(description="Memories in the rebuilt part.")
     kept_as: str | None = Field(

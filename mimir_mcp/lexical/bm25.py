@@ -174,6 +174,11 @@ class BM25Index:
             return self._live
         return int(sum(self._group_totals.get(code, (0, 0.0))[0] for code in codes))
 
+    def _length_in(self, codes: list[int] | None) -> float:
+        if codes is None:
+            return self._total_length
+        return float(sum(self._group_totals.get(code, (0, 0.0))[1] for code in codes))
+
     def _in_scope(self, codes: list[int] | None, positions: np.ndarray | None = None) -> np.ndarray:
         """Whether each document (or each of ``positions``) is live and in the scope's groups."""
         alive = self._alive.view if positions is None else self._alive.view[positions]
@@ -222,13 +227,10 @@ class BM25Index:
     def mean_length(self, scope: Scope) -> float | None:
         """The mean length (terms) of the live documents ``scope`` reaches; ``None`` if it reaches none."""
         codes = self._codes(scope)
-        if codes is None:
-            return self._total_length / self._live if self._live else None
-        count = total = 0.0
-        for code in codes:
-            live, length = self._group_totals.get(code, (0, 0.0))
-            count, total = count + live, total + length
-        return total / count if count else None
+        count = self._live_in(codes)
+        if not count:
+            return None
+        return self._length_in(codes) / count
 
     def _context_lengths(self) -> np.ndarray:
         """Each document's context length: its own plus the live document added before it."""
@@ -266,10 +268,7 @@ class BM25Index:
         scores = np.zeros(count, dtype=np.float32)
         mask = self._in_scope(codes)
         lengths = self._context_lengths() if context else self._lengths.view
-        if context:
-            total_length = float(lengths[mask].sum())
-        else:
-            total_length = self._total_length if codes is None else self._group_length(codes)
+        total_length = float(lengths[mask].sum()) if context else self._length_in(codes)
         average_length = total_length / live
         attainable = 0.0
         for term in terms:
@@ -291,9 +290,6 @@ class BM25Index:
         order = sorted(candidates.tolist(), key=lambda position: (-scores[position], position))
         keys = self._keys.view
         return [(int(keys[position]), float(scores[position])) for position in order], attainable
-
-    def _group_length(self, codes: list[int]) -> float:
-        return float(sum(self._group_totals.get(code, (0, 0.0))[1] for code in codes))
 
     def coherence(self, scope: Scope, terms_of: Callable[[Sequence[int]], dict[int, set[str]]]) -> float | None:
         """How much more alike a document is to the one added just before it than to one added far from

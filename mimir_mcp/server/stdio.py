@@ -349,6 +349,7 @@ def _string_id(token: str) -> str | None:
     None when it holds a lone surrogate, which no answer can carry."""
     try:
         text = json.loads(token)
-    except ValueError:
+        text.encode("utf-8")  # as validation.py tells valid Unicode: a lone surrogate does not encode
+    except (ValueError, UnicodeEncodeError):
         return None
-    return None if any(0xD800 <= ord(char) <= 0xDFFF for char in text) else text
+    return text

@@ -85,7 +85,6 @@ def open_backend(
         if set_aside is not None:
             problem, kept = set_aside
             catalogue_repair = RepairReport(
-                at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # as repair.py's report
                 reason=f"SQLite cannot read the record catalogue ({problem})",
                 memories=lexical.count(),
                 kept_as=str(kept),

@@ -136,7 +136,6 @@ def restore(store: VectorStore, lexical: LexicalIndex, lost: list[str], encode: 
     seconds = round(time.perf_counter() - started, 2)
     logger.warning("store: %s (%.1f s)", reason, seconds)
     return RepairReport(
-        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # as repair.py's report
         reason=reason,
         memories=len(records),
         seconds=seconds,

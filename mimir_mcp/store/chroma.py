@@ -383,14 +383,7 @@ class ChromaStore:
                 collection.upsert(
                     ids=[record.id for record in chunk],
                     embeddings=[[_stand_in(record.id)] for record in chunk],
-                    metadatas=[
-                        {
-                            "deleted_at": now,
-                            "created_at": record.created_at,
-                            **({"updated_at": record.updated_at} if record.updated_at is not None else {}),
-                        }
-                        for record in chunk
-                    ],
+                    metadatas=[_tombstone_metadata(Tombstone.of(record, now)) for record in chunk],
                 )
 
         self._on_tombstones(write)
@@ -586,6 +579,12 @@ def _stand_in(memory_id: str) -> float:
     """A tombstone's 1-dimensional vector: spread by the id's hash, since an HNSW graph of identical points
     is slow to build."""
     return int.from_bytes(hashlib.blake2b(memory_id.encode(), digest_size=4).digest(), "big") / 2**32
+
+
+def _tombstone_metadata(tombstone: Tombstone) -> dict[str, Any]:
+    """A tombstone as the collection's metadata (Chroma keeps no None values); ``_tombstone`` reads it back."""
+    stored = {"deleted_at": tombstone.deleted_at, "created_at": tombstone.created_at}
+    return stored if tombstone.updated_at is None else {**stored, "updated_at": tombstone.updated_at}
 
 
 def _tombstone(metadata: Any) -> Tombstone:

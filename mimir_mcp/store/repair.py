@@ -79,7 +79,6 @@ def rebuild_from_catalogue(
         damaged.drop_collection(kept_as)
         kept_as = damaged.set_aside[1]
     report = RepairReport(
-        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         reason=reason,
         memories=len(ids),
         kept_as=kept_as,
