@@ -91,9 +91,11 @@ class Embedder:
         self.resolved = resolve_model(settings.model)
         self._cache_dir = cache_dir
         self._onnx_cache_dir = onnx_cache_dir or DEFAULT_ONNX_CACHE
-        self._load: BackgroundLoad[SentenceTransformer] = BackgroundLoad("embedding model", self._load_model)
+        # ``None`` when the model is served from its recorded ONNX copy, without torch (``served_copy``).
+        self._load: BackgroundLoad[SentenceTransformer | None] = BackgroundLoad("embedding model", self._load_model)
         # Built after the torch model is ready, so no query ever waits for it.
         self._fast: BackgroundLoad[OnnxQueryEncoder] = BackgroundLoad("ONNX query encoder", self._build_fast)
+        self._served: OnnxQueryEncoder | None = None
         self.dimension: int | None = None
         # Large batches one call at a time: concurrent calls each spin up the library's threads on the same
         # cores and thrash; in turn, each runs at full speed.
@@ -108,7 +110,18 @@ class Embedder:
         # batch left new heaps behind (after a load test, whose set-up imports 1,000 memories).
         self._parallel = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="embed-batch")
 
-    def _load_model(self) -> SentenceTransformer:
+    @property
+    def _wants_onnx(self) -> bool:
+        return self.settings.query_backend == "onnx" and self.settings.device == "cpu"
+
+    def _load_model(self) -> SentenceTransformer | None:
+        if self._wants_onnx:
+            served = self._open_served()
+            if served is not None:  # no torch in this process: the recorded copy embeds everything
+                self._served = served
+                self.dimension = served.dimension
+                self._fast.wait()
+                return None
         from mimir_mcp.background import MODEL_IMPORT_LOCK
 
         with MODEL_IMPORT_LOCK:
@@ -116,14 +129,34 @@ class Embedder:
 
         model = SentenceTransformer(self.resolved, device=self.settings.device, cache_folder=self._cache_dir)
         self.dimension = model.get_embedding_dimension()
-        if self.settings.query_backend == "onnx" and self.settings.device == "cpu":
+        if self._wants_onnx:
             self._fast.start()
         return model
 
+    def _open_served(self) -> OnnxQueryEncoder | None:
+        """The model's recorded ONNX copy, opened without torch; ``None`` when there is none yet."""
+        from mimir_mcp import served_copy
+        from mimir_mcp.query_encoder import open_served
+
+        try:
+            copy = served_copy.find(
+                self._onnx_cache_dir, "query", served_copy.model_root(self.resolved, self._cache_dir)
+            )
+            return None if copy is None or copy.dimension is None else open_served(copy)
+        except Exception:  # noqa: BLE001 - the torch model loads instead, and builds the copy again
+            logger.warning("the recorded ONNX copy of the embedding model could not be opened", exc_info=True)
+            return None
+
     def _build_fast(self) -> OnnxQueryEncoder:
+        if self._served is not None:
+            return self._served
+        from mimir_mcp import served_copy
         from mimir_mcp.query_encoder import load_query_encoder
 
-        return load_query_encoder(self._load.wait(), self._onnx_cache_dir)
+        model = self._load.wait()
+        assert model is not None  # only a served copy leaves no torch model, and it returned above
+        root = served_copy.model_root(self.resolved, self._cache_dir)
+        return load_query_encoder(model, self._onnx_cache_dir, root)
 
     def start(self) -> None:
         self._load.start()
@@ -167,6 +200,7 @@ class Embedder:
         if fast is not None:
             with self._document_lock:
                 return self._encode_in_parallel(fast, texts)
+        assert model is not None  # a served copy is ready before the load ends
         with self._document_lock:
             vectors: Any = model.encode(
                 texts,

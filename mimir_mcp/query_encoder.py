@@ -5,7 +5,8 @@ Why: a search embeds one short query, and ``SentenceTransformer.encode`` spends 
 torch and Python overhead (9 ms per SciFact query on 2 cores, against 3.2 ms for this graph, with
 vectors equal to 1e-7). It is exact fp32, so memories embedded by torch and queries embedded here
 share one space. Built once per model in a child process (torch's exporter leaves state behind),
-cached next to the store; any failure leaves the caller on ``SentenceTransformer.encode``.
+cached per user; any failure leaves the caller on ``SentenceTransformer.encode``. Once checked against
+the model, the copy is recorded (``served_copy``) and later starts serve it without torch.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mimir_mcp.background import inference_while_loading
 from mimir_mcp.locks import build_once
 from mimir_mcp.rerank.onnx_int8 import export_graph, model_fingerprint, quiet_threads, run_child
+from mimir_mcp.served_copy import FastTokenizer, ServedCopy, pad_of, record, save_tokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -90,7 +92,13 @@ class OnnxQueryEncoder:
     """``encode`` like ``SentenceTransformer.encode(normalize_embeddings=True)``, for queries and documents."""
 
     def __init__(
-        self, onnx_path: Path, tokenizer: Any, max_length: int, *, threads: int | None = None, arena: bool = False
+        self,
+        onnx_path: Path,
+        tokenizer: FastTokenizer,
+        *,
+        dimension: int | None = None,
+        threads: int | None = None,
+        arena: bool = False,
     ) -> None:
         import onnxruntime
 
@@ -104,7 +112,7 @@ class OnnxQueryEncoder:
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.inputs = [item.name for item in self.session.get_inputs()]
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.dimension = dimension
         self.path = onnx_path
 
     def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
@@ -114,10 +122,8 @@ class OnnxQueryEncoder:
         parts = []
         for start in range(0, len(order), batch_size):
             chunk = [texts[i] for i in order[start : start + batch_size]]
-            encoded = self.tokenizer(
-                chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="np"
-            )
-            feed = {name: encoded[name].astype(np.int64) for name in self.inputs}
+            encoded = self.tokenizer(chunk)
+            feed = {name: encoded[name] for name in self.inputs}
             parts.append(np.asarray(self.session.run(["embedding"], feed)[0], dtype=np.float32))
         if not parts:
             return np.zeros((0, 0), dtype=np.float32)
@@ -126,30 +132,50 @@ class OnnxQueryEncoder:
         return vectors
 
 
-def load_query_encoder(model: SentenceTransformer, cache_dir: Path) -> OnnxQueryEncoder:
-    """Build (or reuse) the graph for ``model``; raises when the model is not one it reproduces."""
+def load_query_encoder(model: SentenceTransformer, cache_dir: Path, root: Path | None = None) -> OnnxQueryEncoder:
+    """Build (or reuse) the graph for ``model`` and check it against the model; raises when the model is not
+    one it reproduces. Once checked, the copy is recorded for ``root`` (the model's folder), so the next
+    start serves it without torch (``open_served``)."""
     folder = transformer_folder(model)
     if folder is None:
         raise ValueError("the model is not transformer + mean pooling (+ normalize); queries use torch")
     tokenizer = model.tokenizer
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in tokenizer.model_input_names]
     path = build_query_model(folder, cache_dir, names)
-    # Guard against a graph that does not reproduce the model (a custom architecture, say).
+    pad_id, pad_token = pad_of(tokenizer)
+    copy = ServedCopy(
+        graph=str(path),
+        tokenizer=str(save_tokenizer(tokenizer, path.parent)),
+        pad_id=pad_id,
+        pad_token=pad_token,
+        max_length=int(model.max_seq_length or 256),
+        inputs=names,
+    )
+    # Guard against a graph (or a saved tokenizer) that does not reproduce the model: a custom architecture, say.
     sample = ["a short query", "a somewhat longer query about what the memory server stores"]
     with inference_while_loading() as allowed:  # a loading thread: the process may be exiting
         if not allowed:
             raise RuntimeError("the process is exiting")
         # One thread per run: queries run several at once, and a large batch runs once per core (Embedder).
-        encoder = OnnxQueryEncoder(path, tokenizer, int(model.max_seq_length or 256), threads=1)
+        encoder = OnnxQueryEncoder(path, FastTokenizer.of(copy), threads=1)
         expected = model.encode(sample, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-        difference = float(np.abs(encoder.encode(sample) - expected).max())
+        vectors = encoder.encode(sample)
+        difference = float(np.abs(vectors - expected).max())
         # Freed here, not when this frame is cleared after the block: the array is a view of a torch tensor,
         # whose release takes the GIL again, and a daemon thread taking the GIL once the exit has begun is
         # ended by a forced unwind that torch's frames turn into an abort (seen under gdb).
         del expected
     if difference > 1e-4:
         raise ValueError(f"the ONNX query graph differs from the model by {difference:.2g}; queries use torch")
+    encoder.dimension = copy.dimension = int(vectors.shape[1])
+    if root is not None:
+        record(cache_dir, "query", root, copy)
     return encoder
+
+
+def open_served(copy: ServedCopy) -> OnnxQueryEncoder:
+    """A recorded copy, opened without torch: the graph and its saved tokenizer."""
+    return OnnxQueryEncoder(Path(copy.graph), FastTokenizer.of(copy), dimension=copy.dimension, threads=1)
 
 
 if __name__ == "__main__":

@@ -137,13 +137,39 @@ async def fake_client(fake_settings: Settings, fake_service: MemoryService) -> A
         yield connected
 
 
+def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every worker of this run shares (xdist gives each worker a temp folder of its own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextmanager
+def _once_per_run(folder: Path, name: str) -> Iterator[Path]:
+    """``folder / name``, made by the first worker to get here while the others wait for it."""
+    from filelock import FileLock
+
+    with FileLock(str(folder / f"{name}.lock")):
+        yield folder / name
+
+
 @pytest.fixture(scope="session")
 def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real BERT cross-encoder: the bundled MiniLM backbone plus a seeded one-logit head.
+    """A real BERT cross-encoder: the bundled MiniLM backbone plus a seeded one-logit head, with the
+    served ONNX copies of it and of the bi-encoder built beside it (``copies_of``), once per run.
 
     Its scores mean nothing, but every call goes through sentence-transformers' ``CrossEncoder`` with
-    real tokenization and inference, which is what the server's code paths need.
+    real tokenization and inference, which is what the server's code paths need. Server processes and
+    commands started with ``server_env`` serve both models from the copies, without torch, as a user's
+    server does on every start after its first; the copies' own tests build theirs in folders of their own.
     """
+    with _once_per_run(_run_folder(tmp_path_factory), "tiny-cross-encoder") as path:
+        if not (path / "config.json").exists():
+            _build_cross_encoder(path)
+        _build_copies(path, copies_of(path))
+    return path
+
+
+def _build_cross_encoder(path: Path) -> None:
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
@@ -154,24 +180,71 @@ def cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A head with some spread, so scores are not all ~0.5 and ordering is visible.
     torch.nn.init.normal_(model.classifier.weight, std=0.5)
     torch.nn.init.zeros_(model.classifier.bias)
-    path = tmp_path_factory.mktemp("tiny-cross-encoder")
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(str(backbone)).save_pretrained(path)
-    return path
+    scratch = path.with_name(path.name + ".partial")
+    model.save_pretrained(scratch)
+    AutoTokenizer.from_pretrained(str(backbone)).save_pretrained(scratch)
+    scratch.rename(path)
+
+
+def copies_of(cross_encoder: Path) -> Path:
+    """The run's ONNX cache: the served copies of the bundled bi-encoder and of ``cross_encoder``."""
+    return cross_encoder.with_name("onnx-copies")
+
+
+def _build_copies(cross_encoder: Path, copies: Path) -> None:
+    """Build and record both copies the way a server's first start does (unless an earlier worker did), and
+    check that a later start finds them."""
+    from mimir_mcp import served_copy
+
+    def recorded() -> bool:
+        return (
+            served_copy.find(copies, "query", bundled_minilm_path()) is not None
+            and served_copy.find(copies, "rerank", cross_encoder) is not None
+        )
+
+    if recorded():
+        return
+    embedder = Embedder(EmbeddingSettings(), onnx_cache_dir=copies)
+    reranker = LocalCrossEncoder(RerankerSettings(model=str(cross_encoder)), onnx_cache_dir=copies)
+    embedder.start()
+    reranker.start()
+    assert anyio.run(embedder.wait_query_backend, 600) == "onnx"
+    assert anyio.run(reranker.wait_backend, 600) == "onnx-int8"
+    assert recorded()
 
 
 @pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ONNX cache of the worker's tests that build the int8 copy of ``cross_encoder_path`` (the slow
-    part, about ten seconds): built once by whichever comes first. They share the xdist group "onnx-int8",
-    so they run on one worker, with its one cross-encoder."""
-    return tmp_path_factory.mktemp("onnx-cache")
+def small_sentence_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sentence-transformers model of the shape the ONNX graph reproduces (a BERT, mean pooling,
+    normalization) with the bundled tokenizer and a two-layer, 64-wide random BERT: its export takes a
+    second or two, so a test of who builds it measures the lock, not the exporter."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("small-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+    )
+    BertModel(config).save_pretrained(folder / "bert")
+    tokenizer.save_pretrained(folder / "bert")
+    model = SentenceTransformer(
+        modules=[Transformer(str(folder / "bert")), Pooling(64, pooling_mode="mean"), Normalize()], device="cpu"
+    )
+    model.save(str(folder / "model"))
+    return folder / "model"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    """The real bundled all-MiniLM-L6-v2, loaded once for the whole run."""
-    shared = Embedder(EmbeddingSettings())
+def embedder(cross_encoder_path: Path) -> Embedder:
+    """The real bundled all-MiniLM-L6-v2, loaded once for the whole run: served from the run's ONNX copy,
+    as a server serves it after its first start (``test_served_copies`` compares it with torch)."""
+    shared = Embedder(EmbeddingSettings(), onnx_cache_dir=copies_of(cross_encoder_path))
     shared.start()
     return shared
 
@@ -233,14 +306,14 @@ def free_port() -> int:
 
 
 def server_env(data_dir: Path, cross_encoder: Path) -> dict[str, str]:
-    """Environment for a server subprocess: its own data dir, the test cross-encoder, no network."""
+    """Environment for a server subprocess: its own data dir, the test cross-encoder, no network, and the
+    run's ONNX copies of both models (``cross_encoder_path`` built them), so it starts without torch."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MIMIR_")}
     env.update(
         {
             "MIMIR_STORE_DATA_DIR": str(data_dir),
+            "MIMIR_STORE_ONNX_CACHE_DIR": str(copies_of(cross_encoder)),
             "MIMIR_RERANKER_MODEL": str(cross_encoder),
-            "MIMIR_RERANKER_BACKEND": "torch",  # no int8 export in every subprocess; tested on its own
-            "MIMIR_EMBEDDING_QUERY_BACKEND": "torch",  # likewise the ONNX query graph
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         }
@@ -251,23 +324,9 @@ def server_env(data_dir: Path, cross_encoder: Path) -> dict[str, str]:
 PYTHON = sys.executable
 
 
-def run_cli(
-    args: list[str],
-    tmp_path: Path,
-    cross_encoder: Path,
-    timeout: float = 600,
-    *,
-    defaults: tuple[str, ...] = (),
-    onnx_cache: Path | None = None,
-) -> subprocess.CompletedProcess:
-    """Run ``python -m mimir_mcp ARGS`` (or a script) with the test environment; output captured as text.
-    ``defaults`` names test-environment variables to drop, so those settings keep the shipped defaults;
-    ``onnx_cache`` is the ONNX cache to use (default: the user's)."""
+def run_cli(args: list[str], tmp_path: Path, cross_encoder: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m mimir_mcp ARGS`` (or a script) with the test environment; output captured as text."""
     env = server_env(tmp_path / "cli-data", cross_encoder)
-    for name in defaults:
-        env.pop(name)
-    if onnx_cache is not None:
-        env["MIMIR_STORE_ONNX_CACHE_DIR"] = str(onnx_cache)
     return subprocess.run([PYTHON, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 

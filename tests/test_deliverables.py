@@ -72,7 +72,10 @@ async def test_printed_claude_config_needs_nothing_on_path(tmp_path, cross_encod
     expected = ["--transport", "stdio", "--data-dir", str(tmp_path / "printed"), "--no-rerank", "--log-level", "INFO"]
     assert entry["args"][-len(expected) :] == expected
     assert "--port" not in entry["args"]
-    assert entry["env"]["HF_HUB_OFFLINE"] == "1" and entry["env"]["MIMIR_RERANKER_BACKEND"] == "torch"
+    assert (
+        entry["env"]["HF_HUB_OFFLINE"] == "1"
+        and entry["env"]["MIMIR_STORE_ONNX_CACHE_DIR"] == environment["MIMIR_STORE_ONNX_CACHE_DIR"]
+    )
     assert "MIMIR_REMOTE_API_KEY" not in entry["env"] and "MIMIR_REMOTE_API_KEY" in printed.stderr
     assert "sk-not-to-be-printed" not in printed.stdout + printed.stderr
     env = {"PATH": "/usr/bin:/bin", **entry["env"]}  # Claude Desktop's PATH is short, its environment bare
@@ -91,7 +94,9 @@ def test_stdio_agent_example(tmp_path, cross_encoder_path):
     """Tried without flags, the example leaves the user's own store (here the environment's) untouched."""
     out = run_example("stdio_agent.py", tmp_path, cross_encoder_path)
     assert out.count("mem_") == 3
-    assert "Kubernetes" in out and "search (rrf_hybrid" in out and '"ready": true' in out and "(ready, torch)" in out
+    assert (
+        "Kubernetes" in out and "search (rrf_hybrid" in out and '"ready": true' in out and "(ready, onnx-int8)" in out
+    )
     assert not (tmp_path / "cli-data").exists()  # MIMIR_STORE_DATA_DIR of run_cli: the "real" store
 
 

@@ -6,7 +6,6 @@ acknowledged memory must still be there when the store is opened again. Needs ``
 from __future__ import annotations
 
 import errno
-import os
 import random
 import sqlite3
 import string
@@ -22,7 +21,7 @@ from mimir_mcp.config import RerankerSettings, Settings, StoreSettings
 from mimir_mcp.errors import InvalidInputError, no_space
 from mimir_mcp.service.memory import MemoryService
 
-from .conftest import PYTHON, call
+from .conftest import PYTHON, call, server_env
 from .durability_worker import HashEmbedder
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -52,17 +51,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(disk)], check=True)  # a server process still holding a file
 
 
-def server(data_dir: Path) -> StdioServerParameters:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MIMIR_")}
-    env.update(
-        {
-            "MIMIR_STORE_DATA_DIR": str(data_dir),
-            "MIMIR_RERANKER_ENABLED": "false",  # not what this test is about, and a model less to load
-            "MIMIR_EMBEDDING_QUERY_BACKEND": "torch",
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+def server(data_dir: Path, cross_encoder: Path) -> StdioServerParameters:
+    env = server_env(data_dir, cross_encoder)
+    env["MIMIR_RERANKER_ENABLED"] = "false"  # not what this test is about, and a model less to load
     return StdioServerParameters(command=PYTHON, args=["-m", "mimir_mcp"], env=env)
 
 
@@ -71,13 +62,15 @@ def large_text(rng: random.Random, number: int) -> str:
     return f"filler memory {number}: {words}"
 
 
-async def test_a_full_disk_is_named_reads_go_on_and_nothing_acknowledged_is_lost(small_disk: Path):
+async def test_a_full_disk_is_named_reads_go_on_and_nothing_acknowledged_is_lost(
+    small_disk: Path, cross_encoder_path: Path
+):
     data_dir = small_disk / "data"
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * FILLER_BYTES)
     rng = random.Random(3)
     acknowledged: dict[str, str] = {}
-    async with Client(server(data_dir), mode="legacy") as client:
+    async with Client(server(data_dir, cross_encoder_path), mode="legacy") as client:
         note = (await call(client, "remember", {"text": NOTE}))["ids"][0]
         acknowledged[note] = NOTE
         message = None

@@ -1,5 +1,6 @@
 """The exit waits for inference in flight in a loading thread, and none starts after."""
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -8,6 +9,8 @@ import time
 import pytest
 
 from mimir_mcp.background import _ExitGuard
+
+from .conftest import copies_of
 
 
 def test_exit_waits_for_inference_in_flight_and_refuses_new_work():
@@ -66,24 +69,39 @@ def test_the_guard_waits_before_any_atexit_handler_runs():
 
 
 @pytest.mark.integration  # a Python process of its own
-def test_a_process_that_ends_while_the_models_load_exits_cleanly(tmp_path):
-    # A short script: the store answers, the process ends while the ONNX query encoder is still being
-    # opened and checked in a loading thread. Before the guard ran ahead of atexit, half such runs aborted;
-    # before the check's torch-backed array was freed inside the guard, about one in 25.
+@pytest.mark.parametrize("copies", ["checked", "served"])
+def test_a_process_that_ends_while_the_models_load_exits_cleanly(copies, tmp_path, cross_encoder_path):
+    """A short script: the store answers, the process ends while the ONNX query encoder is still being
+    opened, and (on a start that finds the graph built but not yet recorded) checked against the torch
+    model in a loading thread. Before the guard ran ahead of atexit, half such runs aborted; before the
+    check's torch-backed array was freed inside the guard, about one in 25."""
+    cache = tmp_path / "onnx-cache"
+    cache.mkdir()
+    for built in copies_of(cross_encoder_path).glob("query-*"):
+        (cache / built.name).symlink_to(built)  # the graph, without its record: checked before it serves
     script = (
         "import asyncio, sys\n"
         "from mimir_mcp.config import Settings\n"
         "from mimir_mcp.service.memory import MemoryService\n"
         "from mimir_mcp.models import MemoryInput\n"
-        f"settings = Settings(store={{'data_dir': {str(tmp_path / 'data')!r}}}, reranker={{'enabled': False}})\n"
-        "service = MemoryService(settings)\n"
+        f"store = {{'data_dir': {str(tmp_path / 'data')!r}, 'onnx_cache_dir': {str(cache)!r}}}\n"
+        "service = MemoryService(Settings(store=store, reranker={'enabled': False}))\n"
         "service.start()\n"
         "asyncio.run(service.remember([MemoryInput(text=f'memory {n}') for n in range(20)]))\n"
         "service.close()\n"
+        "print(sorted({'torch', 'sentence_transformers'} & set(sys.modules)))\n"
     )
+    if copies == "served":  # recorded too: opened without torch
+        for record in copies_of(cross_encoder_path).glob("serve-query-*.json"):
+            shutil.copy(record, cache)
     for _ in range(2):
+        if copies == "checked":  # the check records the copy: undone, so the second run checks it again
+            for record in cache.glob("serve-*.json"):
+                record.unlink()
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
+        loaded = "[]" if copies == "served" else "['sentence_transformers', 'torch']"
+        assert result.stdout.strip() == loaded
 
 
 @pytest.mark.integration  # a Python process of its own

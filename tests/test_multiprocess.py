@@ -249,35 +249,6 @@ print("onnx", encoder.path, flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def small_sentence_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A sentence-transformers model of the shape the ONNX graph reproduces (a BERT, mean pooling,
-    normalization) with the bundled tokenizer and a two-layer, 64-wide random BERT: its export takes a
-    second or two, so a test of who builds it measures the lock, not the exporter."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from mimir_mcp.embedding import bundled_minilm_path
-
-    folder = tmp_path_factory.mktemp("small-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-    )
-    BertModel(config).save_pretrained(folder / "bert")
-    tokenizer.save_pretrained(folder / "bert")
-    model = SentenceTransformer(
-        modules=[Transformer(str(folder / "bert")), Pooling(64, pooling_mode="mean"), Normalize()], device="cpu"
-    )
-    model.save(str(folder / "model"))
-    return folder / "model"
-
-
 @pytest.mark.integration  # worker processes
 def test_two_processes_build_the_onnx_query_encoder_once(tmp_path: Path, small_sentence_model: Path) -> None:
     """Two processes asking at the same moment for the ONNX query encoder on a fresh cache: both end up
@@ -315,7 +286,8 @@ def test_two_processes_build_the_onnx_query_encoder_once(tmp_path: Path, small_s
     assert builds == 1, [err[-2000:] for _, err in outputs]
     folder = Path(next(iter(paths))).parent
     assert sorted(p.name for p in cache.iterdir()) == [folder.name]
-    assert [p.name for p in folder.iterdir()] == ["query.onnx"]
+    # the graph and the tokenizer saved beside it once, nothing half-written (both processes saved one)
+    assert sorted(p.name for p in folder.iterdir()) == ["query.onnx", "tokenizer"]
 
 
 TRY_LOCK = """

@@ -3,12 +3,19 @@ server once ready, and never a reason for reranking to fail."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from mimir_mcp import served_copy
 from mimir_mcp.config import RerankerSettings
+from mimir_mcp.embedding import bundled_minilm_path
 from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.rerank.onnx_int8 import OnnxInt8CrossEncoder, build_int8_model
+from mimir_mcp.served_copy import FastTokenizer
+
+from .conftest import copies_of
 
 QUERY = "how do glaciers shape valleys"
 TEXTS = [
@@ -24,30 +31,60 @@ TEXTS = [
     "Ice ages advanced glaciers across northern Europe several times.",
 ]
 
-# One worker runs the module (and the bench test), so its one int8 export serves every test here.
-pytestmark = pytest.mark.xdist_group("onnx-int8")
+
+@pytest.fixture(scope="module")
+def int8_path(cross_encoder_path):
+    """The run's int8 copy of the test cross-encoder (``cross_encoder_path`` built and recorded it)."""
+    copy = served_copy.find(copies_of(cross_encoder_path), "rerank", cross_encoder_path)
+    assert copy is not None
+    return Path(copy.graph)
 
 
 @pytest.fixture(scope="module")
-def int8_path(cross_encoder_path, onnx_cache):
-    return build_int8_model(cross_encoder_path, onnx_cache)
+def small_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer, 64-wide random BERT cross-encoder with the bundled tokenizer: its int8 build takes a
+    few seconds, so the test of the switch measures the server's code, not the exporter."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        num_labels=1,
+    )
+    torch.manual_seed(7)
+    model = BertForSequenceClassification(config)
+    torch.nn.init.normal_(model.classifier.weight, std=2.0)  # scores with some spread
+    folder = tmp_path_factory.mktemp("small-cross-encoder")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 @pytest.mark.anyio
-async def test_server_reranker_switches_to_int8_once_built(cross_encoder_path, onnx_cache):
+async def test_server_reranker_switches_to_int8_once_built_and_serves_it_from_then_on(small_cross_encoder, tmp_path):
     from sentence_transformers import CrossEncoder  # here, not at the top: a unit run never loads torch
 
-    reranker = LocalCrossEncoder(
-        RerankerSettings(model=str(cross_encoder_path), backend="onnx-int8"), onnx_cache_dir=onnx_cache
-    )
+    settings = RerankerSettings(model=str(small_cross_encoder), backend="onnx-int8")
+    reranker = LocalCrossEncoder(settings, onnx_cache_dir=tmp_path)
     reranker.start()
     await reranker.wait_ready(120)
     assert reranker.status().state == "ready"  # ready on torch; the int8 copy builds behind it
     assert await reranker.wait_backend(300) == "onnx-int8"
     assert reranker.status().backend == "onnx-int8"
     scores = await reranker.score(QUERY, TEXTS[:3])
-    torch_scores = CrossEncoder(str(cross_encoder_path), device="cpu").predict([(QUERY, t) for t in TEXTS[:3]])
+    torch_scores = CrossEncoder(str(small_cross_encoder), device="cpu").predict([(QUERY, t) for t in TEXTS[:3]])
     assert np.max(np.abs(np.array(scores) - torch_scores)) < 0.05
+    # The copy was recorded: the next start serves it at once, with no torch model loaded.
+    again = LocalCrossEncoder(settings, onnx_cache_dir=tmp_path)
+    again.start()
+    await again.wait_ready(120)
+    assert again.status().backend == "onnx-int8" and again._load.result_now() is None
+    assert np.allclose(await again.score(QUERY, TEXTS[:3]), scores)
 
 
 def test_int8_scores_track_the_torch_model(cross_encoder_path, int8_path):
@@ -56,7 +93,8 @@ def test_int8_scores_track_the_torch_model(cross_encoder_path, int8_path):
 
     pairs = [(QUERY, text) for text in TEXTS]
     torch_scores = CrossEncoder(str(cross_encoder_path), device="cpu").predict(pairs, batch_size=32)
-    fast = OnnxInt8CrossEncoder(cross_encoder_path, int8_path, max_length=512)
+    tokenizer = FastTokenizer(cross_encoder_path / "tokenizer.json", pad_id=0, pad_token="[PAD]", max_length=512)
+    fast = OnnxInt8CrossEncoder(int8_path, tokenizer)
     int8_scores = fast.predict(pairs, batch_size=4)  # several batches, sorted by length, back in order
     assert int8_scores.shape == (len(TEXTS),)
     assert np.max(np.abs(int8_scores - torch_scores)) < 0.05
@@ -68,7 +106,8 @@ def test_export_is_cached(cross_encoder_path, int8_path):
     before = int8_path.stat().st_mtime_ns
     assert build_int8_model(cross_encoder_path, int8_path.parent.parent) == int8_path
     assert int8_path.stat().st_mtime_ns == before
-    assert sorted(p.name for p in int8_path.parent.iterdir()) == ["model.int8.onnx"]
+    # no intermediate file left: the graph, and the tokenizer the server saved beside it
+    assert sorted(p.name for p in int8_path.parent.iterdir()) == ["model.int8.onnx", "tokenizer"]
 
 
 @pytest.mark.anyio

@@ -21,44 +21,55 @@ QUERIES = [
 ]
 
 
-def torch_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    model = embedder._load.wait()  # the sentence-transformers model itself: the reference
-    return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+@pytest.fixture(scope="module")
+def reference():
+    """The sentence-transformers model itself (the ``embedder`` fixture serves its ONNX copy, without torch)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(bundled_minilm_path()), device="cpu")
+
+
+@pytest.fixture
+def torch_vectors(reference):
+    def encode(texts: list[str]) -> np.ndarray:
+        return reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+    return encode
 
 
 @pytest.mark.anyio
-async def test_onnx_query_vectors_equal_torch_vectors(embedder):
+async def test_onnx_query_vectors_equal_torch_vectors(embedder, torch_vectors):
     assert await embedder.wait_query_backend(600) == "onnx"
     assert embedder.status().query_backend == "onnx"
     for query in QUERIES:
         fast = embedder.encode_query(query)
-        exact = torch_vectors(embedder, [query])[0]
+        exact = torch_vectors([query])[0]
         assert fast.shape == exact.shape == (384,)
         assert float(np.abs(fast - exact).max()) < 1e-5, query
         assert abs(float(np.linalg.norm(fast)) - 1.0) < 1e-5
 
 
 @pytest.mark.anyio
-async def test_onnx_document_vectors_equal_torch_vectors_in_input_order(embedder):
+async def test_onnx_document_vectors_equal_torch_vectors_in_input_order(embedder, torch_vectors):
     """Documents go through the same graph once it is built, batched by length (two per batch here, so
     the batches mix lengths and the order is restored from the sort)."""
     assert await embedder.wait_query_backend(600) == "onnx"
     documents = [*QUERIES, "", "a memory of medium length about the release of version two", *QUERIES[:2]]
     fast = embedder._fast.result_now().encode(documents, batch_size=2)
-    exact = torch_vectors(embedder, documents)
+    exact = torch_vectors(documents)
     assert fast.shape == exact.shape == (len(documents), 384)
     assert float(np.abs(fast - exact).max()) < 1e-5
     assert np.allclose(embedder.encode(documents), fast)  # what remember stores
 
 
 @pytest.mark.anyio
-async def test_a_large_batch_runs_once_per_core_and_keeps_input_order(embedder):
+async def test_a_large_batch_runs_once_per_core_and_keeps_input_order(embedder, torch_vectors):
     """An import's batch is split across the cores (every n-th text to one run of the one-thread session)
     and put back in order: the same vectors as torch's, row by row."""
     assert await embedder.wait_query_backend(600) == "onnx"
     documents = [f"{QUERIES[n % len(QUERIES)]} (note {n}){' and more' * (n % 7)}" for n in range(70)]
     vectors = embedder.encode(documents)
-    exact = torch_vectors(embedder, documents)
+    exact = torch_vectors(documents)
     assert vectors.shape == exact.shape == (70, 384)
     assert float(np.abs(vectors - exact).max()) < 1e-5
 
@@ -104,20 +115,21 @@ async def test_torch_query_backend_builds_nothing(tmp_path):
 
 
 @pytest.mark.anyio
-async def test_onnx_copies_are_built_once_per_user_not_per_data_dir(tmp_path, cross_encoder_path):
+async def test_onnx_copies_are_built_once_per_user_not_per_data_dir(tmp_path, small_sentence_model):
     """Two stores (two data dirs, as two projects or two examples would have) share one build in the
-    per-user cache; nothing model-derived is written into either data dir."""
+    per-user cache, and the second serves it from its record without loading the torch model; nothing
+    model-derived is written into either data dir."""
     from mimir_mcp.config import Settings
     from mimir_mcp.models import MemoryInput
     from mimir_mcp.service.memory import MemoryService
 
     cache = tmp_path / "user-cache"
-    builds = []
+    builds, torch_models = [], []
     for name in ("first", "second"):
         settings = Settings(
             store={"data_dir": tmp_path / name, "onnx_cache_dir": cache},
-            embedding={"query_backend": "onnx"},
-            reranker={"model": str(cross_encoder_path), "backend": "torch"},
+            embedding={"model": str(small_sentence_model), "query_backend": "onnx"},
+            reranker={"enabled": False},
         )
         service = MemoryService(settings)
         service.start()
@@ -125,8 +137,10 @@ async def test_onnx_copies_are_built_once_per_user_not_per_data_dir(tmp_path, cr
             assert await service.embedder.wait_query_backend(600) == "onnx"
             stored = await service.remember([MemoryInput(text=f"a memory kept in the {name} store")])
             assert stored.stored == 1
+            torch_models.append(service.embedder._load.result_now() is not None)
         finally:
             service.close()
         builds.append({path: path.stat().st_mtime_ns for path in cache.rglob("*.onnx")})
         assert (tmp_path / name / "chroma").is_dir() and not list((tmp_path / name).rglob("*.onnx"))
     assert len(builds[0]) == 1 and builds[1] == builds[0]  # the second store reused the first one's build
+    assert torch_models == [True, False]

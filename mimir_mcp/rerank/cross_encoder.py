@@ -17,6 +17,7 @@ from mimir_mcp.config import RerankerSettings
 from mimir_mcp.models import RerankerStatus
 from mimir_mcp.rerank.blend import BLEND_FILE, load_blend
 from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE, OnnxInt8CrossEncoder, build_int8_model
+from mimir_mcp.served_copy import FastTokenizer, ServedCopy, find, pad_of, record, save_tokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -119,9 +120,13 @@ class LocalCrossEncoder:
         self.timeout_s = settings.timeout_s
         self._cache_dir = cache_dir
         self._onnx_cache_dir = onnx_cache_dir or DEFAULT_ONNX_CACHE
-        self._load: BackgroundLoad[CrossEncoder] = BackgroundLoad("cross-encoder", self._load_model)
+        # ``None`` when the model is served from its recorded int8 copy, without torch (``served_copy``).
+        self._load: BackgroundLoad[CrossEncoder | None] = BackgroundLoad("cross-encoder", self._load_model)
         # The int8 copy is built after the torch model is ready, so reranking never waits for it.
         self._fast: BackgroundLoad[OnnxInt8CrossEncoder] = BackgroundLoad("int8 cross-encoder", self._build_fast)
+        self._served: OnnxInt8CrossEncoder | None = None
+        # The model's own longest input (before ``max_length`` caps it), once loaded.
+        self._native_max_length: int | None = None
         # One inference at a time: two concurrent predicts on 2 cores are slower than two in a row.
         self._limiter = anyio.CapacityLimiter(1)
         self._saved_blend: float | None = None
@@ -144,16 +149,45 @@ class LocalCrossEncoder:
         self.calibration = Calibration(CALIBRATION_QUERY, tuple(CALIBRATION_TEXTS), seconds, backend)
         logger.info("cross-encoder (%s): %d calibration pairs in %.0f ms", backend, len(pairs), seconds * 1000)
 
-    def _load_model(self) -> CrossEncoder:
+    def _load_model(self) -> CrossEncoder | None:
+        if self.settings.backend == "onnx-int8":
+            served = self._open_served()
+            if served is not None:  # no torch in this process: the recorded int8 copy scores
+                self._served = served
+                self._load_saved_blend()
+                self._fast.wait()
+                return None
         model = self._load_torch_model()
-        try:
-            self._saved_blend = load_blend(self._model_folder())
-        except Exception:  # noqa: BLE001 - a hub model without a local snapshot simply has no saved weight
-            self._saved_blend = None
+        self._load_saved_blend()
         self._calibrate(model, self.settings.batch_size, "torch")
         if self.settings.backend == "onnx-int8":
             self._fast.start()
         return model
+
+    def _load_saved_blend(self) -> None:
+        try:
+            self._saved_blend = load_blend(self._model_folder())
+        except Exception:  # noqa: BLE001 - a hub model without a local snapshot simply has no saved weight
+            self._saved_blend = None
+
+    def _open_served(self) -> OnnxInt8CrossEncoder | None:
+        """The model's recorded int8 copy, opened without torch; ``None`` when there is none yet."""
+        try:
+            copy = find(self._onnx_cache_dir, "rerank", self._model_folder())
+        except Exception:  # noqa: BLE001 - not on this machine: the torch path says why, or downloads it
+            return None
+        if copy is None:
+            return None
+        try:
+            with inference_while_loading() as allowed:  # opening a session starts onnxruntime's threads
+                if not allowed:
+                    raise RuntimeError("the process is exiting")
+                served = OnnxInt8CrossEncoder(Path(copy.graph), FastTokenizer.of(copy, self._cap(copy.max_length)))
+        except Exception:  # noqa: BLE001 - the torch model loads instead, and builds the copy again
+            logger.warning("the recorded int8 copy of the cross-encoder could not be opened", exc_info=True)
+            return None
+        self._native_max_length = copy.max_length
+        return served
 
     def _load_torch_model(self) -> CrossEncoder:
         from mimir_mcp.background import MODEL_IMPORT_LOCK
@@ -189,10 +223,14 @@ class LocalCrossEncoder:
 
     def _capped(self, model: CrossEncoder) -> CrossEncoder:
         """Apply ``max_length`` as a cap: never longer than the model was built for."""
-        cap = self.settings.max_length
-        if cap is not None and (model.max_seq_length is None or model.max_seq_length > cap):
-            model.max_seq_length = cap
+        self._native_max_length = model.max_seq_length
+        model.max_seq_length = self._cap(model.max_seq_length)
         return model
+
+    def _cap(self, length: int | None) -> int:
+        """The longest input scored: the model's, or ``max_length`` where that is shorter."""
+        cap, native = self.settings.max_length, int(length or 512)
+        return native if cap is None else min(cap, native)
 
     @property
     def blend(self) -> float:
@@ -217,14 +255,30 @@ class LocalCrossEncoder:
         return Path(snapshot_download(self.model, local_files_only=True, cache_dir=self._cache_dir))
 
     def _build_fast(self) -> OnnxInt8CrossEncoder:
+        if self._served is not None:
+            self._calibrate(self._served, INT8_BATCH_SIZE, "onnx-int8")
+            return self._served
         torch_model = self._load.wait()
+        assert torch_model is not None  # only a served copy leaves no torch model, and it returned above
         folder = self._model_folder()
         onnx_path = build_int8_model(folder, self._onnx_cache_dir)
+        tokenizer = torch_model.tokenizer
+        pad_id, pad_token = pad_of(tokenizer)
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        copy = ServedCopy(
+            graph=str(onnx_path),
+            tokenizer=str(save_tokenizer(tokenizer, onnx_path.parent)),
+            pad_id=pad_id,
+            pad_token=pad_token,
+            max_length=int(self._native_max_length or 512),
+            inputs=[name for name in names if name in tokenizer.model_input_names],
+        )
         with inference_while_loading() as allowed:  # opening a session starts onnxruntime's threads
             if not allowed:
                 raise RuntimeError("the process is exiting")
-            fast = OnnxInt8CrossEncoder(folder, onnx_path, max_length=int(torch_model.max_seq_length or 512))
+            fast = OnnxInt8CrossEncoder(onnx_path, FastTokenizer.of(copy, self._cap(copy.max_length)))
         self._calibrate(fast, INT8_BATCH_SIZE, "onnx-int8")
+        record(self._onnx_cache_dir, "rerank", folder, copy)
         return fast
 
     async def wait_backend(self, timeout: float) -> str:
@@ -306,8 +360,9 @@ class LocalCrossEncoder:
         return self._load.result_now(), self.settings.batch_size
 
     def _effective_max_length(self) -> int | None:
-        model = self._load.result_now()
-        return int(model.max_seq_length or 512) if model is not None else self.settings.max_length
+        if self._load.state == "ready":
+            return self._cap(self._native_max_length)
+        return self.settings.max_length
 
     def _describe_error(self) -> str:
         error = self._load.error

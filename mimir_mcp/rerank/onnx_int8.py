@@ -3,8 +3,9 @@
 Why: on a laptop CPU, ``CrossEncoder.predict`` spends most of its time in fp32 matrix products.
 The fused int8 graph does the same work several times faster with nearly the same ranking (the
 ``bench`` command reports the speed-up, top-10 agreement and Kendall tau against the stock model).
-The build runs once per model in a child process and is cached next to the store; any failure
-leaves the caller on the ordinary torch ``CrossEncoder``.
+The build runs once per model in a child process and is cached per user; any failure leaves the
+caller on the ordinary torch ``CrossEncoder``. Once built, the copy is recorded (``served_copy``) and
+later starts serve it without torch.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mimir_mcp.config import default_onnx_cache_dir
+
+if TYPE_CHECKING:
+    from mimir_mcp.served_copy import FastTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +134,8 @@ def quiet_threads(options: Any) -> None:
 class OnnxInt8CrossEncoder:
     """``predict`` like ``CrossEncoder.predict`` (sigmoid scores for one-logit models), on ONNX Runtime."""
 
-    def __init__(self, model_dir: Path, onnx_path: Path, *, max_length: int, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: Path, tokenizer: FastTokenizer, *, threads: int | None = None) -> None:
         import onnxruntime
-        from transformers import AutoTokenizer
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -140,8 +143,7 @@ class OnnxInt8CrossEncoder:
         quiet_threads(options)
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.inputs = {item.name for item in self.session.get_inputs()}
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.max_length = max_length
+        self.tokenizer = tokenizer
         self.path = onnx_path
 
     def predict(self, pairs: list[tuple[str, str]], batch_size: int = 8, **_: Any) -> np.ndarray:
@@ -150,15 +152,8 @@ class OnnxInt8CrossEncoder:
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         for start in range(0, len(order), batch_size):
             chunk = [pairs[i] for i in order[start : start + batch_size]]
-            encoded = self.tokenizer(
-                [query for query, _ in chunk],
-                [text for _, text in chunk],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-            )
-            feed = {name: encoded[name].astype(np.int64) for name in self.inputs if name in encoded}
+            encoded = self.tokenizer([query for query, _ in chunk], [text for _, text in chunk])
+            feed = {name: encoded[name] for name in self.inputs if name in encoded}
             logits = np.asarray(self.session.run(["logits"], feed)[0])
             scores.append(logits[:, 0])
         ordered = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)

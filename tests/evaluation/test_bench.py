@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from mimir_mcp.evaluation.bench import Corpus, kendall_tau, percentile
 
 from ..conftest import run_cli
@@ -23,17 +21,10 @@ def test_corpus_grows_beyond_its_documents(tmp_path):
     assert len(grown) == len(corpus.documents) + 50 and len(set(grown[-50:])) == 50
 
 
-@pytest.mark.xdist_group("onnx-int8")  # with test_onnx_int8.py: one int8 export of the test cross-encoder
-def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path, onnx_cache):
+def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
     out = tmp_path / "bench.json"
     args = ["-m", "mimir_mcp", "bench", "--quick", "--dataset", str(tmp_path / "no-dataset")]
-    result = run_cli(
-        [*args, "--reranker", str(cross_encoder_path), "--json", str(out)],
-        tmp_path,
-        cross_encoder_path,
-        defaults=("MIMIR_EMBEDDING_QUERY_BACKEND",),
-        onnx_cache=onnx_cache,
-    )
+    result = run_cli([*args, "--reranker", str(cross_encoder_path), "--json", str(out)], tmp_path, cross_encoder_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report["rerank"]["20"]) == {
@@ -44,14 +35,13 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path, onnx_ca
         "top10_agreement",
         "kendall_tau",
     }
-    assert report["rerank"]["backend"] == "onnx-int8"  # the default backend, built (or found in the cache) and timed
+    assert report["rerank"]["backend"] == "onnx-int8"  # the default backend, found in the run's copies and timed
     assert 0.0 <= report["rerank"]["20"]["top10_agreement"] <= 1.0
     assert set(report["lexical"]["1000"]) >= {"p50_ms", "rank_bm25_p50_ms", "speedup"}
     assert set(report["search"]["500"]) == {"p50_ms", "p95_ms", "rerank50_p50_ms", "rerank50_warm_p50_ms"}
-    # Searches are timed on the configured backends once built: the default ONNX query graph here, and
-    # the torch reranker the test environment asks for (the int8 copy is timed in the rerank section).
+    # Searches are timed on the configured backends once ready: the default ONNX copies of both models.
     assert report["search"]["query_backend"] == "onnx"
-    assert report["search"]["reranker_backend"] == "torch"
+    assert report["search"]["reranker_backend"] == "onnx-int8"
     assert set(report["remember"]) >= {"per_s", "naive_per_s"}
     assert set(report["startup"]) == {"initialize_ms", "first_search_ms"}
     assert report["memory"]["rss_mb"] > 0
