@@ -85,9 +85,17 @@ class Embedder:
     """Loads the bi-encoder in the background and encodes texts to unit vectors (cosine = dot product)."""
 
     def __init__(
-        self, settings: EmbeddingSettings, *, cache_dir: str | None = None, onnx_cache_dir: Path | None = None
+        self,
+        settings: EmbeddingSettings,
+        *,
+        cache_dir: str | None = None,
+        onnx_cache_dir: Path | None = None,
+        build_copy: bool = True,
     ) -> None:
+        """``build_copy=False``, for a one-off command: serve the model's recorded ONNX copy where there is
+        one, else torch, without spending a build (tens of seconds of CPU) on a process about to end."""
         self.settings = settings
+        self._build_copy = build_copy
         self.resolved = resolve_model(settings.model)
         self._cache_dir = cache_dir
         self._onnx_cache_dir = onnx_cache_dir or DEFAULT_ONNX_CACHE
@@ -129,7 +137,7 @@ class Embedder:
 
         model = SentenceTransformer(self.resolved, device=self.settings.device, cache_folder=self._cache_dir)
         self.dimension = model.get_embedding_dimension()
-        if self._wants_onnx:
+        if self._wants_onnx and self._build_copy:
             self._fast.start()
         return model
 

@@ -98,10 +98,13 @@ class Reindexer:
             raise ValueError(f"batch: must be at least 1, got {batch_size}")
         self.settings = settings
         self.model = model or settings.embedding.model
-        # Torch only: the ONNX query graph serves searches, and this embeds memories.
+        # The new model's recorded ONNX copy where there is one (the same vectors), else torch: a one-off
+        # command builds none; the server builds the copy at its next start.
         self.embedder = embedder or Embedder(
-            settings.embedding.model_copy(update={"model": self.model, "query_backend": "torch"}),
+            settings.embedding.model_copy(update={"model": self.model}),
             cache_dir=settings.model_cache_dir,
+            onnx_cache_dir=settings.store.onnx_cache_dir.expanduser(),
+            build_copy=False,
         )
         self.batch_size = batch_size
         self.force = force

@@ -25,6 +25,7 @@ from mimir_mcp.cli.serve import build_parser, settings_overrides
 
 if TYPE_CHECKING:
     from mimir_mcp.config import Settings
+    from mimir_mcp.service.memory import MemoryService
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, *, embedding_help: str) -> None:
@@ -55,12 +56,22 @@ def store_command_settings(args: argparse.Namespace, prog: str, *, existing: boo
     if missing is not None:
         print(f"{prog}: {missing}", file=sys.stderr)
         return None
-    return settings.model_copy(
-        update={
-            "reranker": settings.reranker.model_copy(update={"enabled": False}),
-            "embedding": settings.embedding.model_copy(update={"query_backend": "torch"}),
-        }
+    return settings.model_copy(update={"reranker": settings.reranker.model_copy(update={"enabled": False})})
+
+
+def command_service(settings: Settings) -> MemoryService:
+    """The service of a one-off command: no reranker, and the bi-encoder from its recorded ONNX copy where
+    there is one, else torch, building none (``Embedder(build_copy=False)``)."""
+    from mimir_mcp.embedding import Embedder
+    from mimir_mcp.service.memory import MemoryService
+
+    embedder = Embedder(
+        settings.embedding,
+        cache_dir=settings.model_cache_dir,
+        onnx_cache_dir=settings.store.onnx_cache_dir.expanduser(),
+        build_copy=False,
     )
+    return MemoryService(settings, embedder=embedder)
 
 
 def missing_store(settings: Settings) -> str | None:
@@ -99,10 +110,9 @@ def export_main(argv: Sequence[str]) -> int:
         return 2
     configure_logging(args.log_level or "WARNING")
     from mimir_mcp.errors import MimirError
-    from mimir_mcp.service.memory import MemoryService
     from mimir_mcp.transfer import export_memories
 
-    service = MemoryService(settings)
+    service = command_service(settings)
     target: Path | None = args.out
     partial = None if target is None else target.with_name(target.name + ".partial")
     try:
@@ -159,7 +169,6 @@ def import_main(argv: Sequence[str]) -> int:
     configure_logging(args.log_level or "WARNING")
     quiet_model_loading()
     from mimir_mcp.errors import MimirError
-    from mimir_mcp.service.memory import MemoryService
     from mimir_mcp.transfer import ImportFileError, import_memories
 
     if args.file == "-":
@@ -172,7 +181,7 @@ def import_main(argv: Sequence[str]) -> int:
         except OSError as exc:
             print(f"mimir-mcp import: {exc}", file=sys.stderr)
             return 2
-    service = MemoryService(settings)
+    service = command_service(settings)
     try:
         with source, progress_bar("import", total) as advance:
             summary = import_memories(service, source, batch=args.batch, on_progress=advance)

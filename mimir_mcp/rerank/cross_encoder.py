@@ -192,15 +192,15 @@ class LocalCrossEncoder:
     def _load_torch_model(self) -> CrossEncoder:
         from mimir_mcp.background import MODEL_IMPORT_LOCK
 
+        name = os.path.expanduser(self.model)
+        if not Path(name).exists() and _looks_like_path(self.model):  # said before seconds of imports
+            raise RerankerLoadError(f"cross-encoder path {self.model!r} does not exist.")
         with MODEL_IMPORT_LOCK:
             from sentence_transformers import CrossEncoder
 
-        name = os.path.expanduser(self.model)
         kwargs: dict[str, Any] = dict(device=self.settings.device, cache_folder=self._cache_dir)
         if Path(name).exists():
             return self._capped(CrossEncoder(name, **kwargs))
-        if _looks_like_path(self.model):
-            raise RerankerLoadError(f"cross-encoder path {self.model!r} does not exist.")
         try:
             return self._capped(CrossEncoder(name, local_files_only=True, **kwargs))
         except OSError:
