@@ -10,6 +10,8 @@ from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.embedding import Embedder, bundled_minilm_path
 from mimir_mcp.query_encoder import load_query_encoder, transformer_folder
 
+from .conftest import copies_of
+
 pytestmark = pytest.mark.integration  # the real bi-encoder and its ONNX graph
 
 QUERIES = [
@@ -144,3 +146,18 @@ async def test_onnx_copies_are_built_once_per_user_not_per_data_dir(tmp_path, sm
         assert (tmp_path / name / "chroma").is_dir() and not list((tmp_path / name).rglob("*.onnx"))
     assert len(builds[0]) == 1 and builds[1] == builds[0]  # the second store reused the first one's build
     assert torch_models == [True, False]
+
+
+@pytest.mark.anyio
+async def test_a_one_off_command_builds_no_copy_and_serves_a_recorded_one(tmp_path, cross_encoder_path):
+    """``build_copy=False`` (export, import, reindex): torch where no copy is recorded, and no build spent on a
+    process about to end; the recorded copy where there is one, with no torch model loaded."""
+    bare = Embedder(EmbeddingSettings(), onnx_cache_dir=tmp_path, build_copy=False)
+    bare.start()
+    assert await bare.wait_query_backend(600) == "torch"
+    assert list(tmp_path.iterdir()) == []
+    served = Embedder(EmbeddingSettings(), onnx_cache_dir=copies_of(cross_encoder_path), build_copy=False)
+    served.start()
+    assert await served.wait_query_backend(600) == "onnx"
+    assert served._load.result_now() is None  # no sentence-transformers model behind it
+    assert np.allclose(served.encode([QUERIES[0]]), bare.encode([QUERIES[0]]), atol=1e-5)
