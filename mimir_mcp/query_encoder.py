@@ -22,7 +22,7 @@ import numpy as np
 from mimir_mcp.background import inference_while_loading
 from mimir_mcp.locks import build_once
 from mimir_mcp.rerank.onnx_int8 import export_graph, model_fingerprint, quiet_threads, run_child
-from mimir_mcp.served_copy import FastTokenizer, ServedCopy, pad_of, record, save_tokenizer
+from mimir_mcp.served_copy import FastTokenizer, ServedCopy, describe, input_names, record
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -139,18 +139,8 @@ def load_query_encoder(model: SentenceTransformer, cache_dir: Path, root: Path |
     folder = transformer_folder(model)
     if folder is None:
         raise ValueError("the model is not transformer + mean pooling (+ normalize); queries use torch")
-    tokenizer = model.tokenizer
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in tokenizer.model_input_names]
-    path = build_query_model(folder, cache_dir, names)
-    pad_id, pad_token = pad_of(tokenizer)
-    copy = ServedCopy(
-        graph=str(path),
-        tokenizer=str(save_tokenizer(tokenizer, path.parent)),
-        pad_id=pad_id,
-        pad_token=pad_token,
-        max_length=int(model.max_seq_length or 256),
-        inputs=names,
-    )
+    path = build_query_model(folder, cache_dir, input_names(model.tokenizer))
+    copy = describe(path, model.tokenizer, int(model.max_seq_length or 256))
     # Guard against a graph (or a saved tokenizer) that does not reproduce the model: a custom architecture, say.
     sample = ["a short query", "a somewhat longer query about what the memory server stores"]
     with inference_while_loading() as allowed:  # a loading thread: the process may be exiting

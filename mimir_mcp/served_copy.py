@@ -121,12 +121,24 @@ def record(cache_dir: Path, kind: Kind, root: Path, copy: ServedCopy) -> None:
     os.replace(scratch, path)
 
 
-def pad_of(tokenizer: Any) -> tuple[int, str]:
-    """The padding token of a transformers tokenizer, for the record."""
-    token = tokenizer.pad_token
-    if token is None or tokenizer.pad_token_id is None:
+def input_names(tokenizer: Any) -> list[str]:
+    """The graph inputs a transformers tokenizer feeds, in the order the graphs take them."""
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    return [name for name in names if name in tokenizer.model_input_names]
+
+
+def describe(graph: Path, tokenizer: Any, max_length: int) -> ServedCopy:
+    """The record of a built ``graph`` for a model with this transformers ``tokenizer``, saved beside it."""
+    if tokenizer.pad_token is None or tokenizer.pad_token_id is None:
         raise ValueError("the model's tokenizer has no padding token; it stays on torch")
-    return int(tokenizer.pad_token_id), str(token)
+    return ServedCopy(
+        graph=str(graph),
+        tokenizer=str(save_tokenizer(tokenizer, graph.parent)),
+        pad_id=int(tokenizer.pad_token_id),
+        pad_token=str(tokenizer.pad_token),
+        max_length=max_length,
+        inputs=input_names(tokenizer),
+    )
 
 
 class FastTokenizer:

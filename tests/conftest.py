@@ -213,6 +213,16 @@ def _build_copies(cross_encoder: Path, copies: Path) -> None:
     assert recorded()
 
 
+def small_bert(**config: Any) -> tuple[Any, Any]:
+    """The bundled tokenizer and the configuration of a two-layer, 64-wide BERT on its vocabulary: models
+    whose ONNX export takes a second or two, for tests of what happens around a build."""
+    from transformers import AutoTokenizer, BertConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
+    shape = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    return tokenizer, BertConfig(vocab_size=tokenizer.vocab_size, **shape, **config)
+
+
 @pytest.fixture(scope="session")
 def small_sentence_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sentence-transformers model of the shape the ONNX graph reproduces (a BERT, mean pooling,
@@ -220,17 +230,10 @@ def small_sentence_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     second or two, so a test of who builds it measures the lock, not the exporter."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertModel
 
     folder = tmp_path_factory.mktemp("small-bert")
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-    )
+    tokenizer, config = small_bert()
     BertModel(config).save_pretrained(folder / "bert")
     tokenizer.save_pretrained(folder / "bert")
     model = SentenceTransformer(

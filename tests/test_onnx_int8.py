@@ -10,12 +10,11 @@ import pytest
 
 from mimir_mcp import served_copy
 from mimir_mcp.config import RerankerSettings
-from mimir_mcp.embedding import bundled_minilm_path
 from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.rerank.onnx_int8 import OnnxInt8CrossEncoder, build_int8_model
 from mimir_mcp.served_copy import FastTokenizer
 
-from .conftest import copies_of
+from .conftest import copies_of, small_bert
 
 QUERY = "how do glaciers shape valleys"
 TEXTS = [
@@ -45,17 +44,9 @@ def small_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-layer, 64-wide random BERT cross-encoder with the bundled tokenizer: its int8 build takes a
     few seconds, so the test of the switch measures the server's code, not the exporter."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_minilm_path()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        num_labels=1,
-    )
+    tokenizer, config = small_bert(num_labels=1)
     torch.manual_seed(7)
     model = BertForSequenceClassification(config)
     torch.nn.init.normal_(model.classifier.weight, std=2.0)  # scores with some spread

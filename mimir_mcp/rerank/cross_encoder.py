@@ -17,7 +17,7 @@ from mimir_mcp.config import RerankerSettings
 from mimir_mcp.models import RerankerStatus
 from mimir_mcp.rerank.blend import BLEND_FILE, load_blend
 from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE, OnnxInt8CrossEncoder, build_int8_model
-from mimir_mcp.served_copy import FastTokenizer, ServedCopy, find, pad_of, record, save_tokenizer
+from mimir_mcp.served_copy import FastTokenizer, describe, find, record
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -262,17 +262,7 @@ class LocalCrossEncoder:
         assert torch_model is not None  # only a served copy leaves no torch model, and it returned above
         folder = self._model_folder()
         onnx_path = build_int8_model(folder, self._onnx_cache_dir)
-        tokenizer = torch_model.tokenizer
-        pad_id, pad_token = pad_of(tokenizer)
-        names = ("input_ids", "attention_mask", "token_type_ids")
-        copy = ServedCopy(
-            graph=str(onnx_path),
-            tokenizer=str(save_tokenizer(tokenizer, onnx_path.parent)),
-            pad_id=pad_id,
-            pad_token=pad_token,
-            max_length=int(self._native_max_length or 512),
-            inputs=[name for name in names if name in tokenizer.model_input_names],
-        )
+        copy = describe(onnx_path, torch_model.tokenizer, int(self._native_max_length or 512))
         with inference_while_loading() as allowed:  # opening a session starts onnxruntime's threads
             if not allowed:
                 raise RuntimeError("the process is exiting")
