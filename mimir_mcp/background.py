@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 import anyio
 import anyio.to_thread
 
-from mimir_mcp.models import ModelState
+from mimir_mcp.status_models import ModelState
 
 logger = logging.getLogger(__name__)
 

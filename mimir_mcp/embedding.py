@@ -16,8 +16,8 @@ import numpy as np
 
 from mimir_mcp.background import BackgroundLoad, low_priority_executor
 from mimir_mcp.config import EmbeddingSettings
-from mimir_mcp.models import EmbeddingStatus
 from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE
+from mimir_mcp.status_models import EmbeddingStatus
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -27,7 +27,8 @@ from pydantic import BaseModel, Field
 from mimir_mcp.config import Settings, StoreSettings
 from mimir_mcp.embedding import Embedder, TextEmbedder
 from mimir_mcp.store.base import VectorStore
-from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, ChromaStore, make_embedding_function
+from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, ChromaStore
+from mimir_mcp.store.chroma_records import make_embedding_function
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import pytest
 from mimir_mcp.config import Settings
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.service.memory import MemoryService
-from mimir_mcp.store.chroma import TOMBSTONE_SUFFIX
+from mimir_mcp.store.chroma_tombstones import TOMBSTONE_SUFFIX
 from mimir_mcp.store.probe import VERIFIED
 from tests.conftest import PYTHON, REPO
 from tests.durability_worker import HashEmbedder

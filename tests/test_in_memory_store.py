@@ -15,7 +15,8 @@ from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService, dedup_key
 from mimir_mcp.store.base import VectorStore
 from mimir_mcp.store.catalogue import Catalogue
-from mimir_mcp.store.chroma import ChromaStore, make_embedding_function
+from mimir_mcp.store.chroma import ChromaStore
+from mimir_mcp.store.chroma_records import make_embedding_function
 from mimir_mcp.store.in_memory import InMemoryStore
 
 EMBEDDER = HashingEmbedder()

@@ -15,7 +15,8 @@ from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService
-from mimir_mcp.store.chroma import DAMAGED_SUFFIX, REPAIR_SUFFIX, ChromaStore, make_embedding_function
+from mimir_mcp.store.chroma import REPAIR_SUFFIX, ChromaStore
+from mimir_mcp.store.chroma_records import DAMAGED_SUFFIX, make_embedding_function
 from tests.conftest import call, call_error
 
 pytestmark = pytest.mark.anyio

@@ -26,7 +26,9 @@ from mimir_mcp.reindex import Reindexer
 from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.service.sync import TOMBSTONES_SINCE
-from mimir_mcp.store.chroma import DAMAGED_SUFFIX, TOMBSTONE_SUFFIX, ChromaStore
+from mimir_mcp.store.chroma import ChromaStore
+from mimir_mcp.store.chroma_records import DAMAGED_SUFFIX
+from mimir_mcp.store.chroma_tombstones import TOMBSTONE_SUFFIX
 from mimir_mcp.store.in_memory import InMemoryStore
 from tests.conftest import PYTHON, REPO
 from tests.durability_worker import HashEmbedder, worker_settings

@@ -22,10 +22,10 @@ from mimir_mcp.service.memory import MemoryService, dedup_key
 from mimir_mcp.store.chroma import (
     PREVIOUS_SUFFIX,
     REINDEX_SUFFIX,
-    TOMBSTONE_SUFFIX,
     ChromaStore,
-    make_embedding_function,
 )
+from mimir_mcp.store.chroma_records import make_embedding_function
+from mimir_mcp.store.chroma_tombstones import TOMBSTONE_SUFFIX
 from mimir_mcp.transfer import (
     ImportFileError,
     ImportSummary,

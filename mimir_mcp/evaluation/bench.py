@@ -260,7 +260,8 @@ def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
 
     from mimir_mcp.server.validation import check_batch
     from mimir_mcp.service.memory import MemoryService
-    from mimir_mcp.store.chroma import ChromaStore, make_embedding_function
+    from mimir_mcp.store.chroma import ChromaStore
+    from mimir_mcp.store.chroma_records import make_embedding_function
 
     documents = corpus.documents_for(count)
     settings = Settings(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from mimir_mcp.config import RerankerSettings
-from mimir_mcp.models import RerankQueueStatus
+from mimir_mcp.status_models import RerankQueueStatus
 
 # Fewest candidates worth reranking under load: a search that cannot score this many within the budget
 # is answered in the hybrid's order.

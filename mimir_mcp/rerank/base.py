@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mimir_mcp.models import RerankerStatus
+from mimir_mcp.status_models import RerankerStatus
 
 
 class Reranker(Protocol):

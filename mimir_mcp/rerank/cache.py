@@ -9,8 +9,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from mimir_mcp.models import RerankerStatus, ScoreCacheStats
 from mimir_mcp.rerank.base import Reranker
+from mimir_mcp.status_models import RerankerStatus, ScoreCacheStats
 
 # Per-entry bytes on top of the query's and the content key's characters: the key tuple, the float, the
 # ordered dict's slot and links, and the content key's string header, on 64-bit CPython.

@@ -14,10 +14,10 @@ import anyio.to_thread
 
 from mimir_mcp.background import BackgroundLoad, inference_while_loading
 from mimir_mcp.config import RerankerSettings
-from mimir_mcp.models import RerankerStatus
 from mimir_mcp.rerank.blend import BLEND_FILE, load_blend
 from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE, OnnxInt8CrossEncoder, build_int8_model
 from mimir_mcp.served_copy import FastTokenizer, describe, find, record
+from mimir_mcp.status_models import RerankerStatus
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder

@@ -21,7 +21,7 @@ import anyio
 import httpx
 
 from mimir_mcp.config import RemoteRerankerSettings
-from mimir_mcp.models import RerankerStatus
+from mimir_mcp.status_models import RerankerStatus
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from mimir_mcp.models import (
     RememberResponse,
     RerankResponse,
     SearchResponse,
-    StatusSummary,
     UpdateResponse,
 )
 from mimir_mcp.server.access import audit, scope_of
@@ -30,6 +29,7 @@ from mimir_mcp.server.requests import (
     UpdateArguments,
 )
 from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.status_models import StatusSummary
 
 if TYPE_CHECKING:
     from mimir_mcp.server.app import CheckedServer

@@ -16,9 +16,9 @@ from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
 from mimir_mcp.errors import StoreUnavailableError, no_space
 from mimir_mcp.lexical.index import LexicalIndex
-from mimir_mcp.models import ModelState, RepairReport
 from mimir_mcp.service.status import StatusBoard
 from mimir_mcp.service.sync import StoreSync
+from mimir_mcp.status_models import ModelState, RepairReport
 from mimir_mcp.store.base import StoreFactory, VectorStore
 from mimir_mcp.store.catalogue import catalogue_path, set_aside_if_damaged
 

@@ -25,12 +25,10 @@ from mimir_mcp.models import (
     MetadataValue,
     RecordFilter,
     RememberResponse,
-    RepairReport,
     RerankDocument,
     RerankedDocument,
     RerankResponse,
     SearchResponse,
-    StatusResponse,
     UpdateResponse,
 )
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
@@ -44,6 +42,7 @@ from mimir_mcp.service.scope import OWNER, Scope
 from mimir_mcp.service.status import StatusBoard
 from mimir_mcp.service.sync import StoreSync
 from mimir_mcp.service.writes import Watcher, Writes, dedup_key, normalize_for_dedup
+from mimir_mcp.status_models import RepairReport, StatusResponse
 from mimir_mcp.store.base import StoreFactory, VectorStore
 from mimir_mcp.store.chroma import open_chroma
 

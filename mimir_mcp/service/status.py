@@ -15,18 +15,11 @@ from mimir_mcp import __version__
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
 from mimir_mcp.lexical.index import LexicalIndex
-from mimir_mcp.models import (
-    LexicalStatus,
-    ModelState,
-    RepairReport,
-    SearchResponse,
-    SearchStats,
-    StatusResponse,
-    StoreStatus,
-)
+from mimir_mcp.models import SearchResponse
 from mimir_mcp.rerank import Reranker
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import ScoreCache
+from mimir_mcp.status_models import LexicalStatus, ModelState, RepairReport, SearchStats, StatusResponse, StoreStatus
 from mimir_mcp.store.base import VectorStore
 
 logger = logging.getLogger(__name__)

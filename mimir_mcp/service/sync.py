@@ -20,8 +20,9 @@ import numpy as np
 
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.lexical.index import LexicalIndex
-from mimir_mcp.models import MemoryRecord, RepairReport
+from mimir_mcp.models import MemoryRecord
 from mimir_mcp.service.status import StatusBoard
+from mimir_mcp.status_models import RepairReport
 from mimir_mcp.store.base import VectorStore
 from mimir_mcp.store.catalogue import timestamp
 

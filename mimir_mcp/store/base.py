@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from mimir_mcp.models import MemoryRecord, RecordFilter, RepairReport
+from mimir_mcp.models import MemoryRecord, RecordFilter
+from mimir_mcp.status_models import RepairReport
 
 if TYPE_CHECKING:
     from mimir_mcp.config import Settings

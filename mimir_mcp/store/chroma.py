@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -10,17 +9,27 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from mimir_mcp.config import Settings, StoreSettings
 from mimir_mcp.errors import EmbeddingMismatchError, StoreUnavailableError
 from mimir_mcp.locks import ProcessLock
-from mimir_mcp.models import MemoryRecord, RecordFilter, RepairReport
+from mimir_mcp.models import MemoryRecord, RecordFilter
+from mimir_mcp.status_models import RepairReport
 from mimir_mcp.store.base import Tombstone
 from mimir_mcp.store.catalogue import catalogue_path, set_aside, sqlite_damage
-from mimir_mcp.store.chroma_records import chroma_where, record_from_chroma, timestamp_or_zero, to_chroma_metadata
+from mimir_mcp.store.chroma_records import (
+    CHROMA_BATCH,
+    DAMAGED_SUFFIX,
+    chroma_where,
+    make_embedding_function,
+    record_from_chroma,
+    timestamp_or_zero,
+    to_chroma_metadata,
+)
+from mimir_mcp.store.chroma_tombstones import ChromaTombstones
 from mimir_mcp.store.probe import index_damage, vouch, vouched
 
 if TYPE_CHECKING:
@@ -29,50 +38,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-CHROMA_BATCH = 1000
 # Suffixes of the collections ``reindex`` builds and retires beside the live one.
 REINDEX_SUFFIX = "-reindex"
 PREVIOUS_SUFFIX = "-previous"
-# A collection rebuilt from the record catalogue (``repair``), and the name a damaged one is kept under.
+# A collection rebuilt from the record catalogue (``repair``).
 REPAIR_SUFFIX = "-repair"
-DAMAGED_SUFFIX = "-damaged-"
-# The collection beside the live one holding its tombstones (``VectorStore.add_tombstones``): its own, so
-# that it survives ``reindex`` and repair, which replace the live collection.
-TOMBSTONE_SUFFIX = "-tombstones"
 # The collection metadata key of the store's identity (``identity``); ``take_over`` carries it through
 # repair and reindex.
 IDENTITY_KEY = "mimir_store_id"
-
-
-def make_embedding_function(encode: Callable[[list[str]], np.ndarray], model: str) -> Any:
-    """The project's own Chroma embedding function, so Chroma never falls back to its default one
-    (which downloads a model at run time)."""
-    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
-
-    class MimirEmbeddingFunction(EmbeddingFunction[Documents]):
-        def __init__(self) -> None:
-            self._model = model
-
-        def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
-            return list(encode(list(input)))
-
-        @staticmethod
-        def name() -> str:
-            return "mimir-sentence-transformer"
-
-        def get_config(self) -> dict[str, Any]:
-            return {"model": self._model}
-
-        @staticmethod
-        def build_from_config(config: dict[str, Any]) -> EmbeddingFunction[Documents]:
-            return MimirEmbeddingFunction()
-
-        def is_legacy(self) -> bool:
-            return False
-
-    return MimirEmbeddingFunction()
 
 
 def open_chroma(settings: Settings, embedder: TextEmbedder) -> ChromaStore:
@@ -131,7 +104,7 @@ class ChromaStore:
                 self.location = str(path)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
             self._embedding_function = embedding_function
-            self._tombstone_collection: Any = None  # opened on first use: reindex and repair never use theirs
+            self._tombstones = ChromaTombstones(self._client, self.name, self.kind)
             self._recover_reindex()
             self._collection = self._open(self.name)
             self._check_model(model)
@@ -343,82 +316,14 @@ class ChromaStore:
             self.set_collection_meta(**{IDENTITY_KEY: value})
         return str(value)
 
-    def _tombstones(self) -> Any:
-        """The tombstone collection: one row a deleted memory, with a 1-dimensional stand-in vector (Chroma
-        wants one) and the deletion in its metadata (``deleted_at``, and the version it removed)."""
-        if self._tombstone_collection is None:
-            self._tombstone_collection = self._client.get_or_create_collection(
-                self.name + TOMBSTONE_SUFFIX, embedding_function=None
-            )
-        return self._tombstone_collection
-
-    def _on_tombstones(self, action: Callable[[Any], _T]) -> _T:
-        """``action`` on the tombstone collection. Embedded, one Chroma cannot read (its vector index torn,
-        as the live collection's can be) is kept under a ``DAMAGED_SUFFIX`` name and a new, empty one
-        started, rather than the store refused: every process on this data dir shares its catalogue, from
-        which each forget removes its memories as it deletes them, so without the tombstones an absent
-        memory the catalogue still holds is one whose forget was never acknowledged, and restoring it is
-        right. A Chroma server's collections are the server's own: its error is the caller's."""
-        from chromadb.errors import InternalError
-
-        try:
-            return action(self._tombstones())
-        except InternalError as exc:
-            if self.kind != "embedded":
-                raise
-            name = self.name + TOMBSTONE_SUFFIX
-            kept = f"{name}{DAMAGED_SUFFIX}{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-            self._client.get_collection(name).modify(name=kept)
-            self._tombstone_collection = None
-            logger.warning("store: Chroma cannot read the tombstones (%s); kept as %r, new ones begun", exc, kept)
-            return action(self._tombstones())
-
     def add_tombstones(self, records: Sequence[MemoryRecord]) -> None:
-        """One small write: an upsert into the tombstone collection (an id forgotten again is replaced)."""
-        now = time.time()
-
-        def write(collection: Any) -> None:
-            for start in range(0, len(records), CHROMA_BATCH):
-                chunk = records[start : start + CHROMA_BATCH]
-                collection.upsert(
-                    ids=[record.id for record in chunk],
-                    embeddings=[[_stand_in(record.id)] for record in chunk],
-                    metadatas=[_tombstone_metadata(Tombstone.of(record, now)) for record in chunk],
-                )
-
-        self._on_tombstones(write)
+        self._tombstones.add(records)
 
     def clear_tombstones(self, ids: Sequence[str]) -> None:
-        def clear(collection: Any) -> None:
-            unique = list(dict.fromkeys(ids))
-            for start in range(0, len(unique), CHROMA_BATCH):
-                found = collection.get(ids=unique[start : start + CHROMA_BATCH], include=[])["ids"]
-                if found:
-                    collection.delete(ids=found)
-
-        self._on_tombstones(clear)
+        self._tombstones.clear(ids)
 
     def tombstones(self, ids: Sequence[str] | None = None) -> dict[str, Tombstone]:
-        def read(collection: Any) -> dict[str, Tombstone]:
-            pages: list[Any] = []
-            if ids is None:
-                offset = 0
-                while not pages or len(pages[-1]["ids"]) == 10_000:
-                    pages.append(collection.get(include=["metadatas"], limit=10_000, offset=offset))
-                    offset += len(pages[-1]["ids"])
-            else:
-                unique = list(dict.fromkeys(ids))
-                pages = [
-                    collection.get(ids=unique[start : start + CHROMA_BATCH], include=["metadatas"])
-                    for start in range(0, len(unique), CHROMA_BATCH)
-                ]
-            return {
-                memory_id: _tombstone(metadata or {})
-                for page in pages
-                for memory_id, metadata in zip(page["ids"], page["metadatas"], strict=True)
-            }
-
-        return self._on_tombstones(read)
+        return self._tombstones.read(ids)
 
     def record_dimension(self, dimension: int) -> None:
         if self.embedding_dimension is None:
@@ -573,24 +478,3 @@ class ChromaStore:
                 continue
             token.append((name, stat.st_ino, stat.st_mtime_ns, stat.st_size))
         return tuple(token) or None
-
-
-def _stand_in(memory_id: str) -> float:
-    """A tombstone's 1-dimensional vector: spread by the id's hash, since an HNSW graph of identical points
-    is slow to build."""
-    return int.from_bytes(hashlib.blake2b(memory_id.encode(), digest_size=4).digest(), "big") / 2**32
-
-
-def _tombstone_metadata(tombstone: Tombstone) -> dict[str, Any]:
-    """A tombstone as the collection's metadata (Chroma keeps no None values); ``_tombstone`` reads it back."""
-    stored = {"deleted_at": tombstone.deleted_at, "created_at": tombstone.created_at}
-    return stored if tombstone.updated_at is None else {**stored, "updated_at": tombstone.updated_at}
-
-
-def _tombstone(metadata: Any) -> Tombstone:
-    updated = metadata.get("updated_at")
-    return Tombstone(
-        float(metadata.get("deleted_at") or 0.0),
-        str(metadata.get("created_at", "")),
-        None if updated is None else str(updated),
-    )

@@ -1,13 +1,21 @@
 """How a memory and a filter are written in Chroma's terms: reserved fields and user metadata side by side
-in one flat metadata dict, and the filter rule as a ``where`` clause."""
+in one flat metadata dict, the filter rule as a ``where`` clause, and the embedding function Chroma is
+handed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from mimir_mcp.models import MemoryRecord, RecordFilter
 from mimir_mcp.store.catalogue import timestamp
 
+# Records per call to Chroma: its client refuses batches past its own maximum.
+CHROMA_BATCH = 1000
+# The name a collection Chroma cannot read is kept under, with the time it was set aside.
+DAMAGED_SUFFIX = "-damaged-"
 USER_METADATA_PREFIX = "m:"
 
 
@@ -79,3 +87,32 @@ def chroma_where(where: RecordFilter) -> dict[str, Any] | None:
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def make_embedding_function(encode: Callable[[list[str]], np.ndarray], model: str) -> Any:
+    """The project's own Chroma embedding function, so Chroma never falls back to its default one
+    (which downloads a model at run time)."""
+    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+
+    class MimirEmbeddingFunction(EmbeddingFunction[Documents]):
+        def __init__(self) -> None:
+            self._model = model
+
+        def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
+            return list(encode(list(input)))
+
+        @staticmethod
+        def name() -> str:
+            return "mimir-sentence-transformer"
+
+        def get_config(self) -> dict[str, Any]:
+            return {"model": self._model}
+
+        @staticmethod
+        def build_from_config(config: dict[str, Any]) -> EmbeddingFunction[Documents]:
+            return MimirEmbeddingFunction()
+
+        def is_legacy(self) -> bool:
+            return False
+
+    return MimirEmbeddingFunction()

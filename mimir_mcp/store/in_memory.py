@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mimir_mcp.errors import StoreUnavailableError
-from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter, RepairReport
+from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
+from mimir_mcp.status_models import RepairReport
 from mimir_mcp.store.base import StoreKind, Tombstone
 from mimir_mcp.store.catalogue import timestamp
 

@@ -70,7 +70,7 @@ def main() -> None:
     import numpy as np
     from chromadb.config import Settings as ChromaSettings
 
-    from mimir_mcp.store.chroma import TOMBSTONE_SUFFIX
+    from mimir_mcp.store.chroma_tombstones import TOMBSTONE_SUFFIX
 
     folder, name = sys.argv[1], sys.argv[2]
     client = chromadb.PersistentClient(path=folder, settings=ChromaSettings(anonymized_telemetry=False))

@@ -24,8 +24,9 @@ import numpy as np
 
 from mimir_mcp.config import StoreSettings
 from mimir_mcp.lexical.index import LexicalIndex
-from mimir_mcp.models import RepairReport
-from mimir_mcp.store.chroma import IDENTITY_KEY, REPAIR_SUFFIX, ChromaStore, make_embedding_function
+from mimir_mcp.status_models import RepairReport
+from mimir_mcp.store.chroma import IDENTITY_KEY, REPAIR_SUFFIX, ChromaStore
+from mimir_mcp.store.chroma_records import make_embedding_function
 
 logger = logging.getLogger(__name__)
 
