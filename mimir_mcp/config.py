@@ -79,8 +79,8 @@ class EmbeddingSettings(BaseModel):
     batch_size: int = Field(default=32, ge=1, le=1024, description="Texts embedded per step: larger on a GPU.")
     query_backend: Literal["torch", "onnx"] = Field(
         default="onnx",
-        description="onnx: queries embed through an exact fp32 ONNX copy (built once, cached); 3x faster on CPU. "
-        "torch: no copy is built.",
+        description="onnx: an exact fp32 ONNX copy embeds queries and memories (built once, cached; later starts "
+        "serve it without torch); 3x faster on CPU. torch: no copy is built.",
     )
 
 
@@ -99,8 +99,8 @@ class RerankerSettings(BaseModel):
     device: str = Field(default="cpu", description="Where the cross-encoder runs: cpu, cuda, mps.")
     backend: Literal["torch", "onnx-int8"] = Field(
         default="onnx-int8",
-        description="onnx-int8: a fused, int8-quantized ONNX copy (built once, cached) scores once ready. "
-        "torch: the model as it is, no copy built.",
+        description="onnx-int8: a fused, int8-quantized ONNX copy (built once, cached; later starts serve it "
+        "without torch) scores once ready. torch: the model as it is, no copy built.",
     )
     # Batches of 4-8 pairs are ~2x faster than 32 on a laptop CPU, with identical scores.
     batch_size: int = Field(
