@@ -9,6 +9,7 @@ candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import numpy as np
 
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.embedding import TextEmbedder
+from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import (
     Hit,
@@ -165,11 +167,15 @@ class SearchPipeline:
         """The search, stage by stage: retrieve, fuse (with the filter check), rerank, min_score, MMR, present."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
+        request, without_meaning = await self._arms_ready(request)
         retrieved = await self._retrieve(request, timings)
         first = await self._fuse_stage(request, retrieved, timings)
         ranked = await self._rerank_stage(request, first, started, timings)
         ordered, notes, method = ranked.ordered, [], ranked.method
         caveats = [ranked.caveat] if ranked.caveat else []
+        if without_meaning:
+            notes.append(without_meaning)
+            caveats.append(without_meaning)
         if request.min_score is not None:
             if ranked.reranked:
                 ordered = [item for item in ordered if item.rerank is not None and item.rerank >= request.min_score]
@@ -201,6 +207,27 @@ class SearchPipeline:
             fusion=self._policy(request).report(first.fusion, retrieved.decision),
             timings_ms=timings,
         )
+
+    async def _arms_ready(self, request: SearchRequest) -> tuple[SearchRequest, str | None]:
+        """The request without its dense arm while the embedding model is still loading (or failed to), and
+        why, for the answer: a search on a first start answers at once from the keyword arms instead of
+        waiting for the model. A request of the dense arm alone waits for it."""
+        status = self.embedder.status()
+        if "dense" not in request.arms or status.state == "ready":
+            return request, None
+        keywords = tuple(arm for arm in request.arms if arm != "dense")
+        if not keywords:
+            try:
+                await self.embedder.ready()
+            except Exception as exc:
+                raise StoreUnavailableError(f"The embedding model failed to load: {type(exc).__name__}: {exc}") from exc
+            return request, None
+        why = "is still loading" if status.state == "loading" else f"failed to load ({status.error})"
+        note = (
+            f"The embedding model {why}: these hits are from keywords alone (BM25), without the meaning of the "
+            "query; search again once it is ready."
+        )
+        return dataclasses.replace(request, arms=keywords), note
 
     async def _retrieve(self, request: SearchRequest, timings: dict[str, float]) -> Retrieved:
         """Stage 1: the dense arm and the BM25 arms (own text; with the predecessor where the fusion policy

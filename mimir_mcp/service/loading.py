@@ -158,11 +158,13 @@ class StoreLoader:
     def error(self) -> BaseException | None:
         return self._load.error
 
-    async def ready(self) -> Backend:
-        """The backend and the embedder, loaded; a failure to load either is the caller's error."""
+    async def ready(self, *, embedder: bool = True) -> Backend:
+        """The backend and (unless ``embedder=False``: a search, which answers from keywords meanwhile) the
+        embedder, loaded; a failure to load either is the caller's error."""
         try:
             backend = await self._load.wait_async()
-            await self._embedder.ready()
+            if embedder:
+                await self._embedder.ready()
         except Exception as exc:
             raise StoreUnavailableError(
                 f"The memory store is unavailable: {type(exc).__name__}: {exc}. "
@@ -170,10 +172,10 @@ class StoreLoader:
             ) from exc
         return backend
 
-    async def synced(self) -> Backend:
+    async def synced(self, *, embedder: bool = True) -> Backend:
         """The backend, with changes made by other processes applied: list, get, forget and update act on
         what the store holds now, not on what this process last saw."""
-        backend = await self.ready()
+        backend = await self.ready(embedder=embedder)
         if self._sync.due(backend.store):
             try:
                 await anyio.to_thread.run_sync(self._sync.catch_up, backend.store, backend.lexical)

@@ -179,7 +179,7 @@ class MemoryService:
         if scope.confined:
             where = scope.confine(request.where)
             request = dataclasses.replace(request, namespace=where.namespace, namespaces=where.namespaces)
-        backend = await self.loader.synced()
+        backend = await self.loader.synced(embedder=False)  # a loading embedder: keywords answer meanwhile
         pipeline = SearchPipeline(
             self.settings.search,
             self.embedder,
