@@ -143,6 +143,20 @@ def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Settings made in the test processes, and the processes they start, keep ONNX copies in the run's
+    folder (``copies_of``), never in the user's cache: every fresh checkout's bundled model is a new model
+    to it, and each run would leave another copy there."""
+    previous = os.environ.get("MIMIR_STORE_ONNX_CACHE_DIR")
+    os.environ["MIMIR_STORE_ONNX_CACHE_DIR"] = str(_run_folder(tmp_path_factory) / "onnx-copies")
+    yield
+    if previous is None:
+        os.environ.pop("MIMIR_STORE_ONNX_CACHE_DIR", None)
+    else:
+        os.environ["MIMIR_STORE_ONNX_CACHE_DIR"] = previous
+
+
 @contextmanager
 def _once_per_run(folder: Path, name: str) -> Iterator[Path]:
     """``folder / name``, made by the first worker to get here while the others wait for it."""
