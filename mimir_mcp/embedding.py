@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 BACKGROUND_BATCH = 16
 
 _BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+# Where sentence-transformers looks up a bare model name on the hub.
+SENTENCE_TRANSFORMERS_ORG = "sentence-transformers"
 
 
 def bundled_minilm_path() -> Path | None:
@@ -141,15 +143,19 @@ class Embedder:
             self._fast.start()
         return model
 
+    def _root(self) -> Path | None:
+        """The model's folder on this machine, which its copy's record is keyed by."""
+        from mimir_mcp import served_copy
+
+        return served_copy.model_root(self.resolved, self._cache_dir, default_org=SENTENCE_TRANSFORMERS_ORG)
+
     def _open_served(self) -> OnnxQueryEncoder | None:
         """The model's recorded ONNX copy, opened without torch; ``None`` when there is none yet."""
         from mimir_mcp import served_copy
         from mimir_mcp.query_encoder import open_served
 
         try:
-            copy = served_copy.find(
-                self._onnx_cache_dir, "query", served_copy.model_root(self.resolved, self._cache_dir)
-            )
+            copy = served_copy.find(self._onnx_cache_dir, "query", self._root())
             return None if copy is None or copy.dimension is None else open_served(copy)
         except Exception:  # noqa: BLE001 - the torch model loads instead, and builds the copy again
             logger.warning("the recorded ONNX copy of the embedding model could not be opened", exc_info=True)
@@ -158,13 +164,11 @@ class Embedder:
     def _build_fast(self) -> OnnxQueryEncoder:
         if self._served is not None:
             return self._served
-        from mimir_mcp import served_copy
         from mimir_mcp.query_encoder import load_query_encoder
 
         model = self._load.wait()
         assert model is not None  # only a served copy leaves no torch model, and it returned above
-        root = served_copy.model_root(self.resolved, self._cache_dir)
-        return load_query_encoder(model, self._onnx_cache_dir, root)
+        return load_query_encoder(model, self._onnx_cache_dir, self._root())
 
     def start(self) -> None:
         self._load.start()

@@ -46,21 +46,27 @@ class ServedCopy(BaseModel):
     pad_id: int
     pad_token: str
     max_length: int
-    inputs: list[str]
     dimension: int | None = None
 
 
-def model_root(name: str, cache_dir: str | None = None) -> Path | None:
-    """The local folder of a model: the path itself, or its snapshot in the Hugging Face cache; ``None`` when
-    neither is on this machine (nothing is downloaded here)."""
+def looks_like_path(name: str) -> bool:
+    """Hub names are ``org/name``; anything absolute, relative or deeper is meant as a folder."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1
+
+
+def model_root(name: str, cache_dir: str | None = None, *, default_org: str | None = None) -> Path | None:
+    """The local folder of a model: the path itself, or its snapshot in the Hugging Face cache (a bare name
+    also under ``default_org``, as sentence-transformers looks up its own models); ``None`` when neither is on
+    this machine (nothing is downloaded here)."""
     path = Path(os.path.expanduser(name))
     if path.exists():
         return path
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+    if looks_like_path(name):
         return None
     from huggingface_hub import snapshot_download
 
-    for repo in (name,) if "/" in name else (name, f"sentence-transformers/{name}"):
+    repos = [name] if "/" in name or default_org is None else [name, f"{default_org}/{name}"]
+    for repo in repos:
         try:
             return Path(snapshot_download(repo, local_files_only=True, cache_dir=cache_dir))
         except Exception:  # noqa: BLE001 - not cached (or not a repo name): no copy to look up
@@ -137,7 +143,6 @@ def describe(graph: Path, tokenizer: Any, max_length: int) -> ServedCopy:
         pad_id=int(tokenizer.pad_token_id),
         pad_token=str(tokenizer.pad_token),
         max_length=max_length,
-        inputs=input_names(tokenizer),
     )
 
 

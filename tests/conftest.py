@@ -143,13 +143,17 @@ def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+# The run's ONNX cache, beside the test cross-encoder in the run's folder (``copies_of``).
+RUN_COPIES = "onnx-copies"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def run_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Settings made in the test processes, and the processes they start, keep ONNX copies in the run's
     folder (``copies_of``), never in the user's cache: every fresh checkout's bundled model is a new model
     to it, and each run would leave another copy there."""
     previous = os.environ.get("MIMIR_STORE_ONNX_CACHE_DIR")
-    os.environ["MIMIR_STORE_ONNX_CACHE_DIR"] = str(_run_folder(tmp_path_factory) / "onnx-copies")
+    os.environ["MIMIR_STORE_ONNX_CACHE_DIR"] = str(_run_folder(tmp_path_factory) / RUN_COPIES)
     yield
     if previous is None:
         os.environ.pop("MIMIR_STORE_ONNX_CACHE_DIR", None)
@@ -202,7 +206,7 @@ def _build_cross_encoder(path: Path) -> None:
 
 def copies_of(cross_encoder: Path) -> Path:
     """The run's ONNX cache: the served copies of the bundled bi-encoder and of ``cross_encoder``."""
-    return cross_encoder.with_name("onnx-copies")
+    return cross_encoder.with_name(RUN_COPIES)
 
 
 def _build_copies(cross_encoder: Path, copies: Path) -> None:

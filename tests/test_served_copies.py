@@ -131,7 +131,6 @@ def _recorded(tmp_path: Path) -> tuple[Path, Path, ServedCopy]:
         pad_id=0,
         pad_token="[PAD]",
         max_length=128,
-        inputs=["input_ids", "attention_mask"],
         dimension=384,
     )
     served_copy.record(cache, "query", root, copy)

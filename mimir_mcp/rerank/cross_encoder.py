@@ -16,7 +16,7 @@ from mimir_mcp.background import BackgroundLoad, inference_while_loading
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.rerank.blend import BLEND_FILE, load_blend
 from mimir_mcp.rerank.onnx_int8 import DEFAULT_ONNX_CACHE, OnnxInt8CrossEncoder, build_int8_model
-from mimir_mcp.served_copy import FastTokenizer, describe, find, record
+from mimir_mcp.served_copy import FastTokenizer, describe, find, looks_like_path, model_root, record
 from mimir_mcp.status_models import RerankerStatus
 
 if TYPE_CHECKING:
@@ -104,11 +104,6 @@ def check_hub(model: str, *, timeout: float = HUB_CHECK_TIMEOUT_S) -> None:
         ) from None
 
 
-def _looks_like_path(name: str) -> bool:
-    """Hub names are ``org/name``; anything absolute, relative or deeper is meant as a folder."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1
-
-
 class LocalCrossEncoder:
     """A ``CrossEncoder`` whose load never blocks the server and whose failures are reported, not raised."""
 
@@ -193,7 +188,7 @@ class LocalCrossEncoder:
         from mimir_mcp.background import MODEL_IMPORT_LOCK
 
         name = os.path.expanduser(self.model)
-        if not Path(name).exists() and _looks_like_path(self.model):  # said before seconds of imports
+        if not Path(name).exists() and looks_like_path(self.model):  # said before seconds of imports
             raise RerankerLoadError(f"cross-encoder path {self.model!r} does not exist.")
         with MODEL_IMPORT_LOCK:
             from sentence_transformers import CrossEncoder
@@ -247,12 +242,10 @@ class LocalCrossEncoder:
         return "default (the cross-encoder's order alone)"
 
     def _model_folder(self) -> Path:
-        name = Path(os.path.expanduser(self.model))
-        if name.exists():
-            return name
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(self.model, local_files_only=True, cache_dir=self._cache_dir))
+        folder = model_root(self.model, self._cache_dir)
+        if folder is None:
+            raise FileNotFoundError(f"{self.model!r} is neither a folder nor in the local Hugging Face cache")
+        return folder
 
     def _build_fast(self) -> OnnxInt8CrossEncoder:
         if self._served is not None:

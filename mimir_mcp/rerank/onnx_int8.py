@@ -153,7 +153,7 @@ class OnnxInt8CrossEncoder:
         for start in range(0, len(order), batch_size):
             chunk = [pairs[i] for i in order[start : start + batch_size]]
             encoded = self.tokenizer([query for query, _ in chunk], [text for _, text in chunk])
-            feed = {name: encoded[name] for name in self.inputs if name in encoded}
+            feed = {name: encoded[name] for name in self.inputs}
             logits = np.asarray(self.session.run(["logits"], feed)[0])
             scores.append(logits[:, 0])
         ordered = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
