@@ -214,8 +214,7 @@ class HitScores(BaseModel):
     context_score: float | None = None
     fused_score: float = Field(
         description="The hybrid's fused score before reranking (each arm's standardized scores weighted by "
-        "fusion.weights; an RRF score under the RRF methods); the order without a reranker follows it, past "
-        "fusion.tail_from by the tail weights instead."
+        "fusion.weights; an RRF score under the RRF methods); the order without a reranker follows it."
     )
     rerank_score: float | None = Field(default=None, description="Cross-encoder score (0..1), if reranked.")
     blended_score: float | None = Field(
@@ -256,15 +255,6 @@ class SearchFusion(BaseModel):
     )
     rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
     weights: dict[str, float] = Field(description="Each arm's weight for this query.")
-    tail_from: int | None = Field(
-        default=None,
-        description="Past this many places the order follows tail_weights (zscore fusion); null under RRF.",
-    )
-    tail_weights: dict[str, float] | None = Field(
-        default=None,
-        description="Each arm's weight past tail_from: the dense arm's times 100, or times 0.1 where the context "
-        "arm ran (the order past the head follows the dense arm, or the lexical arms); null under RRF.",
-    )
     coverage: dict[str, float | None] = Field(
         description="How fully each arm's best hit matches the query: a BM25 arm's best score over the query's "
         "summed idf, the dense arm's best cosine; null for an arm with no candidates."

@@ -5,20 +5,16 @@ conversations) and cut to some of its groups. Every arm's top 100 for every judg
 the project's own code: BM25 and the context arm from a ``LexicalIndex`` holding the documents in
 corpus order, one namespace per group; the dense arm exact cosine over the bundled bi-encoder's
 vectors; each namespace's coherence from ``LexicalIndex.coherence``. Each candidate setting of the
-``zscore`` fusion (the coverage exponents, the dense arm's scale, the context threshold) is a
-``FusionPolicy`` (``mimir_mcp.search.policy``), the object search itself fuses with, and so are two
-references (the earlier ``coverage`` RRF default and equal-weight RRF, k = 60).
+``zscore`` fusion (the exponent of each arm's per-query confidence, the dense arm's scale, the context
+arm's weight) is a ``FusionPolicy`` (``mimir_mcp.search.policy``), the object search itself fuses with,
+and so are the fusion shipped before (confidence to the power 1, the context arm weighted as BM25) and
+equal-weight RRF (k = 60), for reference.
 
 The rule: a setting's margin on a collection is its nDCG@10 minus that of the better arm (the context
-arm counts as an arm where it runs). For each collection, the setting with the best worst-case margin
-over the *other* collections (ties within 0.001 broken by the mean margin) is measured on it.
-
-Then the tail (the policy's ``tail_*`` parameters): the top 10 stay as chosen, and past them the dense arm's weight
-is multiplied by one factor where the context arm runs and by another where it does not (13 x 13
-pairs). A pair's margin on a collection is its Recall@50 minus the better arm's (to 0.001). The goal is a
-floor (no collection below its better arm), so for each collection the pair measured on it is, of those
-meeting the floor on every other collection, the one farthest from a pair that does not (``choose_tail``),
-beside what the best worst case (leximin) would have chosen.
+arm counts as an arm where it runs). The goal is a floor, every collection within 0.005 of its better
+arm, so for each collection the setting measured on it is the one that meets the floor on the most
+*other* collections (ties by the mean margin); ``--rule leximin`` takes the best worst case instead
+(ties by the next worst, and so on). Recall@50 of the fused list is reported beside it.
 
     python research/fusion_loo.py --cache /tmp/loo \\
         locomo-a=../shared/datasets/locomo-dev:-:26,41 locomo-b=../shared/datasets/locomo-dev:-:43,47,49 \\
@@ -28,7 +24,6 @@ beside what the best worst case (leximin) would have chosen.
 from __future__ import annotations
 
 import argparse
-import math
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,97 +42,46 @@ from mimir_mcp.models import MemoryRecord
 from mimir_mcp.search.policy import ARMS, FusionPolicy
 
 DEPTH = 100
+FLOOR = -0.005  # the goal: within 0.005 of the better arm
 Arms = dict[str, Any]  # per query: arm -> [(doc, score)], "attainable" -> {arm: float}, "coherence", "mean_terms"
 SHIPPED = FusionPolicy()
 
 
 @dataclass(frozen=True)
 class Setting:
-    bm25_power: float
-    dense_power: float
+    confidence: float  # the exponent of each arm's per-query stand-out times coverage
     dense_scale: float
-    context_from: float | None  # coherence from which the context arm runs; None: never
-    context_max_terms: float | None = None  # ... where memories hold at most this many terms on average
-    context_query_words: int | None = None  # ... or the query has at most this many words
+    context_weight: float
 
-    def policy(self, tail: Tail | None = None) -> FusionPolicy:
-        """The search tool's policy under this setting, with ``tail`` (None: no tail)."""
+    def policy(self) -> FusionPolicy:
+        """The search tool's policy under this setting (the context rule as shipped)."""
         return FusionPolicy(
-            bm25_coverage_power=self.bm25_power,
-            dense_coverage_power=self.dense_power,
-            dense_scale=self.dense_scale,
-            context="off" if self.context_from is None else "auto",
-            context_min_coherence=SHIPPED.context_min_coherence if self.context_from is None else self.context_from,
-            context_max_terms=self.context_max_terms,
-            context_query_words=self.context_query_words,
-            tail_from=None if tail is None else tail.head,
-            tail_dense_factor=1.0 if tail is None else tail.plain,
-            tail_dense_factor_context=1.0 if tail is None else tail.context,
+            confidence=self.confidence, dense_scale=self.dense_scale, context_weight=self.context_weight
         )
 
     def label(self) -> str:
-        context = "off" if self.context_from is None else f"from {self.context_from:g}"
-        if self.context_from is not None and self.context_max_terms is not None:
-            context += f" up to {self.context_max_terms:g} terms"
-            if self.context_query_words is not None:
-                context += f" or queries of {self.context_query_words} words"
-        return (
-            f"coverage^{self.bm25_power:g} (BM25), ^{self.dense_power:g} (dense), dense x{self.dense_scale:g}, "
-            f"context {context}"
-        )
+        return f"confidence^{self.confidence:g}, dense x{self.dense_scale:g}, context x{self.context_weight:g}"
 
 
-@dataclass(frozen=True)
-class Tail:
-    context: float  # the dense arm's weight factor past the head where the context arm runs
-    plain: float  # and where it does not
-    head: int = 10
-
-    def label(self) -> str:
-        return f"dense x{self.context:g} with context, x{self.plain:g} without"
-
-
-TAIL_FACTORS = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0]
-
-
-def settings_grid(query_words: int | None = SHIPPED.context_query_words) -> list[Setting]:
-    """The candidate settings; the length test, where a setting has it, with the keyword-query exception
-    of ``query_words`` (a fixed rule, not a choice: None leaves it out, for comparison)."""
+def settings_grid() -> list[Setting]:
+    """The candidate settings: 27, the shipped one among them."""
     return [
-        Setting(bm25, dense, scale, context, max_terms, query_words if max_terms is not None else None)
-        for context in (0.05, 0.07, None)
-        for max_terms in ((None, SHIPPED.context_max_terms) if context is not None else (None,))
-        for bm25, dense in ((0.25, 0.5), (0.5, 0.25), (0.5, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0))
+        Setting(confidence, scale, context)
+        for confidence in (0.0, 0.5, 1.0)
         for scale in (1.5, 2.0, 3.0)
+        for context in (1.0, 1.5, 2.0)
     ]
 
 
-def choose_tail(margins: dict[Tail, tuple[float, ...]], rule: str = "room") -> Tail:
-    """The tail pair for ``margins`` (each pair's Recall@50 margins on the collections it is chosen on,
-    sorted, worst first). ``leximin``: the best worst margin, ties by the next worst and so on. ``room``:
-    Recall@50's bar is a floor, so of the pairs meeting it (worst margin ≥ 0) on every collection, the one
-    farthest from a pair that does not: along each factor, the log-distance to the nearest value that
-    fails with the other factor held (the grid's ends count as open), the smaller of the two distances
-    first, then the larger, then leximin. Where no pair meets it, leximin."""
-    safe = {tail for tail, values in margins.items() if values[0] >= 0}
-    if rule == "leximin" or not safe:
-        return max(margins, key=lambda tail: margins[tail])
-
-    def room(tail: Tail) -> tuple:
-        along = [
-            min(
-                (
-                    abs(math.log(getattr(other, axis) / getattr(tail, axis)))
-                    for other in margins
-                    if other not in safe and getattr(other, held) == getattr(tail, held)
-                ),
-                default=math.inf,
-            )
-            for axis, held in (("context", "plain"), ("plain", "context"))
-        ]
-        return (*sorted(along), margins[tail])
-
-    return max(safe, key=room)
+def choose(margins: dict[Setting, list[float]], rule: Literal["floor", "leximin"] = "floor") -> Setting:
+    """The setting for ``margins`` (each setting's nDCG@10 margins on the collections it is chosen on).
+    ``floor``: the most collections at or above ``FLOOR``, ties by the mean margin (to 0.0001), then the
+    earlier in the grid; ``leximin``: the best worst margin (to 0.001), ties by the next worst and so on."""
+    if rule == "leximin":
+        return max(margins, key=lambda s: tuple(sorted(round(value, 3) for value in margins[s])))
+    return max(
+        margins, key=lambda s: (sum(value >= FLOOR for value in margins[s]), round(float(np.mean(margins[s])), 4))
+    )
 
 
 def compute_arms(folder: Path, separator: str | None, groups: set[str] | None, embedder: Embedder) -> dict:
@@ -203,11 +147,6 @@ def fuse(arms: Arms, policy: FusionPolicy) -> list[str]:
     return [item for item, _ in policy.fuse(chosen, arms["attainable"]).order]
 
 
-def fuse_zscore(arms: Arms, setting: Setting, tail: Tail | None = None) -> list[str]:
-    """The fused order as the search tool makes it under ``setting`` (and ``tail``; None: no tail)."""
-    return fuse(arms, setting.policy(tail))
-
-
 def fuse_rrf(arms: Arms, method: Literal["coverage", "equal"], k: int) -> list[str]:
     """A reference: RRF of the dense arm and BM25 (no context arm), ``coverage``-weighted or equal."""
     return fuse(arms, FusionPolicy(method=method, rrf_k=k, context="off"))
@@ -224,14 +163,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("collections", nargs="+", help="NAME=FOLDER[:SEPARATOR[:GROUP,GROUP...]]")
     parser.add_argument("--cache", type=Path, required=True, help="folder for each collection's arms")
-    parser.add_argument(
-        "--context-query-words",
-        type=int,
-        default=SHIPPED.context_query_words,
-        help="the keyword-query exception to the length test (0: none, as before it)",
-    )
+    parser.add_argument("--rule", choices=("floor", "leximin"), default="floor", help="how a setting is chosen")
     args = parser.parse_args()
-    settings = settings_grid(args.context_query_words or None)
+    settings = settings_grid()
     args.cache.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(EmbeddingSettings(query_backend="torch"))
     embedder.start()
@@ -244,47 +178,44 @@ def main() -> None:
             chosen = set(groups.split(",")) if groups else None
             cached.write_bytes(pickle.dumps(compute_arms(Path(folder), separator or None, chosen, embedder)))
         collections[name] = pickle.loads(cached.read_bytes())
-        texts = load_dataset(Path(folder)).judged_queries  # the query's words: cached arms predate them
-        for qid, arms in collections[name]["runs"].items():
-            arms["words"] = count_words(texts[qid])
 
     arms_alone = {
         name: {arm: measure(c, lambda a, arm=arm: [i for i, _ in a[arm]]) for arm in ("dense", "bm25", "context")}
         for name, c in collections.items()
     }
     results = {
-        s: {name: measure(c, lambda a, s=s: fuse_zscore(a, s)) for name, c in collections.items()} for s in settings
+        s: {name: measure(c, lambda a, s=s: fuse(a, s.policy())) for name, c in collections.items()} for s in settings
     }
     references = {
-        "RRF k=10 `coverage` (the earlier default)": lambda a: fuse_rrf(a, "coverage", 10),
-        "RRF k=60, equal weights": lambda a: fuse_rrf(a, "equal", 60),
+        "the fusion before (confidence^1, context x1; its top 10)": FusionPolicy(confidence=1.0, context_weight=1.0),
+        "RRF k=60, equal weights": FusionPolicy(method="equal", rrf_k=60, context="off"),
     }
     reference_results = {
-        label: {n: measure(c, rank) for n, c in collections.items()} for label, rank in references.items()
+        label: {n: measure(c, lambda a, p=policy: fuse(a, p)) for n, c in collections.items()}
+        for label, policy in references.items()
     }
 
-    def better_arm(name: str, setting: Setting | None, metric: str) -> float:
+    def better_arm(name: str, metric: str, context_counts: bool = True) -> float:
         runs = collections[name]["runs"].values()
-        context = setting is not None and all(runs_context(arms, setting.policy()) for arms in runs)
+        context = context_counts and all(runs_context(arms, SHIPPED) for arms in runs)
         arms = ("dense", "bm25", "context") if context else ("dense", "bm25")
         return max(arms_alone[name][arm][metric] for arm in arms)
 
     def margin(setting: Setting, name: str, metric: str = "ndcg") -> float:
-        return results[setting][name][metric] - better_arm(name, setting, metric)
+        return results[setting][name][metric] - better_arm(name, metric)
 
     def pick(names: list[str]) -> Setting:
-        return max(
-            settings, key=lambda s: (round(min(margin(s, n) for n in names), 3), np.mean([margin(s, n) for n in names]))
-        )
+        return choose({s: [margin(s, n) for n in names] for s in settings}, args.rule)
 
-    print("| collection | dense | BM25 | context arm | coherence |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| collection | dense | BM25 | context arm | coherence | mean terms |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name in collections:
-        coherence = sorted(
-            {round(a["coherence"], 3) for a in collections[name]["runs"].values() if a["coherence"] is not None}
-        )
+        runs = collections[name]["runs"].values()
+        coherence = sorted({round(a["coherence"], 3) for a in runs if a["coherence"] is not None})
+        terms = sorted({round(a["mean_terms"], 1) for a in runs if a.get("mean_terms") is not None})
         figures = " | ".join(f"{arms_alone[name][arm]['ndcg']:.4f}" for arm in ("dense", "bm25", "context"))
-        print(f"| {name} | {figures} | {', '.join(map(str, coherence)) or 'n/a'} |")
+        shown = [", ".join(map(str, values)) or "n/a" for values in (coherence, terms)]
+        print(f"| {name} | {figures} | {shown[0]} | {shown[1]} |")
 
     rows = []
     for held_out in collections:
@@ -297,10 +228,14 @@ def main() -> None:
     for value, name, setting in sorted(rows, key=lambda row: row[0]):
         figures = results[setting][name]
         print(
-            f"| {name} | {setting.label()} | {figures['ndcg']:.4f} | {better_arm(name, setting, 'ndcg'):.4f} | "
-            f"{value:+.4f} | {figures['r50']:.4f} | {better_arm(name, setting, 'r50'):.4f} |"
+            f"| {name} | {setting.label()} | {figures['ndcg']:.4f} | {better_arm(name, 'ndcg'):.4f} | "
+            f"{value:+.4f} | {figures['r50']:.4f} | {better_arm(name, 'r50'):.4f} |"
         )
-    print(f"\nmean margin held out: {np.mean([row[0] for row in rows]):+.4f}")
+    held = [row[0] for row in rows]
+    print(
+        f"\nheld out: mean margin {np.mean(held):+.4f}, worst {min(held):+.4f}, "
+        f"{sum(value >= FLOOR for value in held)} of {len(held)} within 0.005"
+    )
 
     chosen = pick(list(collections))
     print(f"\nchosen on all: {chosen.label()}")
@@ -313,58 +248,9 @@ def main() -> None:
             f"{f['r50']:.4f} | {margin(chosen, name, 'r50'):+.4f} |"
         )
     for label, figures in reference_results.items():
-        cells = ", ".join(f"{n} {figures[n]['ndcg'] - better_arm(n, None, 'ndcg'):+.4f}" for n in collections)
-        print(f"\n{label}, nDCG@10 margin over the better plain arm: {cells}")
-
-    # The tail: per head setting, each query's Recall@50 under each factor; a query takes the factor of its
-    # kind (context arm running or not), so a pair's figures combine these without fusing again.
-    heads = {pick([n for n in collections if n != held_out]) for held_out in collections} | {chosen}
-    recall = {
-        (s, name, factor): {
-            qid: (
-                runs_context(arms, s.policy()),
-                score_ranking(fuse_zscore(arms, s, Tail(factor, factor)), c["qrels"][qid])["recall@50"],
-            )
-            for qid, arms in c["runs"].items()
-        }
-        for s in heads
-        for name, c in collections.items()
-        for factor in TAIL_FACTORS
-    }
-    tails = [Tail(c, p) for c in TAIL_FACTORS for p in TAIL_FACTORS]
-
-    def tail_margin(s: Setting, tail: Tail, name: str) -> float:
-        with_context, without = recall[(s, name, tail.context)], recall[(s, name, tail.plain)]
-        values = [with_context[q][1] if with_context[q][0] else without[q][1] for q in with_context]
-        return float(np.mean(values)) - better_arm(name, s, "r50")
-
-    def tail_table(s: Setting, names: list[str]) -> dict[Tail, tuple[float, ...]]:
-        return {tail: tuple(sorted(round(tail_margin(s, tail, n), 3) for n in names)) for tail in tails}
-
-    tail_rows = []
-    for held_out in collections:
-        others = [n for n in collections if n != held_out]
-        s = pick(others)
-        table = tail_table(s, others)
-        tail, leximin = choose_tail(table), choose_tail(table, rule="leximin")
-        tail_rows.append((tail_margin(s, tail, held_out), held_out, tail, tail_margin(s, leximin, held_out), leximin))
-    print("\n| held out | tail chosen on the others | R@50 margin | leximin instead: chosen | margin |")
-    print("| --- | --- | --- | --- | --- |")
-    for value, name, tail, leximin_value, leximin in sorted(tail_rows, key=lambda row: row[0]):
-        print(f"| {name} | {tail.label()} | {value:+.4f} | {leximin.label()} | {leximin_value:+.4f} |")
-    print(
-        f"\nmean R@50 margin held out: {np.mean([row[0] for row in tail_rows]):+.4f} "
-        f"(leximin: {np.mean([row[3] for row in tail_rows]):+.4f})"
-    )
-    tail = choose_tail(tail_table(chosen, list(collections)))
-    print(f"\ntail chosen on all: {tail.label()}")
-    print("| collection | R@50 | R@50 margin | without the tail |")
-    print("| --- | --- | --- | --- |")
-    for name in collections:
-        print(
-            f"| {name} | {tail_margin(chosen, tail, name) + better_arm(name, chosen, 'r50'):.4f} | "
-            f"{tail_margin(chosen, tail, name):+.4f} | {margin(chosen, name, 'r50'):+.4f} |"
-        )
+        context = not label.startswith("RRF")
+        cells = ", ".join(f"{n} {figures[n]['ndcg'] - better_arm(n, 'ndcg', context):+.4f}" for n in collections)
+        print(f"\n{label}, nDCG@10 margin over the better arm: {cells}")
 
 
 if __name__ == "__main__":

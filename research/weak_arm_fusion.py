@@ -29,7 +29,7 @@ from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.search.policy import FusionPolicy
 
 DEPTH = 100
-# The columns: the RRF methods at their k, and the shipped z-score fusion's head (no tail: these tables
+# The columns: the RRF methods at their k, and the shipped z-score fusion (these tables
 # measure nDCG@10).
 COLUMNS = {
     "RRF k=60 equal": FusionPolicy(method="equal", rrf_k=60),
@@ -37,7 +37,7 @@ COLUMNS = {
     "RRF k=10 score_gap": FusionPolicy(method="score_gap", rrf_k=10),
     "RRF k=10 top_z": FusionPolicy(method="top_z", rrf_k=10),
     "RRF k=10 coverage": FusionPolicy(method="coverage", rrf_k=10),
-    "zscore": FusionPolicy(tail_from=None),
+    "zscore": FusionPolicy(),
 }
 
 

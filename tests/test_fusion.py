@@ -9,7 +9,6 @@ from mimir_mcp.search.fusion import (
     coverage_factor,
     rrf,
     score_gap_weight,
-    tailed_fusion,
     top_z_weight,
     z_fusion,
 )
@@ -152,26 +151,6 @@ def test_z_fusion_adds_standardized_scores_exactly():
         ("a", 1.0),
         ("b", 1.0),
         ("c", 1.0),
-    ]
-
-
-def test_tailed_fusion_keeps_the_head_and_reorders_the_rest_under_the_tail_weights():
-    # dense [0.9, 0.6, 0.5]: min 0.5, population sd sqrt(0.26/9); bm25 [6, 4, 2]: min 2, sd sqrt(8/3)
-    sd_dense, sd_bm25 = math.sqrt(0.26 / 9), math.sqrt(8 / 3)
-    scored = {"dense": [("a", 0.9), ("c", 0.6), ("e", 0.5)], "bm25": [("b", 6.0), ("d", 4.0), ("f", 2.0)]}
-    even, heavy = {"dense": 1.0, "bm25": 1.0}, {"dense": 10.0, "bm25": 1.0}
-    score = {"a": 0.4 / sd_dense, "b": 4 / sd_bm25, "c": 0.1 / sd_dense, "d": 2 / sd_bm25, "e": 0.0, "f": 0.0}
-    assert [item for item, _ in z_fusion(scored, weights=even)] == ["b", "a", "d", "c", "e", "f"]
-    tailed = tailed_fusion(scored, weights=even, tail_weights=heavy, head=2)
-    # b and a stay on top; past them the dense arm weighs ten times: c (10 * 0.1 / sd) before d (2 / sd)
-    assert [item for item, _ in tailed] == ["b", "a", "c", "d", "e", "f"]
-    assert dict(tailed) == pytest.approx(score)  # every item keeps its score under the head's weights
-    # the same weights, or a head as long as the list: z_fusion's own order
-    assert tailed_fusion(scored, weights=even, tail_weights=even, head=2) == z_fusion(scored, weights=even)
-    assert tailed_fusion(scored, weights=even, tail_weights=heavy, head=6) == z_fusion(scored, weights=even)
-    # head 0: the tail weights' order throughout
-    assert [i for i, _ in tailed_fusion(scored, weights=even, tail_weights=heavy, head=0)] == [
-        i for i, _ in z_fusion(scored, weights=heavy)
     ]
 
 

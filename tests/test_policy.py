@@ -1,4 +1,4 @@
-"""The fusion policy: which arms run, their weights, the fusion and the tail, and its report, exactly."""
+"""The fusion policy: which arms run, their weights, the fusion, and its report, exactly."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.lexical.analysis import count_words
 from mimir_mcp.models import SearchFusion
-from mimir_mcp.search.fusion import rrf, tailed_fusion, z_fusion
-from mimir_mcp.search.policy import METHOD_COVERAGE_POWER, ContextDecision, FusedList, FusionPolicy
+from mimir_mcp.search.fusion import rrf, z_fusion
+from mimir_mcp.search.policy import RRF_COVERAGE_POWER, ContextDecision, FusedList, FusionPolicy
 
 SHIPPED = FusionPolicy()
 Z = 3 / math.sqrt(2 / 3)  # top_z of [4, 2, 1, 0]: the rest have mean 1 and population sd sqrt(2/3)
@@ -33,23 +33,19 @@ def test_the_shipped_policy_and_the_settings_it_is_built_from():
     assert SHIPPED == FusionPolicy(
         method="zscore",
         rrf_k=10,
+        confidence=0.5,
         dense_coverage_power=None,
         bm25_coverage_power=None,
         dense_scale=2.0,
         dense_weight=1.0,
         bm25_weight=1.0,
-        tail_from=10,
-        tail_dense_factor=100.0,
-        tail_dense_factor_context=0.1,
+        context_weight=1.5,
         context="auto",
         context_min_coherence=0.05,
         context_max_terms=50.0,
         context_query_words=4,
     )
-    assert METHOD_COVERAGE_POWER == {
-        "zscore": {"dense": 1.0, "bm25": 1.0, "context": 1.0},
-        "coverage": {"dense": 3.0, "bm25": 4.0, "context": 4.0},
-    }
+    assert RRF_COVERAGE_POWER == {"dense": 3.0, "bm25": 4.0, "context": 4.0}
     assert FusionPolicy.from_settings(SearchSettings()) == SHIPPED
     assert FusionPolicy.from_settings(SearchSettings(context="on")) == FusionPolicy(context="on")
     assert SHIPPED.describe() == "standardized scores"
@@ -125,16 +121,25 @@ def test_which_arms_run():
     assert FusionPolicy.arms(("dense",), True) == ("dense",)
 
 
-def test_zscore_weighs_each_arm_by_its_stand_out_times_coverage_exactly():
+def test_zscore_weighs_each_arm_by_the_square_root_of_its_stand_out_times_coverage_exactly():
     scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0], "context": [1.0, 2.0, 0.0]}
     weights = SHIPPED.weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0})
-    # z (not squared) times coverage; the dense arm's deviations count twice;
-    # context's best hit is below its mean: floored at 0.05; its coverage is clipped to 1
-    assert weights == pytest.approx({"dense": 2 * Z * 0.64, "bm25": Z * 0.25, "context": 0.05})
+    # the square root of z times coverage; the dense arm's deviations count twice, the context arm's 1.5
+    # times; context's best hit is below its mean: z floored at 0.05; its coverage is clipped to 1
+    assert weights == pytest.approx(
+        {"dense": 2 * (Z * 0.64) ** 0.5, "bm25": (Z * 0.25) ** 0.5, "context": 1.5 * 0.05**0.5}
+    )
+    # confidence 1: z times coverage, as before; 0: the fixed weights alone, whatever the scores
+    assert FusionPolicy(confidence=1.0).weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == (
+        pytest.approx({"dense": 2 * Z * 0.64, "bm25": Z * 0.25, "context": 1.5 * 0.05})
+    )
+    assert FusionPolicy(confidence=0.0).weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == (
+        pytest.approx({"dense": 2.0, "bm25": 1.0, "context": 1.5})
+    )
     # the lab's knobs: the dense arm's scale, each kind of arm's coverage power, fixed weights
     tuned = FusionPolicy(dense_scale=3.0, dense_coverage_power=2.0, bm25_coverage_power=0.5, bm25_weight=2.0)
     assert tuned.weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == pytest.approx(
-        {"dense": 3 * Z * 0.64**2, "bm25": 2 * Z * 0.25**0.5, "context": 2 * 0.05}
+        {"dense": 3 * Z**0.5 * 0.64**2, "bm25": 2 * Z**0.5 * 0.25**0.5, "context": 1.5 * 0.05**0.5}
     )
 
 
@@ -156,15 +161,7 @@ def test_the_rrf_methods_weigh_exactly():
     assert FusionPolicy(method="equal", bm25_weight=2.0).weights(scores, coverage) == {"dense": 1.0, "bm25": 2.0}
 
 
-def test_the_tail_weighs_the_dense_arm_by_the_factor_of_its_kind_of_namespace():
-    weights = {"dense": 2.0, "bm25": 3.0, "context": 1.5}
-    assert SHIPPED.tail_weights(weights, context=True) == {"dense": 2.0 * 0.1, "bm25": 3.0, "context": 1.5}
-    assert SHIPPED.tail_weights({"dense": 2.0, "bm25": 3.0}, context=False) == {"dense": 200.0, "bm25": 3.0}
-    assert FusionPolicy(tail_from=None).tail_weights(weights, context=True) is None
-    assert FusionPolicy(method="coverage").tail_weights(weights, context=True) is None
-
-
-def test_fuse_weighs_fuses_and_tails_exactly():
+def test_fuse_weighs_and_fuses_exactly():
     dense = [(f"d{i}", 0.9 - 0.05 * i) for i in range(8)]
     bm25 = [(f"d{7 - i}", 8.0 - i) for i in range(8)]
     arms = {"dense": dense, "bm25": bm25}
@@ -173,34 +170,27 @@ def test_fuse_weighs_fuses_and_tails_exactly():
     coverage = {"dense": 0.9, "bm25": 0.8}
     assert fused.coverage == pytest.approx(coverage)
     assert fused.weights == SHIPPED.weights(scores, fused.coverage)
-    tail = {**fused.weights, "dense": fused.weights["dense"] * 100.0}
-    assert fused.tail_weights == tail and fused.context is False
-    assert fused.order == tailed_fusion(arms, weights=fused.weights, tail_weights=tail, head=10)
+    assert fused.context is False
+    assert fused.order == z_fusion(arms, weights=fused.weights)
     assert [item for item, _ in fused.order] == [f"d{i}" for i in range(8)]  # the dense arm leads throughout
-    # a head of 3 and a light dense tail: the top three stay, the rest follow BM25
-    short = FusionPolicy(tail_from=3, tail_dense_factor=0.01).fuse(arms, {"bm25": 10.0})
-    assert short.weights == fused.weights
-    assert short.tail_weights == {**fused.weights, "dense": fused.weights["dense"] * 0.01}
-    assert [item for item, _ in short.order] == ["d0", "d1", "d2", "d7", "d6", "d5", "d4", "d3"]
-    assert dict(short.order) == dict(fused.order)  # each keeps its score under the head's weights
-    # no tail: z_fusion itself
-    untailed = FusionPolicy(tail_from=None).fuse(arms, {"bm25": 10.0})
-    assert untailed.tail_weights is None and untailed.order == z_fusion(arms, weights=untailed.weights)
-    # RRF: ranks only, k from the policy, no tail
+    # with fixed weights favouring BM25, its order leads instead
+    lexical = FusionPolicy(confidence=0.0, dense_scale=0.1).fuse(arms, {"bm25": 10.0})
+    assert lexical.weights == {"dense": 0.1, "bm25": 1.0}
+    assert [item for item, _ in lexical.order] == [f"d{7 - i}" for i in range(8)]
+    # RRF: ranks only, k from the policy
     equal = FusionPolicy(method="equal", rrf_k=60).fuse(arms, {"bm25": 10.0})
     assert equal.order == rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=60)
-    assert equal.order[0][1] == pytest.approx(1 / 61 + 1 / 68) and equal.tail_weights is None
-    # where the context arm is fused, the tail leans on the lexical arms
+    assert equal.order[0][1] == pytest.approx(1 / 61 + 1 / 68)
+    # where the context arm is among the lists, it is fused too, at its own weight
     with_context = SHIPPED.fuse({**arms, "context": bm25}, {"bm25": 10.0, "context": 10.0})
     assert with_context.context is True
-    assert with_context.tail_weights == {**with_context.weights, "dense": with_context.weights["dense"] * 0.1}
+    assert with_context.weights["context"] == pytest.approx(1.5 * with_context.weights["bm25"])
 
 
 def test_the_report_states_the_decision_rounded():
     fused = FusedList(
         order=[("a", 1.0)],
         weights={"dense": 1.23456789, "bm25": 0.5},
-        tail_weights={"dense": 123.456789, "bm25": 0.5},
         coverage={"dense": 0.87654321, "bm25": None},
         context=True,
     )
@@ -209,15 +199,13 @@ def test_the_report_states_the_decision_rounded():
         method="zscore",
         rrf_k=10,
         weights={"dense": 1.234568, "bm25": 0.5},
-        tail_from=10,
-        tail_weights={"dense": 123.456789, "bm25": 0.5},
         coverage={"dense": 0.876543, "bm25": None},
         context=True,
         coherence=0.081235,
         mean_terms=21.46,
         query_words=3,
     )
-    rrf_fused = FusedList([("a", 0.1)], {"dense": 1.0}, None, {"dense": None}, False)
+    rrf_fused = FusedList([("a", 0.1)], {"dense": 1.0}, {"dense": None}, False)
     assert FusionPolicy(method="equal", rrf_k=60).report(rrf_fused, ContextDecision(False)) == SearchFusion(
         method="equal", rrf_k=60, weights={"dense": 1.0}, coverage={"dense": None}
     )

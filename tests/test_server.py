@@ -22,7 +22,6 @@ from .conftest import call, call_error
 pytestmark = pytest.mark.anyio
 
 SHIPPED = FusionPolicy()
-TAIL_DENSE_FACTOR, TAIL_DENSE_FACTOR_CONTEXT = SHIPPED.tail_dense_factor, SHIPPED.tail_dense_factor_context
 
 FACTS = [
     "The staging deploy key is stored in Vault under secret/staging/deploy.",
@@ -417,10 +416,10 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
     )
 
 
-async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_factor(client: Client):
-    """The first ten places are the fused order; the rest follow the same standardized scores with the
-    dense arm weighted a hundred times (no context arm here), each hit keeping its fused score."""
-    from mimir_mcp.search.fusion import tailed_fusion, z_fusion
+async def test_the_order_is_the_weighted_standardized_scores_all_the_way_down(client: Client):
+    """Without a reranker every place, the first ten and the rest, follows the arms' standardized scores
+    under the weights the fusion report shows, each hit keeping its fused score."""
+    from mimir_mcp.search.fusion import z_fusion
 
     services = ["billing", "search", "auth", "mail", "cache", "queue", "reports", "uploads"]
     memories = [
@@ -435,10 +434,10 @@ async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_facto
     )
     hits = found["hits"]
     assert len(hits) == 24 and found["candidates"]["dense"] == 24  # every candidate is shown
-    assert "context" not in found["fusion"] and found["fusion"]["tail_from"] == 10  # context false: left out
-    weights, tail = found["fusion"]["weights"], found["fusion"]["tail_weights"]
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
-    # each arm's ranked list, rebuilt from the hits, fused again both ways
+    assert "context" not in found["fusion"]  # context false: left out
+    weights = found["fusion"]["weights"]
+    assert set(weights) == {"dense", "bm25"} and all(weight > 0 for weight in weights.values())
+    # each arm's ranked list, rebuilt from the hits, fused again
     arms = {
         arm: sorted(
             ((h["id"], h["scores"][key]) for h in hits if key in h["scores"]),
@@ -446,15 +445,11 @@ async def test_past_the_top_ten_the_order_weighs_the_dense_arm_by_the_tail_facto
         )
         for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
     }
-    assert len(arms["bm25"]) >= 11  # the lexical arm reaches past the head too
-    order = [hit["id"] for hit in hits]
-    expected = tailed_fusion(arms, weights=weights, tail_weights=tail, head=10)
-    assert order == [item for item, _ in expected]
-    assert order != [item for item, _ in z_fusion(arms, weights=weights)]  # the tail did reorder
-    assert order[:10] == [item for item, _ in z_fusion(arms, weights=weights)][:10]
-    fused = dict(z_fusion(arms, weights=weights))
-    for hit in hits:
-        assert hit["scores"]["fused_score"] == pytest.approx(fused[hit["id"]], rel=1e-3, abs=1e-5)
+    assert len(arms["bm25"]) >= 11  # the lexical arm reaches past the first ten too
+    fused = z_fusion(arms, weights=weights)
+    assert [hit["id"] for hit in hits] == [item for item, _ in fused]
+    for hit, (_, score) in zip(hits, fused, strict=True):
+        assert hit["scores"]["fused_score"] == pytest.approx(score, rel=1e-3, abs=1e-5)
 
 
 async def test_long_memories_are_shown_as_snippets(client: Client, settings):
@@ -550,10 +545,7 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     hit = found["hits"][texts.index(answer)]
     assert hit["scores"]["context_rank"] <= 2  # its predecessor's words found it
     assert "BM25 with each memory's predecessor" in found["message"]
-    # where the context arm runs, the tail leans on the lexical arms: the dense weight times 0.1
-    weights, tail = found["fusion"]["weights"], found["fusion"]["tail_weights"]
-    assert found["fusion"]["tail_from"] == 10
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR_CONTEXT}, rel=1e-4)
+    assert set(found["fusion"]["weights"]) == {"dense", "bm25", "context"}
     # the same memories stored in an order that keeps no exchange together are not read that way
     for position in range(len(CONVERSATION)):
         speaker, text = CONVERSATION[(position * 7) % len(CONVERSATION)]
@@ -565,8 +557,7 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     )
     assert "context" not in shuffled["fusion"]  # false: left out
     assert shuffled["fusion"]["coherence"] < 0.05
-    weights, tail = shuffled["fusion"]["weights"], shuffled["fusion"]["tail_weights"]
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
+    assert set(shuffled["fusion"]["weights"]) == {"dense", "bm25"}
     assert "context" not in shuffled["candidates"]  # null: left out
     assert all("context_rank" not in hit["scores"] for hit in shuffled["hits"])
     assert found["fusion"]["mean_terms"] < 10  # a few words a turn
@@ -585,16 +576,14 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     assert long["fusion"]["coherence"] >= 0.05
     assert long["fusion"]["mean_terms"] > 60
     assert "context" not in long["fusion"] and "context" not in long["candidates"]
-    weights, tail = long["fusion"]["weights"], long["fusion"]["tail_weights"]
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR}, rel=1e-4)
+    assert set(long["fusion"]["weights"]) == {"dense", "bm25"}
     assert long["fusion"]["query_words"] == 7
     # ... except for a keyword query (at most 4 words), which names a topic its answer's neighbours hold
     keywords = await call(client, "search", {**query, "query": "wedding Ann's sister", "max_chars": 2000})
     assert keywords["fusion"]["query_words"] == 3
     assert keywords["fusion"]["context"] is True and keywords["candidates"]["context"] > 0
     assert answer in [hit["text"].removesuffix(f" {padding}") for hit in keywords["hits"]][:3]
-    weights, tail = keywords["fusion"]["weights"], keywords["fusion"]["tail_weights"]
-    assert tail == pytest.approx({**weights, "dense": weights["dense"] * TAIL_DENSE_FACTOR_CONTEXT}, rel=1e-4)
+    assert set(keywords["fusion"]["weights"]) == {"dense", "bm25", "context"}
 
 
 async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_answer(client):

@@ -63,32 +63,6 @@ def z_fusion(
     return sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))
 
 
-def tailed_fusion(
-    scored: Mapping[str, Sequence[tuple[K, float]]],
-    *,
-    weights: Mapping[str, float],
-    tail_weights: Mapping[str, float],
-    head: int,
-) -> list[tuple[K, float]]:
-    """``z_fusion`` under ``weights`` for the first ``head`` places, then every other candidate in the
-    order ``z_fusion`` gives it under ``tail_weights``; each item keeps its score under ``weights``.
-
-    The per-query weights are judged on each arm's best hit, which is what the top of the list needs;
-    deeper down, what decides Recall@50 (what the reranker sees) is which arm's deep candidates hold the
-    relevant memories, and that differs by store: in conversations and other coherent namespaces the
-    lexical arms' (a dense-heavy tail loses BM25's rank-20 turns), elsewhere the bi-encoder's (a
-    definition searched against terms finds its term at dense rank 30-50, while BM25's own candidates
-    hold almost nothing). Splitting the two keeps nDCG@10 exactly as it was.
-    """
-    fused = z_fusion(scored, weights=weights)
-    if head >= len(fused) or dict(tail_weights) == dict(weights):
-        return fused
-    score = dict(fused)
-    kept = {item for item, _ in fused[:head]}
-    tail = [(item, score[item]) for item, _ in z_fusion(scored, weights=tail_weights) if item not in kept]
-    return fused[:head] + tail
-
-
 def score_gap_weight(scores: Sequence[float], *, window: int = 10, floor: float = 0.05) -> float | None:
     """How sure an arm is about this query: the square root of the relative drop from its best score to
     its ``window``-th, ``sqrt((s_1 - s_n) / s_1)``, floored so that no arm is silenced completely.

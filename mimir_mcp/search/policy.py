@@ -2,11 +2,10 @@
 
 Which arms run for a query (dense, BM25, and BM25 reading each memory with its predecessor where the
 namespace reads as a conversation), how much each counts for this query (how far its best hit stands
-out, how fully it matches), how their lists are fused (standardized scores; RRF for comparison), and
-what the order past the head follows (the tail). Search builds one ``FusionPolicy`` from its settings
-and calls it; research/ builds variants of it in code and calls the same methods. The defaults are the
-shipped values, chosen leaving one collection out (research/NOTES.md); the scoring math they call is
-the pure functions of ``fusion``.
+out, how fully it matches), and how their lists are fused (standardized scores; RRF for comparison).
+Search builds one ``FusionPolicy`` from its settings and calls it; research/ builds variants of it in
+code and calls the same methods. The defaults are the shipped values, chosen leaving one collection
+out (research/NOTES.md); the scoring math they call is the pure functions of ``fusion``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.lexical.analysis import count_words
 from mimir_mcp.models import SearchFusion
-from mimir_mcp.search.fusion import arm_coverage, arm_weights, rrf, tailed_fusion, z_fusion
+from mimir_mcp.search.fusion import arm_coverage, arm_weights, rrf, z_fusion
 
 K = TypeVar("K", bound=Hashable)
 
@@ -27,13 +26,9 @@ ARMS: tuple[Arm, ...] = ("dense", "bm25", "context")
 FusionMethod = Literal["zscore", "coverage", "top_z", "score_gap", "equal"]
 ContextMode = Literal["auto", "on", "off"]
 
-# Each method's exponent of an arm's coverage in its weight (``fusion.coverage_factor``); an arm not
-# named: 0, coverage ignored. ``coverage`` (RRF) was chosen on SciFact, two WordNet sets and simulated
-# weak arms; ``zscore``, leave one collection out over twelve collections.
-METHOD_COVERAGE_POWER: dict[str, dict[str, float]] = {
-    "zscore": {"dense": 1.0, "bm25": 1.0, "context": 1.0},
-    "coverage": {"dense": 3.0, "bm25": 4.0, "context": 4.0},
-}
+# The RRF ``coverage`` method's exponents of an arm's coverage in its weight (``fusion.coverage_factor``),
+# chosen on SciFact, two WordNet sets and simulated weak arms; the other RRF methods ignore coverage.
+RRF_COVERAGE_POWER: dict[str, float] = {"dense": 3.0, "bm25": 4.0, "context": 4.0}
 
 
 class NamespaceStatistics(Protocol):
@@ -58,12 +53,11 @@ class ContextDecision:
 
 @dataclass(frozen=True)
 class FusedList(Generic[K]):
-    """The fused first-stage order, best first, with what made it: each arm's weight for this query,
-    its weight past the head (``None``: no tail) and its coverage."""
+    """The fused first-stage order, best first, with what made it: each arm's weight for this query and
+    its coverage."""
 
     order: list[tuple[K, float]]
     weights: dict[str, float]
-    tail_weights: dict[str, float] | None
     coverage: dict[str, float | None]
     context: bool  # whether the context arm was among the arms fused
 
@@ -73,12 +67,16 @@ class FusionPolicy:
     """How search fuses its arms; every parameter is a research knob with the shipped value as default."""
 
     method: FusionMethod = "zscore"
-    """``zscore``: each arm's standardized scores added, weighted per query by how far its best hit stands
-    above its other candidates times its coverage. RRF weighted by the stand-out squared times coverage
-    (``coverage``), by the stand-out alone (``top_z``), by the top-1/top-10 gap (``score_gap``), or
-    plain (``equal``): comparisons kept for the lab."""
+    """``zscore``: each arm's standardized scores added, weighted per query by ``confidence``. RRF weighted by
+    the stand-out squared times coverage (``coverage``), by the stand-out alone (``top_z``), by the
+    top-1/top-10 gap (``score_gap``), or plain (``equal``): comparisons kept for the lab."""
     rrf_k: int = 10
     """The RRF constant, for the RRF methods."""
+    confidence: float = 0.5
+    """Under ``zscore``, the exponent of each arm's per-query confidence in its weight: how many standard
+    deviations its best hit stands above its other candidates times its coverage (``fusion.arm_weights``).
+    0 weighs every query alike; 1 lets an arm that is sure of one hit outweigh the others; the square root
+    keeps a weak arm from dragging the order down without letting one outlier decide it."""
     dense_coverage_power: float | None = None
     """Exponent of the dense arm's coverage (its best cosine) in its weight; ``None``: the method's own."""
     bm25_coverage_power: float | None = None
@@ -89,16 +87,10 @@ class FusionPolicy:
     many deviations above the rest."""
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
-    """Fixed per-arm weights (the context arm takes BM25's), multiplying the per-query ones."""
-    tail_from: int | None = 10
-    """Under ``zscore``, past this many places the order follows the tail weights; ``None``: no tail."""
-    tail_dense_factor: float = 100.0
-    """The dense arm's weight past the head is this times its weight where the context arm does not run
-    (past the head the order all but follows the dense arm) ..."""
-    tail_dense_factor_context: float = 0.1
-    """... and this times it where the context arm runs (a coherent namespace: it follows the lexical
-    arms). Recall@50's bar is a floor: of the factors that meet it on every other collection, leave one
-    collection out, these are the farthest from one that fails."""
+    """Fixed per-arm weights, multiplying the per-query ones."""
+    context_weight: float = 1.5
+    """The context arm's fixed weight: BM25 over each memory read with the one before it holds the memory's
+    own words too, so where it runs it is the better lexical arm, and counts more than BM25 alone."""
     context: ContextMode = "auto"
     """``auto``: the context arm runs where ``context_runs`` says; ``on``: always; ``off``: never."""
     context_min_coherence: float = 0.05
@@ -161,49 +153,39 @@ class FusionPolicy:
     ) -> dict[str, float]:
         """Each arm's weight for this query from its own ranked scores and coverage (``fusion.arm_weights``),
         times its fixed weight; ``equal`` takes the fixed weights as they are."""
-        fixed = {"dense": self.dense_weight, "bm25": self.bm25_weight, "context": self.bm25_weight}
+        fixed = {"dense": self.dense_weight, "bm25": self.bm25_weight, "context": self.context_weight}
         if self.method == "equal":
             return {arm: fixed[arm] for arm in scores}
-        powers = dict(METHOD_COVERAGE_POWER.get(self.method, {}))
+        zscore = self.method == "zscore"
+        if zscore:
+            powers: dict[str, float] = dict.fromkeys(ARMS, self.confidence)
+        else:
+            powers = dict(RRF_COVERAGE_POWER) if self.method == "coverage" else {}
         if self.dense_coverage_power is not None:
             powers["dense"] = self.dense_coverage_power
         if self.bm25_coverage_power is not None:
             powers.update(bm25=self.bm25_coverage_power, context=self.bm25_coverage_power)
-        zscore = self.method == "zscore"
         return arm_weights(
             scores,
             fixed,
             confidence="score_gap" if self.method == "score_gap" else "top_z",
-            z_power=1.0 if zscore else 2.0,
+            z_power=self.confidence if zscore else 2.0,
             coverage=coverage,
             coverage_power=powers,
             scale={"dense": self.dense_scale} if zscore else None,
         )
 
-    def tail_weights(self, weights: Mapping[str, float], context: bool) -> dict[str, float] | None:
-        """The weights past the head: the dense arm's times the tail factor of its kind of namespace;
-        ``None`` where there is no tail (the RRF methods, or ``tail_from`` None)."""
-        if self.method != "zscore" or self.tail_from is None:
-            return None
-        factor = self.tail_dense_factor_context if context else self.tail_dense_factor
-        return {arm: weight * factor if arm == "dense" else weight for arm, weight in weights.items()}
-
     def fuse(self, arms: Mapping[str, Sequence[tuple[K, float]]], attainable: Mapping[str, float]) -> FusedList[K]:
         """The arms' ranked (id, score) lists fused: per-query weights from each arm's scores and coverage
-        (a BM25 arm's over its ``attainable`` score), then ``zscore``'s standardized scores, past
-        ``tail_from`` places under the tail weights (``fusion.tailed_fusion``), or RRF."""
+        (a BM25 arm's over its ``attainable`` score), then ``zscore``'s standardized scores, or RRF."""
         scores = {arm: [score for _, score in hits] for arm, hits in arms.items()}
         coverage = arm_coverage(scores, attainable)
         weights = self.weights(scores, coverage)
-        context = "context" in arms
-        tail_weights = self.tail_weights(weights, context)
-        if self.method != "zscore":
-            order = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=self.rrf_k, weights=weights)
-        elif tail_weights is None or self.tail_from is None:
+        if self.method == "zscore":
             order = z_fusion(arms, weights=weights)
         else:
-            order = tailed_fusion(arms, weights=weights, tail_weights=tail_weights, head=self.tail_from)
-        return FusedList(order, weights, tail_weights, coverage, context)
+            order = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=self.rrf_k, weights=weights)
+        return FusedList(order, weights, coverage, "context" in arms)
 
     # -- how it is reported -----------------------------------------------------------------------
 
@@ -218,10 +200,6 @@ class FusionPolicy:
             method=self.method,
             rrf_k=self.rrf_k,
             weights={arm: round(weight, 6) for arm, weight in fused.weights.items()},
-            tail_from=self.tail_from if fused.tail_weights is not None else None,
-            tail_weights=None
-            if fused.tail_weights is None
-            else {arm: round(weight, 6) for arm, weight in fused.tail_weights.items()},
             coverage={arm: None if value is None else round(value, 6) for arm, value in fused.coverage.items()},
             context=fused.context,
             coherence=None if decision.coherence is None else round(decision.coherence, 6),

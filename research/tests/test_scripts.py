@@ -1,8 +1,8 @@
-"""The lab's scripts in research/: the weak-arm and leave-one-out tables, the tail's calibration and the
-WordNet and Debian package set builders, each run on tiny inputs through the product's own code."""
+"""The lab's scripts in research/: the weak-arm and leave-one-out tables and the WordNet and Debian
+package set builders, each run on tiny inputs through the product's own code."""
 
 import json
-import math
+import re
 import sys
 from pathlib import Path
 
@@ -10,7 +10,6 @@ import pytest
 
 from mimir_mcp.evaluation.beir import load_dataset
 from tests.conftest import run_cli
-from tests.evaluation.conftest import TOPICS
 
 EXAMPLES = Path(__file__).resolve().parents[1]
 
@@ -70,43 +69,72 @@ def test_leave_one_out_example_measures_the_arms_as_eval_does(tiny_beir, tmp_pat
         hybrid, better, margin = float(row[2]), float(row[3]), float(row[4])
         assert margin == pytest.approx(hybrid - better, abs=2e-4)
         assert better == pytest.approx(max(methods["dense"]["ndcg@10"], methods["bm25"]["ndcg@10"]), abs=1e-3)
-    assert "chosen on all: coverage^" in stdout
-    # the tail's leave-one-out table and the tail chosen on both: 12 documents, so every top 50 holds all of
-    # them and every Recall@50 margin is 0
-    tail_rows = [row for row in rows if len(row) == 5 and "with context" in row[1]]
-    assert len(tail_rows) == 2 and all(float(row[2]) == 0.0 and float(row[4]) == 0.0 for row in tail_rows)
-    chosen_rows = [row for row in rows if len(row) == 4 and row[0].strip() in ("first", "second")]
-    assert len(chosen_rows) == 2 and all(float(row[2]) == 0.0 for row in chosen_rows)
-    assert "tail chosen on all: dense x" in stdout
+    assert "chosen on all: confidence^" in stdout
+    met = sum(float(row[4]) >= -0.005 for row in held_out[:2])
+    assert re.search(rf"held out: mean margin [+-]\d\.\d{{4}}, worst [+-]\d\.\d{{4}}, {met} of 2 within 0.005", stdout)
+    chosen_rows = [row for row in rows if len(row) == 7 and row[0].strip() in ("first", "second")][2:]
+    for row in chosen_rows:  # 12 documents: every top 50 holds all of them, so Recall@50's margin is 0
+        assert float(row[5]) == 1.0 and float(row[6]) == 0.0
 
 
-def test_the_tail_is_chosen_farthest_from_failing_the_floor():
-    """fusion_loo.choose_tail: of the pairs meeting Recall@50's floor on every collection, the one farthest
-    (log scale, along each factor) from a pair that fails it, not the one with the best margins."""
+def test_the_setting_is_chosen_by_the_floor_then_the_mean():
+    """fusion_loo.choose: the setting that keeps the most collections within 0.005 of their better arm,
+    not the best worst case, which one collection no setting serves would decide alone."""
     sys.path.insert(0, str(EXAMPLES))
     try:
         import fusion_loo  # pyright: ignore[reportMissingImports]
     finally:
         sys.path.remove(str(EXAMPLES))
-    Tail = fusion_loo.Tail
-    grid = (0.1, 1.0, 10.0)
+    Setting = fusion_loo.Setting
+    steady, lopsided, rescuer = Setting(0.5, 2.0, 1.5), Setting(1.0, 2.0, 1.0), Setting(0.0, 3.0, 1.0)
+    margins = {
+        steady: [0.03, 0.02, -0.08],  # two collections met, one far below
+        lopsided: [0.05, -0.006, -0.08],  # one met
+        rescuer: [-0.01, -0.02, -0.05],  # none met, the best worst case
+    }
+    assert fusion_loo.choose(margins) == steady
+    assert fusion_loo.choose(margins, "leximin") == rescuer
+    # equal counts: the better mean
+    assert fusion_loo.choose({steady: [0.01, -0.08], lopsided: [0.05, -0.08]}) == lopsided
+    assert Setting(0.5, 2.0, 1.5).policy() == fusion_loo.SHIPPED  # the shipped setting is in the grid
+    assert Setting(0.5, 2.0, 1.5) in fusion_loo.settings_grid()
 
-    def margins(context: float, plain: float) -> tuple[float, ...]:
-        # one collection fails where the context factor is over 1, another where the plain one is under 1;
-        # both do best at 1
-        first = -0.01 if context > 1 else 0.02 - 0.01 * abs(math.log10(context))
-        second = -0.01 if plain < 1 else 0.02 - 0.01 * abs(math.log10(plain))
-        return tuple(sorted((round(first, 3), round(second, 3))))
 
-    table = {Tail(c, p): margins(c, p) for c in grid for p in grid}
-    assert fusion_loo.choose_tail(table, "leximin") == Tail(1.0, 1.0)
-    assert fusion_loo.choose_tail(table) == Tail(0.1, 10.0)  # two grid steps from failing along each factor
-    # where no pair meets the floor, the best worst case
-    failing = {tail: (values[0] - 0.05, values[1]) for tail, values in table.items()}
-    assert fusion_loo.choose_tail(failing) == Tail(1.0, 1.0)
-    # where every pair meets it, nothing fails to be far from: the best margins again
-    passing = {tail: tuple(value + 0.02 for value in values) for tail, values in table.items()}
-    assert fusion_loo.choose_tail(passing) == Tail(1.0, 1.0)
+def table_rows(stdout: str) -> list[list[str]]:
+    """The cells of every Markdown table row a script printed, header rows included."""
+    return [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+def test_fusion_ideas_read_the_leave_one_out_cache(tmp_path, cross_encoder_path, loo_run):
+    """research/fusion_ideas.py (research/NOTES.md, "Issue 35") on fusion_loo.py's cache: the learned
+    weights held out on each collection, the arms' agreement and the predecessor's share, each row's
+    margin the hybrid minus the better arm."""
+    cache, collections, stdout = loo_run
+    arms = {
+        row.split("|")[1].strip(): [float(cell) for cell in row.split("|")[2:5]] for row in stdout.splitlines()[2:4]
+    }
+    script = str(EXAMPLES / "fusion_ideas.py")
+    learned = run_cli([script, "learned", "--cache", str(cache), *collections], tmp_path, cross_encoder_path)
+    assert learned.returncode == 0, learned.stderr[-2000:]
+    rows = table_rows(learned.stdout)
+    assert sorted(row[0].strip() for row in rows[1:]) == ["first", "second"]
+    for row in rows[1:]:
+        ndcg, best, margin = (float(cell) for cell in row[1:4])
+        assert best == pytest.approx(max(arms[row[0].strip()]), abs=1e-4)
+        assert margin == pytest.approx(ndcg - best, abs=2e-4) and 0 <= ndcg <= 1
+    agreement = run_cli([script, "agreement", "--cache", str(cache), *collections], tmp_path, cross_encoder_path)
+    assert agreement.returncode == 0, agreement.stderr[-2000:]
+    rows = table_rows(agreement.stdout)
+    for row in rows[1:]:  # the same collection twice: the same supports, within 0..1
+        dense, bm25, gap = (float(cell) for cell in row[1:4])
+        assert 0 <= dense <= 1 and 0 <= bm25 <= 1
+        assert gap == pytest.approx(arms[row[0].strip()][0] - arms[row[0].strip()][1], abs=2e-3)
+    chain = run_cli([script, "chain", "--cache", str(cache), *collections], tmp_path, cross_encoder_path)
+    assert chain.returncode == 0, chain.stderr[-2000:]
+    assert chain.stdout.count("context arm also from a share of") == 5
+    shares = [row[1].strip() for row in table_rows(chain.stdout) if row[0].strip() in ("first", "second")]
+    assert len(shares) == 2 and shares[0] == shares[1]  # the same memories: the same share
+    assert all(0 <= float(value) <= 1 for value in shares[0].split(", "))
 
 
 def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
@@ -181,58 +209,3 @@ def test_debian_packages_example_builds_a_beir_folder(tmp_path, cross_encoder_pa
         "q-0ad": "Real-time strategy game of ancient warfare",
     }
     assert dataset.qrels == {"q-git": {"git": 1}, "q-0ad": {"0ad": 1}}
-
-
-def test_tail_calibration_example_keeps_the_default_head(tmp_path, tiny_beir, cross_encoder_path, loo_run, embedder):
-    """research/tail_calibration.py (research/NOTES.md, "Can a store calibrate its own tail?") reads
-    fusion_loo.py's cache: at m = 1 its list is the default fusion's, at any m the default's top 10 stay
-    and only the order below them moves; pseudo-queries come only from memories of two sentences or more."""
-    import pickle
-
-    cache, collections, _ = loo_run
-    result = run_cli(
-        [str(EXAMPLES / "tail_calibration.py"), "--cache", str(cache), *collections], tmp_path, cross_encoder_path
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    curves = [row for row in rows if len(row) == 15 and row[0].strip() in ("first", "second")]
-    assert len(curves) == 2
-    # 12 documents: every list holds all of them within 50, so every tail finds what the better arm finds
-    assert all(float(cell) == 0.0 for row in curves for cell in row[2:])
-    assert "chosen on all ten: worst +0.000" in result.stdout
-
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        import tail_calibration  # pyright: ignore[reportMissingImports]
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    runs = pickle.loads((cache / "first.pickle").read_bytes())["runs"]
-    for arms in runs.values():
-        default = tail_calibration.fuse(arms, tail_calibration.DEFAULT)
-        assert tail_calibration.tailed(arms, 1.0) == default
-        for multiplier in (0.1, 100.0):
-            tailed = tail_calibration.tailed(arms, multiplier, keep=3)
-            assert tailed[:3] == default[:3] and sorted(tailed) == sorted(default)
-    # Two arms in opposite orders: a heavy dense tail follows the dense arm below the kept head, a light one BM25.
-    ids = [f"m{i}" for i in range(14)]
-    arms = {
-        "dense": [(item, 0.9 - 0.03 * rank) for rank, item in enumerate(ids)],
-        "bm25": [(item, 14.0 - rank) for rank, item in enumerate(reversed(ids))],
-        "context": [],
-        "attainable": {"bm25": 14.0, "context": 0.0},
-        "coherence": None,
-    }
-    assert tail_calibration.fuse(arms, tail_calibration.DEFAULT) == ids  # the default sides with dense
-    assert tail_calibration.tailed(arms, 100.0, keep=3) == ids
-    assert tail_calibration.tailed(arms, 0.01, keep=3) == ids[:3] + ids[:2:-1]
-
-    # Pseudo-queries: each of the 8 titled memories (a title, then one sentence) gives its sentence, asked with
-    # the sentence taken out of it; the 4 one-sentence notes give none. What is left of the memory is its
-    # title, which BM25 matches (stemmed) and nothing else does; left in, the sentence would give its memory a
-    # cosine of about 0.99 with the query, the title alone 0.45-0.66.
-    pseudo = tail_calibration.pseudo_collection(tiny_beir, None, None, embedder)
-    assert sorted(pseudo["runs"]) == [f"d-{name}" for name in sorted(TOPICS)]
-    for source, found in pseudo["runs"].items():
-        assert pseudo["qrels"][source] == {source: 1}
-        assert [item for item, _ in found["bm25"]] == [source]
-        assert found["dense"][0][0] == source and found["dense"][0][1] < 0.8

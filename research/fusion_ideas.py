@@ -1,0 +1,216 @@
+"""Ideas measured for issue 35 beside the shipped fusion (research/NOTES.md, "Issue 35", the ideas that
+did not make the default), each on the cached arms of ``research/fusion_loo.py`` (its ``--cache`` and the same
+``NAME=FOLDER[:SEPARATOR[:GROUPS]]`` collections).
+
+- ``learned``: per-query arm weights ``w_arm = exp(theta_arm . (1, log z, log coverage))`` (z: how many
+  standard deviations the arm's best hit stands above its other candidates; coverage as the search's),
+  all three arms fused on every query, ``theta`` fitted on the other collections by the softmax
+  likelihood of the relevant candidates (each collection weighing alike) and measured on the one left
+  out.
+- ``agreement``: how well each plain arm's top 10 is supported by the other arm's standardized scores;
+  an arm that is right should see its top hits supported more than it supports the other's.
+- ``chain``: how much of a namespace's neighbour likeness is owed to the immediate predecessor
+  (``(adjacent - two back) / (adjacent - distant)``, idf-weighted term overlap as ``coherence``), and the
+  held-out figures of the shipped fusion with the context arm also requiring that share.
+
+    python research/fusion_ideas.py learned --cache /tmp/loo NAME=FOLDER ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from fusion_loo import Arms, fuse, measure, runs_context
+
+from mimir_mcp.evaluation.beir import load_dataset
+from mimir_mcp.evaluation.run import fit_to_bytes, score_ranking
+from mimir_mcp.lexical.analysis import analyze
+from mimir_mcp.search.fusion import arm_coverage, top_z_weight
+from mimir_mcp.search.policy import ARMS, FusionPolicy
+
+SHIPPED = FusionPolicy()
+
+
+def standardized(hits: list[tuple[str, float]]) -> dict[str, float]:
+    """An arm's candidates as ``z_fusion`` standardizes them: ``(s - min) / sd``."""
+    values = np.array([score for _, score in hits])
+    if not len(values):
+        return {}
+    spread = float(values.std())
+    return {item: 1.0 if spread == 0 else (score - values.min()) / spread for item, score in hits}
+
+
+def features(arms: Arms) -> np.ndarray:
+    """Each arm's (1, log z, log coverage) for one query."""
+    scores = {arm: [score for _, score in arms[arm]] for arm in ARMS}
+    coverage = arm_coverage(scores, arms["attainable"])
+    rows = []
+    for arm in ARMS:
+        z = top_z_weight(scores[arm], power=1.0) or 1.0
+        c = coverage.get(arm)
+        rows.append([1.0, math.log(z), math.log(1.0 if c is None else max(min(c, 1.0), 0.05))])
+    return np.array(rows)
+
+
+def packed(collection: dict) -> list[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+    """Per query: its candidates, their standardized scores per arm, the arm features, their gains."""
+    out = []
+    for qid, arms in collection["runs"].items():
+        ids = list(dict.fromkeys(item for arm in ARMS for item, _ in arms[arm]))
+        per_arm = [standardized(arms[arm]) for arm in ARMS]
+        z = np.array([[values.get(item, 0.0) for values in per_arm] for item in ids])
+        gains = np.array([max(collection["qrels"][qid].get(item, 0), 0) for item in ids], dtype=float)
+        out.append((ids, z, features(arms), gains))
+    return out
+
+
+def fit(training: list[list[tuple]], l2: float = 1e-3) -> np.ndarray:
+    """``theta`` maximizing the mean (per collection) log-likelihood of the relevant candidates."""
+    import torch
+
+    theta = torch.zeros(len(ARMS), 3, dtype=torch.float64, requires_grad=True)
+    batches = []
+    for rows in training:
+        kept = [row for row in rows if row[3].sum() > 0]
+        width = max(len(row[0]) for row in kept)
+        z = torch.zeros(len(kept), width, len(ARMS), dtype=torch.float64)
+        target = torch.zeros(len(kept), width, dtype=torch.float64)
+        mask = torch.zeros(len(kept), width, dtype=torch.bool)
+        for k, (ids, scores, _, gains) in enumerate(kept):
+            z[k, : len(ids)] = torch.from_numpy(scores)
+            target[k, : len(ids)] = torch.from_numpy(gains / gains.sum())
+            mask[k, : len(ids)] = True
+        batches.append((z, torch.from_numpy(np.stack([row[2] for row in kept])), target, mask))
+    optimizer = torch.optim.LBFGS([theta], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.zeros((), dtype=torch.float64)
+        for z, phi, target, mask in batches:
+            weights = torch.exp((phi * theta).sum(2))
+            scores = (z * weights[:, None, :]).sum(2).masked_fill(~mask, -1e9)
+            loss = loss - (target * torch.log_softmax(scores, 1)).sum(1).mean()
+        loss = loss / len(batches) + l2 * (theta[:, 1:] ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return theta.detach().numpy()
+
+
+def learned(collections: dict[str, dict]) -> None:
+    data = {name: packed(c) for name, c in collections.items()}
+    rows = []
+    for held_out, collection in collections.items():
+        theta = fit([rows_ for name, rows_ in data.items() if name != held_out])
+        ranked = {}
+        for qid, (ids, z, phi, _) in zip(collection["runs"], data[held_out], strict=True):
+            order = np.argsort(-(z @ np.exp((phi * theta).sum(1))), kind="stable")
+            ranked[qid] = [ids[i] for i in order]
+        ndcg = float(np.mean([score_ranking(ranked[q], collection["qrels"][q])["ndcg@10"] for q in ranked]))
+        best = max(measure(collection, lambda a, arm=arm: [i for i, _ in a[arm]])["ndcg"] for arm in ARMS)
+        shipped = measure(collection, lambda a: fuse(a, SHIPPED))["ndcg"]
+        rows.append((ndcg - best, held_out, ndcg, best, shipped - best))
+    print("| held out | learned nDCG@10 | best arm | margin | shipped margin |\n| --- | --- | --- | --- | --- |")
+    for margin, name, ndcg, best, shipped in sorted(rows):
+        print(f"| {name} | {ndcg:.4f} | {best:.4f} | {margin:+.4f} | {shipped:+.4f} |")
+    met = sum(r[0] >= -0.005 for r in rows)
+    print(f"\nmean {np.mean([r[0] for r in rows]):+.4f}, {met} of {len(rows)} within 0.005")
+
+
+def agreement(collections: dict[str, dict]) -> None:
+    print("| collection | BM25's support of the dense top 10 | the dense arm's of BM25's | dense - BM25 nDCG@10 |")
+    print("| --- | --- | --- | --- |")
+    for name, c in collections.items():
+        support = {"dense": [], "bm25": []}
+        for arms in c["runs"].values():
+            for arm, other in (("dense", "bm25"), ("bm25", "dense")):
+                theirs = standardized(arms[other])
+                own_top = [item for item, _ in arms[arm][:10]]
+                their_top = sorted(theirs.values(), reverse=True)[: len(own_top)]
+                if own_top and their_top and sum(their_top) > 0:
+                    support[arm].append(np.mean([theirs.get(i, 0.0) for i in own_top]) / np.mean(their_top))
+        alone = {arm: measure(c, lambda a, arm=arm: [i for i, _ in a[arm]])["ndcg"] for arm in ("dense", "bm25")}
+        gap = alone["dense"] - alone["bm25"]
+        print(f"| {name} | {np.mean(support['dense']):.3f} | {np.mean(support['bm25']):.3f} | {gap:+.3f} |")
+
+
+def chain_shares(folder: Path, separator: str | None, groups: set[str] | None) -> dict[str, float]:
+    """Each namespace's share of its neighbour likeness owed to the immediate predecessor."""
+    dataset = load_dataset(folder)
+    members: dict[str, list[set[str]]] = {}
+    for doc in dataset.corpus.values():
+        group = doc.id.split(separator, 1)[0] if separator else "all"
+        if groups is None or group in groups:
+            members.setdefault(group, []).append(set(analyze(fit_to_bytes(doc.memory_text, 32 * 1024))))
+    shares = {}
+    for group, terms in members.items():
+        frequency, size = Counter(t for s in terms for t in s), len(terms)
+        weight = {t: math.log(1 + (size - n + 0.5) / (n + 0.5)) ** 2 for t, n in frequency.items()}
+
+        def overlap(a: int, b: int, terms: list[set[str]] = terms, weight: dict[str, float] = weight) -> float:
+            norm = math.sqrt(sum(weight[t] for t in terms[a]) * sum(weight[t] for t in terms[b]))
+            return sum(weight[t] for t in terms[a] & terms[b]) / norm if norm else 0.0
+
+        sample = list(range(2, size, max(1, size // 1000)))[:1000]
+        adjacent, two_back = (np.mean([overlap(i, i - k) for i in sample]) for k in (1, 2))
+        distant = np.mean([overlap(i, (i + size // 2) % size) for i in sample])
+        shares[group] = float((adjacent - two_back) / (adjacent - distant)) if adjacent - distant > 1e-6 else 0.0
+    return shares
+
+
+def chain(collections: dict[str, dict], specs: dict[str, tuple]) -> None:
+    shares = {name: chain_shares(*specs[name]) for name in collections}
+    print("| collection | share owed to the predecessor, per namespace |\n| --- | --- |")
+    for name, values in shares.items():
+        print(f"| {name} | {', '.join(f'{v:.2f}' for v in values.values())} |")
+    for least in (0.0, 0.2, 0.25, 0.3, 0.4):
+        margins = {}
+        for name, c in collections.items():
+            separator = specs[name][1]
+
+            def runs(arms: Arms, qid: str, name: str = name, separator: str | None = separator) -> bool:
+                group = qid.split(separator, 1)[0] if separator else "all"
+                return runs_context(arms, SHIPPED) and shares[name][group] >= least  # noqa: B023 (used at once)
+
+            ranked = {}
+            for qid, arms in c["runs"].items():
+                chosen = {arm: arms[arm] for arm in SHIPPED.arms(ARMS, runs(arms, qid))}
+                ranked[qid] = [item for item, _ in SHIPPED.fuse(chosen, arms["attainable"]).order]
+            used = ARMS if all(runs(arms, qid) for qid, arms in c["runs"].items()) else ("dense", "bm25")
+            best = max(measure(c, lambda a, arm=arm: [i for i, _ in a[arm]])["ndcg"] for arm in used)
+            ndcg = np.mean([score_ranking(ranked[q], c["qrels"][q])["ndcg@10"] for q in ranked])
+            margins[name] = float(ndcg) - best
+        worst = sorted(margins.items(), key=lambda item: item[1])[:3]
+        print(
+            f"\ncontext arm also from a share of {least:g}: mean {np.mean(list(margins.values())):+.4f}, "
+            f"{sum(v >= -0.005 for v in margins.values())} of {len(margins)} within 0.005; worst "
+            + ", ".join(f"{n} {v:+.4f}" for n, v in worst)
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("idea", choices=("learned", "agreement", "chain"))
+    parser.add_argument("collections", nargs="+", help="NAME=FOLDER[:SEPARATOR[:GROUP,GROUP...]], as fusion_loo.py")
+    parser.add_argument("--cache", type=Path, required=True, help="fusion_loo.py's cache of each collection's arms")
+    args = parser.parse_args()
+    collections, specs = {}, {}
+    for spec in args.collections:
+        name, _, location = spec.partition("=")
+        folder, separator, groups = [*location.split(":"), None, None][:3]
+        collections[name] = pickle.loads((args.cache / f"{name}.pickle").read_bytes())
+        specs[name] = (Path(folder), separator or None, set(groups.split(",")) if groups else None)
+    if args.idea == "chain":
+        chain(collections, specs)
+    else:
+        {"learned": learned, "agreement": agreement}[args.idea](collections)
+
+
+if __name__ == "__main__":
+    main()
