@@ -183,7 +183,7 @@ class SearchSettings(BaseModel):
     )
     context: Literal["auto", "on", "off"] = Field(
         default="auto",
-        description="Whether BM25 also reads each memory together with the one stored before it in its namespace, "
+        description="Whether BM25 also reads each memory together with the ones stored next to it in its namespace, "
         "so a reply is found by the words of what it answers. 'auto' decides per namespace and query (a coherent "
         "namespace of short memories, or a keyword query); 'on' for a store you know is one conversation or log; "
         "'off' for one of unrelated facts.",

@@ -209,7 +209,7 @@ class HitScores(BaseModel):
     bm25_rank: int | None = None
     bm25_score: float | None = None
     context_rank: int | None = Field(
-        default=None, description="Rank in the BM25 arm that reads each memory with the one stored before it."
+        default=None, description="Rank in the BM25 arm that reads each memory with its neighbours."
     )
     context_score: float | None = None
     fused_score: float = Field(
@@ -261,8 +261,8 @@ class SearchFusion(BaseModel):
     )
     context: bool = Field(
         default=False,
-        description="Whether the BM25 arm scored each memory together with the one stored before it in its "
-        "namespace (a conversation's previous turn), as the namespace's coherence and mean_terms, or a short "
+        description="Whether the BM25 arm scored each memory together with the ones stored next to it in its "
+        "namespace (a conversation's turns before and after), as the namespace's coherence and mean_terms, or a short "
         "query (query_words), called for.",
     )
     coherence: float | None = Field(

@@ -283,27 +283,31 @@ def test_index_written_by_the_previous_analyzer_is_reanalyzed_once(tmp_path, cap
     again.close()
 
 
-def test_context_scores_each_memory_with_the_one_stored_before_it_exactly(index):
-    # namespace "talk": a -> b -> c; "other": d (no neighbour). Context documents:
-    # a = "cat fish" (2), b = "cat fish" + "dog" (3), c = "dog" + "bird bird" (3), d = "dog fish" (2)
+def test_context_scores_each_memory_with_its_neighbours_exactly(index):
+    # namespace "talk": a -> b -> c; "other": d (no neighbour). Context documents, own text plus the ones
+    # stored just before and just after: a = "cat fish" + "dog" (3), b = "dog" + "cat fish" + "bird bird"
+    # (5), c = "bird bird" + "dog" (3), d = "dog fish" (2)
     index.add([record("a", "cat fish", namespace="talk"), record("d", "dog fish", namespace="other")])
     index.add([record("b", "dog", namespace="talk"), record("c", "bird bird", namespace="talk")])
-    average = (2 + 3 + 3 + 2) / 4
-    # "cat" holds in a and (carried) in b: n = 2 of N = 4
+    average = (3 + 5 + 3 + 2) / 4
+    # "cat" holds in a and (carried to the next) in b: n = 2 of N = 4
     idf_cat = bm25_idf(2, 4)
 
     def part(tf: float, dl: float) -> float:
         return tf * (K1 + 1) / (tf + K1 * (1 - 0.75 + 0.75 * dl / average))
 
     hits = {hit.id: hit.score for hit in index.search("cat", 10, context=True)}
-    assert hits == pytest.approx({"a": idf_cat * part(1, 2), "b": idf_cat * part(1, 3)}, rel=1e-6)
+    assert hits == pytest.approx({"a": idf_cat * part(1, 3), "b": idf_cat * part(1, 5)}, rel=1e-6)
     assert [hit.id for hit in index.search("cat", 10)] == ["a"]  # without context only a holds it
-    # "dog" holds in b, c (carried from b) and d, each once; searched in "talk", only talk's statistics
-    # count: n = 2 (b, c) of N = 3, mean context length (2 + 3 + 3) / 3
+    # "bird" holds in c twice, carried back to b (twice) and no further: a does not get it
+    birds = {hit.id: hit.score for hit in index.search("bird", 10, context=True)}
+    assert set(birds) == {"b", "c"}
+    # "dog" holds in b, carried to both its neighbours a and c, and in d; searched in "talk", only talk's
+    # statistics count: n = 3 (a, b, c) of N = 3, mean context length (3 + 5 + 3) / 3
     dog = {hit.id: hit.score for hit in index.search("dog", 10, context=True, namespace="talk")}
-    assert set(dog) == {"b", "c"}
-    in_talk = 1 * (K1 + 1) / (1 + K1 * (1 - 0.75 + 0.75 * 3 / (8 / 3)))
-    assert dog["b"] == pytest.approx(bm25_idf(2, 3) * in_talk, rel=1e-6)
+    assert set(dog) == {"a", "b", "c"}
+    in_talk = 1 * (K1 + 1) / (1 + K1 * (1 - 0.75 + 0.75 * 5 / (11 / 3)))
+    assert dog["b"] == pytest.approx(bm25_idf(3, 3) * in_talk, rel=1e-6)
     assert index.attainable_score("cat", context=True) == pytest.approx(idf_cat)
     assert index.attainable_score("cat") == pytest.approx(bm25_idf(1, 4))
     # the pipeline's one-pass call gives both at once, the same to the last digit
@@ -317,8 +321,10 @@ def test_context_scores_each_memory_with_the_one_stored_before_it_exactly(index)
 def test_context_skips_a_forgotten_neighbour(index):
     index.add([record("a", "apples", namespace="n"), record("b", "yes, last May", namespace="n")])
     assert [hit.id for hit in index.search("apples", 10, context=True)] == ["a", "b"]
+    assert {hit.id for hit in index.search("May", 10, context=True)} == {"a", "b"}  # the reply, carried back
     index.remove(["a"])
     assert index.search("apples", 10, context=True) == []
+    assert [hit.id for hit in index.search("May", 10, context=True)] == ["b"]
 
 
 def test_context_neighbours_survive_a_restart(tmp_path):

@@ -39,7 +39,7 @@ def test_the_shipped_policy_and_the_settings_it_is_built_from():
         dense_scale=2.0,
         dense_weight=1.0,
         bm25_weight=1.0,
-        context_weight=1.5,
+        context_weight=2.0,
         context="auto",
         context_min_coherence=0.05,
         context_max_terms=50.0,
@@ -124,22 +124,22 @@ def test_which_arms_run():
 def test_zscore_weighs_each_arm_by_the_square_root_of_its_stand_out_times_coverage_exactly():
     scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0], "context": [1.0, 2.0, 0.0]}
     weights = SHIPPED.weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0})
-    # the square root of z times coverage; the dense arm's deviations count twice, the context arm's 1.5
-    # times; context's best hit is below its mean: z floored at 0.05; its coverage is clipped to 1
+    # the square root of z times coverage; the dense arm's deviations count twice, and so do the context
+    # arm's; context's best hit is below its mean: z floored at 0.05; its coverage is clipped to 1
     assert weights == pytest.approx(
-        {"dense": 2 * (Z * 0.64) ** 0.5, "bm25": (Z * 0.25) ** 0.5, "context": 1.5 * 0.05**0.5}
+        {"dense": 2 * (Z * 0.64) ** 0.5, "bm25": (Z * 0.25) ** 0.5, "context": 2 * 0.05**0.5}
     )
     # confidence 1: z times coverage, as before; 0: the fixed weights alone, whatever the scores
     assert FusionPolicy(confidence=1.0).weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == (
-        pytest.approx({"dense": 2 * Z * 0.64, "bm25": Z * 0.25, "context": 1.5 * 0.05})
+        pytest.approx({"dense": 2 * Z * 0.64, "bm25": Z * 0.25, "context": 2 * 0.05})
     )
     assert FusionPolicy(confidence=0.0).weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == (
-        pytest.approx({"dense": 2.0, "bm25": 1.0, "context": 1.5})
+        pytest.approx({"dense": 2.0, "bm25": 1.0, "context": 2.0})
     )
     # the lab's knobs: the dense arm's scale, each kind of arm's coverage power, fixed weights
     tuned = FusionPolicy(dense_scale=3.0, dense_coverage_power=2.0, bm25_coverage_power=0.5, bm25_weight=2.0)
     assert tuned.weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == pytest.approx(
-        {"dense": 3 * Z**0.5 * 0.64**2, "bm25": 2 * Z**0.5 * 0.25**0.5, "context": 1.5 * 0.05**0.5}
+        {"dense": 3 * Z**0.5 * 0.64**2, "bm25": 2 * Z**0.5 * 0.25**0.5, "context": 2 * 0.05**0.5}
     )
 
 
@@ -184,7 +184,7 @@ def test_fuse_weighs_and_fuses_exactly():
     # where the context arm is among the lists, it is fused too, at its own weight
     with_context = SHIPPED.fuse({**arms, "context": bm25}, {"bm25": 10.0, "context": 10.0})
     assert with_context.context is True
-    assert with_context.weights["context"] == pytest.approx(1.5 * with_context.weights["bm25"])
+    assert with_context.weights["context"] == pytest.approx(2 * with_context.weights["bm25"])
 
 
 def test_the_report_states_the_decision_rounded():

@@ -544,7 +544,7 @@ async def test_a_conversation_is_searched_with_each_turns_predecessor(client: Cl
     assert answer in texts[:3]
     hit = found["hits"][texts.index(answer)]
     assert hit["scores"]["context_rank"] <= 2  # its predecessor's words found it
-    assert "BM25 with each memory's predecessor" in found["message"]
+    assert "BM25 with each memory's neighbours" in found["message"]
     assert set(found["fusion"]["weights"]) == {"dense", "bm25", "context"}
     # the same memories stored in an order that keeps no exchange together are not read that way
     for position in range(len(CONVERSATION)):

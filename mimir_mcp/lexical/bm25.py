@@ -82,7 +82,7 @@ class BM25Index:
         self._groups = _Growable(np.int32)
         self._group_codes: dict[str, int] = {}
         # Each document's neighbours in its group, in the order they were added (-1: none): a document's
-        # context is the one added just before it (``search(context=True)``).
+        # context is the ones added just before and just after it (``search(context=True)``).
         self._previous = _Growable(np.int32)
         self._next = _Growable(np.int32)
         self._last_in_group: dict[int, int] = {}
@@ -202,8 +202,8 @@ class BM25Index:
     ) -> tuple[np.ndarray, np.ndarray, float]:
         """A term's documents, their term frequencies and its idf within the groups ``codes`` (None: all;
         the documents may include others, which ``search`` masks out). With ``context``, each document is
-        its own terms plus those of the document added just before it in its group, so a term also
-        counts for the document after each one that holds it."""
+        its own terms plus those of the documents added just before and just after it in its group, so a
+        term also counts for the neighbours of each one that holds it."""
         postings = self._postings.get(term)
         live = self._live_in(codes)
         frequency = self._document_frequency(postings, codes)
@@ -215,10 +215,10 @@ class BM25Index:
             return documents, frequencies, bm25_idf(frequency, live)
         alive = self._alive.view
         documents, frequencies = documents[alive[documents]], frequencies[alive[documents]]
-        following = self._next.view[documents]
-        carried = following >= 0
-        positions = np.concatenate([documents, following[carried]])
-        counts = np.concatenate([frequencies, frequencies[carried]])
+        following, preceding = self._next.view[documents], self._previous.view[documents]
+        forward, back = following >= 0, preceding >= 0
+        positions = np.concatenate([documents, following[forward], preceding[back]])
+        counts = np.concatenate([frequencies, frequencies[forward], frequencies[back]])
         positions, inverse = np.unique(positions, return_inverse=True)
         totals = np.bincount(inverse, weights=counts).astype(np.float32)
         keep = self._in_scope(codes, positions)
@@ -233,13 +233,14 @@ class BM25Index:
         return self._length_in(codes) / count
 
     def _context_lengths(self) -> np.ndarray:
-        """Each document's context length: its own plus the live document added before it."""
+        """Each document's context length: its own plus those of the live documents added just before and
+        just after it."""
         lengths = self._lengths.view
-        previous = self._previous.view
-        has_previous = previous >= 0
-        carried = np.zeros_like(lengths)
-        carried[has_previous] = np.where(self._alive.view[previous[has_previous]], lengths[previous[has_previous]], 0)
-        return lengths + carried
+        total = lengths.copy()
+        for neighbour in (self._previous.view, self._next.view):
+            has = neighbour >= 0
+            total[has] += np.where(self._alive.view[neighbour[has]], lengths[neighbour[has]], 0)
+        return total
 
     def attainable(self, terms: Sequence[str], *, context: bool = False, scope: Scope = None) -> float:
         """What a document of average length holding each term once would score: the sum of the terms'
@@ -259,7 +260,7 @@ class BM25Index:
         """Top ``limit`` ``(key, score)`` pairs, best first, within the groups of ``scope`` (``None``: all),
         scored by the statistics of those groups alone, and, when given, among the ``allowed`` keys; and
         the attainable score of the terms (0 when nothing could be searched). With ``context``, each
-        document is scored as its own terms plus those of the one added just before it in its group."""
+        document is scored as its own terms plus those of its neighbours in its group (``term_statistics``)."""
         codes = self._codes(scope)
         live = self._live_in(codes)
         if not terms or limit <= 0 or live == 0:

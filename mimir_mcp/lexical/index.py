@@ -139,9 +139,10 @@ class LexicalIndex:
     ) -> list[LexicalHit]:
         """Top ``limit`` memories by BM25 (k1 = 1.2, b = 0.75), best first, filters applied exactly.
 
-        With ``context``, each memory is scored as its own text plus the text of the memory stored just
-        before it in its namespace: in a conversation, a turn that answers ("yes, last May") is found by
-        the words of the turn it answers. Whether a namespace is stored that way is ``coherence``'s call.
+        With ``context``, each memory is scored as its own text plus the text of the memories stored just
+        before and just after it in its namespace: in a conversation, a turn that answers ("yes, last May")
+        is found by the words of the turn it answers, and one that states a fact by the reply that asks
+        about it. Whether a namespace is stored that way is ``coherence``'s call.
         """
         return self.search_with_attainable(
             query, limit, namespace=namespace, tags=tags, metadata=metadata, where=where, context=context

@@ -1,5 +1,5 @@
 """The search pipeline, in stages (``SearchPipeline.run``): retrieve (the dense arm, BM25, and BM25 with
-each memory's predecessor where the fusion policy calls for it), fuse (the filter check, then the fusion
+each memory's neighbours where the fusion policy calls for it), fuse (the filter check, then the fusion
 policy, ``policy.FusionPolicy``), rerank (a remote API, else the local cross-encoder; its order alone or
 blended with the hybrid's), then ``min_score``, MMR and the hits shown.
 
@@ -230,7 +230,7 @@ class SearchPipeline:
         return dataclasses.replace(request, arms=keywords), note
 
     async def _retrieve(self, request: SearchRequest, timings: dict[str, float]) -> Retrieved:
-        """Stage 1: the dense arm and the BM25 arms (own text; with the predecessor where the fusion policy
+        """Stage 1: the dense arm and the BM25 arms (own text; with its neighbours where the fusion policy
         calls for it), side by side in worker threads."""
         depth = self._depth(request)
         policy = self._policy(request)
@@ -455,7 +455,7 @@ class SearchPipeline:
     @staticmethod
     def _describe(arms: dict[str, list[tuple[str, float]]], policy: FusionPolicy) -> str:
         """The first stage in words, for the message: which arms ran and how they were fused."""
-        names = {"dense": "dense", "bm25": "BM25", "context": "BM25 with each memory's predecessor"}
+        names = {"dense": "dense", "bm25": "BM25", "context": "BM25 with each memory's neighbours"}
         return f"Hybrid ({' + '.join(names[arm] for arm in arms)}; fused by {policy.describe()})"
 
     def _reorder(self, head: list[Candidate], scores: list[float], reranker: Reranker) -> tuple[list[Candidate], str]:

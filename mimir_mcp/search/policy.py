@@ -1,6 +1,6 @@
 """The fusion policy: the whole decision of how search combines its arms, in one object.
 
-Which arms run for a query (dense, BM25, and BM25 reading each memory with its predecessor where the
+Which arms run for a query (dense, BM25, and BM25 reading each memory with its neighbours where the
 namespace reads as a conversation), how much each counts for this query (how far its best hit stands
 out, how fully it matches), and how their lists are fused (standardized scores; RRF for comparison).
 Search builds one ``FusionPolicy`` from its settings and calls it; research/ builds variants of it in
@@ -88,9 +88,9 @@ class FusionPolicy:
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     """Fixed per-arm weights, multiplying the per-query ones."""
-    context_weight: float = 1.5
-    """The context arm's fixed weight: BM25 over each memory read with the one before it holds the memory's
-    own words too, so where it runs it is the better lexical arm, and counts more than BM25 alone."""
+    context_weight: float = 2.0
+    """The context arm's fixed weight: BM25 over each memory read with its neighbours holds the memory's own
+    words too, so where it runs it is the better lexical arm, and counts more than BM25 alone."""
     context: ContextMode = "auto"
     """``auto``: the context arm runs where ``context_runs`` says; ``on``: always; ``off``: never."""
     context_min_coherence: float = 0.05
