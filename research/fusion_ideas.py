@@ -22,15 +22,17 @@ import argparse
 import math
 import pickle
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from fusion_loo import Arms, fuse, measure, runs_context
+from fusion_loo import Arms, alone, fuse, measure, runs_context
 
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import fit_to_bytes, score_ranking
 from mimir_mcp.lexical.analysis import analyze
-from mimir_mcp.search.fusion import arm_coverage, top_z_weight
+from mimir_mcp.lexical.bm25 import bm25_idf
+from mimir_mcp.search.fusion import arm_coverage, top_z_weight, z_fusion
 from mimir_mcp.search.policy import ARMS, FusionPolicy
 
 SHIPPED = FusionPolicy()
@@ -38,11 +40,7 @@ SHIPPED = FusionPolicy()
 
 def standardized(hits: list[tuple[str, float]]) -> dict[str, float]:
     """An arm's candidates as ``z_fusion`` standardizes them: ``(s - min) / sd``."""
-    values = np.array([score for _, score in hits])
-    if not len(values):
-        return {}
-    spread = float(values.std())
-    return {item: 1.0 if spread == 0 else (score - values.min()) / spread for item, score in hits}
+    return dict(z_fusion({"arm": hits}))
 
 
 def features(arms: Arms) -> np.ndarray:
@@ -113,7 +111,7 @@ def learned(collections: dict[str, dict]) -> None:
             order = np.argsort(-(z @ np.exp((phi * theta).sum(1))), kind="stable")
             ranked[qid] = [ids[i] for i in order]
         ndcg = float(np.mean([score_ranking(ranked[q], collection["qrels"][q])["ndcg@10"] for q in ranked]))
-        best = max(measure(collection, lambda a, arm=arm: [i for i, _ in a[arm]])["ndcg"] for arm in ARMS)
+        best = max(alone(collection, arm)["ndcg"] for arm in ARMS)
         shipped = measure(collection, lambda a: fuse(a, SHIPPED))["ndcg"]
         rows.append((ndcg - best, held_out, ndcg, best, shipped - best))
     print("| held out | learned nDCG@10 | best arm | margin | shipped margin |\n| --- | --- | --- | --- | --- |")
@@ -135,8 +133,7 @@ def agreement(collections: dict[str, dict]) -> None:
                 their_top = sorted(theirs.values(), reverse=True)[: len(own_top)]
                 if own_top and their_top and sum(their_top) > 0:
                     support[arm].append(np.mean([theirs.get(i, 0.0) for i in own_top]) / np.mean(their_top))
-        alone = {arm: measure(c, lambda a, arm=arm: [i for i, _ in a[arm]])["ndcg"] for arm in ("dense", "bm25")}
-        gap = alone["dense"] - alone["bm25"]
+        gap = alone(c, "dense")["ndcg"] - alone(c, "bm25")["ndcg"]
         print(f"| {name} | {np.mean(support['dense']):.3f} | {np.mean(support['bm25']):.3f} | {gap:+.3f} |")
 
 
@@ -151,7 +148,7 @@ def chain_shares(folder: Path, separator: str | None, groups: set[str] | None) -
     shares = {}
     for group, terms in members.items():
         frequency, size = Counter(t for s in terms for t in s), len(terms)
-        weight = {t: math.log(1 + (size - n + 0.5) / (n + 0.5)) ** 2 for t, n in frequency.items()}
+        weight = {t: bm25_idf(n, size) ** 2 for t, n in frequency.items()}
 
         def overlap(a: int, b: int, terms: list[set[str]] = terms, weight: dict[str, float] = weight) -> float:
             norm = math.sqrt(sum(weight[t] for t in terms[a]) * sum(weight[t] for t in terms[b]))
@@ -178,12 +175,12 @@ def chain(collections: dict[str, dict], specs: dict[str, tuple]) -> None:
                 group = qid.split(separator, 1)[0] if separator else "all"
                 return runs_context(arms, SHIPPED) and shares[name][group] >= least  # noqa: B023 (used at once)
 
-            ranked = {}
-            for qid, arms in c["runs"].items():
-                chosen = {arm: arms[arm] for arm in SHIPPED.arms(ARMS, runs(arms, qid))}
-                ranked[qid] = [item for item, _ in SHIPPED.fuse(chosen, arms["attainable"]).order]
+            ranked = {
+                qid: fuse(arms, replace(SHIPPED, context="on" if runs(arms, qid) else "off"))
+                for qid, arms in c["runs"].items()
+            }
             used = ARMS if all(runs(arms, qid) for qid, arms in c["runs"].items()) else ("dense", "bm25")
-            best = max(measure(c, lambda a, arm=arm: [i for i, _ in a[arm]])["ndcg"] for arm in used)
+            best = max(alone(c, arm)["ndcg"] for arm in used)
             ndcg = np.mean([score_ranking(ranked[q], c["qrels"][q])["ndcg@10"] for q in ranked])
             margins[name] = float(ndcg) - best
         worst = sorted(margins.items(), key=lambda item: item[1])[:3]

@@ -147,16 +147,16 @@ def fuse(arms: Arms, policy: FusionPolicy) -> list[str]:
     return [item for item, _ in policy.fuse(chosen, arms["attainable"]).order]
 
 
-def fuse_rrf(arms: Arms, method: Literal["coverage", "equal"], k: int) -> list[str]:
-    """A reference: RRF of the dense arm and BM25 (no context arm), ``coverage``-weighted or equal."""
-    return fuse(arms, FusionPolicy(method=method, rrf_k=k, context="off"))
-
-
 def measure(collection: dict, rank: Callable[[Arms], list[str]]) -> dict[str, float]:
     """nDCG@10 and Recall@5, @10 and @50, averaged over the collection's queries, as ``eval`` scores them."""
     rows = [score_ranking(rank(arms), collection["qrels"][qid]) for qid, arms in collection["runs"].items()]
     names = {"ndcg": "ndcg@10", "r5": "recall@5", "r10": "recall@10", "r50": "recall@50"}
     return {name: float(np.mean([row[key] for row in rows])) for name, key in names.items()}
+
+
+def alone(collection: dict, arm: str) -> dict[str, float]:
+    """``measure`` of one arm's own ranking, as ``eval --methods ARM`` scores it."""
+    return measure(collection, lambda arms: [item for item, _ in arms[arm]])
 
 
 def main() -> None:
@@ -179,10 +179,7 @@ def main() -> None:
             cached.write_bytes(pickle.dumps(compute_arms(Path(folder), separator or None, chosen, embedder)))
         collections[name] = pickle.loads(cached.read_bytes())
 
-    arms_alone = {
-        name: {arm: measure(c, lambda a, arm=arm: [i for i, _ in a[arm]]) for arm in ("dense", "bm25", "context")}
-        for name, c in collections.items()
-    }
+    arms_alone = {name: {arm: alone(c, arm) for arm in ARMS} for name, c in collections.items()}
     results = {
         s: {name: measure(c, lambda a, s=s: fuse(a, s.policy())) for name, c in collections.items()} for s in settings
     }

@@ -34,8 +34,6 @@ def test_the_shipped_policy_and_the_settings_it_is_built_from():
         method="zscore",
         rrf_k=10,
         confidence=0.5,
-        dense_coverage_power=None,
-        bm25_coverage_power=None,
         dense_scale=2.0,
         dense_weight=1.0,
         bm25_weight=1.0,
@@ -136,10 +134,10 @@ def test_zscore_weighs_each_arm_by_the_square_root_of_its_stand_out_times_covera
     assert FusionPolicy(confidence=0.0).weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == (
         pytest.approx({"dense": 2.0, "bm25": 1.0, "context": 2.0})
     )
-    # the lab's knobs: the dense arm's scale, each kind of arm's coverage power, fixed weights
-    tuned = FusionPolicy(dense_scale=3.0, dense_coverage_power=2.0, bm25_coverage_power=0.5, bm25_weight=2.0)
+    # the lab's knobs: the exponent, the dense arm's scale, fixed weights
+    tuned = FusionPolicy(confidence=2.0, dense_scale=3.0, bm25_weight=2.0, context_weight=0.5)
     assert tuned.weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == pytest.approx(
-        {"dense": 3 * Z**0.5 * 0.64**2, "bm25": 2 * Z**0.5 * 0.25**0.5, "context": 2 * 0.05**0.5}
+        {"dense": 3 * (Z * 0.64) ** 2, "bm25": 2 * (Z * 0.25) ** 2, "context": 0.5 * 0.05**2}
     )
 
 
@@ -149,9 +147,6 @@ def test_the_rrf_methods_weigh_exactly():
     # coverage: the stand-out squared times coverage cubed (dense) or to the fourth (BM25); no dense scale
     assert FusionPolicy(method="coverage").weights(scores, coverage) == pytest.approx(
         {"dense": Z**2 * 0.6**3, "bm25": Z**2 * 0.5**4}
-    )
-    assert FusionPolicy(method="coverage", dense_coverage_power=1.0).weights(scores, coverage) == pytest.approx(
-        {"dense": Z**2 * 0.6, "bm25": Z**2 * 0.5**4}
     )
     # top_z: the stand-out squared, coverage ignored; score_gap: sqrt of the top-1/top-n drop
     assert FusionPolicy(method="top_z").weights(scores, coverage) == pytest.approx({"dense": Z**2, "bm25": Z**2})

@@ -77,10 +77,6 @@ class FusionPolicy:
     deviations its best hit stands above its other candidates times its coverage (``fusion.arm_weights``).
     0 weighs every query alike; 1 lets an arm that is sure of one hit outweigh the others; the square root
     keeps a weak arm from dragging the order down without letting one outlier decide it."""
-    dense_coverage_power: float | None = None
-    """Exponent of the dense arm's coverage (its best cosine) in its weight; ``None``: the method's own."""
-    bm25_coverage_power: float | None = None
-    """Exponent of the BM25 arms' coverage (best score over the attainable); ``None``: the method's own."""
     dense_scale: float = 2.0
     """Under ``zscore``, how many of BM25's standard deviations one of the dense arm's counts as: cosines
     spread less in the tail than BM25 scores do, so a match of the same strength stands about half as
@@ -161,10 +157,6 @@ class FusionPolicy:
             powers: dict[str, float] = dict.fromkeys(ARMS, self.confidence)
         else:
             powers = dict(RRF_COVERAGE_POWER) if self.method == "coverage" else {}
-        if self.dense_coverage_power is not None:
-            powers["dense"] = self.dense_coverage_power
-        if self.bm25_coverage_power is not None:
-            powers.update(bm25=self.bm25_coverage_power, context=self.bm25_coverage_power)
         return arm_weights(
             scores,
             fixed,
