@@ -57,10 +57,11 @@ class StoreSettings(BaseModel):
     )
     chroma_port: int = Field(default=8000, description="Port of the Chroma server.")
     chroma_ssl: bool = Field(default=False, description="Reach the Chroma server over HTTPS.")
-    # Counting a Chroma collection takes ~4 ms at 100k memories: a fifth of a search's budget. The
-    # embedded store needs no interval: a stat of its files tells when anything was written.
+    # Counting a Chroma collection takes ~4 ms at 100k memories: a fifth of a search's budget, so not at every
+    # search; twice a second keeps what other nodes wrote under a second old. The embedded store needs no
+    # interval: a stat of its files tells when anything was written.
     sync_interval_s: float = Field(
-        default=1.0,
+        default=0.5,
         ge=0,
         description="With a Chroma server: how often (at most) a search checks for memories written by another "
         "server. Lower it (0: every search) for them to show sooner; each check counts the collection.",

@@ -60,12 +60,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 
 # Session fixtures that start a server process, each one xdist group: one worker runs every test that
 # uses it, so the process starts once.
-SHARED_SERVERS = ("http_server",)
+SHARED_SERVERS = ("http_server", "three_nodes")
 
 
 # The modules of the longest tests (a minute or more of worker processes), run first: the workers take tests
 # in collection order, so the short ones fill in at the end and the workers finish together.
-LONGEST_FIRST = ("test_multiprocess.py", "test_durability.py", "test_bench.py", "test_faults.py")
+LONGEST_FIRST = ("test_multiprocess.py", "test_durability.py", "test_bench.py", "test_faults.py", "test_nodes.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -360,9 +360,14 @@ CHROMA = Path(PYTHON).with_name("chroma")
 
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[int]:
+    yield from run_chroma_server(tmp_path / "chroma-server")
+
+
+def run_chroma_server(path: Path) -> Iterator[int]:
+    """``chroma run`` on a free port, for as long as the generator is open; yields the port."""
     port = free_port()
     process = subprocess.Popen(
-        [str(CHROMA), "run", "--path", str(tmp_path / "chroma-server"), "--host", "127.0.0.1", "--port", str(port)],
+        [str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -409,13 +414,16 @@ def served(app: Any, *, shutdown_s: float = 5) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def start_http_server(transport: str, data_dir: Path, cross_encoder: Path) -> tuple[subprocess.Popen, int]:
+def start_http_server(
+    transport: str, data_dir: Path, cross_encoder: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, int]:
+    """A server process on a free port (``env``: settings beside ``server_env``'s); returns once it listens."""
     port = free_port()
     process = subprocess.Popen(
         [PYTHON, "-m", "mimir_mcp", "--transport", transport, "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=server_env(data_dir, cross_encoder),
+        env={**server_env(data_dir, cross_encoder), **(env or {})},
         text=True,
     )
     deadline = time.monotonic() + 120

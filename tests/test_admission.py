@@ -568,12 +568,15 @@ async def test_a_search_deadline_reranks_what_fits_and_says_when_nothing_does(
 def test_stress_command_reports_every_figure_with_no_errors_and_no_lost_writes(
     tmp_path: Path, cross_encoder_path: Path
 ):
+    """Two nodes on a Chroma server it starts: the figures of one server, and the nodes' own rows."""
     out = tmp_path / "stress.json"
     result = run_cli(
         [
             "-m",
             "mimir_mcp",
             "stress",
+            "--nodes",
+            "2",
             "--clients",
             "4",
             "--duration",
@@ -602,7 +605,13 @@ def test_stress_command_reports_every_figure_with_no_errors_and_no_lost_writes(
     rerank = report["rerank"]
     assert rerank["asked"] == operations["search"]["count"] == rerank["full"] + rerank["trimmed"] + rerank["fell_back"]
     assert report["rss_mb"] > 0
+    nodes = report["nodes"]
+    assert [node["memories"] for node in nodes["per_node"]] == [report["server_memories"]] * 2
+    assert [node["lost"] for node in nodes["per_node"]] == [0, 0]
+    assert nodes["pairs"]["sent"] > 0 and nodes["pairs"]["new_to_exactly_one"] == nodes["pairs"]["sent"]
+    assert nodes["visibility"]["seen"] > 0 and nodes["visibility"]["not_seen"] == 0
     printed = result.stdout
     for line in ("throughput:", "search_no_rerank", "p95", "p99", "reranked searches:", "errors: 0", "0 lost"):
         assert line in printed
+    assert "2 nodes on one Chroma server" in printed and "new to exactly one node" in printed
     assert "measured after both were ready" in printed

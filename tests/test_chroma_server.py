@@ -48,3 +48,37 @@ async def test_two_services_share_a_chroma_server(tmp_path, chroma_server, embed
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.anyio
+async def test_a_text_two_nodes_store_at_once_is_new_to_exactly_one(
+    tmp_path, chroma_server, embedder, reranker, cross_encoder_path, monkeypatch
+):
+    """Nodes on other machines share no lock: both may find a text absent and both add it. Chroma keeps the
+    first add and drops the second without a word; the second node learns it from the store, reports the
+    text deduplicated, and its catalogue takes the stored version (the first node's tags)."""
+    first = MemoryService(
+        server_settings(tmp_path, "a", chroma_server, cross_encoder_path), embedder=embedder, reranker=reranker
+    )
+    second = MemoryService(
+        server_settings(tmp_path, "b", chroma_server, cross_encoder_path), embedder=embedder, reranker=reranker
+    )
+    try:
+        await second.status()  # opened before the first node's write, so its index does not hold it
+        text = "The Tromsø team owns the on-call rota"
+        stored = await first.remember([MemoryInput(text=text, tags=["first"])])
+        assert stored.stored == 1
+        backend = await second.loader.ready()
+        # The race: the second node checked before the first node's add landed.
+        monkeypatch.setattr(backend.store, "existing", lambda ids: set())
+        raced = await second.remember([MemoryInput(text=text, tags=["second"]), MemoryInput(text="Bodø hosts CI")])
+        assert raced.stored == 1 and raced.deduplicated == stored.ids
+        assert backend.store.add(backend.store.get(stored.ids), embedder.encode([text])) == set()
+        assert backend.lexical.get(stored.ids)[stored.ids[0]].tags == ["first"]
+        found = await second.search(SearchRequest(query="on-call rota", top_k=1, rerank=False, rerank_top_k=1))
+        assert found.hits[0].id == stored.ids[0] and found.hits[0].tags == ["first"]
+        status = await second.status()
+        assert status.store.memories == 2 and status.bm25 is not None and status.bm25.in_sync
+    finally:
+        first.close()
+        second.close()

@@ -256,6 +256,12 @@ def build_stress_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clients", type=positive_int, default=16, help="concurrent MCP sessions (default 16)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     parser.add_argument("--memories", type=positive_int, default=1000, help="memories stored first (default 1000)")
+    parser.add_argument(
+        "--nodes",
+        type=positive_int,
+        default=1,
+        help="servers to spread the clients over; above 1, on one `chroma run` server started for the run",
+    )
     parser.add_argument("--reranker", help="cross-encoder folder (default: MiniLM-L6 + one-logit head)")
     parser.add_argument(
         "--dataset", type=Path, default=Path("../shared/datasets/scifact"), help="text to use (BEIR folder)"
@@ -274,6 +280,7 @@ def stress_main(argv: Sequence[str]) -> int:
             clients=args.clients,
             duration=args.duration,
             memories=args.memories,
+            nodes=args.nodes,
             reranker=args.reranker,
             dataset=args.dataset,
             say=lambda message: print(f"stress: {message}", file=sys.stderr, flush=True),

@@ -8,6 +8,12 @@ to back, while one more session calls ``status`` every half second. It reports t
 percentiles per operation, errors, the server's RSS, how the reranked searches were served (in full,
 trimmed under load, or in the hybrid's order), and whether every acknowledged write can be read back.
 Figures, not assertions: the load table of docs/quality-and-speed.md comes from here.
+
+With ``nodes`` above one it starts a ``chroma run`` server and that many servers on it, each with its own data
+dir, and spreads the clients over them. Two more checks run meanwhile: a text sent to two nodes at once, a few
+times a second (new to exactly one of them?), and a memory remembered on one node, then searched for on every
+other until found (how long until visible). After the window every node is asked for every acknowledged id
+and for its count.
 """
 
 from __future__ import annotations
@@ -37,6 +43,12 @@ MIX = (("remember", 0.30), ("search", 0.35), ("search_no_rerank", 0.35))
 STATUS_INTERVAL_S = 0.5
 CALL_TIMEOUT_S = 120.0
 SEED_BATCH = 100
+# Several nodes: a pair sent to two nodes at once this often; a probe searched for on the others this often,
+# for at most this long; and the wait after the window for every node's sync interval (1 s by default).
+PAIR_INTERVAL_S = 0.25
+VISIBILITY_POLL_S = 0.05
+VISIBLE_WITHIN_S = 10.0
+SETTLE_S = 1.5
 
 
 @dataclass
@@ -53,6 +65,10 @@ class Tally:
     reranked_candidates: list[int] = field(default_factory=list)
     # Latency of the reranked searches by how they were served: full, trimmed, fell back.
     served: dict[str, list[float]] = field(default_factory=lambda: {"full": [], "trimmed": [], "fell_back": []})
+    # Several nodes: how many of each pair's two answers said new; how long until another node showed a write.
+    pairs: list[int] = field(default_factory=list)
+    visible_ms: list[float] = field(default_factory=list)
+    never_visible: int = 0
 
     def error(self, operation: str, detail: str) -> None:
         self.errors[operation] += 1
@@ -126,13 +142,43 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def start_server(data_dir: Path, reranker: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """``mimir-mcp --transport streamable-http`` on a free local port; returns once it accepts connections."""
+def start_chroma(path: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
+    """``chroma run`` (installed beside this Python) on a free local port; returns once it accepts connections."""
+    port = free_port()
+    chroma = Path(sys.executable).with_name("chroma")
+    command = [str(chroma if chroma.exists() else "chroma"), "run", "--path", str(path), "--port", str(port)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen([*command, "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT)
+    wait_listening(process, port, log_path, "chroma run")
+    return process, port
+
+
+def wait_listening(process: subprocess.Popen, port: int, log_path: Path, name: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}: {tail(log_path)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{name} did not listen within 120 s: {tail(log_path)}")
+
+
+def start_server(
+    data_dir: Path, reranker: Path, log_path: Path, chroma_port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``mimir-mcp --transport streamable-http`` on a free local port (on the Chroma server at ``chroma_port``
+    when given); returns once it accepts connections."""
     port = free_port()
     # A scratch server of its own: no tokens from this shell's environment (the clients send none).
     env = {key: value for key, value in os.environ.items() if not key.startswith("MIMIR_AUTH_")}
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if chroma_port is not None:
+        env.update({"MIMIR_STORE_CHROMA_HOST": "127.0.0.1", "MIMIR_STORE_CHROMA_PORT": str(chroma_port)})
     command = [
         sys.executable,
         "-m",
@@ -152,17 +198,8 @@ def start_server(data_dir: Path, reranker: Path, log_path: Path) -> tuple[subpro
     ]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}: {tail(log_path)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return process, f"http://127.0.0.1:{port}/mcp"
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the server did not listen within 120 s: {tail(log_path)}")
+    wait_listening(process, port, log_path, "the server")
+    return process, f"http://127.0.0.1:{port}/mcp"
 
 
 def tail(path: Path, lines: int = 5) -> str:
@@ -272,9 +309,72 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+async def send_pairs(clients: list[Any], deadline: float, tally: Tally, rng: random.Random) -> None:
+    """A new text sent to two nodes at once, a few times a second: each must be new to exactly one."""
+    count = 0
+    while time.monotonic() < deadline:
+        first = count % len(clients)
+        second = (first + 1) % len(clients)
+        text = f"Pair note {count}-{rng.getrandbits(32)}: sent to nodes {first} and {second} at once"
+        answers: list[dict[str, Any]] = []
+
+        async def send(client: Any, text: str = text, answers: list[dict[str, Any]] = answers) -> None:
+            started = time.perf_counter()
+            try:
+                answers.append(await call(client, "remember", {"text": text, "agent": "stress-pairs"}))
+            except Exception as exc:  # noqa: BLE001 - counted like the others
+                tally.error("remember", f"{type(exc).__name__}: {exc}")
+            else:
+                tally.latencies["remember"].append((time.perf_counter() - started) * 1000)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(send, clients[first])
+            group.start_soon(send, clients[second])
+        if len(answers) == 2:
+            tally.pairs.append(sum(answer["stored"] for answer in answers))
+            tally.acknowledged.update(answers[0]["ids"])
+        count += 1
+        await anyio.sleep(PAIR_INTERVAL_S)
+
+
+async def watch_visibility(clients: list[Any], deadline: float, tally: Tally) -> None:
+    """Remember a memory on one node, then search for it on every other until it is the top hit of both arms;
+    the delay runs from the write's answer to the start of the search that found it."""
+    count = 0
+    while time.monotonic() < deadline:
+        writer = count % len(clients)
+        text = f"Visibility probe {count}: written on node {writer} at {time.time():.3f}"
+        try:
+            memory_id = (await call(clients[writer], "remember", {"text": text, "agent": "stress-probe"}))["ids"][0]
+        except Exception as exc:  # noqa: BLE001 - counted like the others
+            tally.error("remember", f"{type(exc).__name__}: {exc}")
+            continue
+        written = time.perf_counter()
+        tally.acknowledged.add(memory_id)
+        waiting = [client for index, client in enumerate(clients) if index != writer]
+        while waiting and time.perf_counter() - written < VISIBLE_WITHIN_S:
+            for client in list(waiting):
+                asked = time.perf_counter()  # the search's own time under load is not the node's delay
+                arguments = {"query": text, "rerank": False, "top_k": 1, "explain": True}
+                try:
+                    found = await call(client, "search", arguments)
+                except Exception as exc:  # noqa: BLE001 - counted like the others
+                    tally.error("search_no_rerank", f"{type(exc).__name__}: {exc}")
+                    continue
+                top = found["hits"][0] if found["hits"] else None
+                if top is not None and top["id"] == memory_id:
+                    scores = top.get("scores") or {}
+                    if scores.get("dense_rank") == 1 and scores.get("bm25_rank") == 1:
+                        tally.visible_ms.append((asked - written) * 1000)
+                        waiting.remove(client)
+            await anyio.sleep(VISIBILITY_POLL_S)
+        tally.never_visible += len(waiting)
+        count += 1
+
+
 async def drive(
-    url: str,
-    pid: int,
+    urls: list[str],
+    pids: list[int],
     *,
     clients: int,
     duration: float,
@@ -286,31 +386,44 @@ async def drive(
     from mcp import Client
 
     report: dict[str, Any] = {}
-    async with Client(url) as control:
+    async with AsyncExitStack() as controls_stack:
+        controls = [await controls_stack.enter_async_context(Client(url)) for url in urls]
+        control = controls[0]
         say("waiting for both models and their ONNX copies, so the window measures the steady state")
-        steady = await wait_until_steady(control, say)
+        for each in controls:
+            steady = await wait_until_steady(each, say)
         report["reranker_backend"] = steady["reranker"]["backend"]
         report["query_backend"] = steady["embedding"]["query_backend"]
         report["seed_s"] = round(await seed(control, corpus.documents_for(memories), say), 1)
-        await call(control, "search", {"query": corpus.queries[0]})  # one warm search through every stage
+        for each in controls:
+            await call(each, "search", {"query": corpus.queries[0]})  # one warm search through every stage
 
         tally = Tally()
         async with AsyncExitStack() as stack:
-            sessions = [await stack.enter_async_context(Client(url)) for _ in range(clients)]
-            say(f"{clients} clients connected; running for {duration:g} s")
+            sessions = [await stack.enter_async_context(Client(urls[index % len(urls)])) for index in range(clients)]
+            say(f"{clients} clients connected to {len(urls)} node(s); running for {duration:g} s")
             started = time.monotonic()
             deadline = started + duration
-            cpu_before = (cpu_seconds(pid), own_cpu_seconds(), machine_busy_seconds())
+            cpu_before = (sum(cpu_seconds(pid) for pid in pids), own_cpu_seconds(), machine_busy_seconds())
             async with anyio.create_task_group() as group:
                 for index, session in enumerate(sessions):
                     rng = random.Random(seed_value * 1000 + index)
                     group.start_soon(agent, index, session, corpus, deadline, tally, rng)
                 group.start_soon(poll_status, control, deadline, tally)
+                if len(urls) > 1:
+                    group.start_soon(send_pairs, controls, deadline, tally, random.Random(seed_value))
+                    group.start_soon(watch_visibility, controls, deadline, tally)
             elapsed = time.monotonic() - started
-            cpu_after = (cpu_seconds(pid), own_cpu_seconds(), machine_busy_seconds())
-        rss, peak = rss_mb(pid)
-        missing = await lost_writes(control, sorted(tally.acknowledged))
-        final = await call(control, "status", {})
+            cpu_after = (sum(cpu_seconds(pid) for pid in pids), own_cpu_seconds(), machine_busy_seconds())
+        rss = [rss_mb(pid) for pid in pids]
+        nodes, missing_on = [], []
+        if len(urls) > 1:
+            await anyio.sleep(SETTLE_S)  # the nodes' sync interval, with a margin
+        for each in controls:
+            await call(each, "search", {"query": corpus.queries[0], "rerank": False})  # the read that syncs
+            missing_on.append(await lost_writes(each, sorted(tally.acknowledged)))
+            nodes.append({"memories": (await call(each, "status", {}))["memories"], "lost": len(missing_on[-1])})
+        missing = missing_on[0]
 
     calls = sum(len(values) for name, values in tally.latencies.items() if name != "status")
     report.update(
@@ -339,18 +452,39 @@ async def drive(
                 else 0.0,
             },
             "writes": {"acknowledged": len(tally.acknowledged), "lost": len(missing), "lost_ids": missing[:10]},
-            # Cores in use on average during the window: the server, this command's clients, and the whole
+            # Cores in use on average during the window: the server(s), this command's clients, and the whole
             # machine (the difference is other processes).
             "cpu_cores": {
                 name: round((after - before) / elapsed, 2) if elapsed else 0.0
                 for name, before, after in zip(("server", "clients", "machine"), cpu_before, cpu_after, strict=True)
             },
-            "rss_mb": round(rss, 1),
-            "peak_rss_mb": round(peak, 1),
-            "server_memories": final["memories"],
+            "rss_mb": round(max(resident for resident, _ in rss), 1),
+            "peak_rss_mb": round(max(peak for _, peak in rss), 1),
+            "server_memories": nodes[0]["memories"],
         }
     )
+    if len(urls) > 1:
+        report["nodes"] = {
+            "count": len(urls),
+            "per_node": [
+                {**node, "rss_mb": round(resident, 1)} for node, (resident, _) in zip(nodes, rss, strict=True)
+            ],
+            "pairs": {"sent": len(tally.pairs), "new_to_exactly_one": sum(stored == 1 for stored in tally.pairs)},
+            "visibility": {
+                "seen": len(tally.visible_ms),
+                "not_seen_within_s": VISIBLE_WITHIN_S,
+                "not_seen": tally.never_visible,
+                **percentiles(tally.visible_ms),
+            },
+        }
     return report
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The errors inside nested exception groups (each client session adds a level), which a traceback cuts off."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
 
 
 def run_stress(
@@ -358,6 +492,7 @@ def run_stress(
     clients: int = 16,
     duration: float = 60.0,
     memories: int = 1000,
+    nodes: int = 1,
     reranker: str | None = None,
     dataset: Path | None = None,
     seed_value: int = 7,
@@ -367,13 +502,25 @@ def run_stress(
     with tempfile.TemporaryDirectory(prefix="mimir-stress-") as scratch:
         folder = Path(scratch)
         model_path = Path(reranker) if reranker else default_reranker_path(folder / "cross-encoder")
-        process, url = start_server(folder / "data", model_path, folder / "server.log")
-        say(f"server {url} (pid {process.pid})")
+        processes: list[subprocess.Popen] = []
+        logs = [folder / f"server-{index}.log" for index in range(nodes)]
         try:
+            chroma_port = None
+            if nodes > 1:
+                chroma, chroma_port = start_chroma(folder / "chroma", folder / "chroma.log")
+                processes.append(chroma)
+                say(f"chroma run on port {chroma_port}")
+            urls = []
+            for index, log in enumerate(logs):
+                process, url = start_server(folder / f"data-{index}", model_path, log, chroma_port)
+                processes.append(process)
+                urls.append(url)
+                say(f"server {url} (pid {process.pid})")
+            servers = processes[-nodes:]
             report = anyio.run(
                 lambda: drive(
-                    url,
-                    process.pid,
+                    urls,
+                    [process.pid for process in servers],
                     clients=clients,
                     duration=duration,
                     memories=memories,
@@ -382,16 +529,20 @@ def run_stress(
                     say=say,
                 )
             )
-        except BaseException:
-            say(f"server log: {tail(folder / 'server.log')}")
+        except BaseException as exc:
+            for log in logs:
+                say(f"server log: {tail(log)}")
+            for leaf in leaves(exc):
+                say(f"failed: {type(leaf).__name__}: {leaf}")
             raise
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            for process in reversed(processes):  # the nodes before the store they write to
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
     report.update(
         {
             "corpus": corpus.source,
@@ -439,4 +590,22 @@ def format_report(report: dict[str, Any]) -> str:
         f"{cores['clients']:.2f}, whole machine {cores['machine']:.2f} of {report['cpu_count']}"
     )
     lines.append(f"server RSS: {report['rss_mb']:.0f} MB (peak {report['peak_rss_mb']:.0f} MB)")
+    if "nodes" in report:
+        nodes = report["nodes"]
+        per_node = "; ".join(
+            f"node {index}: {node['memories']} memories, {node['lost']} acknowledged ids missing, "
+            f"{node['rss_mb']:.0f} MB RSS"
+            for index, node in enumerate(nodes["per_node"])
+        )
+        lines.append(f"{nodes['count']} nodes on one Chroma server: {per_node}")
+        pairs = nodes["pairs"]
+        lines.append(
+            f"texts sent to two nodes at once: {pairs['sent']}, new to exactly one node: {pairs['new_to_exactly_one']}"
+        )
+        seen = nodes["visibility"]
+        lines.append(
+            f"a write on one node, top hit of both arms on another: p50 {seen['p50_ms']:.0f} / "
+            f"p95 {seen['p95_ms']:.0f} / max {seen['max_ms']:.0f} ms ({seen['seen']} seen, "
+            f"{seen['not_seen']} not within {seen['not_seen_within_s']:g} s)"
+        )
     return "\n".join(lines)

@@ -167,11 +167,13 @@ class Writes:
         """One turn of the group commit (``group_commit.GroupCommit``): every write queued meanwhile, in
         one store ``add`` under one hold of the store lock. The lock is taken by every process on the
         data dir, so a text stored at once by several calls or processes is stored once and reported new
-        to exactly one: here, the first write of the turn that holds it. The store first: it is the store
-        of record; the index follows. Returns each write's new ids."""
+        to exactly one: here, the first write of the turn that holds it (across machines on one Chroma server,
+        the store's ``add`` tells). The store first: it is the store of record; the index follows. Returns
+        each write's new ids."""
         backend = self._loader.wait()  # loaded once per service: every queued write was embedded for it
         store, lexical = backend.store, backend.lexical
         results: list[set[str]] = []
+        raced = False
         with store.writing() as reloaded:
             claimed = store.existing([record.id for candidates, _ in writes for record in candidates])
             rows: list[MemoryRecord] = []
@@ -184,16 +186,24 @@ class Writes:
                 results.append({candidates[n].id for n in keep})
             if rows:
                 stacked = np.concatenate(vectors)
-                store.add(rows, stacked)
+                stored = store.add(rows, stacked)
                 store.record_dimension(int(stacked.shape[1]))
                 # After the add: a crash before it would leave a forgotten memory without its tombstone.
                 store.clear_tombstones([record.id for record in rows])
+                if len(stored) < len(rows):
+                    # Another node on the Chroma server stored these first: not new here, and the catalogue
+                    # takes the stored version (its tags and times), as a sync would.
+                    for fresh in results:
+                        fresh &= stored
+                    lexical.add(store.get([record.id for record in rows if record.id not in stored]))
+                    rows = [record for record in rows if record.id in stored]
+                    raced = True
                 lexical.add(rows)
                 self._board.wrote()  # a write went through: a full disk ``status`` reported is over
             # The count status shows, by arithmetic: Chroma's count() takes ~5 ms of GIL under load, per
             # write. Counted for real when another process's writes were just taken in.
             counts = self._board.counts
-            store_count = None if reloaded or counts is None else counts.store + len(rows)
+            store_count = None if reloaded or raced or counts is None else counts.store + len(rows)
             self._board.recount(store, lexical, store_count=store_count)
         return results
 

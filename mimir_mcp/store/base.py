@@ -87,8 +87,10 @@ class VectorStore(Protocol):
         made current first; yields whether another process had written since this one last looked."""
         ...
 
-    def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> None:
-        """Store new memories (ids already stored are left as they are)."""
+    def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> set[str]:
+        """Store new memories (ids already stored are left as they are). Returns the ids this call stored:
+        all of them under a lock every writer takes; on a Chroma server shared by machines, less those
+        another node stored first, which no lock here could have kept out."""
         ...
 
     def delete(self, ids: Sequence[str]) -> None:

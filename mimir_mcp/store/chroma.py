@@ -23,6 +23,7 @@ from mimir_mcp.store.catalogue import catalogue_path, set_aside, sqlite_damage
 from mimir_mcp.store.chroma_records import (
     CHROMA_BATCH,
     DAMAGED_SUFFIX,
+    WRITER_FIELD,
     chroma_where,
     make_embedding_function,
     record_from_chroma,
@@ -392,16 +393,37 @@ class ChromaStore:
                 return
             offset += len(page["ids"])
 
-    def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> None:
+    def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> set[str]:
+        """Embedded, every writer holds ``lock``. On a server, nodes on other machines do not share it, and
+        Chroma keeps the first add of an id and drops later ones without a word: each add marks its records
+        with a token of its own, and reads them back to learn which it stored (exact deduplication across
+        nodes: a text sent to two nodes at once is new to exactly one)."""
         self._index_loaded = True
+        token = uuid.uuid4().hex if self.kind == "server" else None
+        claimed: set[str] = set()
         for start in range(0, len(records), CHROMA_BATCH):
             chunk = records[start : start + CHROMA_BATCH]
+            ids = [record.id for record in chunk]
+            metadatas = [to_chroma_metadata(record) for record in chunk]
+            if token is not None:
+                for metadata in metadatas:
+                    metadata[WRITER_FIELD] = token
             self._collection.add(
-                ids=[record.id for record in chunk],
+                ids=ids,
                 documents=[record.text for record in chunk],
                 embeddings=embeddings[start : start + CHROMA_BATCH],
-                metadatas=[to_chroma_metadata(record) for record in chunk],
+                metadatas=metadatas,
             )
+            if token is None:
+                claimed.update(ids)
+            else:
+                stored = self._collection.get(ids=ids, include=["metadatas"])
+                claimed.update(
+                    memory_id
+                    for memory_id, metadata in zip(stored["ids"], stored["metadatas"], strict=True)
+                    if (metadata or {}).get(WRITER_FIELD) == token
+                )
+        return claimed
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         if not ids:

@@ -17,6 +17,9 @@ CHROMA_BATCH = 1000
 # The name a collection Chroma cannot read is kept under, with the time it was set aside.
 DAMAGED_SUFFIX = "-damaged-"
 USER_METADATA_PREFIX = "m:"
+# A reserved field naming the add that stored a memory on a Chroma server (``ChromaStore.add``); never read
+# into a record.
+WRITER_FIELD = "writer"
 
 
 def to_chroma_metadata(record: MemoryRecord) -> dict[str, Any]:

@@ -94,13 +94,16 @@ class InMemoryStore:
         with self._lock:
             yield False
 
-    def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> None:
+    def add(self, records: Sequence[MemoryRecord], embeddings: np.ndarray) -> set[str]:
+        stored: set[str] = set()
         with self._lock:
             for record, vector in zip(records, embeddings, strict=True):
                 if record.id not in self._records:
                     self._records[record.id] = record
                     self._vectors[record.id] = np.asarray(vector, dtype=np.float32)
+                    stored.add(record.id)
             self._writes += 1
+        return stored
 
     def delete(self, ids: Sequence[str]) -> None:
         with self._lock:
