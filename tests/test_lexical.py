@@ -3,6 +3,8 @@ import math
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rank_bm25 import BM25Okapi
 
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
@@ -436,3 +438,57 @@ def test_each_namespace_scores_as_if_it_were_alone():
     assert _figures(shared, ["A"], queries) == before
     for index in (alone, shared, pair):
         index.close()
+
+
+def _same_index(one, other) -> None:
+    """Two BM25 indexes hold the same documents, postings and statistics."""
+    import numpy as np
+
+    for name in ("_keys", "_lengths", "_alive", "_groups", "_previous", "_next"):
+        assert np.array_equal(getattr(one, name).view, getattr(other, name).view), name
+    assert one._position == other._position and one._group_codes == other._group_codes
+    assert one._last_in_group == other._last_in_group and one._group_totals == other._group_totals
+    assert one._live == other._live and one._total_length == pytest.approx(other._total_length)
+    assert one._postings.keys() == other._postings.keys()
+    for term, postings in one._postings.items():
+        theirs = other._postings[term]
+        assert np.array_equal(postings.documents.view, theirs.documents.view), term
+        assert np.array_equal(postings.frequencies.view, theirs.frequencies.view), term
+        assert (postings.document_frequency, postings.by_group) == (theirs.document_frequency, theirs.by_group), term
+
+
+TERMS = st.lists(st.sampled_from([f"t{n}" for n in range(12)]), max_size=9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    documents=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), TERMS), max_size=40),
+    chunk=st.integers(1, 30),
+)
+def test_the_bulk_build_leaves_the_index_adding_one_by_one_would(documents, chunk):
+    """Start-up builds the postings in bulk (``BM25Index.built``), a chunk of terms at a time; adds, removals
+    and searches after it behave as on an index built by ``add``."""
+    from mimir_mcp.lexical import bm25
+
+    numbered = [(7 * n + 3, group, terms) for n, (group, terms) in enumerate(documents)]
+    one_by_one = bm25.BM25Index()
+    for document in numbered:
+        one_by_one.add(*document)
+    original = bm25.BUILD_CHUNK_TERMS
+    bm25.BUILD_CHUNK_TERMS = chunk
+    try:
+        bulk = bm25.BM25Index.built(numbered)
+    finally:
+        bm25.BUILD_CHUNK_TERMS = original
+    _same_index(one_by_one, bulk)
+    for index in (one_by_one, bulk):
+        index.add(1_000_001, "a", ["t1", "t1", "t99"])
+        if numbered:
+            index.remove(numbered[0][0], numbered[0][2])
+    _same_index(one_by_one, bulk)
+    for terms in (["t1"], ["t2", "t3"], ["t99", "t5"]):
+        for context in (False, True):
+            for scope in (None, ["a"], ["b", "c"]):
+                assert one_by_one.search(terms, 10, scope=scope, context=context) == bulk.search(
+                    terms, 10, scope=scope, context=context
+                )

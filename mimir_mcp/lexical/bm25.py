@@ -16,9 +16,10 @@ covering every group (one namespace, or a search of all) the figures are the who
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
 import numpy as np
@@ -28,6 +29,8 @@ import numpy as np
 COHERENCE_SAMPLE = 200
 COHERENCE_MIN_MEMORIES = 20
 
+# Terms per chunk of a bulk build (``BM25Index.built``): its arrays' size, before they are counted.
+BUILD_CHUNK_TERMS = 2_000_000
 _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
 _EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)
 K1 = 1.2
@@ -123,6 +126,120 @@ class BM25Index:
         totals = self._group_totals.setdefault(code, [0, 0.0])
         totals[0] += 1
         totals[1] += len(terms)
+
+    @classmethod
+    def built(cls, documents: Iterable[tuple[int, str, Sequence[str]]]) -> BM25Index:
+        """An index of ``(key, group, terms)`` documents, as ``add`` one by one in that order would leave it,
+        built in bulk: numpy sorts the postings out a chunk of documents at a time, where ``add`` appends
+        one posting at a time (a fifth of the time at 200k documents, in a bounded amount of memory).
+        Keys must be distinct."""
+        index = cls()
+        keys: list[int] = []
+        groups: list[int] = []
+        lengths: list[int] = []
+        # Each chunk's entries, one per (term, document): the term, the document's position, the frequency.
+        term_parts: list[np.ndarray] = []
+        position_parts: list[np.ndarray] = []
+        frequency_parts: list[np.ndarray] = []
+        batch: list[str] = []
+        batch_lengths: list[int] = []
+        vocabulary: dict[str, int] = {}  # a term's first place among all the terms read
+        numbers: dict[int, int] = {}  # that place, to the term's number (its order of first appearance)
+        names: list[str] = []
+        seen = [0, 0]  # terms and documents read so far
+
+        def flush() -> None:
+            if not batch_lengths:
+                return
+            count = len(batch_lengths)
+            first = map(vocabulary.setdefault, batch, itertools.count(seen[0]))  # at C speed
+            places = np.fromiter(first, dtype=np.int64, count=len(batch))
+            local = np.repeat(np.arange(count, dtype=np.int64), np.asarray(batch_lengths, dtype=np.int64))
+            # One entry per (term, document) of the chunk, with the term's frequency in it.
+            pairs, frequencies = np.unique(places * count + local, return_counts=True)
+            places, local = np.divmod(pairs, count)
+            for term in itertools.islice(vocabulary, len(names), None):
+                numbers[vocabulary[term]] = len(names)
+                names.append(term)
+            starts = np.flatnonzero(np.r_[True, places[1:] != places[:-1]]) if len(places) else places
+            numbered = np.fromiter((numbers[place] for place in places[starts].tolist()), dtype=np.int32)
+            terms = np.repeat(numbered, np.diff(np.r_[starts, len(places)]))
+            term_parts.append(terms)
+            position_parts.append((local + seen[1]).astype(np.int32))
+            frequency_parts.append(frequencies.astype(np.float32))
+            seen[0] += len(batch)
+            seen[1] += count
+            batch.clear()
+            batch_lengths.clear()
+
+        for key, group, terms in documents:
+            keys.append(key)
+            groups.append(index._group_codes.setdefault(group, len(index._group_codes)))
+            lengths.append(len(terms))
+            batch.extend(terms)
+            batch_lengths.append(len(terms))
+            if len(batch) >= BUILD_CHUNK_TERMS:
+                flush()
+        flush()
+        count = len(keys)
+        if not count:
+            return index
+        # By term; within a term, by position (each chunk's entries are, and the chunks come in order). Each
+        # part let go once joined: a million documents hold ~50M entries.
+        terms = np.concatenate(term_parts)
+        term_parts.clear()
+        order = np.argsort(terms, kind="stable")
+        terms = terms[order]
+        positions = np.concatenate(position_parts)[order]
+        position_parts.clear()
+        frequencies = np.concatenate(frequency_parts)[order]
+        frequency_parts.clear()
+        del order
+        group_codes = np.asarray(groups, dtype=np.int32)
+        group_total = len(index._group_codes)
+        starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]]) if len(terms) else np.zeros(0, np.int64)
+        ends = np.append(starts[1:], len(terms)) if len(starts) else starts
+        # Documents per (term, group), for the scoped document frequencies.
+        term_groups, group_counts = np.unique(
+            terms.astype(np.int64) * group_total + group_codes[positions], return_counts=True
+        )
+        group_terms, group_of = np.divmod(term_groups, group_total)
+        low = np.searchsorted(group_terms, terms[starts]).tolist()
+        high = np.searchsorted(group_terms, terms[starts], side="right").tolist()
+        group_of, group_counts = group_of.tolist(), group_counts.tolist()
+        for number, start, end, first, last in zip(
+            terms[starts].tolist(), starts.tolist(), ends.tolist(), low, high, strict=True
+        ):
+            postings = _Postings()
+            # Views of the whole: an append to a full array copies it first (``_Growable``).
+            postings.documents.data, postings.documents.size = positions[start:end], end - start
+            postings.frequencies.data, postings.frequencies.size = frequencies[start:end], end - start
+            postings.document_frequency = end - start
+            postings.by_group = dict(zip(group_of[first:last], group_counts[first:last], strict=True))
+            index._postings[names[number]] = postings
+        index._keys.data, index._keys.size = np.asarray(keys, dtype=np.int64), count
+        index._position = {key: position for position, key in enumerate(keys)}
+        index._lengths.data, index._lengths.size = np.asarray(lengths, dtype=np.float32), count
+        index._alive.data, index._alive.size = np.ones(count, dtype=np.bool_), count
+        index._groups.data, index._groups.size = group_codes, count
+        # Neighbours within a group: consecutive positions once sorted by group (stable keeps the order).
+        by_group = np.argsort(group_codes, kind="stable").astype(np.int32)
+        same = group_codes[by_group[1:]] == group_codes[by_group[:-1]]
+        previous = np.full(count, -1, dtype=np.int32)
+        following = np.full(count, -1, dtype=np.int32)
+        previous[by_group[1:][same]] = by_group[:-1][same]
+        following[by_group[:-1][same]] = by_group[1:][same]
+        index._previous.data, index._previous.size = previous, count
+        index._next.data, index._next.size = following, count
+        summed = np.bincount(group_codes, weights=index._lengths.data, minlength=group_total)
+        members = np.bincount(group_codes, minlength=group_total)
+        last = np.searchsorted(group_codes[by_group], np.arange(group_total), side="right") - 1
+        for code in range(group_total):
+            index._group_totals[code] = [int(members[code]), float(summed[code])]
+            index._last_in_group[code] = int(by_group[last[code]])
+        index._live = count
+        index._total_length = float(sum(lengths))
+        return index
 
     def remove(self, key: int, terms: Sequence[str]) -> bool:
         """Mask a document out (its postings stay) and lower its terms' document frequencies."""

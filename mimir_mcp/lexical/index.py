@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,20 +46,28 @@ class LexicalIndex:
         again, once, and stored in one transaction."""
         stored_version = self.catalogue.meta("analyzer_version")
         outdated = stored_version != str(ANALYZER_VERSION)
-        rows = self.catalogue.rows()
-        reanalyzed = []
-        for rowid, memory_id, namespace, text, tokens in rows:
-            terms = analyze(text) if outdated else tokens.split()
-            if outdated:
-                reanalyzed.append((rowid, terms))
-            self._put(rowid, memory_id, namespace, terms)
+        ids: dict[int, str] = {}
+        reanalyzed: list[tuple[int, list[str]]] = []
+
+        def documents() -> Iterator[tuple[int, str, list[str]]]:
+            for rowid, memory_id, namespace, text, tokens in self.catalogue.rows(texts=outdated):
+                ids[rowid] = memory_id
+                terms = analyze(text) if outdated else tokens.split()
+                if outdated:
+                    reanalyzed.append((rowid, terms))
+                yield rowid, namespace, terms
+
+        self._index = BM25Index.built(documents())
+        self._ids = ids
+        self._rowids = {memory_id: rowid for rowid, memory_id in ids.items()}
+        rows = len(ids)
         if outdated:
             self.catalogue.set_terms(reanalyzed)
             self.catalogue.set_meta("analyzer_version", str(ANALYZER_VERSION))
             if rows:
                 logger.info(
                     "BM25 index re-analyzed: %d memories from analyzer version %s to %d",
-                    len(rows),
+                    rows,
                     stored_version or "1",
                     ANALYZER_VERSION,
                 )
@@ -70,9 +78,6 @@ class LexicalIndex:
         """Rebuild the postings from the catalogue (after another process sharing it removed memories:
         their terms, which the postings need to drop them, went with the rows)."""
         with self._lock:
-            self._index = BM25Index()
-            self._ids.clear()
-            self._rowids.clear()
             self._load()
 
     def _put(self, rowid: int, memory_id: str, namespace: str, terms: list[str]) -> None:

@@ -234,10 +234,14 @@ class Catalogue:
 
     # -- reading -------------------------------------------------------------------------------------
 
-    def rows(self) -> list[tuple[int, str, str, str, str]]:
-        """Every record's ``(rowid, id, namespace, text, terms)`` in the order stored, for the BM25 index."""
+    def rows(self, *, texts: bool = True) -> Iterator[tuple[int, str, str, str, str]]:
+        """Every record's ``(rowid, id, namespace, text, terms)`` in the order stored, for the BM25 index,
+        read as they are consumed (a million are a gigabyte), under the lock until the last; without
+        ``texts`` the text is left empty."""
+        text = "text" if texts else "''"
+        query = f"SELECT rowid, id, namespace, {text}, tokens FROM memories ORDER BY rowid"
         with self._lock:
-            return self._db.execute("SELECT rowid, id, namespace, text, tokens FROM memories ORDER BY rowid").fetchall()
+            yield from self._db.execute(query)
 
     def terms(self, rowids: Sequence[int]) -> dict[int, set[str]]:
         """The analyzed terms of the given rows, as sets."""
