@@ -202,3 +202,30 @@ async def test_without_a_catalogue_nothing_is_rebuilt_and_the_error_says_why(set
     # Nothing was moved, renamed or emptied: the damaged collection still holds the name, for a restore.
     assert "InternalError" in chroma_reads(data_dir, settings.store.collection)
     assert "NotFoundError" in chroma_reads(data_dir, settings.store.collection + REPAIR_SUFFIX)
+
+
+@pytest.mark.integration
+def test_a_store_left_by_its_own_writes_opens_again_without_a_probe(tmp_path, monkeypatch):
+    """The probe reads the vector index in a child process (a second at a thousand memories, a minute at a
+    million) only when its files are not as the last write under the lock left them. A new store is vouched
+    for from its creation, so the first restart after a server's writes opens it directly."""
+    from mimir_mcp.config import StoreSettings
+    from mimir_mcp.embedding import HashingEmbedder
+    from mimir_mcp.models import MemoryRecord
+    from mimir_mcp.store import probe
+
+    embedder = HashingEmbedder()
+    settings = StoreSettings(data_dir=tmp_path / "data")
+    store = ChromaStore(settings, make_embedding_function(embedder.encode, embedder.model))
+    records = [MemoryRecord(id=f"m{n}", text=f"note {n}", namespace="default", created_at="") for n in range(1500)]
+    with store.writing():
+        store.add(records, embedder.encode([record.text for record in records]))
+    folder = tmp_path / "data" / "chroma"
+    assert probe.index_signature(folder) and probe.vouched(folder)  # index files written, and vouched for
+    SharedSystemClient.clear_system_cache()  # as a new process would open it
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the store was probed")
+
+    monkeypatch.setattr(probe.subprocess, "run", no_probe)
+    assert ChromaStore(settings, make_embedding_function(embedder.encode, embedder.model)).count() == len(records)

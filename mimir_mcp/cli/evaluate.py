@@ -207,6 +207,23 @@ def finetune_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def memory_counts(value: str) -> list[int]:
+    """``1k,10k,1m`` as ``[1000, 10000, 1000000]``."""
+    counts = []
+    for part in value.split(","):
+        number, scale = part.strip().lower(), 1
+        if number[-1:] in ("k", "m"):
+            number, scale = number[:-1], 1000 if number[-1] == "k" else 1_000_000
+        try:
+            count = int(float(number) * scale)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a size: {part!r} (e.g. 1k,10k,100k,1m)") from None
+        if count < 100:
+            raise argparse.ArgumentTypeError(f"{part!r}: at least 100 memories")
+        counts.append(count)
+    return counts
+
+
 def build_bench_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimir-mcp bench",
@@ -218,6 +235,9 @@ def build_bench_parser() -> argparse.ArgumentParser:
         "--dataset", type=Path, default=Path("../shared/datasets/scifact"), help="text to use (BEIR folder)"
     )
     parser.add_argument("--only", help="comma list of rerank,lexical,search,remember,startup,cost")
+    parser.add_argument(
+        "--sizes", type=memory_counts, help="store sizes of the search rows, e.g. 1k,10k,100k,1m (default 1k,10k,100k)"
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
     parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS)
     return parser
@@ -236,7 +256,9 @@ def bench_main(argv: Sequence[str]) -> int:
         return 2
     started = time.perf_counter()
     try:
-        report = run_bench(quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen)
+        report = run_bench(
+            quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen, sizes=args.sizes
+        )
     except ValueError as exc:
         print(f"mimir-mcp bench: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,9 @@ async def search_series(
     return plain, reranked, warm, reranker_backend, query_backend
 
 
+FORGET_NAMESPACE = "bench-forget"
+
+
 def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Path, folder: Path) -> dict[str, Any]:
     """Whole searches through the service. Memories are inserted directly with random unit vectors:
     embedding cost is measured on its own (``remember``); here it is the query path that counts."""
@@ -217,6 +221,8 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
     results: dict[str, Any] = {}
     generator = np.random.default_rng(3)
     for size in sizes:
+        # A tenth of the memories, at most 1,000, in a namespace of their own: the restart forgets them.
+        forget_count = min(1000, size // 10)
         # Dicts, not settings objects: pydantic-settings merges them with the MIMIR_* environment.
         settings = Settings(
             store={"data_dir": folder / f"search-{size}"},  # pyright: ignore[reportArgumentType]
@@ -226,25 +232,35 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
         service.start()
         store, lexical = service.storage()
         documents = corpus.documents_for(size)
+        created = datetime.now(UTC).isoformat()
         for start in range(0, size, 1000):
             records = [
-                MemoryRecord(id=f"m{i}", text=text, namespace="default", created_at="")
+                MemoryRecord(
+                    id=f"m{i}",
+                    text=text,
+                    namespace=FORGET_NAMESPACE if i < forget_count else "default",
+                    created_at=created,
+                )
                 for i, text in enumerate(documents[start : start + 1000], start=start)
             ]
             vectors = generator.standard_normal((len(records), 384)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            store.add(records, vectors)
-            lexical.add(records)
+            with store.writing():  # as a server writes: its restart below finds the index files vouched for
+                store.add(records, vectors)
+                lexical.add(records)
             progress(f"search {size}: inserted {start + len(records)}")
         plain, reranked, warm, reranker_backend, query_backend = anyio.run(
             search_series, service, corpus.queries[:queries], corpus.queries[: max(queries // 4, 2)]
         )
         service.close()
+        data_dir = folder / f"search-{size}"
         results[str(size)] = {
             "p50_ms": round(statistics.median(plain), 1),
             "p95_ms": round(percentile(plain, 95), 1),
             "rerank50_p50_ms": round(statistics.median(reranked), 1),
             "rerank50_warm_p50_ms": round(statistics.median(warm), 1),
+            "disk_bytes_per_memory": round(disk_bytes(data_dir) / size),
+            **bench_restart(data_dir, model_path, FORGET_NAMESPACE, forget_count),
         }
         results["query_backend"] = query_backend
         results["reranker_backend"] = reranker_backend
@@ -297,76 +313,130 @@ def bench_remember(corpus: Corpus, count: int, folder: Path) -> dict[str, Any]:
 # -- startup and memory ---------------------------------------------------------------------------
 
 
-def bench_startup(model_path: Path, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Spawn the server over stdio as Claude Desktop does; time the handshake and the first search,
-    then read its RSS once both models and their ONNX copies are loaded."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "MIMIR_STORE_DATA_DIR": str(folder / "startup"),
-            "MIMIR_RERANKER_MODEL": str(model_path),
-            "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
-        }
-    )
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mimir_mcp", "--transport", "stdio", "--log-level", "WARNING"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        text=True,
-        bufsize=1,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    stdin, stdout = process.stdin, process.stdout
+class StdioServer:
+    """``python -m mimir_mcp`` over stdio, spawned as Claude Desktop does, spoken to in JSON-RPC lines."""
 
-    def request(message_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        stdin.write(json.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params}))
-        stdin.write("\n")
+    def __init__(self, data_dir: Path, model_path: Path) -> None:
+        env = dict(os.environ)
+        env.update(
+            {
+                "MIMIR_STORE_DATA_DIR": str(data_dir),
+                "MIMIR_RERANKER_MODEL": str(model_path),
+                "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+            }
+        )
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mimir_mcp", "--transport", "stdio", "--log-level", "WARNING"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+        self.next_id = 1
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        message_id, self.next_id = self.next_id, self.next_id + 1
+        stdin.write(json.dumps({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params}) + "\n")
         stdin.flush()
         while True:
             reply = json.loads(stdout.readline())
             if reply.get("id") == message_id:
                 return reply
 
-    try:
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        reply = self.request("tools/call", {"name": tool, "arguments": arguments})
+        result = reply.get("result") or {}
+        if "error" in reply or result.get("isError"):
+            raise RuntimeError(f"{tool} failed: {json.dumps(reply)[:500]}")
+        return result["structuredContent"]
+
+    def initialize(self) -> float:
+        """The handshake; returns the milliseconds since spawn."""
         from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-        request(
-            1,
+        self.request(
             "initialize",
             {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": {}, "clientInfo": {"name": "bench"}},
         )
-        initialize_ms = (time.perf_counter() - started) * 1000
-        process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
-        process.stdin.flush()
-        request(2, "tools/call", {"name": "search", "arguments": {"query": "first search", "rerank": False}})
-        first_search_ms = (time.perf_counter() - started) * 1000
-        message_id = 3
+        elapsed = (time.perf_counter() - self.started) * 1000
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        self.process.stdin.flush()
+        return elapsed
+
+    def since_spawn_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def bench_startup(model_path: Path, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Spawn the server over stdio as Claude Desktop does; time the handshake and the first search,
+    then read its RSS once both models and their ONNX copies are loaded."""
+    server = StdioServer(folder / "startup", model_path)
+    try:
+        initialize_ms = server.initialize()
+        server.call("search", {"query": "first search", "rerank": False})
+        first_search_ms = server.since_spawn_ms()
         while True:
-            status = request(message_id, "tools/call", {"name": "status", "arguments": {"detail": True}})
-            message_id += 1
-            content = status["result"]["structuredContent"]["detail"]
+            content = server.call("status", {"detail": True})["detail"]
             loading = content["reranker"]["state"] == "loading" or content["embedding"]["state"] == "loading"
             # RSS counts the ONNX copies too: wait until both are built (or have failed).
             building = "building" in content["reranker"]["backend"] + content["embedding"]["query_backend"]
             if not loading and not building:
                 break
             time.sleep(0.2)
-        request(message_id, "tools/call", {"name": "search", "arguments": {"query": "warm both models"}})
-        rss_kb = next(
-            int(line.split()[1])
-            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
-            if line.startswith("VmRSS:")
-        )
+        server.call("search", {"query": "warm both models"})
+        rss = server.rss_mb()
     finally:
-        process.kill()
-        process.wait()
+        server.close()
     return (
         {"initialize_ms": round(initialize_ms, 1), "first_search_ms": round(first_search_ms, 1)},
-        {"rss_mb": round(rss_kb / 1024, 1)},
+        {"rss_mb": round(rss, 1)},
     )
+
+
+def bench_restart(data_dir: Path, model_path: Path, forget_namespace: str, forget_count: int) -> dict[str, Any]:
+    """A server started again on a full store: spawn to the first search (its store opened and its BM25 index
+    loaded), RSS then, a page of ``list_memories``, and a ``forget`` by a filter matching ``forget_count``."""
+    server = StdioServer(data_dir, model_path)
+    try:
+        server.initialize()
+        server.call("search", {"query": "first search after a restart", "rerank": False})
+        first_search_ms = server.since_spawn_ms()
+        rss = server.rss_mb()
+        started = time.perf_counter()
+        page = server.call("list_memories", {"limit": 50})
+        list_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        forgotten = server.call("forget", {"namespace": forget_namespace, "confirm": True})
+        forget_ms = (time.perf_counter() - started) * 1000
+    finally:
+        server.close()
+    if len(page["memories"]) != 50 or forgotten["removed_count"] != forget_count:
+        raise RuntimeError(f"restart: listed {len(page['memories'])}, forgot {forgotten['forgotten']}")
+    return {
+        "restart_first_search_ms": round(first_search_ms, 1),
+        "restart_rss_mb": round(rss, 1),
+        "list_page_ms": round(list_ms, 1),
+        "forget_ms": round(forget_ms, 1),
+        "forgotten": forget_count,
+    }
+
+
+def disk_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -378,6 +448,7 @@ def run_bench(
     reranker: str | None = None,
     dataset: Path | None = None,
     sections: tuple[str, ...] = ("rerank", "lexical", "search", "remember", "startup", "cost"),
+    sizes: list[int] | None = None,
 ) -> dict[str, Any]:
     corpus = Corpus(dataset)
     report: dict[str, Any] = {"quick": quick, "corpus": corpus.source, "cpu_count": os.cpu_count()}
@@ -393,8 +464,8 @@ def run_bench(
             sizes = [10_000, 100_000] if not quick else [1_000]
             report["lexical"] = bench_lexical(corpus, sizes, 50 if not quick else 5, folder)
         if "search" in sections:
-            sizes = [1_000, 10_000, 100_000] if not quick else [500]
-            report["search"] = bench_search(corpus, sizes, 40 if not quick else 4, model_path, folder)
+            stores = sizes or ([1_000, 10_000, 100_000] if not quick else [500])
+            report["search"] = bench_search(corpus, stores, 40 if not quick else 4, model_path, folder)
         if "remember" in sections:
             report["remember"] = bench_remember(corpus, 512 if not quick else 32, folder)
         if "startup" in sections:
@@ -435,6 +506,12 @@ def format_report(report: dict[str, Any]) -> str:
             f"search {size:>6}: {row['p50_ms']:>8.1f} ms p50, {row['p95_ms']:.1f} ms p95; "
             f"with rerank of 50: {row['rerank50_p50_ms']:.1f} ms p50, the same again (score cache) "
             f"{row['rerank50_warm_p50_ms']:.1f} ms p50"
+        )
+        lines.append(
+            f"  restarted on it: first search {row['restart_first_search_ms'] / 1000:.1f} s after spawn, "
+            f"{row['restart_rss_mb']:.0f} MB RSS; list_memories page {row['list_page_ms']:.0f} ms; forget "
+            f"{row['forgotten']} by filter {row['forget_ms']:.0f} ms; disk {row['disk_bytes_per_memory'] / 1024:.1f} "
+            "KB per memory"
         )
     if "remember" in report:
         row = report["remember"]

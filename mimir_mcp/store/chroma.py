@@ -31,7 +31,7 @@ from mimir_mcp.store.chroma_records import (
     to_chroma_metadata,
 )
 from mimir_mcp.store.chroma_tombstones import ChromaTombstones
-from mimir_mcp.store.probe import index_damage, vouch, vouched
+from mimir_mcp.store.probe import index_damage, index_signature, vouch, vouched
 
 if TYPE_CHECKING:
     from mimir_mcp.embedding import TextEmbedder
@@ -92,6 +92,9 @@ class ChromaStore:
                     problem = f"SQLite cannot read {path / 'chroma.sqlite3'} ({problem})"
                 elif (path / "chroma.sqlite3").exists():
                     problem = index_damage(path, self.name)
+                elif not index_signature(path):
+                    path.mkdir(parents=True, exist_ok=True)
+                    vouch(path)  # a new store: its writes vouch for the files they leave (``writing``)
                 if problem is not None:
                     if not catalogue_path(settings).exists():
                         raise StoreUnavailableError(
