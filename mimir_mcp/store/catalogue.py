@@ -37,7 +37,6 @@ CREATE TABLE IF NOT EXISTS memories (
     metadata TEXT NOT NULL,
     tokens TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS memories_namespace ON memories(namespace);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Columns added after the first release, with their SQL type: added to an older file when it is opened.
@@ -143,6 +142,12 @@ class Catalogue:
                     [(_stored_timestamp(created_at), rowid) for rowid, created_at in missing],
                 )
         self._db.execute("CREATE INDEX IF NOT EXISTS memories_created ON memories(created_ts, rowid)")
+        # A namespace's page, newest first, read in this index's order instead of sorting the whole namespace
+        # (a page at 300k memories: 1.9 s); it serves lookups by namespace alone too.
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS memories_namespace_created ON memories(namespace, created_ts, rowid)"
+        )
+        self._db.execute("DROP INDEX IF EXISTS memories_namespace")
 
     def close(self) -> None:
         with self._lock:
