@@ -257,7 +257,7 @@ def bench_main(argv: Sequence[str]) -> int:
     started = time.perf_counter()
     try:
         report = run_bench(
-            quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen, sizes=args.sizes
+            quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen, store_sizes=args.sizes
         )
     except ValueError as exc:
         print(f"mimir-mcp bench: {exc}", file=sys.stderr)

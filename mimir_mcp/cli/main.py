@@ -25,7 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if argv and argv[0] in COMMANDS:
         module, function = COMMANDS[argv[0]]
-        return getattr(importlib.import_module(f"mimir_mcp.cli.{module}"), function)(argv[1:])
+        status = getattr(importlib.import_module(f"mimir_mcp.cli.{module}"), function)(argv[1:])
+        if module == "data":  # a store command may end with a model still loading in the background
+            from mimir_mcp.cli.common import end_process
+
+            end_process(status)
+        return status
     from mimir_mcp.cli.serve import serve_main
 
     return serve_main(argv[1:] if argv and argv[0] == "serve" else argv)

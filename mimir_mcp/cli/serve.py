@@ -11,10 +11,10 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from mimir_mcp import __version__
-from mimir_mcp.cli.common import LOG_LEVELS, configure_logging
+from mimir_mcp.cli.common import LOG_LEVELS, configure_logging, end_process
 from mimir_mcp.cli.main import COMMANDS
 
 if TYPE_CHECKING:
@@ -252,20 +252,3 @@ def serve_main(argv: Sequence[str]) -> int:
         service.close()
         logger.info("mimir-mcp stopped")
     end_process(0)
-
-
-def end_process(status: int) -> NoReturn:
-    """End a server process here, without the interpreter's teardown.
-
-    Stopped within seconds of its start, a server still has daemon threads loading models (importing torch,
-    opening onnxruntime sessions); the interpreter's exit then finalizes those libraries under them and
-    crashed in native code (a segmentation fault, exit status -11, seen in CI right after "mimir-mcp
-    stopped"). By now the store is closed and every acknowledged write is as durable as after a SIGKILL,
-    which the durability tests check, so nothing is left that the teardown would do for the user."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a client that hung up, a stream already closed
-            pass
-    os._exit(status)

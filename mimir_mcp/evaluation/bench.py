@@ -448,7 +448,7 @@ def run_bench(
     reranker: str | None = None,
     dataset: Path | None = None,
     sections: tuple[str, ...] = ("rerank", "lexical", "search", "remember", "startup", "cost"),
-    sizes: list[int] | None = None,
+    store_sizes: list[int] | None = None,
 ) -> dict[str, Any]:
     corpus = Corpus(dataset)
     report: dict[str, Any] = {"quick": quick, "corpus": corpus.source, "cpu_count": os.cpu_count()}
@@ -464,7 +464,7 @@ def run_bench(
             sizes = [10_000, 100_000] if not quick else [1_000]
             report["lexical"] = bench_lexical(corpus, sizes, 50 if not quick else 5, folder)
         if "search" in sections:
-            stores = sizes or ([1_000, 10_000, 100_000] if not quick else [500])
+            stores = store_sizes or ([1_000, 10_000, 100_000] if not quick else [500])
             report["search"] = bench_search(corpus, stores, 40 if not quick else 4, model_path, folder)
         if "remember" in sections:
             report["remember"] = bench_remember(corpus, 512 if not quick else 32, folder)

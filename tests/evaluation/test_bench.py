@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mimir_mcp.evaluation.bench import Corpus, kendall_tau, percentile
 
 from ..conftest import run_cli
@@ -38,7 +40,19 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
     assert report["rerank"]["backend"] == "onnx-int8"  # the default backend, found in the run's copies and timed
     assert 0.0 <= report["rerank"]["20"]["top10_agreement"] <= 1.0
     assert set(report["lexical"]["1000"]) >= {"p50_ms", "rank_bm25_p50_ms", "speedup"}
-    assert set(report["search"]["500"]) == {"p50_ms", "p95_ms", "rerank50_p50_ms", "rerank50_warm_p50_ms"}
+    assert set(report["search"]["500"]) == {
+        "p50_ms",
+        "p95_ms",
+        "rerank50_p50_ms",
+        "rerank50_warm_p50_ms",
+        "disk_bytes_per_memory",
+        "restart_first_search_ms",
+        "restart_rss_mb",
+        "list_page_ms",
+        "forget_ms",
+        "forgotten",
+    }
+    assert report["search"]["500"]["forgotten"] == 50 and report["search"]["500"]["restart_rss_mb"] > 0
     # Searches are timed on the configured backends once ready: the default ONNX copies of both models.
     assert report["search"]["query_backend"] == "onnx"
     assert report["search"]["reranker_backend"] == "onnx-int8"
@@ -46,3 +60,15 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
     assert set(report["startup"]) == {"initialize_ms", "first_search_ms"}
     assert report["memory"]["rss_mb"] > 0
     assert "rerank" in result.stdout and "initialize" in result.stdout
+
+
+def test_bench_sizes_read_as_memory_counts_and_bad_ones_are_named():
+    import argparse
+
+    from mimir_mcp.cli.evaluate import memory_counts
+
+    assert memory_counts("1k,10k,100k,1m") == [1_000, 10_000, 100_000, 1_000_000]
+    assert memory_counts("2500, 0.5m") == [2_500, 500_000]
+    for bad, says in (("ten", "'ten'"), ("50", "at least 100"), ("1k,", "''")):
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
+            memory_counts(bad)
