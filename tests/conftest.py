@@ -355,31 +355,17 @@ def dumps(value: Any) -> str:
     return json.dumps(value, indent=1, sort_keys=True)
 
 
-CHROMA = Path(PYTHON).with_name("chroma")
-
-
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[int]:
     yield from run_chroma_server(tmp_path / "chroma-server")
 
 
 def run_chroma_server(path: Path) -> Iterator[int]:
-    """``chroma run`` on a free port, for as long as the generator is open; yields the port."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:  # the server says when it listens
-        if "listening" in line.lower():
-            break
-    else:
-        raise AssertionError("chroma run exited before listening")
-    # Keep reading its log: a full pipe would block the server mid-request.
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    """``chroma run`` on a free port (as ``stress --nodes`` starts it), for as long as the generator is open;
+    yields the port."""
+    from mimir_mcp.evaluation.stress import start_chroma
+
+    process, port = start_chroma(path, path.with_name(f"{path.name}.log"))
     yield port
     process.terminate()
     process.wait(timeout=30)

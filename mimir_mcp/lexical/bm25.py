@@ -63,6 +63,12 @@ class _Growable:
         return self.data[: self.size]
 
 
+def _runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of equal values in ``values`` starts and ends (exclusive)."""
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
+    return starts, np.append(starts[1:], len(values)).astype(np.int64) if len(values) else starts
+
+
 class _Postings:
     __slots__ = ("documents", "frequencies", "document_frequency", "by_group")
 
@@ -141,43 +147,40 @@ class BM25Index:
         term_parts: list[np.ndarray] = []
         position_parts: list[np.ndarray] = []
         frequency_parts: list[np.ndarray] = []
-        batch: list[str] = []
-        batch_lengths: list[int] = []
+        batch: list[str] = []  # the terms of the documents not yet in a chunk
         vocabulary: dict[str, int] = {}  # a term's first place among all the terms read
         numbers: dict[int, int] = {}  # that place, to the term's number (its order of first appearance)
         names: list[str] = []
-        seen = [0, 0]  # terms and documents read so far
+        terms_read = documents_read = 0  # before ``batch``
 
         def flush() -> None:
-            if not batch_lengths:
+            nonlocal terms_read, documents_read
+            count = len(lengths) - documents_read
+            if not count:
                 return
-            count = len(batch_lengths)
-            first = map(vocabulary.setdefault, batch, itertools.count(seen[0]))  # at C speed
+            first = map(vocabulary.setdefault, batch, itertools.count(terms_read))  # at C speed
             places = np.fromiter(first, dtype=np.int64, count=len(batch))
-            local = np.repeat(np.arange(count, dtype=np.int64), np.asarray(batch_lengths, dtype=np.int64))
+            local = np.repeat(np.arange(count, dtype=np.int64), np.asarray(lengths[documents_read:], dtype=np.int64))
             # One entry per (term, document) of the chunk, with the term's frequency in it.
             pairs, frequencies = np.unique(places * count + local, return_counts=True)
             places, local = np.divmod(pairs, count)
             for term in itertools.islice(vocabulary, len(names), None):
                 numbers[vocabulary[term]] = len(names)
                 names.append(term)
-            starts = np.flatnonzero(np.r_[True, places[1:] != places[:-1]]) if len(places) else places
+            starts, ends = _runs(places)
             numbered = np.fromiter((numbers[place] for place in places[starts].tolist()), dtype=np.int32)
-            terms = np.repeat(numbered, np.diff(np.r_[starts, len(places)]))
-            term_parts.append(terms)
-            position_parts.append((local + seen[1]).astype(np.int32))
+            term_parts.append(np.repeat(numbered, ends - starts))
+            position_parts.append((local + documents_read).astype(np.int32))
             frequency_parts.append(frequencies.astype(np.float32))
-            seen[0] += len(batch)
-            seen[1] += count
+            terms_read += len(batch)
+            documents_read += count
             batch.clear()
-            batch_lengths.clear()
 
         for key, group, terms in documents:
             keys.append(key)
             groups.append(index._group_codes.setdefault(group, len(index._group_codes)))
             lengths.append(len(terms))
             batch.extend(terms)
-            batch_lengths.append(len(terms))
             if len(batch) >= BUILD_CHUNK_TERMS:
                 flush()
         flush()
@@ -197,8 +200,7 @@ class BM25Index:
         del order
         group_codes = np.asarray(groups, dtype=np.int32)
         group_total = len(index._group_codes)
-        starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]]) if len(terms) else np.zeros(0, np.int64)
-        ends = np.append(starts[1:], len(terms)) if len(starts) else starts
+        starts, ends = _runs(terms)
         # Documents per (term, group), for the scoped document frequencies.
         term_groups, group_counts = np.unique(
             terms.astype(np.int64) * group_total + group_codes[positions], return_counts=True

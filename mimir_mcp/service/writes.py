@@ -195,8 +195,8 @@ class Writes:
                     # takes the stored version (its tags and times), as a sync would.
                     for fresh in results:
                         fresh &= stored
-                    lexical.add(store.get([record.id for record in rows if record.id not in stored]))
-                    rows = [record for record in rows if record.id in stored]
+                    theirs = store.get([record.id for record in rows if record.id not in stored])
+                    rows = [record for record in rows if record.id in stored] + theirs
                     raced = True
                 lexical.add(rows)
                 self._board.wrote()  # a write went through: a full disk ``status`` reported is over

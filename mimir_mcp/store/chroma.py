@@ -91,11 +91,9 @@ class ChromaStore:
                 problem = sqlite_damage(path / "chroma.sqlite3")
                 if problem is not None:
                     problem = f"SQLite cannot read {path / 'chroma.sqlite3'} ({problem})"
-                elif (path / "chroma.sqlite3").exists():
+                elif (path / "chroma.sqlite3").exists() or not index_signature(path):
+                    # A new folder has no index files: vouched for, so its writes keep it so (``writing``).
                     problem = index_damage(path, self.name)
-                elif not index_signature(path):
-                    path.mkdir(parents=True, exist_ok=True)
-                    vouch(path)  # a new store: its writes vouch for the files they leave (``writing``)
                 if problem is not None:
                     if not catalogue_path(settings).exists():
                         raise StoreUnavailableError(
