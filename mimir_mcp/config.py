@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS
@@ -172,6 +172,18 @@ class RemoteRerankerSettings(BaseModel):
     )
 
 
+def _readable_when(value: str | None) -> str | None:
+    """A configured `when` is checked at start-up, not at every search."""
+    if value is None or value.strip().lower() in ("auto", "off"):
+        return None if value is None or value.strip().lower() == "off" else "auto"
+    from datetime import UTC, datetime
+
+    from mimir_mcp.search.when import read_when
+
+    read_when(value, now=datetime.now(UTC), tz=UTC)
+    return value.strip()
+
+
 class SearchSettings(BaseModel):
     """What a search does when the call does not say; how the arms are fused is ``search.policy``'s."""
 
@@ -219,6 +231,29 @@ class SearchSettings(BaseModel):
         ge=MIN_SNIPPET_CHARS,
         description="Most characters of each hit's text when `max_chars` is not given (fewer: fewer tokens for the "
         "agent; more: more of each memory); longer memories are shown as a snippet around the best-matching part.",
+    )
+    default_when: Annotated[str | None, AfterValidator(_readable_when)] = Field(
+        default="auto",
+        description="The `when` of a search that gives none: 'auto' applies a time phrase found in the query "
+        "('what did we decide last week'); unset (or 'off') where memories' times say nothing, as in a store "
+        "imported at once.",
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone a time phrase (`when`: 'yesterday', 'last week') is read in when the call gives no "
+        "`tz`, for a server whose agents' users live elsewhere than its clock says. None: the server's own zone.",
+    )
+    recency_half_life_days: float = Field(
+        default=30.0,
+        gt=0,
+        le=36_500,
+        description="How fast `prefer_recent` forgets: a memory this many days old counts half as recent as a new "
+        "one. Shorter for a team whose decisions change weekly.",
+    )
+    now: AwareDatetime | None = Field(
+        default=None,
+        description="A fixed time that time phrases and recency are read against instead of the clock: for "
+        "replaying a dataset (eval) and tests. None: the clock.",
     )
 
 

@@ -7,20 +7,15 @@ configured limit); the types here fix only the shape.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 MetadataValue = str | int | float | bool
-SearchMethod = Literal[
-    "rrf_hybrid",
-    "rrf_hybrid+rerank",
-    "rrf_hybrid+remote_rerank",
-    "rrf_hybrid+mmr",
-    "rrf_hybrid+rerank+mmr",
-    "rrf_hybrid+remote_rerank+mmr",
-]
+# What ran, in order: rrf_hybrid, then +rerank or +remote_rerank when a reranker scored, +recency when
+# prefer_recent reordered, +mmr when diversity picked the hits.
+SearchMethod = str
 
 
 # An answer's detail (with `explain` or `detail`), published in the output schema as an object, unspelt:
@@ -158,10 +153,21 @@ def answer_time(stamp: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class TimeRangeRead(BaseModel):
+    """The time range a `when` was read as, in the caller's zone, so an agent sees what it asked for."""
+
+    start: str | None = Field(default=None, serialization_alias="from", description="Inclusive; none: no lower bound.")
+    end: str | None = Field(default=None, serialization_alias="to", description="Exclusive; none: no upper bound.")
+    phrase: str
+    query: str | None = Field(default=None, description="With when 'auto': the query searched, the phrase taken out.")
+    note: str | None = Field(default=None, description="Why the range was not applied, when it was not.")
+
+
 class ListResponse(BaseModel):
     memories: list[MemoryOut]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page; none on the last.")
     total: int = Field(description="How many memories match the filters (all pages).")
+    time_range: TimeRangeRead | None = None
 
 
 class GetResponse(BaseModel):
@@ -221,6 +227,10 @@ class HitScores(BaseModel):
         default=None,
         description="When the reranked order blends cross-encoder and hybrid: the combined score it follows.",
     )
+    age_days: float | None = Field(default=None, description="With prefer_recent: days since it was stored or updated.")
+    recency: float | None = Field(
+        default=None, description="With prefer_recent: the recency part of `score` (weight × decay of the age)."
+    )
 
 
 class Hit(MemoryOut):
@@ -231,7 +241,8 @@ class Hit(MemoryOut):
     namespace: str | None = Field(default=None, description="Left out when the search named the namespace.")  # type: ignore[assignment]
     score: float = Field(
         description="The score the final order follows: the blended score when reranking blends, else the "
-        "rerank score, else the fused score."
+        "rerank score, else the fused score; with prefer_recent, that score scaled to 0-1 in the candidates and "
+        "blended with recency."
     )
     scores: Annotated[HitScores | None, DETAIL] = Field(
         default=None, description="Every stage's view of the hit (with `explain`)."
@@ -294,6 +305,7 @@ class SearchResponse(BaseModel):
         description="What ran, and why reranking did not when it did not; without `explain` only when the search "
         "did not run as asked (reranking unavailable or cut short, min_score not applied).",
     )
+    time_range: TimeRangeRead | None = Field(default=None, description="The range `when` was read as.")
     query: str | None = None
     reranker_model: str | None = None
     candidates: Annotated[SearchCandidates | None, DETAIL] = None
@@ -316,7 +328,9 @@ class SearchResponse(BaseModel):
             )
             for hit in self.hits
         ]
-        return SearchResponse(hits=hits, search_method=self.search_method, message=self.caveat)
+        return SearchResponse(
+            hits=hits, search_method=self.search_method, message=self.caveat, time_range=self.time_range
+        )
 
 
 class RerankDocument(BaseModel):

@@ -24,7 +24,7 @@ from typing import Any
 
 from mimir_mcp.config import EmbeddingSettings
 from mimir_mcp.models import MemoryInput
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from tests.durability_worker import WORDS, HashEmbedder, worker_settings
 

@@ -25,7 +25,7 @@ from mimir_mcp.cli.serve import build_parser, settings_overrides
 from mimir_mcp.config import AccessSettings, ServerSettings, Settings
 from mimir_mcp.errors import AccessDeniedError, NotFoundError
 from mimir_mcp.models import MemoryInput, RecordFilter
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.server.access import (
     ExposureError,
     TokenConfigError,

@@ -12,7 +12,7 @@ from mimir_mcp.models import MemoryInput
 from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.rerank.blend import BLEND_FILE, load_blend, save_blend
 from mimir_mcp.search.fusion import blend_scores
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 
 from .test_server import FACTS

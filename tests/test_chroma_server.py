@@ -10,7 +10,7 @@ import pytest
 
 from mimir_mcp.config import Settings
 from mimir_mcp.models import MemoryInput
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 
 

@@ -33,10 +33,31 @@ def test_defaults(clean_env):
         "default_diversity",
         "default_deadline_ms",
         "default_max_chars",
+        "default_when",
+        "timezone",
+        "recency_half_life_days",
+        "now",
     }
+    assert settings.search.timezone is None and settings.search.now is None
+    assert settings.search.recency_half_life_days == 30.0 and settings.search.default_when == "auto"
     assert all(field.description for field in type(settings.search).model_fields.values())
     assert settings.reranker.backend == "onnx-int8" and settings.reranker.max_length == 256
     assert settings.reranker.blend is None  # the model's saved weight, else the cross-encoder alone
+
+
+def test_a_default_when_is_read_at_start_up(clean_env):
+    assert Settings(search={"default_when": "OFF"}).search.default_when is None  # pyright: ignore[reportArgumentType]
+    assert Settings(search={"default_when": " the last 90 days "}).search.default_when == "the last 90 days"  # pyright: ignore[reportArgumentType]
+    with pytest.raises(ValueError, match="could not read 'blue moon'"):
+        Settings(search={"default_when": "blue moon"})  # pyright: ignore[reportArgumentType]
+
+
+def test_a_fixed_clock_must_carry_its_offset(clean_env):
+    clean_env.setenv("MIMIR_SEARCH_NOW", "2026-12-09T15:30:00+01:00")
+    assert Settings().search.now is not None and Settings().search.now.isoformat() == "2026-12-09T15:30:00+01:00"
+    clean_env.setenv("MIMIR_SEARCH_NOW", "2026-12-09T15:30:00")
+    with pytest.raises(ValueError, match="timezone"):
+        Settings()
 
 
 def test_environment_variables_fill_nested_groups(clean_env, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.models import MemoryInput
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.status_models import EmbeddingStatus
 from mimir_mcp.store.in_memory import open_in_memory

@@ -11,7 +11,7 @@ import pytest
 from mimir_mcp.config import Settings, StoreSettings
 from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.models import MemoryInput, MemoryRecord, RecordFilter
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService, dedup_key
 from mimir_mcp.store.base import VectorStore
 from mimir_mcp.store.catalogue import Catalogue

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from mimir_mcp.models import MemoryInput, MemoryRecord
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService, dedup_key, normalize_for_dedup
 
 

@@ -13,7 +13,7 @@ from chromadb.errors import InternalError
 
 from mimir_mcp.errors import StoreUnavailableError
 from mimir_mcp.models import MemoryInput
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.store.chroma import REPAIR_SUFFIX, ChromaStore
 from mimir_mcp.store.chroma_records import DAMAGED_SUFFIX, make_embedding_function

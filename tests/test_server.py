@@ -12,8 +12,8 @@ from mcp import Client
 
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.rerank import LocalCrossEncoder
-from mimir_mcp.search.pipeline import SearchRequest
 from mimir_mcp.search.policy import FusionPolicy
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.server.app import create_server
 from mimir_mcp.service.memory import MemoryService
 

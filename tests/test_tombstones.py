@@ -23,7 +23,7 @@ from mimir_mcp.config import EmbeddingSettings, Settings
 from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.models import MemoryInput, MemoryRecord
 from mimir_mcp.reindex import Reindexer
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.service.sync import TOMBSTONES_SINCE
 from mimir_mcp.store.chroma import ChromaStore

@@ -17,7 +17,7 @@ from mimir_mcp.errors import EmbeddingMismatchError
 from mimir_mcp.models import MemoryInput
 from mimir_mcp.reindex import Reindexer, chroma_client, collection_names
 from mimir_mcp.rerank import LocalCrossEncoder
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService, dedup_key
 from mimir_mcp.store.chroma import (
     PREVIOUS_SUFFIX,

@@ -40,8 +40,16 @@ class Dataset:
     # query id -> group; a query is searched in its own group only. Empty: one namespace for all.
     document_groups: dict[str, str] = field(default_factory=dict)
     query_groups: dict[str, str] = field(default_factory=dict)
-    # Optional label per query (LoCoMo's question category), for figures broken down by label.
+    # Optional label per query (LoCoMo's question category; ``category`` in queries.jsonl), for figures by label.
     query_categories: dict[str, str] = field(default_factory=dict)
+    # Optional times (``created_at`` in corpus.jsonl; ``clock.json``): each memory is stored at its time, and
+    # time phrases are read against ``now`` in zone ``tz``. Per query, a ``when`` phrase and the ``plain`` query
+    # without it, for the evaluation of `when` given apart from the query.
+    document_times: dict[str, str] = field(default_factory=dict)
+    now: str | None = None
+    tz: str | None = None
+    query_when: dict[str, str] = field(default_factory=dict)
+    query_plain: dict[str, str] = field(default_factory=dict)
 
     @property
     def judged_queries(self) -> dict[str, str]:
@@ -74,17 +82,29 @@ def load_dataset(folder: Path | str, split: str = "test") -> Dataset:
     if missing:
         raise FileNotFoundError(f"{folder} is not a BEIR-format folder: missing {', '.join(missing)}")
     corpus: dict[str, Document] = {}
+    times: dict[str, str] = {}
     with (folder / "corpus.jsonl").open(encoding="utf-8") as lines:
         for line in lines:
             if line.strip():
                 row = json.loads(line)
                 corpus[str(row["_id"])] = Document(str(row["_id"]), row.get("title") or "", row.get("text") or "")
+                if row.get("created_at"):
+                    times[str(row["_id"])] = str(row["created_at"])
     queries: dict[str, str] = {}
+    categories: dict[str, str] = {}
+    when: dict[str, str] = {}
+    plain: dict[str, str] = {}
     with (folder / "queries.jsonl").open(encoding="utf-8") as lines:
         for line in lines:
             if line.strip():
                 row = json.loads(line)
                 queries[str(row["_id"])] = row["text"]
+                if row.get("category"):
+                    categories[str(row["_id"])] = str(row["category"])
+                if row.get("when"):
+                    when[str(row["_id"])] = str(row["when"])
+                    plain[str(row["_id"])] = str(row.get("plain") or row["text"])
+    clock = json.loads((folder / "clock.json").read_text(encoding="utf-8")) if (folder / "clock.json").exists() else {}
     qrels: dict[str, dict[str, int]] = {}
     with (folder / "qrels" / f"{split}.tsv").open(encoding="utf-8", newline="") as table:
         reader = csv.reader(table, delimiter="\t")
@@ -94,7 +114,18 @@ def load_dataset(folder: Path | str, split: str = "test") -> Dataset:
         for row in reader:
             if len(row) >= 3 and row[1] in corpus:
                 qrels.setdefault(row[0], {})[row[1]] = int(float(row[2]))
-    return Dataset(name=folder.name, corpus=corpus, queries=queries, qrels=qrels)
+    return Dataset(
+        name=folder.name,
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        query_categories=categories,
+        document_times=times,
+        now=clock.get("now"),
+        tz=clock.get("tz"),
+        query_when=when,
+        query_plain=plain,
+    )
 
 
 def write_dataset(

@@ -185,7 +185,7 @@ def bench_lexical(corpus: Corpus, sizes: list[int], queries: int, folder: Path) 
 
 
 async def timed_search(service: Any, query: str, rerank: bool) -> float:
-    from mimir_mcp.search.pipeline import SearchRequest
+    from mimir_mcp.search.request import SearchRequest
 
     started = time.perf_counter()
     response = await service.search(SearchRequest(query=query, top_k=10, rerank=rerank, rerank_top_k=50))

@@ -30,7 +30,7 @@ from mimir_mcp.evaluation.metrics import ndcg_at_k
 from mimir_mcp.evaluation.run import index_corpus, progress, query_namespace, run_eval
 from mimir_mcp.rerank.blend import save_blend
 from mimir_mcp.search.fusion import blend_scores
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 turn of a conversation stored in that conversation's namespace, every question searched there.
 
 A folder holds one JSON file per conversation: ``speaker_a``, ``speaker_b``, ``session_N`` turn lists
-(``speaker``, ``dia_id``, ``text``, sometimes ``blip_caption``), ``session_N_date_time`` and ``qa``
+(``speaker``, ``dia_id``, ``text``, sometimes ``blip_caption``), ``session_N_date_time`` (each turn is stored
+at its session's time) and ``qa``
 (``question``, ``evidence``: the ``dia_id`` of the turns holding the answer, ``category``). The turns
 nest under ``conversation`` in the original release; both shapes are read, as is one file listing
 several conversations (each named by its ``sample_id``).
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,19 @@ def load_locomo(folder: Path | str, split: str = "test") -> Dataset:
         for sample in samples:
             conversation = str(sample["sample_id"]) if isinstance(raw, list) else path.stem
             _add_conversation(dataset, check_namespace(f"conversation {path.name}", conversation), sample)
-    return dataset
+    if len(dataset.document_times) < len(dataset.corpus):
+        return replace(dataset, document_times={})  # a session without a readable time: stored now, as before
+    # Every question is asked a day after the last session of all.
+    last = max(datetime.fromisoformat(stamp) for stamp in dataset.document_times.values())
+    return replace(dataset, now=(last + timedelta(days=1)).isoformat(), tz="UTC")
+
+
+def session_time(text: str) -> datetime | None:
+    """A session's ``date_time`` ("1:56 pm on 8 May, 2023"), read as UTC; None when it has another shape."""
+    try:
+        return datetime.strptime(" ".join(text.split()).upper(), "%I:%M %p ON %d %B, %Y").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _add_conversation(dataset: Dataset, conversation: str, sample: dict[str, Any]) -> None:
@@ -75,10 +90,13 @@ def _add_conversation(dataset: Dataset, conversation: str, sample: dict[str, Any
     dia_ids: set[str] = set()
     for session, key in sessions:
         date = str(turns.get(f"{key}_date_time") or "")
-        for turn in turns[key]:
+        started = session_time(date)
+        for position, turn in enumerate(turns[key]):
             doc_id = f"{conversation}-{turn['dia_id']}"
             metadata: dict[str, str | int] = {"dia_id": turn["dia_id"], "session": session, "session_date": date}
             dataset.corpus[doc_id] = Document(doc_id, "", turn_text(turn), metadata)
+            if started is not None:  # stored as it was said: a turn a second after the one before
+                dataset.document_times[doc_id] = (started + timedelta(seconds=position)).isoformat()
             dataset.document_groups[doc_id] = conversation
             dia_ids.add(turn["dia_id"])
     for index, qa in enumerate(sample.get("qa", [])):

@@ -11,20 +11,23 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+import anyio.to_thread
 import numpy as np
 
 from mimir_mcp.config import Settings
-from mimir_mcp.evaluation.beir import Dataset, group_by_prefix, load_dataset
+from mimir_mcp.evaluation.beir import Dataset, Document, group_by_prefix, load_dataset
 from mimir_mcp.evaluation.locomo import is_locomo_folder, load_locomo
 from mimir_mcp.evaluation.metrics import mean, median, mrr_at_k, ndcg_at_k, recall_at_k
-from mimir_mcp.models import MemoryInput, SearchResponse
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.models import MemoryInput, MemoryRecord, SearchResponse
 from mimir_mcp.search.policy import Arm
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.server.validation import check_batch
 from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.service.writes import dedup_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class Method:
     rerank: bool
     diversity: float = 0.0
     deadline_ms: int | None = None
+    # A time phrase: none, the query's own ``when`` given apart (its ``plain`` text searched), or 'auto'.
+    when: Literal["none", "given", "auto"] = "none"
+    prefer_recent: float = 0.0
 
 
 METHODS: dict[str, Method] = {
@@ -49,23 +55,31 @@ METHODS: dict[str, Method] = {
 
 
 def method(name: str) -> Method:
-    """A method by name: one of ``METHODS``, or ``rrf+mmr0.3`` / ``rrf+rerank+mmr0.3`` (MMR ``diversity``),
-    or any of these with ``@200`` (``deadline_ms`` 200)."""
+    """A method by name: one of ``METHODS``, each with suffixes: ``+mmr0.3`` (MMR ``diversity``), ``+recent0.3``
+    (``prefer_recent``), ``+when`` (each query's time phrase given as ``when``, its plain text searched),
+    ``+auto`` (``when: "auto"``), and last ``@200`` (``deadline_ms`` 200)."""
     name, _, deadline = name.partition("@")
     if deadline:
         if not deadline.isdigit() or not 10 <= int(deadline) <= 600_000:
             raise KeyError(name)
         return replace(method(name), deadline_ms=int(deadline))
-    base, _, weight = name.partition("+mmr")
-    if weight and base in ("rrf", "rrf+rerank"):
-        try:
-            diversity = float(weight)
-        except ValueError:
-            diversity = -1.0
-        if 0.0 < diversity <= 1.0:
-            return Method(METHODS[base].arms, METHODS[base].rerank, diversity)
     if name in METHODS:
         return METHODS[name]
+    head, plus, last = name.rpartition("+")
+    if not plus or not head:
+        raise KeyError(name)
+    base = method(head)
+    if last in ("when", "auto"):
+        return replace(base, when="given" if last == "when" else "auto")
+    for prefix, knob in (("mmr", "diversity"), ("recent", "prefer_recent")):
+        if last.startswith(prefix):
+            try:
+                weight = float(last[len(prefix) :])
+            except ValueError:
+                break
+            # MMR picks among the hybrid's hits; one arm alone has no use for it.
+            if 0.0 < weight <= 1.0 and (knob != "diversity" or base.arms == METHODS["rrf"].arms):
+                return replace(base, **{knob: weight})
     raise KeyError(name)
 
 
@@ -79,8 +93,9 @@ def parse_methods(text: str) -> list[str]:
             unknown.append(name)
     if unknown or not names:
         raise ValueError(
-            f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)}, or rrf+mmrD / "
-            "rrf+rerank+mmrD with D the MMR diversity (0 < D <= 1), each with @MS for deadline_ms MS (10-600000)"
+            f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)}, each with +mmrD (MMR "
+            "diversity D, 0 < D <= 1), +recentW (prefer_recent W, 0 < W <= 1), +when (the queries' time phrases), "
+            "+auto (when: auto), and last @MS for deadline_ms MS (10-600000)"
         )
     return names
 
@@ -145,6 +160,12 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
         chunk = documents[start : start + batch_size]
         fitted = [fit_to_bytes(texts[doc.id], limit) for doc in chunk]
         cut += sum(len(text) < len(texts[doc.id]) for text, doc in zip(fitted, chunk, strict=True))
+        if dataset.document_times:
+            stored = await anyio.to_thread.run_sync(store_at_times, service, dataset, chunk, fitted)
+            for doc, memory_id in zip(chunk, stored, strict=True):
+                owners.setdefault(memory_id, []).append(doc.id)
+            progress(f"indexing {dataset.name}: {start + len(chunk)}/{len(documents)} documents at their times")
+            continue
         batch = check_batch(
             [
                 MemoryInput(
@@ -169,6 +190,25 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
     if empty:
         sys.stderr.write(f"{empty} empty document(s) were skipped (no text after cleaning)\n")
     return IndexedCorpus(owners=owners, cut=cut, empty=empty)
+
+
+def store_at_times(service: MemoryService, dataset: Dataset, chunk: list[Document], texts: list[str]) -> list[str]:
+    """Store each document at its ``created_at`` (now where it has none), as ``import`` stores exported
+    memories. Returns each document's memory id. Blocking."""
+    now = datetime.now(UTC).isoformat()
+    records = [
+        MemoryRecord(
+            id=dedup_key(document_namespace(dataset, doc.id), text),
+            text=text,
+            namespace=document_namespace(dataset, doc.id),
+            source=f"{dataset.name}:{doc.id}",
+            created_at=dataset.document_times.get(doc.id, now),
+            metadata=dict(doc.metadata),
+        )
+        for doc, text in zip(chunk, texts, strict=True)
+    ]
+    service.import_records(records)
+    return [record.id for record in records]
 
 
 def fit_to_bytes(text: str, limit: int) -> str:
@@ -202,8 +242,13 @@ async def rank_query(
 ) -> tuple[list[str], SearchResponse]:
     """The document ids ``name`` returns for one query, searched in the query's own namespace."""
     chosen = method(name)
+    query, when = dataset.queries[query_id], None
+    if chosen.when == "given" and query_id in dataset.query_when:
+        query, when = dataset.query_plain[query_id], dataset.query_when[query_id]
+    elif chosen.when == "auto":
+        when = "auto"
     request = SearchRequest(
-        query=dataset.queries[query_id],
+        query=query,
         top_k=100,
         rerank=chosen.rerank,
         rerank_top_k=rerank_top_k,
@@ -211,6 +256,9 @@ async def rank_query(
         arms=chosen.arms,
         diversity=chosen.diversity,
         deadline_ms=chosen.deadline_ms,
+        when=when,
+        tz=dataset.tz,
+        prefer_recent=chosen.prefer_recent,
     )
     response = await service.search(request)
     return [doc_id for hit in response.hits for doc_id in owners.get(hit.id, [])], response
@@ -327,7 +375,10 @@ async def run_eval(
         # Always an embedded scratch store: a configured Chroma server is the user's memory, not a test bed.
         store = base.store.model_copy(update={"data_dir": data_dir or Path(scratch), "chroma_host": None})
         chosen = base.reranker.model_copy(update={"model": reranker}) if reranker else base.reranker
-        settings = base.model_copy(update={"store": store, "reranker": chosen})
+        search = base.search
+        if dataset.now is not None:  # the dataset's questions were asked then
+            search = search.model_copy(update={"now": datetime.fromisoformat(dataset.now), "timezone": dataset.tz})
+        settings = base.model_copy(update={"store": store, "reranker": chosen, "search": search})
         service = MemoryService(settings)
         service.start()
         try:

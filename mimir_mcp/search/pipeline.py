@@ -1,7 +1,8 @@
 """The search pipeline, in stages (``SearchPipeline.run``): retrieve (the dense arm, BM25, and BM25 with
 each memory's neighbours where the fusion policy calls for it), fuse (the filter check, then the fusion
 policy, ``policy.FusionPolicy``), rerank (a remote API, else the local cross-encoder; its order alone or
-blended with the hybrid's), then ``min_score``, MMR and the hits shown.
+blended with the hybrid's), then ``min_score``, recency (``prefer_recent``), MMR and the hits shown; a
+``when`` bounds it all in time first (``time_scope``).
 
 It reports the method it actually used: ``rrf_hybrid+rerank`` only when the cross-encoder scored the
 candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -27,8 +27,6 @@ from mimir_mcp.models import (
     Hit,
     HitScores,
     MemoryRecord,
-    MetadataValue,
-    RecordFilter,
     SearchCandidates,
     SearchResponse,
 )
@@ -36,53 +34,13 @@ from mimir_mcp.rerank import Reranker, RerankOutcome, rerank_or_fallback
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.search.diversity import mmr
 from mimir_mcp.search.fusion import blend_scores
-from mimir_mcp.search.policy import Arm, FusionPolicy
+from mimir_mcp.search.policy import FusionPolicy
+from mimir_mcp.search.recency import prefer_recent
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.search.snippet import snippet
 from mimir_mcp.search.stages import Candidate, FirstStage, Ranked, Retrieved
+from mimir_mcp.search.time_scope import clock, time_scope
 from mimir_mcp.store.base import VectorStore
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """A validated search; ``namespace=None`` searches every namespace. ``arms`` lets evaluation run one
-    retrieval arm alone through the same pipeline; the tool uses all three (the context arm where the
-    namespace's coherence calls for it). ``max_chars`` caps each
-    hit's text (a snippet around the best-matching part); ``None`` shows whole texts."""
-
-    query: str
-    top_k: int
-    rerank: bool
-    rerank_top_k: int
-    min_score: float | None = None
-    namespace: str | None = "default"
-    tags: list[str] = field(default_factory=list)
-    metadata: dict[str, MetadataValue] = field(default_factory=dict)
-    arms: tuple[Arm, ...] = ("dense", "bm25", "context")
-    max_chars: int | None = None
-    agent: str | None = None
-    created_after: float | None = None
-    created_before: float | None = None
-    # A token's scope: only these namespaces, whatever ``namespace`` says (None: no such bound).
-    namespaces: list[str] | None = None
-    # Answer within this long: reranking is planned in the time the first stage leaves (None: no limit).
-    deadline_ms: int | None = None
-    # MMR weight of redundancy when picking the hits (0: the ranking as it is).
-    diversity: float = 0.0
-    # Another fusion policy than the configured one, for evaluation and the lab (None: the configured one).
-    policy: FusionPolicy | None = None
-
-    @property
-    def where(self) -> RecordFilter:
-        return RecordFilter(
-            namespace=self.namespace,
-            namespaces=self.namespaces,
-            tags=self.tags,
-            agent=self.agent,
-            metadata=self.metadata,
-            created_after=self.created_after,
-            created_before=self.created_before,
-        )
-
 
 # Kept back from a deadline for what follows reranking (reading the shown hits, building the answer).
 FINISH_RESERVE_S = 0.005
@@ -164,7 +122,39 @@ class SearchPipeline:
             records.update(self.lexical.get(missing))
 
     async def run(self, request: SearchRequest) -> SearchResponse:
-        """The search, stage by stage: retrieve, fuse (with the filter check), rerank, min_score, MMR, present."""
+        """The search within the time its `when` reads as. A range 'auto' found in the query applies only
+        where it narrows: one that holds none of the memories searched, or all of them, is left out, the
+        query searched whole, and the answer says so."""
+        scope = time_scope(
+            request.when,
+            request.tz,
+            self.settings,
+            query=request.query,
+            created_after=request.created_after,
+            created_before=request.created_before,
+        )
+        bounded = dataclasses.replace(
+            request,
+            query=scope.query or request.query,
+            created_after=scope.created_after,
+            created_before=scope.created_before,
+            when=None,
+        )
+        shown = scope.shown
+        if scope.guessed and shown is not None:
+            count = self.lexical.catalogue.count  # the memories searched within the range, and without it
+            held, searched = await anyio.to_thread.run_sync(lambda: (count(bounded.where), count(request.where)))
+            if held in (0, searched):
+                bounded = dataclasses.replace(request, when=None)
+                note = "it holds no memory searched" if held == 0 else "it holds every memory searched"
+                shown = shown.model_copy(update={"note": f"Not applied: {note}.", "query": None})
+        response = await self._run(bounded)
+        response.time_range = shown
+        return response
+
+    async def _run(self, request: SearchRequest) -> SearchResponse:
+        """The search, stage by stage: retrieve, fuse (with the filter check), rerank, min_score, recency, MMR,
+        present."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
         request, without_meaning = await self._arms_ready(request)
@@ -182,6 +172,10 @@ class SearchPipeline:
             else:
                 notes.append("min_score was not applied because it compares rerank scores and nothing was reranked.")
                 caveats.append(notes[-1])
+        if request.prefer_recent > 0 and ordered:
+            ordered, note = await self._prefer_recent(request, first, ordered, ranked.reranked)
+            method += "+recency"
+            notes.append(note)
         if request.diversity > 0 and ordered:
             t0 = time.perf_counter()
             ordered, note = await self._diversify(ordered, ranked.reranked, request)
@@ -371,6 +365,8 @@ class SearchPipeline:
                 fused_score=round(item.fused, 8),
                 rerank_score=item.rerank,
                 blended_score=item.blended,
+                age_days=None if item.age_days is None else round(item.age_days, 2),
+                recency=None if item.recency is None else round(item.recency, 4),
             )
 
         def build_hits() -> list[Hit]:
@@ -381,6 +377,23 @@ class SearchPipeline:
             len(records[item.id].text) > request.max_chars for item in shown if item.id in records
         )
         return await anyio.to_thread.run_sync(build_hits) if long_texts else build_hits()
+
+    async def _prefer_recent(
+        self, request: SearchRequest, first: FirstStage, ordered: list[Candidate], reranked: int
+    ) -> tuple[list[Candidate], str]:
+        """The reranked candidates (the top ``rerank_top_k`` fused ones when nothing was reranked) reordered
+        with recency (``recency.prefer_recent``); the rest follow in their order."""
+        pool = ordered[: reranked or max(request.rerank_top_k, request.top_k)]
+        await self._hydrate(first.records, [item.id for item in pool])
+        half_life = self.settings.recency_half_life_days
+        blended = prefer_recent(
+            pool, first.records, clock(self.settings), weight=request.prefer_recent, half_life_days=half_life
+        )
+        note = (
+            f"The top {len(pool)} were reordered with recency (prefer_recent {request.prefer_recent:g}, half-life "
+            f"{half_life:g} days)."
+        )
+        return blended + ordered[len(pool) :], note
 
     def _policy(self, request: SearchRequest) -> FusionPolicy:
         """The fusion policy of this search: the request's own (evaluation, the lab), else the configured one."""
@@ -483,4 +496,5 @@ def _hit(record: MemoryRecord, item: Candidate, scores: HitScores, request: Sear
     text = record.text
     if request.max_chars is not None and len(text) > request.max_chars:
         text = snippet(text, request.query, request.max_chars)
-    return Hit.shown(record, text, score=item.score if item.rerank is not None else round(item.fused, 8), scores=scores)
+    score = round(item.fused, 8) if item.rerank is None and item.final is None else item.score
+    return Hit.shown(record, text, score=score, scores=scores)

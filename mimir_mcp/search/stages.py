@@ -4,7 +4,6 @@ lists, the fused first stage, the ranked candidates."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from mimir_mcp.models import MemoryRecord
 from mimir_mcp.search.policy import ContextDecision, FusedList
@@ -18,10 +17,16 @@ class Candidate:
     fused: float
     rerank: float | None = None
     blended: float | None = None
+    # With prefer_recent: its age, the recency part, and the score blended with it (``recency.prefer_recent``).
+    age_days: float | None = None
+    recency: float | None = None
+    final: float | None = None
 
     @property
     def score(self) -> float:
-        """The score its place was decided by: blended, else the reranker's, else the fusion's."""
+        """The score its place was decided by: with recency, else blended, else the reranker's, else the fusion's."""
+        if self.final is not None:
+            return self.final
         return self.blended if self.blended is not None else self.rerank if self.rerank is not None else self.fused
 
 
@@ -57,7 +62,7 @@ class Ranked:
 
     ordered: list[Candidate]
     message: str
-    method: Literal["rrf_hybrid", "rrf_hybrid+rerank", "rrf_hybrid+remote_rerank"] = "rrf_hybrid"
+    method: str = "rrf_hybrid"
     reranked: int = 0
     model: str | None = None
     # What did not run as asked (reranking unavailable, cut short, or done by the stand-in), for the

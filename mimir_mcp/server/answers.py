@@ -27,7 +27,23 @@ def lean_schema(schema: dict[str, Any], *, output: bool = False) -> dict[str, An
     # A model's own docstring speaks to the code; the tool's description speaks to the agent.
     for model in [lean, *lean.get("$defs", {}).values()]:
         model.pop("description", None)
+    _drop_unreferenced(lean)
     return lean
+
+
+def _drop_unreferenced(schema: dict[str, Any]) -> None:
+    """Definitions no field refers to any more (those of the optional fields an output schema leaves out)."""
+    definitions = schema.get("$defs", {})
+    while True:
+        others = {key: value for key, value in schema.items() if key != "$defs"}
+        text = json.dumps([others, definitions])
+        unused = [name for name in definitions if f'"#/$defs/{name}"' not in text]
+        if not unused:
+            break
+        for name in unused:
+            del definitions[name]
+    if "$defs" in schema and not definitions:
+        del schema["$defs"]
 
 
 def _lean(node: Any, output: bool) -> Any:

@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 from mimir_mcp.config import LimitSettings, Settings
 from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.models import MemoryInput, MetadataValue, RecordFilter, RerankDocument
-from mimir_mcp.search.pipeline import SearchRequest
+from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS
 from mimir_mcp.server.validation import (
     check_arguments,
@@ -49,6 +49,7 @@ from mimir_mcp.server.validation import (
     check_tags,
     check_text,
     check_time_range,
+    check_when,
     limits_of,
 )
 
@@ -57,6 +58,8 @@ CREATED_AFTER = "ISO 8601 date or time, inclusive."
 CREATED_BEFORE = "ISO 8601, exclusive."
 TAGS_FILTER = "All of these tags."
 METADATA_FILTER = "All of these key/value pairs."
+WHEN = "Time phrase, e.g. 'last week', 'since Monday'."
+TZ = "`when`'s IANA zone."
 SHARED_FIELDS = ("tags", "source", "agent", "namespace", "metadata")
 
 
@@ -227,6 +230,11 @@ class SearchArguments(FilterArguments):
         Field(description="Rerank only what fits in this time."),
     ] = None
     explain: StrictBool = Field(default=False, description="Add per-stage scores, fusion, counts, timings.")
+    when: StrictStr = Field(default="auto", description=WHEN[:-1] + "; 'auto': in the query; 'off'.")
+    tz: StrictStr | None = Field(default=None, description=TZ)
+    prefer_recent: Annotated[StrictFloat, Field(ge=0, le=1, description="Favour newer matches.")] = 0.0
+
+    _phrase: str | None = PrivateAttr(default=None)  # `when` as the search applies it ('off': None)
 
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
@@ -238,6 +246,7 @@ class SearchArguments(FilterArguments):
             "max_chars": {"default": search.default_max_chars, "le": top},
             "diversity": {"default": search.default_diversity},
             "deadline_ms": {"default": search.default_deadline_ms},
+            "when": {"default": search.default_when or "off"},
         }
 
     @model_validator(mode="after")
@@ -248,6 +257,7 @@ class SearchArguments(FilterArguments):
         check_count("top_k", self.top_k, limits.max_top_k)
         check_count("rerank_top_k", self.rerank_top_k, limits.max_rerank_top_k)
         check_min_score("min_score", self.min_score)
+        self._phrase, self.tz = check_when(self.when, self.tz)
         return self
 
     def search_request(self) -> SearchRequest:
@@ -269,6 +279,9 @@ class SearchArguments(FilterArguments):
             created_before=where.created_before,
             deadline_ms=self.deadline_ms,
             diversity=self.diversity,
+            when=self._phrase,
+            tz=self.tz,
+            prefer_recent=self.prefer_recent,
         )
 
 
@@ -321,6 +334,8 @@ class ListArguments(FilterArguments):
     cursor: StrictStr | None = Field(default=None, description="The last page's `next_cursor`.")
     order: Literal["newest", "oldest"] = "newest"
     max_chars: Annotated[StrictInt, Field(ge=MIN_SNIPPET_CHARS, description="Longer texts are cut.")] = 400
+    when: StrictStr | None = Field(default=None, description=WHEN)
+    tz: StrictStr | None = Field(default=None, description=TZ)
 
     @classmethod
     def configured(cls, settings: Settings) -> dict[str, dict[str, Any]]:
@@ -334,6 +349,7 @@ class ListArguments(FilterArguments):
         limits = limits_of(info)
         self._check_filter(limits)
         check_count("limit", self.limit, limits.max_list_limit)
+        self.when, self.tz = check_when(self.when, self.tz)
         return self
 
 

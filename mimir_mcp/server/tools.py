@@ -87,6 +87,8 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
             newest_first=request.order == "newest",
             max_chars=request.max_chars,
             scope=scope_of(ctx),
+            when=request.when,
+            tz=request.tz,
         )
 
     @server.checked_tool(GetArguments, annotations=READ_ONLY)

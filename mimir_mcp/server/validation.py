@@ -369,6 +369,17 @@ def check_time_range(after: Any, before: Any) -> tuple[float | None, float | Non
     return start, end
 
 
+def check_when(when: str | None, tz: str | None) -> tuple[str | None, str | None]:
+    """A time phrase and its zone as single-line strings ('off': no time bound, None); what they mean is read
+    at the call (``search.time_scope``), against the clock."""
+    if when is not None and check_label("when", when) is None:
+        raise InvalidInputError("when", "must not be empty: give a time phrase, 'off', or leave it out")
+    if tz is not None and check_label("tz", tz) is None:
+        raise InvalidInputError("tz", "must not be empty: give an IANA zone such as 'Europe/Paris', or leave it out")
+    phrase = None if when is None or when.strip().lower() == "off" else when.strip()
+    return phrase, (None if tz is None else tz.strip())
+
+
 def check_ids(field: str, ids: Any, maximum: int) -> list[str]:
     if not isinstance(ids, list) or not ids:
         raise InvalidInputError(field, "must be a non-empty list of memory ids")

@@ -35,7 +35,9 @@ from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
 from mimir_mcp.rerank.remote import RemoteReranker
-from mimir_mcp.search.pipeline import SearchPipeline, SearchRequest
+from mimir_mcp.search.pipeline import SearchPipeline
+from mimir_mcp.search.request import SearchRequest
+from mimir_mcp.search.time_scope import time_scope
 from mimir_mcp.service.loading import StoreLoader
 from mimir_mcp.service.records import memory_out
 from mimir_mcp.service.scope import OWNER, Scope
@@ -233,9 +235,16 @@ class MemoryService:
         newest_first: bool,
         max_chars: int | None,
         scope: Scope = OWNER,
+        when: str | None = None,
+        tz: str | None = None,
     ) -> ListResponse:
-        """A page of the memories ``where`` matches within the scope."""
-        where = scope.confine(where)
+        """A page of the memories ``where`` matches within the scope (and the time ``when`` reads as)."""
+        timed = time_scope(
+            when, tz, self.settings.search, created_after=where.created_after, created_before=where.created_before
+        )
+        where = scope.confine(
+            where.model_copy(update={"created_after": timed.created_after, "created_before": timed.created_before})
+        )
         backend = await self.loader.synced()
         catalogue = backend.lexical.catalogue
 
@@ -248,7 +257,10 @@ class MemoryService:
         except ValueError as exc:
             raise InvalidInputError("cursor", str(exc)) from exc
         return ListResponse(
-            memories=[memory_out(record, max_chars) for record in records], next_cursor=next_cursor, total=total
+            memories=[memory_out(record, max_chars) for record in records],
+            next_cursor=next_cursor,
+            total=total,
+            time_range=timed.shown,
         )
 
     async def namespace_counts(self, scope: Scope = OWNER) -> dict[str, int]:

@@ -42,7 +42,20 @@ def test_parse_methods():
         "rrf+rerank+mmr0.5@50",
     ]
     assert method("rrf+rerank+mmr0.5@50") == Method(METHODS["rrf"].arms, True, diversity=0.5, deadline_ms=50)
-    for wrong in ("bm25,magic", "rrf+mmr0", "rrf+mmr1.5", "bm25+mmr0.3", "rrf@5", "rrf@soon"):
+    assert method("rrf+rerank+auto+recent0.25@90") == Method(
+        METHODS["rrf"].arms, True, deadline_ms=90, when="auto", prefer_recent=0.25
+    )
+    assert method("bm25+when") == Method(("bm25",), False, when="given")
+    for wrong in (
+        "bm25,magic",
+        "rrf+mmr0",
+        "rrf+mmr1.5",
+        "bm25+mmr0.3",
+        "rrf@5",
+        "rrf@soon",
+        "rrf+recent2",
+        "rrf+soon",
+    ):
         with pytest.raises(ValueError, match="unknown method"):
             parse_methods(wrong)
 
@@ -161,3 +174,42 @@ def test_eval_command_names_a_bad_dataset(tmp_path, cross_encoder_path):
     assert result.returncode == 2
     assert "is not a BEIR-format folder: missing corpus.jsonl" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.anyio
+async def test_eval_stores_each_memory_at_its_time_and_reads_phrases_at_the_datasets_clock(settings, tmp_path):
+    """``created_at`` per document and ``clock.json``: each memory is stored at its time and the queries are
+    asked at ``now``; ``+when`` gives each query's phrase apart, ``+auto`` finds it in the text, ``+recent``
+    blends recency. Two billing decisions match q-billing equally but for their time."""
+    folder = tmp_path / "timed"
+    stored = {
+        "adyen": ("2026-12-08T10:00:00Z", "Billing decision: the invoices moved to Adyen."),
+        "stripe": ("2026-12-02T10:00:00Z", "Billing decision: the invoices go through Stripe."),
+        "paypal": ("2026-11-20T10:00:00Z", "Billing decision: the invoices go through PayPal."),
+    }
+    write_dataset(
+        folder,
+        [Document(key, "", text) for key, (_, text) in stored.items()],
+        {},
+        {"q-billing": {"stripe": 1}, "q-adyen": {"adyen": 1}},
+    )
+    rows = [json.loads(line) for line in (folder / "corpus.jsonl").read_text().splitlines()]
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({**row, "created_at": stored[row["_id"]][0]}) + "\n" for row in rows)
+    )
+    queries = [
+        {"_id": "q-billing", "text": "billing invoices last week", "when": "last week", "plain": "billing invoices"},
+        {"_id": "q-adyen", "text": "Adyen"},
+    ]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in queries))
+    (folder / "clock.json").write_text(json.dumps({"now": "2026-12-09T15:30:00+00:00", "tz": "Europe/London"}))
+    dataset = load_dataset(folder)
+    assert dataset.document_times["paypal"] == "2026-11-20T10:00:00Z" and dataset.tz == "Europe/London"
+    assert dataset.query_when == {"q-billing": "last week"} and dataset.query_plain == {"q-billing": "billing invoices"}
+    methods = ("bm25+when", "bm25+auto", "bm25+recent1")
+    report = await run_eval(folder, methods=methods, settings=settings, data_dir=tmp_path / "ix")
+    figures = report["methods"]
+    # The phrase, given apart or found in the query, leaves Stripe's decision alone for q-billing.
+    assert figures["bm25+when"]["mrr@10"] == figures["bm25+auto"]["mrr@10"] == 1.0
+    # Recency alone (weight 1) orders q-billing's three matches by age: Adyen, then Stripe; q-adyen has one.
+    assert figures["bm25+recent1"]["mrr@10"] == 0.75

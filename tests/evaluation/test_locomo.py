@@ -3,11 +3,12 @@ remember/search path."""
 
 import dataclasses
 import json
+from datetime import UTC, datetime
 
 import pytest
 
 from mimir_mcp.evaluation.beir import load_dataset, write_dataset
-from mimir_mcp.evaluation.locomo import is_locomo_folder, load_locomo
+from mimir_mcp.evaluation.locomo import is_locomo_folder, load_locomo, session_time
 from mimir_mcp.evaluation.run import format_table, index_corpus, open_dataset, rank_query, run_eval
 
 from ..conftest import SHARED, run_cli
@@ -32,6 +33,12 @@ def test_load_locomo(tiny_locomo):
         "session_date": "7:00 pm on 1 June, 2023",
     }
     assert dataset.document_groups["11-D2:2"] == "11" and dataset.document_groups["22-D1:1"] == "22"
+    # Each turn is stored at its session's time, a second after the turn before; the questions are asked a
+    # day after the last session of all.
+    assert dataset.document_times["11-D1:1"] == "2023-05-08T13:56:00+00:00"
+    assert dataset.document_times["11-D1:3"] == "2023-05-08T13:56:02+00:00"
+    assert dataset.document_times["22-D1:2"] == "2022-03-02T10:00:01+00:00"
+    assert (dataset.now, dataset.tz) == ("2023-06-02T19:00:01+00:00", "UTC")
     # q2's only evidence id is malformed: dropped; q3's "D1:3; D9:9" keeps the turn that exists
     assert list(dataset.judged_queries) == ["11-q0", "11-q1", "11-q3", "11-q4", "22-q0", "22-q1"]
     assert dataset.qrels["11-q3"] == {"11-D1:3": 1}
@@ -144,3 +151,9 @@ def test_eval_command_runs_locomo(tiny_locomo, tmp_path, cross_encoder_path):
     assert {"recall@5", "recall@10", "recall@50", "recall@100", "by_category"} <= set(figures)
     assert figures["by_category"]["1"]["queries"] == 2
     assert "R@50" in result.stdout and "by question category" in result.stdout
+
+
+def test_session_time_reads_the_releases_shape_only():
+    assert session_time("12:19 am on 4 January, 2024") == datetime(2024, 1, 4, 0, 19, tzinfo=UTC)
+    assert session_time(" 1:56  PM on 8 May, 2023") == datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    assert session_time("8 May 2023") is None and session_time("") is None
