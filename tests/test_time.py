@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import HashingEmbedder
@@ -19,7 +19,7 @@ from mimir_mcp.server.app import create_server
 from mimir_mcp.service.memory import MemoryService, dedup_key
 from mimir_mcp.store.in_memory import open_in_memory
 
-from .conftest import call, call_error
+from .conftest import PYTHON, call, call_error, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -318,3 +318,31 @@ async def test_when_over_streamable_http_on_chroma(http_server: int):
     assert auto["time_range"]["phrase"] == "since yesterday"
     assert auto["time_range"]["note"] == "Not applied: it holds every memory searched."
     assert [hit["text"] for hit in auto["hits"]] == ["The quarterly planning offsite moved to Lisbon."]
+
+
+@pytest.mark.integration
+async def test_a_stdio_server_reads_phrases_against_its_configured_clock_and_zone(
+    tmp_path: Path, cross_encoder_path: Path
+):
+    """MIMIR_SEARCH_NOW and MIMIR_SEARCH_TIMEZONE reach a server process: its ranges are those of that clock
+    in that zone, whatever the machine's."""
+    env = {
+        **server_env(tmp_path / "data", cross_encoder_path),
+        "MIMIR_SEARCH_NOW": "2026-07-01T09:00:00+00:00",
+        "MIMIR_SEARCH_TIMEZONE": "America/New_York",
+    }
+    params = StdioServerParameters(command=PYTHON, args=["-m", "mimir_mcp"], env=env)
+    async with Client(params, mode="legacy") as client:
+        listed = await call(client, "list_memories", {"when": "yesterday"})
+        london = await call(client, "list_memories", {"when": "last week", "tz": "Europe/London"})
+        message = await call_error(client, "list_memories", {"when": "03/04/2026"})
+    assert listed["time_range"] == {
+        "from": "2026-06-30T00:00:00-04:00",
+        "to": "2026-07-01T00:00:00-04:00",
+        "phrase": "yesterday",
+    }
+    assert (london["time_range"]["from"], london["time_range"]["to"]) == (
+        "2026-06-22T00:00:00+01:00",
+        "2026-06-29T00:00:00+01:00",
+    )
+    assert "when" in message and "ambiguous (3 April or March 4)" in message
