@@ -17,7 +17,8 @@ that name a topic without deciding anything, and one-off facts). Three kinds of 
 
 Beyond BEIR's fields, each memory has ``created_at`` and each query ``plain`` (the question without its
 time phrase), ``when`` (the phrase as it is written in the question, or an ISO range an agent would pass
-as a filter), ``kind``, ``topic``, ``phrase`` (the phrase's rule) and ``range`` (what the rule gives);
+as a filter), ``category`` (the kind of question), ``topic``, ``phrase`` (the phrase's rule) and ``range``
+(what the rule gives);
 ``clock.json`` holds the moment the questions are asked and ``revisions.json`` each topic's revisions.
 
     python research/time_questions.py --out /tmp/sets/time-questions
@@ -1419,7 +1420,7 @@ notes that name a topic without deciding anything, and one-off facts.
 
 - corpus.jsonl: `created_at` (UTC, `Z`).
 - queries.jsonl: `plain` (the question without its time phrase), `when` (the phrase as written in the
-  question, or the ISO range; null when none), `kind` (dated, latest, plain), `topic`, `phrase` (the rule)
+  question, or the ISO range; null when none), `category` (dated, latest, plain), `topic`, `phrase` (the rule)
   and `range` (`[start, end)` that rule gives; start null for `before`).
 - revisions.json: each topic's revisions in order: id, created_at, value, change.
 
