@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mimir_mcp.search.snippet import MIN_SNIPPET_CHARS
+from mimir_mcp.search.when import AUTO, normalized, read_when
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_RERANKER_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
@@ -174,14 +176,10 @@ class RemoteRerankerSettings(BaseModel):
 
 def _readable_when(value: str | None) -> str | None:
     """A configured `when` is checked at start-up, not at every search."""
-    if value is None or value.strip().lower() in ("auto", "off"):
-        return None if value is None or value.strip().lower() == "off" else "auto"
-    from datetime import UTC, datetime
-
-    from mimir_mcp.search.when import read_when
-
-    read_when(value, now=datetime.now(UTC), tz=UTC)
-    return value.strip()
+    value = normalized(value)
+    if value not in (None, AUTO):
+        read_when(value, now=datetime.now(UTC), tz=UTC)
+    return value
 
 
 class SearchSettings(BaseModel):

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -19,15 +19,15 @@ import anyio.to_thread
 import numpy as np
 
 from mimir_mcp.config import Settings
-from mimir_mcp.evaluation.beir import Dataset, Document, group_by_prefix, load_dataset
+from mimir_mcp.evaluation.beir import Dataset, group_by_prefix, load_dataset
 from mimir_mcp.evaluation.locomo import is_locomo_folder, load_locomo
 from mimir_mcp.evaluation.metrics import mean, median, mrr_at_k, ndcg_at_k, recall_at_k
-from mimir_mcp.models import MemoryInput, MemoryRecord, SearchResponse
+from mimir_mcp.models import MemoryInput, SearchResponse
 from mimir_mcp.search.policy import Arm
 from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.server.validation import check_batch
 from mimir_mcp.service.memory import MemoryService
-from mimir_mcp.service.writes import dedup_key
+from mimir_mcp.service.writes import new_record
 
 logger = logging.getLogger(__name__)
 
@@ -160,12 +160,6 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
         chunk = documents[start : start + batch_size]
         fitted = [fit_to_bytes(texts[doc.id], limit) for doc in chunk]
         cut += sum(len(text) < len(texts[doc.id]) for text, doc in zip(fitted, chunk, strict=True))
-        if dataset.document_times:
-            stored = await anyio.to_thread.run_sync(store_at_times, service, dataset, chunk, fitted)
-            for doc, memory_id in zip(chunk, stored, strict=True):
-                owners.setdefault(memory_id, []).append(doc.id)
-            progress(f"indexing {dataset.name}: {start + len(chunk)}/{len(documents)} documents at their times")
-            continue
         batch = check_batch(
             [
                 MemoryInput(
@@ -178,8 +172,15 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
             ],
             service.settings.limits,
         )
-        response = await service.remember(batch)
-        for doc, memory_id in zip(chunk, response.ids, strict=True):
+        if dataset.document_times:  # each stored at its time, as ``import`` stores exported memories
+            records = [
+                new_record(memory, dataset.document_times.get(doc.id)) for memory, doc in zip(batch, chunk, strict=True)
+            ]
+            await anyio.to_thread.run_sync(service.import_records, records)
+            ids = [record.id for record in records]
+        else:
+            ids = (await service.remember(batch)).ids
+        for doc, memory_id in zip(chunk, ids, strict=True):
             owners.setdefault(memory_id, []).append(doc.id)
         done = start + len(chunk)
         rate = done / max(time.perf_counter() - started, 1e-9)
@@ -190,25 +191,6 @@ async def index_corpus(service: MemoryService, dataset: Dataset, batch_size: int
     if empty:
         sys.stderr.write(f"{empty} empty document(s) were skipped (no text after cleaning)\n")
     return IndexedCorpus(owners=owners, cut=cut, empty=empty)
-
-
-def store_at_times(service: MemoryService, dataset: Dataset, chunk: list[Document], texts: list[str]) -> list[str]:
-    """Store each document at its ``created_at`` (now where it has none), as ``import`` stores exported
-    memories. Returns each document's memory id. Blocking."""
-    now = datetime.now(UTC).isoformat()
-    records = [
-        MemoryRecord(
-            id=dedup_key(document_namespace(dataset, doc.id), text),
-            text=text,
-            namespace=document_namespace(dataset, doc.id),
-            source=f"{dataset.name}:{doc.id}",
-            created_at=dataset.document_times.get(doc.id, now),
-            metadata=dict(doc.metadata),
-        )
-        for doc, text in zip(chunk, texts, strict=True)
-    ]
-    service.import_records(records)
-    return [record.id for record in records]
 
 
 def fit_to_bytes(text: str, limit: int) -> str:

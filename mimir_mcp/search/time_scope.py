@@ -10,10 +10,7 @@ from datetime import UTC, datetime, tzinfo
 from mimir_mcp.config import SearchSettings
 from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.models import TimeRangeRead
-from mimir_mcp.search.when import TimeRange, WhenError, find_when, read_when, zone
-
-# The `when` that looks for a time phrase inside the query itself.
-AUTO = "auto"
+from mimir_mcp.search.when import AUTO, TimeRange, WhenError, find_when, normalized, read_when, zone
 
 
 def clock(settings: SearchSettings) -> datetime:
@@ -50,14 +47,15 @@ def time_scope(
     created_after: float | None = None,
     created_before: float | None = None,
 ) -> TimeScope:
-    """Apply ``when`` (None: the call's own bounds and query unchanged)."""
+    """Apply ``when`` (None or 'off': the call's own bounds and query unchanged)."""
+    when = normalized(when)
     if when is None:
         if tz is not None:
             caller_zone(tz, settings)  # a bad zone is refused even when unused
         return TimeScope(created_after, created_before, query)
     local, now = caller_zone(tz, settings), clock(settings)
     searched = query
-    if when.strip().lower() == AUTO:
+    if when == AUTO:
         if query is None:
             raise InvalidInputError("when", "'auto' finds a time phrase in a search's query; give a phrase here")
         found = find_when(query, now=now, tz=local)

@@ -42,6 +42,8 @@ ROLLING = rf"(?:(?:in|over|during|within)\s+)?(the\s+)?(last|past)\s+(?:({NUMBER
 PREFIXES = r"since|from|after|before|until|till|up\s+to|by|in|on|during|of"
 
 Span = tuple[datetime, datetime]  # [start, end); a point in time has start == end
+# The two `when` values that are not phrases: find one in the query; no time bound.
+AUTO, OFF = "auto", "off"
 
 
 class WhenError(ValueError):
@@ -63,6 +65,14 @@ class TimeRange:
     start: datetime | None
     end: datetime | None
     phrase: str
+
+
+def normalized(when: str | None) -> str | None:
+    """``when`` as it is applied: None for no time bound (``'off'``, or none given), ``'auto'`` in any case,
+    else the phrase, stripped."""
+    if when is None or when.strip().lower() == OFF:
+        return None
+    return AUTO if when.strip().lower() == AUTO else when.strip()
 
 
 def zone(name: str | None) -> tzinfo:

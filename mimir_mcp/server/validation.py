@@ -18,6 +18,7 @@ from pydantic import ValidationError, ValidationInfo
 from mimir_mcp.config import LimitSettings
 from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.models import MemoryInput, MetadataValue
+from mimir_mcp.search.when import normalized
 
 ID_PATTERN = re.compile(r"mem_[0-9a-f]{32}")
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -370,14 +371,13 @@ def check_time_range(after: Any, before: Any) -> tuple[float | None, float | Non
 
 
 def check_when(when: str | None, tz: str | None) -> tuple[str | None, str | None]:
-    """A time phrase and its zone as single-line strings ('off': no time bound, None); what they mean is read
-    at the call (``search.time_scope``), against the clock."""
+    """A time phrase and its zone as single-line strings, the phrase as applied (``when.normalized``: 'off' is
+    None); what they mean is read at the call (``search.time_scope``), against the clock."""
     if when is not None and check_label("when", when) is None:
         raise InvalidInputError("when", "must not be empty: give a time phrase, 'off', or leave it out")
     if tz is not None and check_label("tz", tz) is None:
         raise InvalidInputError("tz", "must not be empty: give an IANA zone such as 'Europe/Paris', or leave it out")
-    phrase = None if when is None or when.strip().lower() == "off" else when.strip()
-    return phrase, (None if tz is None else tz.strip())
+    return normalized(when), (None if tz is None else tz.strip())
 
 
 def check_ids(field: str, ids: Any, maximum: int) -> list[str]:

@@ -69,6 +69,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def new_record(memory: MemoryInput, created_at: str | None = None) -> MemoryRecord:
+    """A memory as stored: its id the dedup key, created now (or at ``created_at``, for a replayed dataset)."""
+    return MemoryRecord(
+        id=dedup_key(memory.namespace, memory.text),
+        text=memory.text,
+        namespace=memory.namespace,
+        tags=memory.tags,
+        source=memory.source,
+        agent=memory.agent,
+        created_at=created_at or _now(),
+        metadata=memory.metadata,
+    )
+
+
 class Writes:
     """The write transactions, and the watchers told of what each one changed."""
 
@@ -109,19 +123,7 @@ class Writes:
         started = time.perf_counter()
         backend = await self._loader.ready()
         now = _now()
-        records = [
-            MemoryRecord(
-                id=dedup_key(memory.namespace, memory.text),
-                text=memory.text,
-                namespace=memory.namespace,
-                tags=memory.tags,
-                source=memory.source,
-                agent=memory.agent,
-                created_at=now,
-                metadata=memory.metadata,
-            )
-            for memory in memories
-        ]
+        records = [new_record(memory, now) for memory in memories]
         new_ids = await anyio.to_thread.run_sync(self.write, backend, records)
         seen: set[str] = set()
         fresh, repeated = [], []
