@@ -329,6 +329,10 @@ class ServerSettings(BaseModel):
         default=None, description="Expose only these tools (a comma list, e.g. search,get). None: all of them."
     )
     read_only: bool = Field(default=False, description="Expose no tool that writes (remember, update, forget).")
+    ui: bool = Field(
+        default=True,
+        description="Serve the web page at /ui on the HTTP transports (behind the same tokens); off with --no-ui.",
+    )
     tool_descriptions: dict[ToolName, str] = Field(
         default_factory=dict,
         description='Replace tools\' descriptions, e.g. {"remember": "Remember every decision with its ticket id."} '

@@ -351,6 +351,18 @@ def run_cli(args: list[str], tmp_path: Path, cross_encoder: Path, timeout: float
     return subprocess.run([PYTHON, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+def tokens_file(path: Path, *grants: tuple[str, str, list[str], bool]) -> Path:
+    """A JSON tokens file (``--auth-tokens-file``), owner-readable only, of ``(name, secret, namespaces,
+    read_only)`` grants."""
+    entries = [
+        {"name": name, "secret": secret, "namespaces": namespaces, "read_only": read_only}
+        for name, secret, namespaces, read_only in grants
+    ]
+    path.write_text(json.dumps({"tokens": entries}))
+    path.chmod(0o600)
+    return path
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=1, sort_keys=True)
 

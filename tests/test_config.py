@@ -171,6 +171,7 @@ SETTINGS_BY_GROUP = {
         "max_body_bytes",
         "tools",
         "read_only",
+        "ui",
         "tool_descriptions",
     },
     "auth": {"tokens", "tokens_file", "allow_unauthenticated"},

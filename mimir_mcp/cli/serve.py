@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--allowed-origins", help="Comma list of browser Origins allowed (others get 403).")
     parser.add_argument("--max-body-bytes", type=int, help="Largest HTTP request body (larger: 413).")
+    parser.add_argument("--no-ui", action="store_true", help="Serve no web page at /ui on the HTTP transports.")
     parser.add_argument("--data-dir", help="Folder for the embedded Chroma store and the BM25 index.")
     parser.add_argument("--embedding-model", help="sentence-transformers model name or local path.")
     parser.add_argument("--reranker-model", help="Cross-encoder model name or local path.")
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 CARRIED_ENV_PREFIXES = ("MIMIR_", "HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS_")
 # Flags that only mean something for the HTTP transports (a client-started stdio server has none of them).
 HTTP_ONLY_FLAGS = frozenset(
-    {"--host", "--port", "--auth-tokens-file", "--allowed-hosts", "--allowed-origins", "--max-body-bytes"}
+    {"--host", "--port", "--auth-tokens-file", "--allowed-hosts", "--allowed-origins", "--max-body-bytes", "--no-ui"}
 )
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 PATH_FLAGS = frozenset({"--data-dir", "--embedding-model", "--reranker-model"})
@@ -95,7 +96,7 @@ def claude_config(argv: Sequence[str] = (), environ: Mapping[str, str] | None = 
         flag, _, inline = given.pop(0).partition("=")
         if flag in ("--print-claude-config", "--allow-unauthenticated"):
             continue
-        takes_value = flag not in ("--no-rerank",)
+        takes_value = flag not in ("--no-rerank", "--no-ui", "--read-only")
         value = inline or (given.pop(0) if takes_value and given else "")
         if flag == "--transport" or flag in HTTP_ONLY_FLAGS:
             continue
@@ -132,6 +133,8 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("server", "allowed_hosts", args.allowed_hosts)
     put("server", "allowed_origins", args.allowed_origins)
     put("server", "max_body_bytes", args.max_body_bytes)
+    if args.no_ui:
+        put("server", "ui", False)
     put("auth", "tokens_file", args.auth_tokens_file)
     if args.allow_unauthenticated:
         put("auth", "allow_unauthenticated", True)
@@ -178,7 +181,13 @@ def serve_http(server: Any, settings: Settings, tokens: list[Token]) -> None:
     app = http_app(server, settings, tokens)
     logging.getLogger("uvicorn.access").addFilter(without_query_string)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=settings.server.log_level.lower())
-    uvicorn.Server(config).run()
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            app.close()  # uvicorn waits for open responses: the page's live streams end first
+            await super().shutdown(sockets)
+
+    Server(config).run()
 
 
 def serve_main(argv: Sequence[str]) -> int:

@@ -37,9 +37,11 @@ from mimir_mcp.server.validation import NAMESPACE_PATTERN
 from mimir_mcp.service.scope import OWNER, Scope
 
 if TYPE_CHECKING:
-    from mcp.server.mcpserver import Context, MCPServer
+    from mcp.server.mcpserver import Context
 
     from mimir_mcp.config import Settings
+    from mimir_mcp.server.app import CheckedServer
+    from mimir_mcp.ui.app import WebPage
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("mimir_mcp.audit")
@@ -54,6 +56,9 @@ LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:\d{1,5})?")
 ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://" + HOST.pattern + "|null")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
+# The web page (``mimir_mcp.ui``) and its API, on the HTTP transports' port.
+UI_PATH = "/ui"
+UI_API_PATH = "/ui/api"
 SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -297,19 +302,38 @@ def check_exposure(settings: Settings, tokens: list[Token]) -> str | None:
 
 
 class AccessGuard:
-    """ASGI middleware in front of the MCP app: Host/Origin first (421 / 403, before anything else is
-    looked at), then, with tokens, a valid bearer token (401 otherwise, the same answer for a missing,
-    malformed or unknown token). The token's grant rides on the request to the tools."""
+    """ASGI middleware in front of the MCP app and the web page: Host/Origin first (421 / 403, before
+    anything else is looked at), then, with tokens, a valid bearer token (401 otherwise, the same answer for
+    a missing, malformed or unknown token). The token's grant rides on the request to the tools. The web
+    page's own files (``ui``, under ``UI_PATH``) hold no memories and need no token; its API does."""
 
-    def __init__(self, app: ASGIApp, *, security: TransportSecuritySettings, tokens: TokenTable | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        security: TransportSecuritySettings,
+        tokens: TokenTable | None,
+        ui: WebPage | None = None,
+    ) -> None:
         self._app = app
         self._headers = TransportSecurityMiddleware(security)
-        self._authenticated: ASGIApp = app
-        if tokens:
-            self._authenticated = AuthenticationMiddleware(
-                RequireAuthMiddleware(AuthContextMiddleware(app), required_scopes=[]),
-                backend=BearerAuthBackend(tokens),
-            )
+        self._authenticated = self._checked(app, tokens)
+        self._page = ui
+        # The page's files as they are, its API behind the token check.
+        self._ui = None if ui is None else (ui, self._checked(ui, tokens))
+
+    def close(self) -> None:
+        """Before the server shuts down: end the streams that would keep it waiting (the page's live view)."""
+        if self._page is not None:
+            self._page.close()
+
+    @staticmethod
+    def _checked(app: ASGIApp, tokens: TokenTable | None) -> ASGIApp:
+        if not tokens:
+            return app
+        return AuthenticationMiddleware(
+            RequireAuthMiddleware(AuthContextMiddleware(app), required_scopes=[]), backend=BearerAuthBackend(tokens)
+        )
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan
@@ -326,15 +350,26 @@ class AccessGuard:
         if refused is not None:
             await refused(scope, receive, send)
             return
+        path = scope["path"]
+        if self._ui is not None and (path == UI_PATH or path.startswith(UI_PATH + "/")):
+            files, api = self._ui
+            await (api if path.startswith(UI_API_PATH + "/") else files)(scope, receive, send)
+            return
         await self._authenticated(scope, receive, send)
 
 
-def http_app(server: MCPServer, settings: Settings, tokens: list[Token]) -> ASGIApp:
-    """The SSE or streamable-HTTP app of ``server`` with every check of this module in front."""
+def http_app(server: CheckedServer, settings: Settings, tokens: list[Token]) -> AccessGuard:
+    """The SSE or streamable-HTTP app of ``server``, and the web page unless it is off, with every check of
+    this module in front."""
     security = transport_security(settings)
     options: dict[str, Any] = {"transport_security": security, "max_request_body_size": body_limit(settings)}
     if settings.server.transport == "sse":
         app = server.sse_app(**options)
     else:
         app = server.streamable_http_app(**options)
-    return AccessGuard(app, security=security, tokens=TokenTable(tokens) if tokens else None)
+    ui = None
+    if settings.server.ui:
+        from mimir_mcp.ui.app import WebPage
+
+        ui = WebPage(server, settings)
+    return AccessGuard(app, security=security, tokens=TokenTable(tokens) if tokens else None, ui=ui)

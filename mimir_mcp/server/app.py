@@ -28,7 +28,6 @@ from mimir_mcp.server.resources import MemoryResources
 from mimir_mcp.server.tools import install_tools
 from mimir_mcp.server.validation import LIMITS, refusal
 from mimir_mcp.service.memory import MemoryService
-from mimir_mcp.service.status import StatusBoard
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
     server = CheckedServer(
         settings,
         "mimir-mcp",
-        board=memory.board,
+        memory=memory,
         title="Mimir memory",
         instructions=INSTRUCTIONS,
         version=__version__,
@@ -101,12 +100,14 @@ class CheckedServer(MCPServer):
     """An MCP server whose tools take their arguments through a request model, and whose refusals, Chroma
     failures and full disks are told in the project's words."""
 
-    def __init__(self, settings: Settings, *args: Any, board: StatusBoard | None = None, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, *args: Any, memory: MemoryService, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._settings = settings
+        # The service the tools call; the web page (``mimir_mcp.ui``) reads what the tools do not return.
+        self.memory = memory
         # Where a write that failed for lack of space is noted for ``status`` (the service clears it when a
         # write goes through: a ``remember`` that only finds its texts stored writes nothing).
-        self._board = board or StatusBoard()
+        self._board = memory.board
 
     def checked_tool(self, arguments: type[ToolArguments], *, annotations: ToolAnnotations) -> Callable[[Tool], Tool]:
         """Register a tool ``fn(ctx, request)`` whose input schema, flat, is ``arguments``' own with the

@@ -174,6 +174,17 @@ class MemoryService:
         self.storage()
         return self.writes.write(self.loader.wait(), records)
 
+    async def import_memories(self, records: list[MemoryRecord], scope: Scope = OWNER) -> set[str]:
+        """``import_records`` for a caller with a scope (the web page's import): each record's namespace must
+        be the scope's, a token's records are signed with its name, and the new ones are announced to the
+        watchers. Returns the new ids."""
+        scope.check_write("import")
+        checked = []
+        for record in records:
+            scope.check("namespace", record.namespace)
+            checked.append(record.model_copy(update={"metadata": scope.signed(record.metadata)}))
+        return await self.writes.store_records(checked)
+
     # -- search ------------------------------------------------------------------------------------
 
     async def search(self, request: SearchRequest, scope: Scope = OWNER) -> SearchResponse:
@@ -267,6 +278,12 @@ class MemoryService:
         """Memories per namespace of the scope, as stored now (other processes' writes taken in first)."""
         backend = await self.loader.synced()
         return scope.counts(await anyio.to_thread.run_sync(backend.lexical.namespace_counts))
+
+    async def namespace_activity(self, scope: Scope = OWNER) -> dict[str, tuple[int, str | None]]:
+        """Per namespace of the scope: its count and when a memory was last stored or updated there."""
+        backend = await self.loader.synced()
+        activity = await anyio.to_thread.run_sync(backend.lexical.catalogue.namespace_activity)
+        return {name: value for name, value in activity.items() if scope.allows(name)}
 
     async def get(self, ids: list[str], *, max_chars: int | None, scope: Scope = OWNER) -> GetResponse:
         """The memories asked for, in that order; those not stored, or stored outside the scope, are

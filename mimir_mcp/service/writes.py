@@ -138,6 +138,13 @@ class Writes:
             deduplicated=list(dict.fromkeys(record.id for record in repeated)),
         )
 
+    async def store_records(self, records: list[MemoryRecord]) -> set[str]:
+        """Store records as they are (an import's), announce the new ones, and return their ids."""
+        backend = await self._loader.ready()
+        new_ids = await anyio.to_thread.run_sync(self.write, backend, records)
+        await self._announce([(record.namespace, record.id) for record in records if record.id in new_ids])
+        return new_ids
+
     def write(self, backend: Backend, records: list[MemoryRecord]) -> set[str]:
         """Blocking. Embed outside the lock (the slow part), then check-and-add in a turn of the group
         commit (``_commit``), under the store lock. Returns the ids that were new."""

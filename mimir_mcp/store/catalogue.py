@@ -292,6 +292,20 @@ class Catalogue:
             rows = self._db.execute("SELECT namespace, count(*) FROM memories GROUP BY namespace ORDER BY namespace")
             return dict(rows.fetchall())
 
+    def namespace_activity(self) -> dict[str, tuple[int, str | None]]:
+        """Per namespace: how many memories, and the latest time one was stored or updated (ISO 8601)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT namespace, count(*), max(created_ts), max(updated_at) FROM memories "
+                "GROUP BY namespace ORDER BY namespace"
+            ).fetchall()
+        activity: dict[str, tuple[int, str | None]] = {}
+        for namespace, count, created_ts, updated_at in rows:
+            times = [t for t in (created_ts, None if updated_at is None else timestamp(updated_at)) if t is not None]
+            latest = datetime.fromtimestamp(max(times), UTC).isoformat(timespec="milliseconds") if times else None
+            activity[namespace] = (int(count), latest)
+        return activity
+
     def matching_rowids(self, where: RecordFilter) -> list[int]:
         """Row numbers of every record passing the filter (the BM25 arm's candidate mask)."""
         clause, params = filter_sql(where)
