@@ -157,6 +157,11 @@ def test_an_agents_new_memory_appears_without_a_reload(base: str, page: Any, tmp
     shot(page, "memories", tmp_path)
     agent(base, APOLLO, "forget", {"ids": stored["ids"]})
     page.wait_for_selector(f"tr[data-id='{stored['ids'][0]}']", state="detached")
+    # A batch larger than a page is listed afresh: its newest memory shows at the top.
+    batch = [{"text": f"Standup note {n}: nothing blocked."} for n in range(30)]
+    newest = agent(base, APOLLO, "remember", {"memories": batch, "namespace": "apollo"})["ids"]
+    page.wait_for_selector(f"tr.memory[data-id='{newest[-1]}'], tr.memory[data-id='{newest[0]}']")
+    assert page.evaluate("window.notReloaded") is True
 
 
 def test_search_shows_what_each_stage_saw(base: str, page: Any, tmp_path: Path):

@@ -151,7 +151,7 @@ async function loadNamespaces() {
 
 // -- live changes: the server's event stream, read with fetch so the token travels in a header ---------------
 
-async function listen() {
+async function listen(again = false) {
   if (state.live) state.live.abort();
   const controller = new AbortController();
   state.live = controller;
@@ -179,6 +179,8 @@ async function listen() {
           badge.textContent = "live";
           badge.className = "live on";
           document.body.dataset.live = "on";
+          // Back after a break (a restart, or this page fell behind): what changed meanwhile, listed afresh.
+          if (again && state.list) renderMemories(state.list.filters);
         } else if (data) {
           await changed(JSON.parse(data).changes);
         }
@@ -188,12 +190,12 @@ async function listen() {
     if (controller.signal.aborted) return;
   }
   if (controller.signal.aborted || !state.session) return;
-  // The stream ended (a restart, or this page fell behind): list afresh once it is back.
+  // The stream ended (a restart, or this page fell behind): connect again.
   badge.textContent = "reconnecting…";
   badge.className = "live";
   document.body.dataset.live = "off";
   setTimeout(() => {
-    if (state.live === controller) listen().then(() => state.list && renderMemories(state.list.filters));
+    if (state.live === controller) listen(true);
   }, 2000);
 }
 
@@ -202,6 +204,10 @@ async function changed(changes) {
   const list = state.list;
   if (!list) return;
   const ids = changes.map((change) => change.id);
+  if (ids.length > PAGE) {
+    renderMemories(list.filters); // a large batch (an import, a forget by filter): list afresh
+    return;
+  }
   let found = [];
   try {
     found = (await tool("get", { ids })).memories || [];
