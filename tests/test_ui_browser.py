@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import httpx2
 import pytest
 from mcp import Client
@@ -333,3 +334,51 @@ def test_another_site_cannot_frame_the_page(base: str, browser: Any):
     assert frame.query_selector("#sign-in-form") is None
     assert any("frame-ancestors" in text or "X-Frame-Options" in text for text in blocked)
     context.close()
+
+
+def test_the_list_filters_by_agent_tag_and_time(base: str, page: Any):
+    old_text = "Archived: the 2025 roadmap was approved."
+    line = {
+        "id": dedup_key("apollo", old_text),
+        "text": old_text,
+        "namespace": "apollo",
+        "agent": "archivist",
+        "tags": ["old"],
+        "created_at": "2025-06-10T10:00:00+00:00",
+    }
+    imported = httpx.post(
+        f"{base}/ui/api/import",
+        content=json.dumps(line),
+        headers={"Authorization": f"Bearer {APOLLO}", "Content-Type": "application/x-ndjson"},
+    )
+    assert imported.json()["stored"] == 1
+    new = agent(
+        base,
+        APOLLO,
+        "remember",
+        {"text": "Fresh: the 2027 roadmap is drafted.", "namespace": "apollo", "agent": "archivist", "tags": ["new"]},
+    )
+    sign_in(page, base, APOLLO)
+
+    def shows(expected: list[str]) -> bool:
+        """Whether the list comes to hold exactly ``expected``, in order (it reloads after the hash changes)."""
+        script = (
+            "ids => JSON.stringify([...document.querySelectorAll('tr.memory')].map(row => row.dataset.id))"
+            " === JSON.stringify(ids)"
+        )
+        page.wait_for_function(script, arg=expected)
+        return [row.get_attribute("data-id") for row in page.query_selector_all("tr.memory")] == expected
+
+    page.fill("#filters input[name=agent]", "archivist")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(re.compile(r"agent=archivist"))
+    assert shows([new["ids"][0], line["id"]])  # newest first
+    page.fill("#filters input[name=when]", "in June 2025")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(re.compile(r"when=in"))
+    assert shows([line["id"]])
+    page.fill("#filters input[name=when]", "")
+    page.fill("#filters input[name=tag]", "new")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(re.compile(r"tag=new$"))
+    assert shows([new["ids"][0]])

@@ -5,6 +5,8 @@
 const TOKEN_KEY = "mimir-token";
 const PAGE = 25;
 const PREVIEW_CHARS = 300;
+// Time phrases ("last week") are read in the person's own zone, as an agent passes `tz`.
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   session: null,
@@ -297,7 +299,7 @@ function listArguments(filters, cursor) {
   const args = { namespace: filters.namespace || "*", limit: PAGE, order: "newest", max_chars: PREVIEW_CHARS };
   if (filters.agent) args.agent = filters.agent;
   if (filters.tag) args.tags = [filters.tag];
-  if (filters.when) args.when = filters.when;
+  if (filters.when) Object.assign(args, { when: filters.when, tz: ZONE });
   if (cursor) args.cursor = cursor;
   return args;
 }
@@ -491,6 +493,7 @@ async function runSearch(params, results) {
     top_k: Number(params.get("top_k") || 10),
     rerank: params.get("rerank") !== "false",
     explain: true,
+    tz: ZONE,
   };
   if (params.get("when")) args.when = params.get("when");
   let answer;
