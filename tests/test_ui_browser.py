@@ -173,10 +173,11 @@ def test_search_shows_what_each_stage_saw(base: str, page: Any, tmp_path: Path):
     ]
     agent(base, APOLLO, "remember", {"memories": [{"text": text} for text in memories], "namespace": "apollo"})
     query = "how often are failed payments retried"
-    expected = agent(base, APOLLO, "search", {"query": query, "namespace": "apollo", "explain": True})
+    expected = agent(base, APOLLO, "search", {"query": query, "namespace": "apollo", "explain": True, "top_k": 5})
     sign_in(page, base, APOLLO)
     page.click("nav a[data-view=search]")
     page.fill("#search input[name=query]", query)
+    page.fill("#search input[name=top_k]", "5")
     page.click("#search button[type=submit]")
     page.wait_for_selector("#hits")
     assert page.inner_text("#search-summary .method") == expected["search_method"]
