@@ -318,14 +318,13 @@ class AccessGuard:
         self._app = app
         self._headers = TransportSecurityMiddleware(security)
         self._authenticated = self._checked(app, tokens)
-        self._page = ui
-        # The page's files as they are, its API behind the token check.
-        self._ui = None if ui is None else (ui, self._checked(ui, tokens))
+        # The page (its files as they are), and the page behind the token check (for its API).
+        self._ui: tuple[WebPage, ASGIApp] | None = None if ui is None else (ui, self._checked(ui, tokens))
 
     def close(self) -> None:
         """Before the server shuts down: end the streams that would keep it waiting (the page's live view)."""
-        if self._page is not None:
-            self._page.close()
+        if self._ui is not None:
+            self._ui[0].close()
 
     @staticmethod
     def _checked(app: ASGIApp, tokens: TokenTable | None) -> ASGIApp:

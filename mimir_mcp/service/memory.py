@@ -298,13 +298,18 @@ class MemoryService:
 
     def export_records(self, namespace: str | None = None, page: int = 1000) -> Iterator[MemoryRecord]:
         """Every memory (of ``namespace``, or all), oldest first, as stored: blocking, for the CLI."""
+        for records in self.export_pages(namespace, page):
+            yield from records
+
+    def export_pages(self, namespace: str | None = None, page: int = 1000) -> Iterator[list[MemoryRecord]]:
+        """``export_records`` a page at a time (each step blocking: the web page runs each in a thread)."""
         store, lexical = self.storage()
         self.sync.catch_up(store, lexical)
         cursor = None
         where = RecordFilter(namespace=namespace)
         while True:
             records, cursor = lexical.catalogue.page(where, page, cursor, newest_first=False)
-            yield from records
+            yield records
             if cursor is None:
                 return
 

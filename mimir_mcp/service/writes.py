@@ -121,16 +121,15 @@ class Writes:
 
     async def remember(self, memories: list[MemoryInput]) -> RememberResponse:
         started = time.perf_counter()
-        backend = await self._loader.ready()
+        await self._loader.ready()  # the memories' time is when they can be stored, not when they came
         now = _now()
         records = [new_record(memory, now) for memory in memories]
-        new_ids = await anyio.to_thread.run_sync(self.write, backend, records)
+        new_ids = await self.store_records(records)
         seen: set[str] = set()
         fresh, repeated = [], []
         for record in records:
             (fresh if record.id in new_ids and record.id not in seen else repeated).append(record)
             seen.add(record.id)
-        await self._announce([(record.namespace, record.id) for record in fresh])
         logger.debug("remember: %d stored in %.1f ms", len(fresh), (time.perf_counter() - started) * 1000)
         return RememberResponse(
             ids=[record.id for record in records],
@@ -139,10 +138,11 @@ class Writes:
         )
 
     async def store_records(self, records: list[MemoryRecord]) -> set[str]:
-        """Store records as they are (an import's), announce the new ones, and return their ids."""
+        """Store records as they are (a remember's, an import's), announce the new ones (each once, in
+        order), and return their ids."""
         backend = await self._loader.ready()
         new_ids = await anyio.to_thread.run_sync(self.write, backend, records)
-        await self._announce([(record.namespace, record.id) for record in records if record.id in new_ids])
+        await self._announce(list(dict.fromkeys((r.namespace, r.id) for r in records if r.id in new_ids)))
         return new_ids
 
     def write(self, backend: Backend, records: list[MemoryRecord]) -> set[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ from starlette.types import Scope as ASGIScope
 
 from mimir_mcp import __version__
 from mimir_mcp.errors import AccessDeniedError, InvalidInputError, MimirError, NotFoundError
-from mimir_mcp.models import MemoryRecord, RecordFilter, answer_time
+from mimir_mcp.models import MemoryRecord, answer_time
 from mimir_mcp.server.access import UI_PATH, audit, body_limit, scope_of_request
 from mimir_mcp.server.app import writes
 from mimir_mcp.server.validation import check_namespace
@@ -270,20 +269,12 @@ class WebPage:
             namespace = self._namespace(request, scope)
         except MimirError as exc:
             return _error(_status_of(exc), str(exc))
-        backend = await self._memory.loader.synced()
-        catalogue = backend.lexical.catalogue
-        where = RecordFilter(namespace=namespace)
+        pages = self._memory.export_pages(namespace, EXPORT_PAGE)
 
         async def lines() -> AsyncIterator[str]:
-            cursor: str | None = None
-            while True:
-                records, cursor = await anyio.to_thread.run_sync(
-                    partial(catalogue.page, where, EXPORT_PAGE, cursor, newest_first=False)
-                )
+            while (records := await anyio.to_thread.run_sync(next, pages, None)) is not None:
                 for record in records:
                     yield export_line(record)
-                if cursor is None:
-                    return
 
         filename = f"mimir-{namespace}.jsonl"
         return StreamingResponse(
@@ -327,7 +318,7 @@ class WebPage:
             new_ids = await self._memory.import_memories(records, scope)
         except MimirError as exc:
             return _error(_status_of(exc), str(exc))
-        namespaces = ",".join(sorted({record.namespace for record in records})) or "-"
-        audit("import", self._context(request), scope, namespaces=namespaces, stored=len(new_ids), read=len(records))
         stored = len(new_ids)
+        namespaces = ",".join(sorted({record.namespace for record in records})) or "-"
+        audit("import", self._context(request), scope, namespaces=namespaces, stored=stored, read=len(records))
         return JSONResponse({"read": len(records), "stored": stored, "already_present": len(records) - stored})
