@@ -238,6 +238,9 @@ def build_bench_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sizes", type=memory_counts, help="store sizes of the search rows, e.g. 1k,10k,100k,1m (default 1k,10k,100k)"
     )
+    parser.add_argument(
+        "--stores", type=Path, help="keep the search rows' stores here, reused next run (default: scratch)"
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
     parser.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS)
     return parser
@@ -257,7 +260,12 @@ def bench_main(argv: Sequence[str]) -> int:
     started = time.perf_counter()
     try:
         report = run_bench(
-            quick=args.quick, reranker=args.reranker, dataset=args.dataset, sections=chosen, store_sizes=args.sizes
+            quick=args.quick,
+            reranker=args.reranker,
+            dataset=args.dataset,
+            sections=chosen,
+            store_sizes=args.sizes,
+            stores=args.stores,
         )
     except ValueError as exc:
         print(f"mimir-mcp bench: {exc}", file=sys.stderr)

@@ -213,7 +213,9 @@ FORGET_NAMESPACE = "bench-forget"
 
 def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Path, folder: Path) -> dict[str, Any]:
     """Whole searches through the service. Memories are inserted directly with random unit vectors:
-    embedding cost is measured on its own (``remember``); here it is the query path that counts."""
+    embedding cost is measured on its own (``remember``); here it is the query path that counts. A store
+    left in ``folder`` by an earlier run is reused: only the memories it lacks are inserted (a million take
+    about an hour here)."""
     import anyio
 
     from mimir_mcp.service.memory import MemoryService
@@ -234,6 +236,7 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
         documents = corpus.documents_for(size)
         created = datetime.now(UTC).isoformat()
         for start in range(0, size, 1000):
+            held = lexical.holding([f"m{i}" for i in range(start, min(start + 1000, size))])
             records = [
                 MemoryRecord(
                     id=f"m{i}",
@@ -242,7 +245,10 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
                     created_at=created,
                 )
                 for i, text in enumerate(documents[start : start + 1000], start=start)
+                if f"m{i}" not in held
             ]
+            if not records:
+                continue
             vectors = generator.standard_normal((len(records), 384)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             with store.writing():  # as a server writes: its restart below finds the index files vouched for
@@ -449,6 +455,7 @@ def run_bench(
     dataset: Path | None = None,
     sections: tuple[str, ...] = ("rerank", "lexical", "search", "remember", "startup", "cost"),
     store_sizes: list[int] | None = None,
+    stores: Path | None = None,
 ) -> dict[str, Any]:
     corpus = Corpus(dataset)
     report: dict[str, Any] = {"quick": quick, "corpus": corpus.source, "cpu_count": os.cpu_count()}
@@ -464,8 +471,8 @@ def run_bench(
             sizes = [10_000, 100_000] if not quick else [1_000]
             report["lexical"] = bench_lexical(corpus, sizes, 50 if not quick else 5, folder)
         if "search" in sections:
-            stores = store_sizes or ([1_000, 10_000, 100_000] if not quick else [500])
-            report["search"] = bench_search(corpus, stores, 40 if not quick else 4, model_path, folder)
+            counts = store_sizes or ([1_000, 10_000, 100_000] if not quick else [500])
+            report["search"] = bench_search(corpus, counts, 40 if not quick else 4, model_path, stores or folder)
         if "remember" in sections:
             report["remember"] = bench_remember(corpus, 512 if not quick else 32, folder)
         if "startup" in sections:
