@@ -37,6 +37,8 @@ KEPT, STORE, CATALOGUE = "kept", "store rebuilt", "catalogue rebuilt"
 HNSW_FILES = ("data_level0", "header", "length", "link_lists", "index_metadata")
 EXPECTED = {
     "catalogue": {"delete": {KEPT}, "truncate": {CATALOGUE}, "garbage": {CATALOGUE}},
+    # The BM25 index saved beside it at the last close: read, or built again from the catalogue.
+    "saved bm25 index": dict.fromkeys(DAMAGES, {KEPT}),
     # Garbage can fall where SQLite finds nothing wrong and Chroma reads every memory: kept, then.
     "chroma.sqlite3": {"delete": {STORE}, "truncate": {STORE}, "garbage": {STORE, KEPT}},
     "store.lock": dict.fromkeys(DAMAGES, {KEPT}),
@@ -62,7 +64,7 @@ def damage(path: Path, how: str, rng: random.Random) -> None:
 
 def label(relative: Path, tombstone_segments: set[str]) -> str:
     if relative.name.startswith("bm25-"):
-        return "catalogue"
+        return "saved bm25 index" if relative.suffix == ".npz" else "catalogue"
     if relative.suffix in (".bin", ".pickle"):
         return f"{'tombstones' if relative.parent.name in tombstone_segments else 'hnsw'} {relative.stem}"
     return relative.name
@@ -95,6 +97,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
 # The default run's cases: one of each outcome and each past failure (the full table: ``pytest -m long``).
 COMMON = {
     ("catalogue", "garbage"),
+    ("saved bm25 index", "garbage"),
     ("chroma.sqlite3", "delete"),
     ("chroma.sqlite3", "truncate"),
     ("hnsw data_level0", "garbage"),

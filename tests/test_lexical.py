@@ -492,3 +492,121 @@ def test_the_bulk_build_leaves_the_index_adding_one_by_one_would(documents, chun
                 assert one_by_one.search(terms, 10, scope=scope, context=context) == bulk.search(
                     terms, 10, scope=scope, context=context
                 )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    documents=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), TERMS), max_size=40),
+    removed=st.sets(st.integers(0, 39), max_size=10),
+)
+def test_the_saved_arrays_read_back_into_the_same_index(documents, removed):
+    """A restart reads the index a close saved (``arrays`` / ``from_arrays``) instead of building it; a
+    memory whose terms are lost is removed from the postings alone (``remove_unread``) as ``remove`` would."""
+    from mimir_mcp.lexical import bm25
+
+    numbered = [(7 * n + 3, group, terms) for n, (group, terms) in enumerate(documents)]
+    index, copy = bm25.BM25Index(), bm25.BM25Index()
+    for document in numbered:
+        index.add(*document)
+        copy.add(*document)
+    doomed = [numbered[n] for n in sorted(removed) if n < len(numbered)]
+    for key, _, terms in doomed[::2]:
+        index.remove(key, terms)
+        copy.remove(key, terms)
+    for key, _, terms in doomed[1::2]:
+        index.remove(key, terms)
+    assert copy.remove_unread([key for key, _, _ in doomed[1::2]] + [123_456]) == len(doomed[1::2])
+    _same_index(index, copy)
+    again = bm25.BM25Index.from_arrays(index.arrays())
+    _same_index(index, again)
+    for other in (index, again):
+        other.add(1_000_001, "b", ["t1", "t1", "t99"])
+        other.add(1_000_002, "d", ["t2"])
+    _same_index(index, again)
+    for terms in (["t1"], ["t2", "t3"], ["t99", "t5"]):
+        for context in (False, True):
+            for scope in (None, ["a"], ["b", "d"]):
+                assert index.search(terms, 10, scope=scope, context=context) == again.search(
+                    terms, 10, scope=scope, context=context
+                )
+
+
+def _scores(index: LexicalIndex, query: str) -> list[tuple[str, float]]:
+    return [(hit.id, round(hit.score, 5)) for hit in index.search(query, 50)]
+
+
+def test_a_restart_reads_the_saved_index_and_takes_in_what_changed_since(tmp_path, monkeypatch):
+    """A close saves the postings beside the catalogue; the next start reads them instead of building them.
+    Rows another process added or removed since (here one that never saved: killed), a row number reused
+    for another memory included, are taken in: the result equals an index built from the catalogue (context
+    neighbours aside: a forgotten neighbour stays one that counts for nothing, as before the restart)."""
+    from mimir_mcp.lexical import bm25
+
+    path = tmp_path / "bm25.sqlite3"
+    first = LexicalIndex(path)
+    first.add([record(f"d{i}", f"document number {i} about topic{i % 3}", namespace="ab"[i % 2]) for i in range(30)])
+    first.close()
+    assert first.saved_path is not None and first.saved_path.exists()
+    killed = LexicalIndex(path)
+    killed.add([record("late", "a late topic1 document"), record("last", "the last one, topic2")])
+    killed.remove(["d3", "d4", "last"])  # "last" held the highest row number: SQLite gives it out again
+    killed.add([record("reused", "topic2 topic2 again")])
+    assert killed.catalogue.rowids(["reused"]) == {"reused": 32}
+    killed.catalogue.close()  # no save
+
+    def no_build(documents):
+        raise AssertionError("built again instead of read")
+
+    monkeypatch.setattr(bm25.BM25Index, "built", staticmethod(no_build))
+    read = LexicalIndex(path)
+    monkeypatch.undo()
+    assert read.ids() == {f"d{i}" for i in range(30)} - {"d3", "d4"} | {"late", "reused"}
+    first.saved_path.unlink()
+    built = LexicalIndex(path)
+    for query in ("topic1 number", "topic2", "late document", "again"):
+        assert _scores(read, query) == _scores(built, query), query
+    assert read.namespace_counts() == built.namespace_counts() == {"a": 14, "b": 14, "default": 2}
+    assert read.mean_length("a") == built.mean_length("a")
+    read.close()
+    built.close()
+
+
+def test_a_saved_index_that_cannot_be_read_is_built_again(tmp_path, caplog):
+    path = tmp_path / "bm25.sqlite3"
+    first = LexicalIndex(path)
+    first.add([record("a", "alpha beta"), record("b", "beta gamma")])
+    first.close()
+    assert first.saved_path is not None
+    first.saved_path.write_bytes(first.saved_path.read_bytes()[:100])  # torn
+    with caplog.at_level("WARNING"):
+        again = LexicalIndex(path)
+    assert "cannot be read" in caplog.text and "building it again" in caplog.text
+    assert {hit.id for hit in again.search("beta", 5)} == {"a", "b"} and again.ids() == {"a", "b"}
+    again.close()
+
+
+def test_a_cleanly_closed_catalogue_is_not_read_through_at_the_next_start(tmp_path):
+    """SQLite's check of the catalogue reads the whole file; it is skipped when the files are as the last
+    clean close recorded them, never after a process that wrote was killed, or after damage."""
+    from mimir_mcp.lexical.index import closed_whole
+
+    path = tmp_path / "bm25.sqlite3"
+    first = LexicalIndex(path)
+    first.add([record("a", "alpha beta")])
+    assert not closed_whole(path)  # open
+    first.close()
+    assert closed_whole(path)
+    LexicalIndex(path).close()  # read only
+    assert closed_whole(path)
+    killed = LexicalIndex(path)
+    killed.add([record("b", "beta gamma")])
+    killed.catalogue.close()  # no clean close
+    assert not closed_whole(path)
+    again = LexicalIndex(path)
+    assert again.ids() == {"a", "b"}
+    again.close()
+    assert closed_whole(path)
+    with open(path, "r+b") as file:  # damage that keeps the size
+        file.seek(path.stat().st_size // 2)
+        file.write(b"garbage")
+    assert not closed_whole(path)

@@ -207,12 +207,13 @@ async def test_without_a_catalogue_nothing_is_rebuilt_and_the_error_says_why(set
 @pytest.mark.integration
 def test_a_store_left_by_its_own_writes_opens_again_without_a_probe(tmp_path, monkeypatch):
     """The probe reads the vector index in a child process (a second at a thousand memories, a minute at a
-    million) only when its files are not as the last write under the lock left them. A new store is vouched
-    for from its creation, so the first restart after a server's writes opens it directly."""
+    million) only when its files are not as the last write under the lock left them, and SQLite's check of
+    its database likewise. A new store is vouched for from its creation, so the first restart after a
+    server's writes opens it directly."""
     from mimir_mcp.config import StoreSettings
     from mimir_mcp.embedding import HashingEmbedder
     from mimir_mcp.models import MemoryRecord
-    from mimir_mcp.store import probe
+    from mimir_mcp.store import chroma, probe
 
     embedder = HashingEmbedder()
     settings = StoreSettings(data_dir=tmp_path / "data")
@@ -227,7 +228,11 @@ def test_a_store_left_by_its_own_writes_opens_again_without_a_probe(tmp_path, mo
     def no_probe(*args, **kwargs):
         raise AssertionError("the store was probed")
 
+    def no_check(path):
+        raise AssertionError(f"SQLite read {path} through")
+
     monkeypatch.setattr(probe.subprocess, "run", no_probe)
+    monkeypatch.setattr(chroma, "sqlite_damage", no_check)
     assert ChromaStore(settings, make_embedding_function(embedder.encode, embedder.model)).count() == len(records)
 
 

@@ -17,6 +17,7 @@ covering every group (one namespace, or a search of all) the figures are the who
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -244,7 +245,8 @@ class BM25Index:
         return index
 
     def remove(self, key: int, terms: Sequence[str]) -> bool:
-        """Mask a document out (its postings stay) and lower its terms' document frequencies."""
+        """Mask a document out (its postings stay) and lower its terms' document frequencies; ``terms``
+        are the document's terms (each one at least once)."""
         position = self._position.pop(key, None)
         if position is None:
             return False
@@ -254,12 +256,122 @@ class BM25Index:
             postings = self._postings[term]
             postings.document_frequency -= 1
             postings.by_group[code] -= 1
+        length = float(self._lengths.data[position])
         self._live -= 1
-        self._total_length -= len(terms)
+        self._total_length -= length
         totals = self._group_totals[code]
         totals[0] -= 1
-        totals[1] -= float(self._lengths.data[position])
+        totals[1] -= length
         return True
+
+    def remove_unread(self, keys: Iterable[int]) -> int:
+        """Remove documents whose terms are no longer to be read anywhere (their catalogue rows went while
+        this index was saved): each one's terms are found in the postings. Returns how many were live."""
+        positions = [self._position[key] for key in keys if key in self._position]
+        if not positions:
+            return 0
+        doomed = np.zeros(self._keys.size, dtype=np.bool_)
+        doomed[positions] = True
+        terms_of: dict[int, list[str]] = {position: [] for position in positions}
+        for term, postings in self._postings.items():
+            documents = postings.documents.view
+            hits = documents[doomed[documents]]
+            for position in hits.tolist():
+                terms_of[position].append(term)
+        keys_view = self._keys.view
+        for position, terms in terms_of.items():
+            self.remove(int(keys_view[position]), terms)
+        return len(positions)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The whole index as named arrays, which ``from_arrays`` reads back into an equal index: what
+        ``LexicalIndex`` saves, so that a restart reads a million memories' postings instead of building them
+        (the coherence cache is left out: it is measured again)."""
+        names = list(self._postings)
+        postings = [self._postings[name] for name in names]
+        count = len(postings)
+
+        def offsets(sizes: Iterable[int]) -> np.ndarray:
+            ends = np.fromiter(sizes, dtype=np.int64, count=count)
+            return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(ends)])
+
+        groups = sorted(self._group_codes, key=self._group_codes.__getitem__)
+        meta = {"groups": groups, "live": self._live, "total_length": self._total_length}
+        return {
+            "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            "vocabulary": np.frombuffer("\n".join(names).encode(), dtype=np.uint8),
+            "offsets": offsets(p.documents.size for p in postings),
+            "documents": np.concatenate([p.documents.view for p in postings]) if count else _EMPTY_POSITIONS,
+            "frequencies": np.concatenate([p.frequencies.view for p in postings]) if count else _EMPTY_FREQUENCIES,
+            "document_frequency": np.fromiter((p.document_frequency for p in postings), dtype=np.int64, count=count),
+            "group_offsets": offsets(len(p.by_group) for p in postings),
+            "group_codes": np.fromiter(itertools.chain.from_iterable(p.by_group for p in postings), dtype=np.int64),
+            "group_counts": np.fromiter(
+                itertools.chain.from_iterable(p.by_group.values() for p in postings), dtype=np.int64
+            ),
+            "keys": self._keys.view,
+            "lengths": self._lengths.view,
+            "alive": self._alive.view,
+            "groups": self._groups.view,
+            "previous": self._previous.view,
+            "next": self._next.view,
+            "group_totals": np.asarray(
+                [self._group_totals.get(code, [0, 0.0]) for code in range(len(groups))], dtype=np.float64
+            ).reshape(-1, 2),
+            "last_in_group": np.asarray(
+                [self._last_in_group.get(code, -1) for code in range(len(groups))], dtype=np.int64
+            ),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> BM25Index:
+        """The index ``arrays`` saved. Raises ``KeyError`` or ``ValueError`` for arrays it did not write."""
+        index = cls()
+        meta = json.loads(bytes(arrays["meta"]).decode())
+        text = bytes(arrays["vocabulary"]).decode()
+        names = text.split("\n") if text else []
+        offsets = arrays["offsets"].tolist()
+        group_offsets = arrays["group_offsets"].tolist()
+        documents = arrays["documents"].astype(np.int32, copy=False)
+        frequencies = arrays["frequencies"].astype(np.float32, copy=False)
+        frequency = arrays["document_frequency"].tolist()
+        codes, counts = arrays["group_codes"].tolist(), arrays["group_counts"].tolist()
+        if len(offsets) != len(names) + 1 or offsets[-1] != len(documents) or len(group_offsets) != len(offsets):
+            raise ValueError("the saved postings do not match their vocabulary")
+        for number, name in enumerate(names):
+            postings = _Postings()
+            start, end = offsets[number], offsets[number + 1]
+            # Views of the whole, as ``built`` leaves them: an append to a full array copies it first.
+            postings.documents.data, postings.documents.size = documents[start:end], end - start
+            postings.frequencies.data, postings.frequencies.size = frequencies[start:end], end - start
+            postings.document_frequency = frequency[number]
+            first, last = group_offsets[number], group_offsets[number + 1]
+            postings.by_group = dict(zip(codes[first:last], counts[first:last], strict=True))
+            index._postings[name] = postings
+        size = len(arrays["keys"])
+        for name, growable, dtype in (
+            ("keys", index._keys, np.int64),
+            ("lengths", index._lengths, np.float32),
+            ("alive", index._alive, np.bool_),
+            ("groups", index._groups, np.int32),
+            ("previous", index._previous, np.int32),
+            ("next", index._next, np.int32),
+        ):
+            data = np.array(arrays[name], dtype=dtype)  # a copy: written in place by ``remove`` and ``add``
+            if len(data) != size:
+                raise ValueError(f"the saved {name} do not match the saved keys")
+            growable.data, growable.size = data, size
+        alive = np.flatnonzero(index._alive.data)
+        index._position = dict(zip(index._keys.data[alive].tolist(), alive.tolist(), strict=True))
+        index._group_codes = {name: code for code, name in enumerate(meta["groups"])}
+        for code, (members, length) in enumerate(arrays["group_totals"].tolist()):
+            index._group_totals[code] = [int(members), float(length)]
+        for code, last in enumerate(arrays["last_in_group"].tolist()):
+            if last >= 0:
+                index._last_in_group[code] = int(last)
+        index._live = int(meta["live"])
+        index._total_length = float(meta["total_length"])
+        return index
 
     def __contains__(self, key: int) -> bool:
         return key in self._position

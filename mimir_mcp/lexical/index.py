@@ -1,18 +1,25 @@
 """The BM25 arm of search: the record catalogue and the BM25 index kept in step.
 
 The catalogue (SQLite) holds the records and each one's analyzed terms and answers filters; the index
-(``bm25.py``) holds postings in memory and scores. This module writes to both under one lock, rebuilds
-the index from the catalogue at start-up (re-analyzing every text once when the analyzer changed), and
-answers a query with the filter resolved by the catalogue and the scoring done by the index.
+(``bm25.py``) holds postings in memory and scores. This module writes to both under one lock, saves the
+index beside the catalogue at close and reads it at the next start (a million memories' postings are read
+in seconds, built in half a minute), built from the catalogue when there is none (re-analyzing every text
+once when the analyzer changed), and answers a query with the filter resolved by the catalogue and the
+scoring done by the index.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, query_terms
 from mimir_mcp.lexical.bm25 import BM25Index, Scope
@@ -20,6 +27,30 @@ from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
 from mimir_mcp.store.catalogue import Catalogue
 
 logger = logging.getLogger(__name__)
+
+
+def saved_index_path(catalogue: Path | str) -> Path:
+    """Where the BM25 index of the catalogue at ``catalogue`` is saved between runs."""
+    return Path(catalogue).with_suffix(".index.npz")
+
+
+def catalogue_signature(catalogue: Path | str) -> list[list[object]]:
+    """The catalogue's files (the database, and its WAL and shared memory while open), sizes and times."""
+    path = Path(catalogue)
+    files = sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name) and p.is_file())
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def closed_whole(catalogue: Path | str) -> bool:
+    """Whether the catalogue's files are as the last clean close left them (recorded with the saved index):
+    then SQLite's check, which reads the whole file (ten seconds at a million memories), is not needed. A
+    process killed after writing leaves files the record does not match."""
+    try:
+        with np.load(saved_index_path(catalogue)) as saved:
+            recorded = json.loads(bytes(saved["closed"]).decode())
+        return recorded is not None and recorded == catalogue_signature(catalogue)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return False
 
 
 @dataclass(frozen=True)
@@ -34,17 +65,30 @@ class LexicalIndex:
     def __init__(self, path: Path | str | Catalogue) -> None:
         self.catalogue = path if isinstance(path, Catalogue) else Catalogue(path)
         self.path = self.catalogue.path
+        # The index saved beside the catalogue, read at the next start instead of built (none in memory).
+        self.saved_path = None if self.path == ":memory:" else saved_index_path(self.path)
         self._lock = threading.RLock()
         self._index = BM25Index()
         self._ids: dict[int, str] = {}
         self._rowids: dict[str, int] = {}
-        self._load()
+        self._changed = False  # since the index was last saved or read
+        self._closed: list[list[object]] | None = None  # the catalogue's files as the saved index recorded them
+        self._load(saved=True)
 
-    def _load(self) -> None:
-        """Rebuild the postings from the catalogue. Terms stored by another analyzer version (or none, by
-        the FTS5 version) would not match this version's query terms: every text is then analyzed
-        again, once, and stored in one transaction."""
+    def _load(self, *, saved: bool = False) -> None:
+        """Bring the postings level with the catalogue: from the index in memory, or (``saved``) the one
+        saved at the last close, taking in the rows added and dropping the rows gone since; else built from
+        every row. Terms stored by another analyzer version (or none, by the FTS5 version) would not match
+        this version's query terms: every text is then analyzed again, once, and stored in one transaction."""
         stored_version = self.catalogue.meta("analyzer_version")
+        if stored_version == str(ANALYZER_VERSION):
+            base = self._read_saved() if saved else (self._index, self._ids)
+            if base is not None and self._catch_up(*base):
+                return
+        self._build(stored_version)
+        self._save()
+
+    def _build(self, stored_version: str | None) -> None:
         outdated = stored_version != str(ANALYZER_VERSION)
         ids: dict[int, str] = {}
         reanalyzed: list[tuple[int, list[str]]] = []
@@ -72,22 +116,100 @@ class LexicalIndex:
                     ANALYZER_VERSION,
                 )
         if rows:
-            logger.info("BM25 index loaded: %d memories, %d terms", len(self._index), self._index.term_count())
+            logger.info("BM25 index built: %d memories, %d terms", len(self._index), self._index.term_count())
+
+    def _catch_up(self, index: BM25Index, held: dict[int, str]) -> bool:
+        """Level ``index`` (holding ``held``: row number to memory id) with the catalogue's rows: those whose
+        row is gone, or now holds another memory, are removed; rows it lacks are added in their order.
+        False, leaving things as they were, when that would change more memories than it keeps (a build is
+        then quicker)."""
+        current = dict(self.catalogue.row_ids())
+        gone = [rowid for rowid, memory_id in held.items() if current.get(rowid) != memory_id]
+        replaced = set(gone)
+        missing = [rowid for rowid in current if rowid not in held or rowid in replaced]
+        if len(gone) + len(missing) > len(held) - len(gone):
+            return False
+        index.remove_unread(gone)
+        added = 0
+        for rowid, namespace, tokens in self.catalogue.row_terms(missing):
+            index.add(rowid, namespace, tokens.split())
+            added += 1
+        self._index = index
+        self._ids = current
+        self._rowids = {memory_id: rowid for rowid, memory_id in current.items()}
+        self._changed = self._changed or bool(gone or added)
+        if current:
+            logger.info(
+                "BM25 index read: %d memories, %d terms (%d added and %d removed since it was saved)",
+                len(index),
+                index.term_count(),
+                added,
+                len(gone),
+            )
+        return True
+
+    def _read_saved(self) -> tuple[BM25Index, dict[int, str]] | None:
+        """The index saved at the last close and the memory id of each row it held, or None when there is
+        none (or it cannot be read: then it is built again)."""
+        if self.saved_path is None or not self.saved_path.exists():
+            return None
+        try:
+            with np.load(self.saved_path) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+            header = json.loads(bytes(arrays.pop("header")).decode())
+            self._closed = json.loads(bytes(arrays.pop("closed")).decode())
+            if header["analyzer_version"] != ANALYZER_VERSION:
+                return None
+            index = BM25Index.from_arrays(arrays)
+            held = dict(zip(header["rowids"], header["ids"], strict=True))
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            logger.warning("BM25 index: the saved copy %s cannot be read (%s); building it again", self.saved_path, exc)
+            return None
+        return index, held
+
+    def _save(self, closed: list[list[object]] | None = None) -> None:
+        """Write the index beside the catalogue (a new file renamed over the old, so a reader finds the old
+        or the new one whole), with the catalogue's files as a clean close left them (``closed_whole``). A
+        failure to write costs only the next start's build."""
+        if self.saved_path is None:
+            return
+        header = {"analyzer_version": ANALYZER_VERSION, "rowids": list(self._ids), "ids": list(self._ids.values())}
+        arrays = {
+            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            "closed": np.frombuffer(json.dumps(closed).encode(), dtype=np.uint8),
+            **self._index.arrays(),
+        }
+        partial = self.saved_path.with_name(f"{self.saved_path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        try:
+            with partial.open("wb") as file:
+                np.savez(file, **arrays)
+            os.replace(partial, self.saved_path)
+            self._changed, self._closed = False, closed
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            logger.warning("BM25 index: cannot save it to %s (%s); the next start builds it", self.saved_path, exc)
 
     def reload(self) -> None:
-        """Rebuild the postings from the catalogue (after another process sharing it removed memories:
-        their terms, which the postings need to drop them, went with the rows)."""
+        """Level the postings with the catalogue (after another process sharing it removed memories: their
+        terms, which the postings would need to drop them, went with the rows)."""
         with self._lock:
             self._load()
 
     def _put(self, rowid: int, memory_id: str, namespace: str, terms: list[str]) -> None:
         self._index.add(rowid, namespace, terms)
+        self._changed = True
         self._ids[rowid] = memory_id
         self._rowids[memory_id] = rowid
 
     def close(self) -> None:
+        """Close the catalogue, then save the index when it, or the catalogue's files, changed since it was
+        read or saved."""
         with self._lock:
             self.catalogue.close()
+            if self.saved_path is not None:
+                closed = catalogue_signature(self.path)
+                if self._changed or closed != self._closed:
+                    self._save(closed)
 
     def add(self, records: Iterable[MemoryRecord]) -> int:
         """Store and index new memories (one catalogue transaction, then the postings); ids already
@@ -111,6 +233,7 @@ class LexicalIndex:
             removed = self.catalogue.delete(ids)
             for gone in removed:
                 self._index.remove(gone.rowid, gone.terms)
+                self._changed = True
                 self._ids.pop(gone.rowid, None)
                 self._rowids.pop(gone.id, None)
             elsewhere = [memory_id for memory_id in dict.fromkeys(ids) if memory_id in self._rowids]

@@ -15,7 +15,7 @@ from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
 from mimir_mcp.errors import StoreUnavailableError, no_space
-from mimir_mcp.lexical.index import LexicalIndex
+from mimir_mcp.lexical.index import LexicalIndex, closed_whole
 from mimir_mcp.service.status import StatusBoard
 from mimir_mcp.service.sync import StoreSync
 from mimir_mcp.status_models import ModelState, RepairReport
@@ -61,7 +61,8 @@ def open_backend(
     repair = catalogue_repair = None
     with store.writing():
         started = time.perf_counter()
-        set_aside = set_aside_if_damaged(path)
+        # SQLite's check reads the whole file: not when it is as the last clean close left it.
+        set_aside = None if closed_whole(path) else set_aside_if_damaged(path)
         catalogued = path.exists()
         lexical = LexicalIndex(path)
         damage = store.damage() if store.repairable else None

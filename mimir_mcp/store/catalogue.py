@@ -248,6 +248,24 @@ class Catalogue:
         with self._lock:
             yield from self._db.execute(query)
 
+    def row_ids(self) -> list[tuple[int, str]]:
+        """Every record's ``(rowid, id)``, in the order stored: what a saved BM25 index is checked against."""
+        with self._lock:
+            return self._db.execute("SELECT rowid, id FROM memories ORDER BY rowid").fetchall()
+
+    def row_terms(self, rowids: Sequence[int]) -> Iterator[tuple[int, str, str]]:
+        """The ``(rowid, namespace, terms)`` of the given rows that are stored, in the order stored."""
+        wanted = sorted(rowids)
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT rowid, namespace, tokens FROM memories WHERE rowid IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY rowid",
+                    chunk,
+                ).fetchall()
+            yield from rows
+
     def terms(self, rowids: Sequence[int]) -> dict[int, set[str]]:
         """The analyzed terms of the given rows, as sets."""
         found: dict[int, set[str]] = {}

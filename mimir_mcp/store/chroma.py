@@ -88,7 +88,8 @@ class ChromaStore:
             if not settings.chroma_host:
                 self.kind = "embedded"
                 path = data_dir / "chroma"
-                problem = sqlite_damage(path / "chroma.sqlite3")
+                # As the last write under the lock left it: neither SQLite's check nor the probe reads it through.
+                problem = None if vouched(path) else sqlite_damage(path / "chroma.sqlite3")
                 if problem is not None:
                     problem = f"SQLite cannot read {path / 'chroma.sqlite3'} ({problem})"
                 elif (path / "chroma.sqlite3").exists() or not index_signature(path):
@@ -111,6 +112,9 @@ class ChromaStore:
             self._recover_reindex()
             self._collection = self._open(self.name)
             self._check_model(model)
+            if self.kind == "embedded":
+                # Found whole (or begun afresh) above; Chroma's own opening writes to its database.
+                vouch(Path(self.location))
             self._fresh_token = self.change_token()
             self._index_loaded = False
             self._write_failed = False  # the last write raised: the next begins on new bindings (``writing``)

@@ -2,7 +2,8 @@
 not the server: Chroma reads its HNSW files in native code, and some damage there (4 KB of garbage in
 ``data_level0.bin`` or ``link_lists.bin``) is a segmentation fault rather than an error, at start or at a
 later query, even after the collection was rebuilt in the same process. A folder whose index files are as
-they were when a probe last read them whole is not probed again.
+they were when a probe last read them whole (or the last write under the lock left them) is not probed
+again, nor its SQLite file checked.
 
 Run as ``python -m mimir_mcp.store.probe FOLDER COLLECTION``: exit 0 when the collection opens, counts and
 answers vector queries (its tombstones too, where an error is left to the store); 2 when there is no such
@@ -29,18 +30,30 @@ def index_signature(folder: Path) -> list[list[object]]:
     return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
+def store_signature(folder: Path) -> dict[str, list[list[object]]]:
+    """The index files, and the size of Chroma's SQLite file (Chroma writes to it at every open, so its
+    time would never match): what ``vouched`` compares."""
+    database = folder / "chroma.sqlite3"
+    return {
+        "index": index_signature(folder),
+        "sqlite": [[database.name, database.stat().st_size]] if database.is_file() else [],
+    }
+
+
 def vouched(folder: Path) -> bool:
-    """Whether the index files are as a probe, or the last write that started from vouched files, left them."""
+    """Whether the index files and the SQLite file are as a probe, or the last write that started from
+    vouched files, left them: then neither is read through before opening (a minute each at a million). A
+    damage that keeps the SQLite file's size is left to the store's own read at open (``damage``)."""
     try:
-        return json.loads((folder.parent / VERIFIED).read_text()) == index_signature(folder)
+        return json.loads((folder.parent / VERIFIED).read_text()) == store_signature(folder)
     except (OSError, ValueError):
         return False
 
 
 def vouch(folder: Path) -> None:
-    """Record the index files as they are now: a write that began from vouched files has just ended whole
-    (under the store lock). A writer killed before this leaves files no record matches: the next open probes."""
-    (folder.parent / VERIFIED).write_text(json.dumps(index_signature(folder)))
+    """Record the files as they are now: a write that began from vouched files has just ended whole
+    (under the store lock). A writer killed before this leaves files no record matches: the next open checks."""
+    (folder.parent / VERIFIED).write_text(json.dumps(store_signature(folder)))
 
 
 def index_damage(folder: Path, collection: str) -> str | None:
