@@ -2,6 +2,7 @@ import logging
 import math
 import sqlite3
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -561,6 +562,8 @@ def test_a_restart_reads_the_saved_index_and_takes_in_what_changed_since(tmp_pat
     read = LexicalIndex(path)
     monkeypatch.undo()
     assert read.ids() == {f"d{i}" for i in range(30)} - {"d3", "d4"} | {"late", "reused"}
+    # Postings no document was added to since stay mapped from the file, not read into memory.
+    assert isinstance(read._index._postings[analyze("number")[0]].documents.data, np.memmap)
     first.saved_path.unlink()
     built = LexicalIndex(path)
     for query in ("topic1 number", "topic2", "late document", "again"):

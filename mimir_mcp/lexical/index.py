@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
 import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,6 +40,40 @@ def catalogue_signature(catalogue: Path | str) -> list[list[object]]:
     path = Path(catalogue)
     files = sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name) and p.is_file())
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+# The postings (a gigabyte at a million memories): mapped from the saved file, not read into memory, so
+# that only the pages of the terms searched are resident.
+MAPPED = ("documents", "frequencies")
+
+
+def read_saved_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a saved index (an uncompressed ``.npz``): the ``MAPPED`` ones as read-only maps of
+    their bytes inside the file, the rest read."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as archive, path.open("rb") as file:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name not in MAPPED or info.compress_type != zipfile.ZIP_STORED:
+                arrays[name] = np.load(archive.open(info))
+                continue
+            # The member's data follows its local header (30 bytes, then its name and extra field).
+            file.seek(info.header_offset + 26)
+            name_length, extra_length = struct.unpack("<HH", file.read(4))
+            file.seek(info.header_offset + 30 + name_length + extra_length)
+            header = np.lib.format
+            version = header.read_magic(file)
+            read = header.read_array_header_1_0 if version == (1, 0) else header.read_array_header_2_0
+            shape, fortran_order, dtype = read(file)
+            if fortran_order or dtype.hasobject:
+                raise ValueError(f"{name}: not a plain array")
+            count = int(np.prod(shape))
+            arrays[name] = (
+                np.memmap(path, dtype=dtype, mode="r", offset=file.tell(), shape=shape)
+                if count
+                else np.zeros(shape, dtype=dtype)
+            )
+    return arrays
 
 
 def closed_whole(catalogue: Path | str) -> bool:
@@ -154,8 +189,7 @@ class LexicalIndex:
         if self.saved_path is None or not self.saved_path.exists():
             return None
         try:
-            with np.load(self.saved_path) as saved:
-                arrays = {name: saved[name] for name in saved.files}
+            arrays = read_saved_arrays(self.saved_path)
             header = json.loads(bytes(arrays.pop("header")).decode())
             self._closed = json.loads(bytes(arrays.pop("closed")).decode())
             if header["analyzer_version"] != ANALYZER_VERSION:
