@@ -588,10 +588,11 @@ def test_a_saved_index_that_cannot_be_read_is_built_again(tmp_path, caplog):
     again.close()
 
 
-def test_a_cleanly_closed_catalogue_is_not_read_through_at_the_next_start(tmp_path):
+def test_a_cleanly_closed_catalogue_is_not_read_through_at_the_next_start(tmp_path, monkeypatch):
     """SQLite's check of the catalogue reads the whole file; it is skipped when the files are as the last
     clean close recorded them, never after a process that wrote was killed, or after damage."""
     from mimir_mcp.lexical.index import closed_whole
+    from mimir_mcp.store.catalogue import Catalogue
 
     path = tmp_path / "bm25.sqlite3"
     first = LexicalIndex(path)
@@ -609,6 +610,11 @@ def test_a_cleanly_closed_catalogue_is_not_read_through_at_the_next_start(tmp_pa
     assert again.ids() == {"a", "b"}
     again.close()
     assert closed_whole(path)
+    with monkeypatch.context() as patched:  # the saved index holds exactly its rows: they are not listed
+        patched.setattr(Catalogue, "row_ids", lambda self: pytest.fail("listed the catalogue's rows"))
+        listed = LexicalIndex(path)
+        assert listed.ids() == {"a", "b"} and [hit.id for hit in listed.search("gamma", 5)] == ["b"]
+        listed.close()
     with open(path, "r+b") as file:  # damage that keeps the size
         file.seek(path.stat().st_size // 2)
         file.write(b"garbage")

@@ -252,3 +252,56 @@ def test_every_id_is_listed_across_pages(tmp_path, monkeypatch):
             store.add(records, embedder.encode([record.text for record in records]))
         monkeypatch.setattr(chroma, "ALL_IDS_PAGE", 3 if count == 9 else 5)
         assert store.all_ids() == {f"m{n}" for n in range(count)}
+
+
+@pytest.mark.integration
+def test_a_cleanly_closed_data_dir_opens_without_reading_it_through(tmp_path, monkeypatch):
+    """At a million memories, reading the store and the catalogue through at every start (SQLite's checks,
+    the probe, the torn-write read, listing every id on both sides, building the BM25 postings) took
+    minutes. After a clean close none of it runs: the files are as the last whole writes left them, and
+    the counts agree. A write that failed leaves the store unvouched, so the next open checks it all."""
+    from functools import partial
+
+    import anyio
+
+    from mimir_mcp.config import Settings
+    from mimir_mcp.lexical.bm25 import BM25Index
+    from mimir_mcp.models import MemoryRecord
+    from mimir_mcp.store import catalogue, chroma, probe
+    from mimir_mcp.store.catalogue import Catalogue
+    from tests.durability_worker import HashEmbedder
+
+    settings = Settings(store={"data_dir": tmp_path / "data"}, reranker={"enabled": False})
+    first = MemoryService(settings, embedder=HashEmbedder(settings.embedding))
+    first.storage()
+    stored = anyio.run(first.remember, [MemoryInput(text=f"note {n} about the harbour") for n in range(30)])
+    anyio.run(partial(first.forget, stored.ids[:3], None, confirm=False, dry_run=False))  # tombstones too
+    first.close()
+    SharedSystemClient.clear_system_cache()  # as a new process would open it
+
+    def read_through(*args, **kwargs):
+        raise AssertionError("read through at open")
+
+    for owner, name in (
+        (chroma, "sqlite_damage"),
+        (catalogue, "sqlite_damage"),
+        (probe.subprocess, "run"),
+        (ChromaStore, "damage"),
+        (ChromaStore, "all_ids"),
+        (Catalogue, "row_ids"),
+        (BM25Index, "built"),
+    ):
+        monkeypatch.setattr(owner, name, read_through)
+    second = MemoryService(settings, embedder=HashEmbedder(settings.embedding))
+    try:
+        store, lexical = second.storage()
+        assert store.found_whole and store.count() == lexical.count() == 27
+        found = anyio.run(second.search, SearchRequest(query="note 7 harbour", top_k=3, rerank=False, rerank_top_k=10))
+        assert found.hits and found.hits[0].text == "note 7 about the harbour"
+        late = MemoryRecord(id="mem_late", text="stored, then the catalogue failed", namespace="default", created_at="")
+        with pytest.raises(RuntimeError), store.writing():
+            store.add([late], HashEmbedder(settings.embedding).encode([late.text]))
+            raise RuntimeError("the catalogue's half of the write failed")
+        assert not probe.vouched(Path(store.location))
+    finally:
+        second.close()

@@ -98,6 +98,8 @@ class LexicalIndex:
     """BM25 over the catalogue's memories; ``catalogue`` is the record store the tools read."""
 
     def __init__(self, path: Path | str | Catalogue) -> None:
+        # Files as the last clean close left them: the saved index holds exactly the catalogue's rows.
+        whole = not isinstance(path, Catalogue) and str(path) != ":memory:" and closed_whole(path)
         self.catalogue = path if isinstance(path, Catalogue) else Catalogue(path)
         self.path = self.catalogue.path
         # The index saved beside the catalogue, read at the next start instead of built (none in memory).
@@ -108,9 +110,9 @@ class LexicalIndex:
         self._rowids: dict[str, int] = {}
         self._changed = False  # since the index was last saved or read
         self._closed: list[list[object]] | None = None  # the catalogue's files as the saved index recorded them
-        self._load(saved=True)
+        self._load(saved=True, whole=whole)
 
-    def _load(self, *, saved: bool = False) -> None:
+    def _load(self, *, saved: bool = False, whole: bool = False) -> None:
         """Bring the postings level with the catalogue: from the index in memory, or (``saved``) the one
         saved at the last close, taking in the rows added and dropping the rows gone since; else built from
         every row. Terms stored by another analyzer version (or none, by the FTS5 version) would not match
@@ -118,7 +120,7 @@ class LexicalIndex:
         stored_version = self.catalogue.meta("analyzer_version")
         if stored_version == str(ANALYZER_VERSION):
             base = self._read_saved() if saved else (self._index, self._ids)
-            if base is not None and self._catch_up(*base):
+            if base is not None and self._catch_up(*base, whole=whole):
                 return
         self._build(stored_version)
         self._save()
@@ -153,12 +155,12 @@ class LexicalIndex:
         if rows:
             logger.info("BM25 index built: %d memories, %d terms", len(self._index), self._index.term_count())
 
-    def _catch_up(self, index: BM25Index, held: dict[int, str]) -> bool:
+    def _catch_up(self, index: BM25Index, held: dict[int, str], *, whole: bool = False) -> bool:
         """Level ``index`` (holding ``held``: row number to memory id) with the catalogue's rows: those whose
         row is gone, or now holds another memory, are removed; rows it lacks are added in their order.
         False, leaving things as they were, when that would change more memories than it keeps (a build is
-        then quicker)."""
-        current = dict(self.catalogue.row_ids())
+        then quicker). ``whole``: the catalogue is as it was when ``held`` was saved (nothing to read)."""
+        current = held if whole else dict(self.catalogue.row_ids())
         gone = [rowid for rowid, memory_id in held.items() if current.get(rowid) != memory_id]
         replaced = set(gone)
         missing = [rowid for rowid in current if rowid not in held or rowid in replaced]

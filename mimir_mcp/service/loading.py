@@ -62,10 +62,12 @@ def open_backend(
     with store.writing():
         started = time.perf_counter()
         # SQLite's check reads the whole file: not when it is as the last clean close left it.
-        set_aside = None if closed_whole(path) else set_aside_if_damaged(path)
+        catalogue_whole = closed_whole(path)
+        set_aside = None if catalogue_whole else set_aside_if_damaged(path)
         catalogued = path.exists()
         lexical = LexicalIndex(path)
-        damage = store.damage() if store.repairable else None
+        # Files as the last whole write left them hold no torn write: not read through again.
+        damage = store.damage() if store.repairable and not store.found_whole else None
         if damage is not None:
             if not catalogued:
                 raise StoreUnavailableError(
@@ -82,7 +84,8 @@ def open_backend(
             store, identity = open_store(settings, embedder), known  # the rebuilt store has the catalogue's
         if identity is not None and identity != known:
             lexical.catalogue.set_meta(STORE_IDENTITY, identity)
-        sync.opened(store, lexical, embedder.encode)
+        whole = catalogue_whole and store.found_whole and repair is None
+        sync.opened(store, lexical, embedder.encode, whole=whole)
         if set_aside is not None:
             problem, kept = set_aside
             catalogue_repair = RepairReport(

@@ -154,8 +154,7 @@ def finish_interrupted_forgets(store: VectorStore) -> int:
     tombstones = store.tombstones()
     if not tombstones:
         return 0
-    stored = store.all_ids()
-    held = store.get(sorted(memory_id for memory_id in tombstones if memory_id in stored))
+    held = store.get(sorted(tombstones))  # those still stored: not a listing of every id (a million at times)
     interrupted = [record.id for record in held if tombstones[record.id].names(record)]
     stale = [record.id for record in held if not tombstones[record.id].names(record)]
     if stale:
@@ -204,14 +203,18 @@ class StoreSync:
         # The last time a reconcile found memories the store had lost and restored them, for status.
         self.restored: RepairReport | None = None
 
-    def opened(self, store: VectorStore, lexical: LexicalIndex, encode: Encode) -> None:
+    def opened(self, store: VectorStore, lexical: LexicalIndex, encode: Encode, *, whole: bool = False) -> None:
         """At open, under the write lock: deletions a crash interrupted completed, the catalogue and the
         store caught up with each other, and the generation noted. ``encode``: the embedder's, which
-        restores memories the store lost."""
+        restores memories the store lost. ``whole``: the store and the catalogue are as the last writes and
+        the last clean close left them; then, with equal counts, they hold the same memories and are not
+        listed to be compared (seconds at a million)."""
         self._encode = encode
         if finish_interrupted_forgets(store):
             store.bump_generation()
-        self._reconcile(store, lexical)
+            whole = False
+        if not whole or store.count() != lexical.count():
+            self._reconcile(store, lexical)
         if lexical.catalogue.meta("chroma_created_ts") is None:
             # Stores written before time filters existed have no numeric creation time in the store.
             older = store.missing_created_ts()

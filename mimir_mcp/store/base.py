@@ -80,6 +80,12 @@ class VectorStore(Protocol):
         from the catalogue. A store on a server, or in memory, has no files of its own here."""
         ...
 
+    @property
+    def found_whole(self) -> bool:
+        """Whether the store's files were, at open, as the last write under the lock left them whole: no
+        process died writing since (``probe.vouched``). Always False where this process cannot tell."""
+        ...
+
     # -- writes: inside ``writing`` ----------------------------------------------------------------
 
     def writing(self) -> AbstractContextManager[bool]:

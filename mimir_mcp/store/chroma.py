@@ -84,12 +84,14 @@ class ChromaStore:
         # What was found unreadable at open and set aside (never deleted), so the store opens empty and
         # the service rebuilds it from the catalogue (``loading.py``).
         self.set_aside: tuple[str, str] | None = None
+        self.found_whole = False
         with self.lock:
             if not settings.chroma_host:
                 self.kind = "embedded"
                 path = data_dir / "chroma"
                 # As the last write under the lock left it: neither SQLite's check nor the probe reads it through.
-                problem = None if vouched(path) else sqlite_damage(path / "chroma.sqlite3")
+                self.found_whole = vouched(path)
+                problem = None if self.found_whole else sqlite_damage(path / "chroma.sqlite3")
                 if problem is not None:
                     problem = f"SQLite cannot read {path / 'chroma.sqlite3'} ({problem})"
                 elif (path / "chroma.sqlite3").exists() or not index_signature(path):
@@ -159,6 +161,7 @@ class ChromaStore:
                 yield reloaded
             except Exception:
                 self._write_failed = self.kind == "embedded"
+                chained = False  # the catalogue may lack what the store took: the next open checks both
                 raise
             finally:
                 if reloaded and not self._index_loaded:

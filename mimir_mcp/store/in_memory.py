@@ -75,6 +75,7 @@ class InMemoryStore:
     kind: StoreKind = "in-memory"
     location = ":memory:"
     repairable = False
+    found_whole = False
 
     def __init__(self, *, name: str = "memories", embedding_model: str | None = None) -> None:
         self.name = name

@@ -31,19 +31,18 @@ def index_signature(folder: Path) -> list[list[object]]:
 
 
 def store_signature(folder: Path) -> dict[str, list[list[object]]]:
-    """The index files, and the size of Chroma's SQLite file (Chroma writes to it at every open, so its
-    time would never match): what ``vouched`` compares."""
-    database = folder / "chroma.sqlite3"
+    """The index files and Chroma's SQLite files (with a journal or WAL left over), sizes and times."""
+    files = sorted(p for p in folder.glob("chroma.sqlite3*") if p.is_file())
     return {
         "index": index_signature(folder),
-        "sqlite": [[database.name, database.stat().st_size]] if database.is_file() else [],
+        "sqlite": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
     }
 
 
 def vouched(folder: Path) -> bool:
     """Whether the index files and the SQLite file are as a probe, or the last write that started from
-    vouched files, left them: then neither is read through before opening (a minute each at a million). A
-    damage that keeps the SQLite file's size is left to the store's own read at open (``damage``)."""
+    vouched files, left them: then neither is read through before opening (a minute each at a million).
+    Chroma writes to its database when it opens it too: the store vouches again once open."""
     try:
         return json.loads((folder.parent / VERIFIED).read_text()) == store_signature(folder)
     except (OSError, ValueError):
