@@ -288,6 +288,7 @@ def test_a_cleanly_closed_data_dir_opens_without_reading_it_through(tmp_path, mo
         (probe.subprocess, "run"),
         (ChromaStore, "damage"),
         (ChromaStore, "all_ids"),
+        (ChromaStore, "tombstones"),
         (Catalogue, "row_ids"),
         (BM25Index, "built"),
     ):

@@ -68,8 +68,9 @@ def read_saved_arrays(path: Path) -> dict[str, np.ndarray]:
             if fortran_order or dtype.hasobject:
                 raise ValueError(f"{name}: not a plain array")
             count = int(np.prod(shape))
+            # A plain array over the map: a memmap's slices cost ten times a plain one's, once per term.
             arrays[name] = (
-                np.memmap(path, dtype=dtype, mode="r", offset=file.tell(), shape=shape)
+                np.memmap(path, dtype=dtype, mode="r", offset=file.tell(), shape=shape).view(np.ndarray)
                 if count
                 else np.zeros(shape, dtype=dtype)
             )

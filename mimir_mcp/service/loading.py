@@ -85,7 +85,7 @@ def open_backend(
         if identity is not None and identity != known:
             lexical.catalogue.set_meta(STORE_IDENTITY, identity)
         whole = catalogue_whole and store.found_whole and repair is None
-        sync.opened(store, lexical, embedder.encode, whole=whole)
+        counted = sync.opened(store, lexical, embedder.encode, whole=whole)
         if set_aside is not None:
             problem, kept = set_aside
             catalogue_repair = RepairReport(
@@ -102,7 +102,7 @@ def open_backend(
                 kept,
                 lexical.count(),
             )
-    board.recount(store, lexical)
+    board.recount(store, lexical, store_count=counted)
     return Backend(store, lexical, repair, catalogue_repair, sync)
 
 

@@ -203,18 +203,21 @@ class StoreSync:
         # The last time a reconcile found memories the store had lost and restored them, for status.
         self.restored: RepairReport | None = None
 
-    def opened(self, store: VectorStore, lexical: LexicalIndex, encode: Encode, *, whole: bool = False) -> None:
+    def opened(self, store: VectorStore, lexical: LexicalIndex, encode: Encode, *, whole: bool = False) -> int | None:
         """At open, under the write lock: deletions a crash interrupted completed, the catalogue and the
         store caught up with each other, and the generation noted. ``encode``: the embedder's, which
         restores memories the store lost. ``whole``: the store and the catalogue are as the last writes and
         the last clean close left them; then, with equal counts, they hold the same memories and are not
-        listed to be compared (seconds at a million)."""
+        listed to be compared (seconds at a million). Returns the store's count when it was taken and
+        nothing changed since (a count takes a second at a million)."""
         self._encode = encode
-        if finish_interrupted_forgets(store):
+        # A deletion interrupted between its tombstone and its delete left the store unvouched.
+        if not whole and finish_interrupted_forgets(store):
             store.bump_generation()
-            whole = False
-        if not whole or store.count() != lexical.count():
+        count = store.count() if whole else None
+        if count is None or count != lexical.count():
             self._reconcile(store, lexical)
+            count = None
         if lexical.catalogue.meta("chroma_created_ts") is None:
             # Stores written before time filters existed have no numeric creation time in the store.
             older = store.missing_created_ts()
@@ -223,6 +226,7 @@ class StoreSync:
                 logger.info("store: creation times recorded for %d older memories (time filters)", len(older))
             lexical.catalogue.set_meta("chroma_created_ts", "1")
         self.generation = store.generation()
+        return count
 
     def due(self, store: VectorStore) -> bool:
         """Whether to compare counts before this read. Where the store has a change token (the embedded
