@@ -219,6 +219,7 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
     import anyio
 
     from mimir_mcp.service.memory import MemoryService
+    from mimir_mcp.transfer import export_memories
 
     results: dict[str, Any] = {}
     generator = np.random.default_rng(3)
@@ -258,9 +259,13 @@ def bench_search(corpus: Corpus, sizes: list[int], queries: int, model_path: Pat
         plain, reranked, warm, reranker_backend, query_backend = anyio.run(
             search_series, service, corpus.queries[:queries], corpus.queries[: max(queries // 4, 2)]
         )
+        # Every memory as `mimir-mcp export` writes it, to nowhere: the lines' making and the pages' reading.
+        with open(os.devnull, "w", encoding="utf-8") as sink:
+            export_ms, exported = timed(export_memories, service, sink)
         service.close()
         data_dir = folder / f"search-{size}"
         results[str(size)] = {
+            "export_per_s": round(exported / (export_ms / 1000)),
             "p50_ms": round(statistics.median(plain), 1),
             "p95_ms": round(percentile(plain, 95), 1),
             "rerank50_p50_ms": round(statistics.median(reranked), 1),
@@ -518,7 +523,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"  restarted on it: first search {row['restart_first_search_ms'] / 1000:.1f} s after spawn, "
             f"{row['restart_rss_mb']:.0f} MB RSS; list_memories page {row['list_page_ms']:.0f} ms; forget "
             f"{row['forgotten']} by filter {row['forget_ms']:.0f} ms; disk {row['disk_bytes_per_memory'] / 1024:.1f} "
-            "KB per memory"
+            f"KB per memory; export {row['export_per_s']:,} memories/s"
         )
     if "remember" in report:
         row = report["remember"]

@@ -51,8 +51,10 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
         "list_page_ms",
         "forget_ms",
         "forgotten",
+        "export_per_s",
     }
     assert report["search"]["500"]["forgotten"] == 50 and report["search"]["500"]["restart_rss_mb"] > 0
+    assert report["search"]["500"]["export_per_s"] > 0
     # Searches are timed on the configured backends once ready: the default ONNX copies of both models.
     assert report["search"]["query_backend"] == "onnx"
     assert report["search"]["reranker_backend"] == "onnx-int8"
@@ -72,3 +74,17 @@ def test_bench_sizes_read_as_memory_counts_and_bad_ones_are_named():
     for bad, says in (("ten", "'ten'"), ("50", "at least 100"), ("1k,", "''")):
         with pytest.raises(argparse.ArgumentTypeError, match=says):
             memory_counts(bad)
+
+
+def test_bench_keeps_its_stores_and_inserts_only_what_they_lack(tmp_path, cross_encoder_path):
+    """`--stores DIR`: a million memories take an hour to insert; a second run reuses the store, adding back
+    only the memories its restart forgot."""
+    args = ["-m", "mimir_mcp", "bench", "--quick", "--only", "search", "--dataset", str(tmp_path / "no-dataset")]
+    args += ["--reranker", str(cross_encoder_path), "--stores", str(tmp_path / "stores")]
+    first = run_cli(args, tmp_path, cross_encoder_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "search 500: inserted 500" in first.stderr
+    second = run_cli(args, tmp_path, cross_encoder_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "search 500: inserted 50" in second.stderr and "inserted 500" not in second.stderr
+    assert (tmp_path / "stores" / "search-500").is_dir() and "forget 50 by filter" in second.stdout
