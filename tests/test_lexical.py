@@ -623,3 +623,18 @@ def test_a_cleanly_closed_catalogue_is_not_read_through_at_the_next_start(tmp_pa
         file.seek(path.stat().st_size // 2)
         file.write(b"garbage")
     assert not closed_whole(path)
+
+
+def test_postings_saved_by_a_process_that_missed_another_s_writes_are_levelled_at_the_next_start(tmp_path):
+    """Two processes share a catalogue; the one closing last never took in the other's write, so its saved
+    postings lack it. The catalogue's generation (every insert and delete moves it on) tells the next start
+    to compare the rows instead of trusting them."""
+    path = tmp_path / "bm25.sqlite3"
+    first, second = LexicalIndex(path), LexicalIndex(path)
+    second.add([record("b1", "from the second process")])
+    first.add([record("a1", "the harbour, from the first process")])
+    first.close()
+    second.close()  # saved last, without "a1"
+    again = LexicalIndex(path)
+    assert again.ids() == {"a1", "b1"} and [hit.id for hit in again.search("harbour", 5)] == ["a1"]
+    again.close()

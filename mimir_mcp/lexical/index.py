@@ -99,8 +99,6 @@ class LexicalIndex:
     """BM25 over the catalogue's memories; ``catalogue`` is the record store the tools read."""
 
     def __init__(self, path: Path | str | Catalogue) -> None:
-        # Files as the last clean close left them: the saved index holds exactly the catalogue's rows.
-        whole = not isinstance(path, Catalogue) and str(path) != ":memory:" and closed_whole(path)
         self.catalogue = path if isinstance(path, Catalogue) else Catalogue(path)
         self.path = self.catalogue.path
         # The index saved beside the catalogue, read at the next start instead of built (none in memory).
@@ -111,17 +109,20 @@ class LexicalIndex:
         self._rowids: dict[str, int] = {}
         self._changed = False  # since the index was last saved or read
         self._closed: list[list[object]] | None = None  # the catalogue's files as the saved index recorded them
-        self._load(saved=True, whole=whole)
+        # The catalogue generation whose rows the postings hold exactly (None: not known, as when another
+        # process wrote between two of this one's writes).
+        self._generation: int | None = None
+        self._load(saved=True)
 
-    def _load(self, *, saved: bool = False, whole: bool = False) -> None:
+    def _load(self, *, saved: bool = False) -> None:
         """Bring the postings level with the catalogue: from the index in memory, or (``saved``) the one
         saved at the last close, taking in the rows added and dropping the rows gone since; else built from
         every row. Terms stored by another analyzer version (or none, by the FTS5 version) would not match
         this version's query terms: every text is then analyzed again, once, and stored in one transaction."""
         stored_version = self.catalogue.meta("analyzer_version")
         if stored_version == str(ANALYZER_VERSION):
-            base = self._read_saved() if saved else (self._index, self._ids)
-            if base is not None and self._catch_up(*base, whole=whole):
+            base = self._read_saved() if saved else (self._index, self._ids, self._generation)
+            if base is not None and self._catch_up(*base):
                 return
         self._build(stored_version)
         self._save()
@@ -139,12 +140,15 @@ class LexicalIndex:
                     reanalyzed.append((rowid, terms))
                 yield rowid, namespace, terms
 
-        self._index = BM25Index.built(documents())
+        with self.catalogue.reading() as generation:
+            self._index = BM25Index.built(documents())
+        self._generation = generation
         self._ids = ids
         self._rowids = {memory_id: rowid for rowid, memory_id in ids.items()}
         rows = len(ids)
         if outdated:
             self.catalogue.set_terms(reanalyzed)
+            self._wrote()
             self.catalogue.set_meta("analyzer_version", str(ANALYZER_VERSION))
             if rows:
                 logger.info(
@@ -156,12 +160,16 @@ class LexicalIndex:
         if rows:
             logger.info("BM25 index built: %d memories, %d terms", len(self._index), self._index.term_count())
 
-    def _catch_up(self, index: BM25Index, held: dict[int, str], *, whole: bool = False) -> bool:
-        """Level ``index`` (holding ``held``: row number to memory id) with the catalogue's rows: those whose
-        row is gone, or now holds another memory, are removed; rows it lacks are added in their order.
-        False, leaving things as they were, when that would change more memories than it keeps (a build is
-        then quicker). ``whole``: the catalogue is as it was when ``held`` was saved (nothing to read)."""
-        current = held if whole else dict(self.catalogue.row_ids())
+    def _catch_up(self, index: BM25Index, held: dict[int, str], generation: int | None = None) -> bool:
+        """Level ``index`` (holding ``held``: row number to memory id, of catalogue ``generation`` when known)
+        with the catalogue's rows: those whose row is gone, or now holds another memory, are removed; rows it
+        lacks are added in their order. False, leaving things as they were, when that would change more
+        memories than it keeps (a build is then quicker)."""
+        if generation is not None and self.catalogue.state() == (generation, len(held), max(held, default=0)):
+            current = held  # no insert or delete since: the same rows (a million are not listed)
+        else:
+            generation, rows = self.catalogue.row_ids()
+            current = dict(rows)
         gone = [rowid for rowid, memory_id in held.items() if current.get(rowid) != memory_id]
         replaced = set(gone)
         missing = [rowid for rowid in current if rowid not in held or rowid in replaced]
@@ -175,6 +183,7 @@ class LexicalIndex:
         self._index = index
         self._ids = current
         self._rowids = {memory_id: rowid for rowid, memory_id in current.items()}
+        self._generation = generation
         self._changed = self._changed or bool(gone or added)
         if current:
             logger.info(
@@ -186,9 +195,10 @@ class LexicalIndex:
             )
         return True
 
-    def _read_saved(self) -> tuple[BM25Index, dict[int, str]] | None:
-        """The index saved at the last close and the memory id of each row it held, or None when there is
-        none (or it cannot be read: then it is built again)."""
+    def _read_saved(self) -> tuple[BM25Index, dict[int, str], int | None] | None:
+        """The index saved at the last close, the memory id of each row it held and the catalogue generation
+        it held them at (if known), or None when there is none (or it cannot be read: then it is built
+        again)."""
         if self.saved_path is None or not self.saved_path.exists():
             return None
         try:
@@ -199,10 +209,11 @@ class LexicalIndex:
                 return None
             index = BM25Index.from_arrays(arrays)
             held = dict(zip(header["rowids"], header["ids"], strict=True))
+            generation = header["generation"]
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             logger.warning("BM25 index: the saved copy %s cannot be read (%s); building it again", self.saved_path, exc)
             return None
-        return index, held
+        return index, held, generation
 
     def _save(self, closed: list[list[object]] | None = None) -> None:
         """Write the index beside the catalogue (a new file renamed over the old, so a reader finds the old
@@ -210,7 +221,12 @@ class LexicalIndex:
         failure to write costs only the next start's build."""
         if self.saved_path is None:
             return
-        header = {"analyzer_version": ANALYZER_VERSION, "rowids": list(self._ids), "ids": list(self._ids.values())}
+        header = {
+            "analyzer_version": ANALYZER_VERSION,
+            "generation": self._generation,
+            "rowids": list(self._ids),
+            "ids": list(self._ids.values()),
+        }
         arrays = {
             "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
             "closed": np.frombuffer(json.dumps(closed).encode(), dtype=np.uint8),
@@ -231,6 +247,12 @@ class LexicalIndex:
         terms, which the postings would need to drop them, went with the rows)."""
         with self._lock:
             self._load()
+
+    def _wrote(self) -> None:
+        """After this process's insert or delete: the postings hold the new generation only if they held
+        the one it followed (no other process wrote in between)."""
+        before, after = self.catalogue.last_write
+        self._generation = after if self._generation == before else None
 
     def _put(self, rowid: int, memory_id: str, namespace: str, terms: list[str]) -> None:
         self._index.add(rowid, namespace, terms)
@@ -255,10 +277,13 @@ class LexicalIndex:
             batch = {record.id: record for record in records if record.id not in self._rowids}
             analyzed = [(record, analyze(record.text)) for record in batch.values()]
             rowids = self.catalogue.insert(analyzed)
+            if rowids:
+                self._wrote()
             elsewhere = [record.id for record in batch.values() if record.id not in rowids]
             if elsewhere:
                 # In the catalogue already, stored by another process sharing it: index them here too.
                 rowids.update(self.catalogue.rowids(elsewhere))
+                self._generation = None
             for record, terms in analyzed:
                 if record.id in rowids:
                     self._put(rowids[record.id], record.id, record.namespace, terms)
@@ -268,6 +293,8 @@ class LexicalIndex:
         """Forget memories in the catalogue and the index; returns how many were there."""
         with self._lock:
             removed = self.catalogue.delete(ids)
+            if removed:
+                self._wrote()
             for gone in removed:
                 self._index.remove(gone.rowid, gone.terms)
                 self._changed = True

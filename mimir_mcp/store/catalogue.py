@@ -46,6 +46,8 @@ _ADDED_COLUMNS = {
     "updated_at": "TEXT",
     "supersedes": "TEXT",
 }
+# The meta key of the count of inserts and deletes (``Catalogue.generation``).
+GENERATION = "generation"
 _RECORD_COLUMNS = "id, namespace, text, tags, source, agent, created_at, metadata, updated_at, supersedes"
 _CHUNK = 500
 
@@ -126,6 +128,8 @@ class Catalogue:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._migrate()
+        # The generation before and after this process's last insert or delete (``generation``).
+        self.last_write: tuple[int, int] = (0, 0)
 
     def _migrate(self) -> None:
         """Files written by earlier versions lack some columns (and may hold the FTS5 table of the first)."""
@@ -176,6 +180,22 @@ class Catalogue:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def generation(self) -> int:
+        """How many inserts and deletes (by any process) the catalogue has taken: a saved BM25 index that
+        holds the rows of this generation, as many and up to the same row number, holds exactly its rows."""
+        return int(self.meta(GENERATION) or 0)
+
+    def state(self) -> tuple[int, int, int]:
+        """The generation, the number of rows and the highest row number, read at one moment."""
+        with self.reading() as generation:
+            count, highest = self._db.execute("SELECT count(*), coalesce(max(rowid), 0) FROM memories").fetchone()
+            return generation, int(count), int(highest)
+
+    def _bump(self, db: sqlite3.Connection) -> None:
+        before = int((db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION,)).fetchone() or ["0"])[0])
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (GENERATION, str(before + 1)))
+        self.last_write = (before, before + 1)
+
     # -- writing -------------------------------------------------------------------------------------
 
     def insert(self, records: Iterable[tuple[MemoryRecord, list[str]]]) -> dict[str, int]:
@@ -204,6 +224,8 @@ class Catalogue:
                 )
                 if cursor.rowcount:
                     fresh.append(record.id)
+            if fresh:
+                self._bump(db)
             return _rowids(db, fresh)
 
     def delete(self, ids: Sequence[str]) -> list[Removed]:
@@ -215,6 +237,8 @@ class Catalogue:
                 if row is not None:
                     db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
                     removed.append(Removed(rowid=row[0], id=memory_id, terms=row[1].split()))
+            if removed:
+                self._bump(db)
         return removed
 
     def set_fields(self, record: MemoryRecord) -> bool:
@@ -236,6 +260,7 @@ class Catalogue:
     def set_terms(self, terms: Iterable[tuple[int, list[str]]]) -> None:
         with self.transaction() as db:
             db.executemany("UPDATE memories SET tokens = ? WHERE rowid = ?", [(" ".join(t), r) for r, t in terms])
+            self._bump(db)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -248,10 +273,21 @@ class Catalogue:
         with self._lock:
             yield from self._db.execute(query)
 
-    def row_ids(self) -> list[tuple[int, str]]:
-        """Every record's ``(rowid, id)``, in the order stored: what a saved BM25 index is checked against."""
+    def row_ids(self) -> tuple[int, list[tuple[int, str]]]:
+        """The generation and every record's ``(rowid, id)`` then, in the order stored: what a BM25 index is
+        levelled against."""
+        with self.reading() as generation:
+            return generation, self._db.execute("SELECT rowid, id FROM memories ORDER BY rowid").fetchall()
+
+    @contextmanager
+    def reading(self) -> Iterator[int]:
+        """One read transaction (what is read inside sees one moment), yielding the generation then."""
         with self._lock:
-            return self._db.execute("SELECT rowid, id FROM memories ORDER BY rowid").fetchall()
+            self._db.execute("BEGIN")
+            try:
+                yield self.generation()
+            finally:
+                self._db.execute("COMMIT")
 
     def row_terms(self, rowids: Sequence[int]) -> Iterator[tuple[int, str, str]]:
         """The ``(rowid, namespace, terms)`` of the given rows that are stored, in the order stored."""
