@@ -239,8 +239,10 @@ async def test_an_interrupted_forget_in_chroma_is_completed(tmp_path: Path):
     data_dir = tmp_path / "data"
     with opened(data_dir) as (service, store, lexical):
         ids = (await service.remember([MemoryInput(text=text) for text in TEXTS[:3]])).ids
-        with store.writing():  # a forget killed after its tombstone, before its delete
+        # A forget that died after its tombstone, before its delete: its write never ended whole.
+        with pytest.raises(RuntimeError), store.writing():
             store.add_tombstones([lexical.get([ids[0]])[ids[0]]])
+            raise RuntimeError("killed")
     with opened(data_dir) as (service, store, lexical):
         assert store.all_ids() == set(ids[1:]) and lexical.catalogue.ids() == set(ids[1:])
         assert (await service.get(ids, max_chars=None)).not_found == [ids[0]]
