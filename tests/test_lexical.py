@@ -638,3 +638,53 @@ def test_postings_saved_by_a_process_that_missed_another_s_writes_are_levelled_a
     again = LexicalIndex(path)
     assert again.ids() == {"a1", "b1"} and [hit.id for hit in again.search("harbour", 5)] == ["a1"]
     again.close()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    documents=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.lists(st.sampled_from(["common"] * 6 + ["often"] * 3 + [f"rare{n}" for n in range(6)]), max_size=8),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    query=st.lists(st.sampled_from(["common", "often", "rare0", "rare1", "rare2", "missing"]), min_size=1, max_size=4),
+    limit=st.integers(1, 8),
+    scope=st.sampled_from([None, ["a"], ["b"]]),
+    every_third=st.booleans(),
+)
+def test_pruned_search_gives_the_exhaustive_answer(documents, query, limit, scope, every_third):
+    """Search skips the common terms' postings where they cannot lift a document into the top ``limit``
+    (MaxScore); the answer, scores included, is the one scoring every posting gives."""
+    from mimir_mcp.lexical import bm25
+
+    index = bm25.BM25Index()
+    for n, (group, terms) in enumerate(documents):
+        index.add(n, group, terms)
+    allowed = list(range(0, len(documents), 3)) if every_third else None
+    assert index.search(query, limit, scope=scope, allowed=allowed) == index.search(
+        query, limit, scope=scope, allowed=allowed, prune=False
+    )
+
+
+def test_the_common_terms_postings_are_skipped_where_they_cannot_change_the_top(monkeypatch):
+    from mimir_mcp.lexical import bm25
+
+    index = bm25.BM25Index()
+    for n in range(200):
+        index.add(n, "a", ["common", "filler"] + (["rare"] if n % 50 == 0 else []))
+    pruned: list[int] = []
+    reachable = bm25.BM25Index._reachable
+
+    def spy(*args):
+        found = reachable(*args)
+        pruned.append(-1 if found is None else len(found))
+        return found
+
+    monkeypatch.setattr(bm25.BM25Index, "_reachable", staticmethod(spy))
+    hits, _ = index.search(["rare", "common"], 3)
+    assert [key for key, _ in hits] == [0, 50, 100] and pruned == [4]  # "common" added to 4 of 200
+    monkeypatch.undo()
+    assert index.search(["rare", "common"], 3, prune=False) == (hits, _)

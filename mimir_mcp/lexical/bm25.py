@@ -34,8 +34,11 @@ COHERENCE_MIN_MEMORIES = 20
 BUILD_CHUNK_TERMS = 2_000_000
 _EMPTY_POSITIONS = np.zeros(0, dtype=np.int32)
 _EMPTY_FREQUENCIES = np.zeros(0, dtype=np.float32)
+_EMPTY_MASK = np.zeros(0, dtype=np.bool_)
 K1 = 1.2
 B = 0.75
+# A term's most per document, idf × (k1 + 1), made a little larger so that float32 sums never exceed it.
+PRUNE_SLACK = 1.0001
 
 # The groups a query may reach: names (unknown ones reach nothing), or None for every group.
 Scope: TypeAlias = Sequence[str] | None
@@ -97,6 +100,7 @@ class BM25Index:
         self._next = _Growable(np.int32)
         self._last_in_group: dict[int, int] = {}
         self._coherence: dict[tuple[int, ...] | None, tuple[int, float | None]] = {}
+        self._norm_cache: tuple[tuple[bool, float, int], np.ndarray] | None = None  # ``_norms``
         self._live = 0
         self._total_length = 0.0
         # per group: [live documents, their summed length], so that ``mean_length`` and ``group_counts`` cost
@@ -487,11 +491,13 @@ class BM25Index:
         scope: Scope = None,
         allowed: Sequence[int] | None = None,
         context: bool = False,
+        prune: bool = True,
     ) -> tuple[list[tuple[int, float]], float]:
         """Top ``limit`` ``(key, score)`` pairs, best first, within the groups of ``scope`` (``None``: all),
         scored by the statistics of those groups alone, and, when given, among the ``allowed`` keys; and
         the attainable score of the terms (0 when nothing could be searched). With ``context``, each
-        document is scored as its own terms plus those of its neighbours in its group (``term_statistics``)."""
+        document is scored as its own terms plus those of its neighbours in its group (``term_statistics``).
+        ``prune``: skip what cannot reach the top ``limit`` (the same answer; off only to check that)."""
         codes = self._codes(scope)
         live = self._live_in(codes)
         if not terms or limit <= 0 or live == 0:
@@ -499,29 +505,84 @@ class BM25Index:
         count = self._keys.size
         scores = np.zeros(count, dtype=np.float32)
         mask = self._in_scope(codes)
-        lengths = self._context_lengths() if context else self._lengths.view
-        total_length = float(lengths[mask].sum()) if context else self._length_in(codes)
-        average_length = total_length / live
-        attainable = 0.0
-        for term in terms:
-            documents, frequencies, idf = self.term_statistics(term, context, codes)
-            attainable += idf
-            if len(documents) == 0:
-                continue
-            norm = K1 * (1.0 - B + B * lengths[documents] / average_length)
-            scores[documents] += idf * frequencies * (K1 + 1.0) / (frequencies + norm)
         if allowed is not None:
             permitted = np.zeros(count, dtype=np.bool_)
             positions = [self._position[key] for key in allowed if key in self._position]
             permitted[np.asarray(positions, dtype=np.int64)] = True
             mask &= permitted
-        scores[~mask] = 0.0
-        candidates = np.flatnonzero(scores > 0.0)
+        lengths = self._context_lengths() if context else self._lengths.view
+        total_length = float(lengths[mask].sum()) if context else self._length_in(codes)
+        average_length = total_length / live
+        attainable = 0.0
+        postings: list[tuple[float, np.ndarray, np.ndarray]] = []
+        for term in terms:
+            documents, frequencies, idf = self.term_statistics(term, context, codes)
+            attainable += idf
+            if len(documents):
+                postings.append((idf, documents, frequencies))
+        # Rarest terms first. A term adds at most idf × (k1 + 1) to a document; once the terms left could
+        # not lift a document the terms before did not reach past the ``limit``-th score so far, they are
+        # added only to the documents that can still reach it (MaxScore: the same top ``limit``, exactly,
+        # without touching the most common terms' long postings).
+        postings.sort(key=lambda entry: -entry[0])
+        left = [*itertools.accumulate(idf * (K1 + 1.0) * PRUNE_SLACK for idf, _, _ in reversed(postings))][::-1]
+        reachable: np.ndarray | None = None  # sorted positions, once pruning began
+        member = _EMPTY_MASK
+        norms = self._norms(lengths, average_length, context) if postings else _EMPTY_FREQUENCIES
+        for index, (idf, documents, frequencies) in enumerate(postings):
+            if prune and reachable is None and not context and index and left[index] < scores.max():
+                reachable = self._reachable(scores, mask, limit, left[index])
+                if reachable is not None:
+                    member = np.zeros(count, dtype=np.bool_)
+                    member[reachable] = True
+            if reachable is not None and len(reachable) * 16 < len(documents):
+                # Few left to reach: find them in the postings, which are in position order (appended so).
+                at = np.searchsorted(documents, reachable)
+                found = at < len(documents)
+                found[found] = documents[at[found]] == reachable[found]
+                documents, frequencies = reachable[found], frequencies[at[found]]
+            elif reachable is not None:
+                keep = member[documents]
+                documents, frequencies = documents[keep], frequencies[keep]
+            scores[documents] += frequencies * np.float32(idf * (K1 + 1.0)) / (frequencies + norms[documents])
+        if reachable is not None:
+            candidates = reachable[scores[reachable] > 0.0]
+        else:
+            scores[~mask] = 0.0
+            candidates = np.flatnonzero(scores > 0.0)
         if len(candidates) > limit:
-            candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
+            # The ``limit``-th score, and the documents tied with it in the order they were added (candidates
+            # are in that order), so that equal scores never leave the cut to chance.
+            values = scores[candidates]
+            cut = np.partition(values, len(values) - limit)[len(values) - limit]
+            above = candidates[values > cut]
+            candidates = np.concatenate([above, candidates[values == cut][: limit - len(above)]])
         order = sorted(candidates.tolist(), key=lambda position: (-scores[position], position))
         keys = self._keys.view
         return [(int(keys[position]), float(scores[position])) for position in order], attainable
+
+    def _norms(self, lengths: np.ndarray, average_length: float, context: bool) -> np.ndarray:
+        """Each document's ``k1 · (1 − b + b · length / mean length)``, kept while the mean and the number of
+        documents stay the same (most searches between two writes)."""
+        key = (context, average_length, len(lengths))
+        if self._norm_cache is None or self._norm_cache[0] != key:
+            norms = (K1 * (1.0 - B + B * lengths.astype(np.float64) / average_length)).astype(np.float32)
+            self._norm_cache = (key, norms)
+        return self._norm_cache[1]
+
+    @staticmethod
+    def _reachable(scores: np.ndarray, mask: np.ndarray, limit: int, left: float) -> np.ndarray | None:
+        """The documents in ``mask`` that the terms left (at most ``left`` more) could still lift to the
+        ``limit``-th score so far, or None when any document still could."""
+        candidates = np.flatnonzero(scores > 0.0)
+        candidates = candidates[mask[candidates]]
+        if len(candidates) < limit:
+            return None
+        partial = scores[candidates]
+        threshold = float(np.partition(partial, len(partial) - limit)[len(partial) - limit])
+        if left >= threshold:
+            return None
+        return candidates[partial + left >= threshold]
 
     def coherence(self, scope: Scope, terms_of: Callable[[Sequence[int]], dict[int, set[str]]]) -> float | None:
         """How much more alike a document is to the one added just before it than to one added far from
