@@ -207,17 +207,15 @@ class StoreSync:
         """At open, under the write lock: deletions a crash interrupted completed, the catalogue and the
         store caught up with each other, and the generation noted. ``encode``: the embedder's, which
         restores memories the store lost. ``whole``: the store and the catalogue are as the last writes and
-        the last clean close left them; then, with equal counts, they hold the same memories and are not
-        listed to be compared (seconds at a million). Returns the store's count when it was taken and
-        nothing changed since (a count takes a second at a million)."""
+        the last clean close left them: every write reached both whole, so they hold the same memories and
+        are neither listed nor counted to be compared (seconds each at a million). Returns the store's count
+        when it is known without counting."""
         self._encode = encode
         # A deletion interrupted between its tombstone and its delete left the store unvouched.
         if not whole and finish_interrupted_forgets(store):
             store.bump_generation()
-        count = store.count() if whole else None
-        if count is None or count != lexical.count():
+        if not whole:
             self._reconcile(store, lexical)
-            count = None
         if lexical.catalogue.meta("chroma_created_ts") is None:
             # Stores written before time filters existed have no numeric creation time in the store.
             older = store.missing_created_ts()
@@ -226,7 +224,9 @@ class StoreSync:
                 logger.info("store: creation times recorded for %d older memories (time filters)", len(older))
             lexical.catalogue.set_meta("chroma_created_ts", "1")
         self.generation = store.generation()
-        return count
+        # Everything stored until now is taken in: the first read need not catch up (a count, at least).
+        self._last_token, self._last_sync = store.change_token(), time.monotonic()
+        return lexical.count() if whole else None
 
     def due(self, store: VectorStore) -> bool:
         """Whether to compare counts before this read. Where the store has a change token (the embedded
