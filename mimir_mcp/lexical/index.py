@@ -26,6 +26,7 @@ from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, query_terms
 from mimir_mcp.lexical.bm25 import BM25Index, Scope
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
 from mimir_mcp.store.catalogue import Catalogue
+from mimir_mcp.store.probe import files_signature
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,7 @@ def saved_index_path(catalogue: Path | str) -> Path:
 def catalogue_signature(catalogue: Path | str) -> list[list[object]]:
     """The catalogue's files (the database, and its WAL and shared memory while open), sizes and times."""
     path = Path(catalogue)
-    files = sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name) and p.is_file())
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return files_signature((p for p in path.parent.iterdir() if p.name.startswith(path.name)), path.parent)
 
 
 # The postings (a gigabyte at a million memories): mapped from the saved file, not read into memory, so

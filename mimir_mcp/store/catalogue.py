@@ -191,9 +191,10 @@ class Catalogue:
             count, highest = self._db.execute("SELECT count(*), coalesce(max(rowid), 0) FROM memories").fetchone()
             return generation, int(count), int(highest)
 
-    def _bump(self, db: sqlite3.Connection) -> None:
-        before = int((db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION,)).fetchone() or ["0"])[0])
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (GENERATION, str(before + 1)))
+    def _bump(self) -> None:
+        """Move the generation on, inside the transaction of the insert or delete it counts."""
+        before = self.generation()
+        self.set_meta(GENERATION, str(before + 1))
         self.last_write = (before, before + 1)
 
     # -- writing -------------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class Catalogue:
                 if cursor.rowcount:
                     fresh.append(record.id)
             if fresh:
-                self._bump(db)
+                self._bump()
             return _rowids(db, fresh)
 
     def delete(self, ids: Sequence[str]) -> list[Removed]:
@@ -238,7 +239,7 @@ class Catalogue:
                     db.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
                     removed.append(Removed(rowid=row[0], id=memory_id, terms=row[1].split()))
             if removed:
-                self._bump(db)
+                self._bump()
         return removed
 
     def set_fields(self, record: MemoryRecord) -> bool:
@@ -260,7 +261,7 @@ class Catalogue:
     def set_terms(self, terms: Iterable[tuple[int, list[str]]]) -> None:
         with self.transaction() as db:
             db.executemany("UPDATE memories SET tokens = ? WHERE rowid = ?", [(" ".join(t), r) for r, t in terms])
-            self._bump(db)
+            self._bump()
 
     # -- reading -------------------------------------------------------------------------------------
 

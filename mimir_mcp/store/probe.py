@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 # Beside the Chroma folder: the index files' sizes and times as of the last probe that read them whole.
@@ -24,19 +25,21 @@ PROBE_TIMEOUT_S = 300.0
 PROBE_QUERIES = 16
 
 
+def files_signature(files: Iterable[Path], folder: Path) -> list[list[object]]:
+    """Each of ``files`` that is a file, by its path below ``folder``, with its size and time: what a
+    process that changes any of them, or dies changing them, leaves different."""
+    found = sorted(p for p in files if p.is_file())
+    return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in found]
+
+
 def index_signature(folder: Path) -> list[list[object]]:
     """The vector index files (every file below the folder's segment directories), their sizes and times."""
-    files = sorted(p for p in folder.glob("*/*") if p.is_file())
-    return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return files_signature(folder.glob("*/*"), folder)
 
 
 def store_signature(folder: Path) -> dict[str, list[list[object]]]:
     """The index files and Chroma's SQLite files (with a journal or WAL left over), sizes and times."""
-    files = sorted(p for p in folder.glob("chroma.sqlite3*") if p.is_file())
-    return {
-        "index": index_signature(folder),
-        "sqlite": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
-    }
+    return {"index": index_signature(folder), "sqlite": files_signature(folder.glob("chroma.sqlite3*"), folder)}
 
 
 def vouched(folder: Path) -> bool:
