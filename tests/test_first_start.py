@@ -1,18 +1,23 @@
-"""A search while the embedding model loads (a first start, before any ONNX copy exists) answers at once from
-the keyword arms and says so; ``remember`` still waits, since a memory is stored with its vector or not at
-all."""
+"""A search while the embedding model loads (a first start, before any ONNX copy exists), or while the store
+opens (a restart: seconds at a million memories), answers at once from the keyword arms and says so;
+``remember`` still waits, since a memory is stored with its vector or not at all."""
 
 from __future__ import annotations
+
+import threading
 
 import anyio
 import pytest
 
 from mimir_mcp.embedding import HashingEmbedder
-from mimir_mcp.models import MemoryInput
+from mimir_mcp.errors import EmbeddingMismatchError, StoreUnavailableError
+from mimir_mcp.lexical.index import closed_whole
+from mimir_mcp.models import MemoryInput, RecordFilter
 from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.status_models import EmbeddingStatus
-from mimir_mcp.store.in_memory import open_in_memory
+from mimir_mcp.store.catalogue import catalogue_path
+from mimir_mcp.store.in_memory import InMemoryStore, open_in_memory
 
 pytestmark = pytest.mark.anyio
 
@@ -86,3 +91,134 @@ async def test_a_failed_embedder_leaves_keyword_search_and_says_why(fake_setting
             await service.search(search("Kubernetes or Nomad", arms=("dense",)))
     finally:
         service.close()
+
+
+class GatedStore:
+    """One in-memory store that outlives the services opening it (a data dir restarted), opened only once
+    the test lets it: Chroma's import and open, and its vector index's load, at a million memories."""
+
+    def __init__(self, refusal: Exception | None = None) -> None:
+        self.store = InMemoryStore(name="mimir_memories", embedding_model="all-MiniLM-L6-v2")
+        self.gate = threading.Event()
+        self.refusal = refusal  # raised once the gate opens: a store Chroma refuses to open
+
+    def open(self, settings, embedder) -> InMemoryStore:
+        assert self.gate.wait(30), "the test never let the store open"
+        if self.refusal is not None:
+            raise self.refusal
+        return self.store
+
+
+async def test_a_search_answers_from_the_catalogue_while_the_store_opens(fake_settings):
+    gated = GatedStore()
+    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
+    await first.remember([MemoryInput(text=text) for text in NOTES])
+    first.close()
+    assert closed_whole(catalogue_path(fake_settings.store))
+
+    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
+    service.start()
+    try:
+        with anyio.fail_after(5):  # answered at once from the catalogue the last close left
+            answer = await service.search(search("who owns the billing on-call rota"))
+        assert answer.hits and answer.hits[0].text == NOTES[1]
+        assert answer.candidates.dense == 0 and answer.candidates.bm25 > 0
+        assert answer.caveat is not None and "memory store is still opening" in answer.caveat
+        assert "keywords alone" in answer.caveat
+
+        # What needs the store waits for it: the dense arm alone, stored vectors (diversity), a listing.
+        for waits in (
+            service.search(search("billing", arms=("dense",))),
+            service.search(search("billing", diversity=0.5)),
+            service.list_memories(RecordFilter(), limit=5, cursor=None, newest_first=True, max_chars=None),
+        ):
+            with anyio.move_on_after(0.3) as waited:
+                await waits
+            assert waited.cancelled_caught
+
+        gated.gate.set()
+        with anyio.fail_after(10):
+            await service.loader.ready()  # opened: from now on both arms
+            answer = await service.search(search("who owns the billing on-call rota"))
+        assert answer.candidates.dense > 0 and answer.caveat is None and answer.hits[0].text == NOTES[1]
+    finally:
+        gated.gate.set()
+        service.close()
+    assert closed_whole(catalogue_path(fake_settings.store))
+
+
+async def test_a_server_stopped_while_its_store_opens_leaves_the_catalogue_as_it_found_it(fake_settings):
+    """A client that starts a server and hangs up at once: the catalogue opened first is closed as the last
+    close left it, so the next start answers from it at once again instead of checking it through."""
+    gated = GatedStore()
+    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
+    await first.remember([MemoryInput(text=text) for text in NOTES])
+    first.close()
+
+    stopped = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
+    stopped.start()
+    assert await stopped.loader.keywords() is not None
+    stopped.close()
+    assert closed_whole(catalogue_path(fake_settings.store))
+
+    later = GatedStore()
+    again = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=later.open)
+    again.start()
+    try:
+        with anyio.fail_after(5):
+            answer = await again.search(search("Kubernetes or Nomad"))
+        assert answer.hits[0].text == NOTES[2] and "memory store is still opening" in (answer.caveat or "")
+    finally:
+        again.close()
+        for each in (gated, later):  # the loads the closes cut off end (failing: their catalogue is closed)
+            each.gate.set()
+
+
+async def test_a_data_dir_not_closed_cleanly_waits_for_the_store(fake_settings):
+    """Where the catalogue may hold a torn write (no clean close recorded), nothing answers before the store
+    and the catalogue have been checked against each other."""
+    gated = GatedStore()
+    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
+    await first.remember([MemoryInput(text=text) for text in NOTES])  # never closed: as if killed
+
+    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
+    service.start()
+    try:
+        assert await service.loader.keywords() is None
+        with anyio.move_on_after(0.3) as waited:
+            await service.search(search("Kubernetes or Nomad"))
+        assert waited.cancelled_caught
+        gated.gate.set()
+        answer = await service.search(search("Kubernetes or Nomad"))
+        assert answer.candidates.dense > 0 and answer.hits[0].text == NOTES[2]
+    finally:
+        gated.gate.set()
+        service.close()
+        first.close()
+
+
+async def test_a_server_configured_with_another_model_does_not_answer_before_the_store_refuses_it(fake_settings):
+    gated = GatedStore()
+    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
+    await first.remember([MemoryInput(text=text) for text in NOTES])
+    first.close()
+    other = fake_settings.model_copy(
+        update={"embedding": fake_settings.embedding.model_copy(update={"model": "another-model"})}
+    )
+    refused = GatedStore(EmbeddingMismatchError("the collection holds vectors of another model"))
+    service = MemoryService(other, embedder=HashingEmbedder(), open_store=refused.open)
+    service.start()
+    try:
+        assert await service.loader.keywords() is None
+        refused.gate.set()
+        with pytest.raises(StoreUnavailableError, match="another model"):
+            await service.search(search("Kubernetes or Nomad"))
+    finally:
+        refused.gate.set()
+        service.close()
+    same = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=GatedStore().open)
+    same.start()
+    try:
+        assert await same.loader.keywords() is not None  # the check only read the catalogue: still whole
+    finally:
+        same.close()

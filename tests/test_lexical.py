@@ -640,6 +640,29 @@ def test_postings_saved_by_a_process_that_missed_another_s_writes_are_levelled_a
     again.close()
 
 
+def test_level_takes_in_another_process_s_rows_and_reads_one_value_when_there_are_none(tmp_path, monkeypatch):
+    """A search from the catalogue alone, while the store opens, first levels the index with what other
+    processes sharing the catalogue inserted or deleted: their writes move its generation on."""
+    path = tmp_path / "bm25.sqlite3"
+    reader, writer = LexicalIndex(path), LexicalIndex(path)
+    writer.add([record("w1", "the harbour crane"), record("w2", "the ledger")])
+    reader.level()
+    assert reader.ids() == {"w1", "w2"} and [hit.id for hit in reader.search("harbour", 5)] == ["w1"]
+    writer.remove(["w1"])
+    reader.level()
+    assert reader.ids() == {"w2"} and reader.search("harbour", 5) == []
+
+    loads = []
+    monkeypatch.setattr(LexicalIndex, "_load", lambda self, **_: loads.append(self))
+    reader.level()  # nothing written since: the generation alone is read
+    assert loads == []
+    writer.add([record("w3", "the canary")])
+    reader.level()
+    assert loads == [reader]
+    reader.close()
+    writer.close()
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     documents=st.lists(

@@ -242,6 +242,13 @@ class LexicalIndex:
             partial.unlink(missing_ok=True)
             logger.warning("BM25 index: cannot save it to %s (%s); the next start builds it", self.saved_path, exc)
 
+    def level(self) -> None:
+        """``reload`` only when another process sharing the catalogue inserted or deleted rows since this one
+        last read or wrote it (one value read when none did)."""
+        with self._lock:
+            if self._generation is None or self.catalogue.generation() != self._generation:
+                self._load()
+
     def reload(self) -> None:
         """Level the postings with the catalogue (after another process sharing it removed memories: their
         terms, which the postings would need to drop them, went with the rows)."""

@@ -55,16 +55,20 @@ class SearchPipeline:
         self,
         settings: SearchSettings,
         embedder: TextEmbedder,
-        store: VectorStore,
+        store: VectorStore | None,
         lexical: LexicalIndex,
         reranker: Reranker,
         rerank_queue: RerankQueue | None = None,
         *,
         remote: Reranker | None = None,
+        unready: str | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
+        # None while the store opens: the keyword arms answer from the catalogue alone (``unready`` says why).
         self.store = store
+        # Why the store cannot answer the dense arm yet (it is opening, its vector index loading), or None.
+        self.unready = unready
         self.lexical = lexical
         self.reranker = reranker
         # Shared by every search of the process: under load it trims or skips reranking (admission.py).
@@ -81,6 +85,7 @@ class SearchPipeline:
         no other filter, it is cheaper to search unfiltered a little deeper and drop other namespaces
         afterwards (the pipeline re-checks every filter on the records anyway).
         """
+        assert self.store is not None, "the dense arm runs once the store is open (_arms_ready)"
         where = request.where
         if not where.selects_by_content:
             total = self.lexical.count()
@@ -207,19 +212,20 @@ class SearchPipeline:
         why, for the answer: a search on a first start answers at once from the keyword arms instead of
         waiting for the model. A request of the dense arm alone waits for it."""
         status = self.embedder.status()
-        if "dense" not in request.arms or status.state == "ready":
+        if "dense" not in request.arms or (status.state == "ready" and self.unready is None):
             return request, None
         keywords = tuple(arm for arm in request.arms if arm != "dense")
-        if not keywords:
+        if not keywords:  # the caller waited for the store; the embedder is waited for here
             try:
                 await self.embedder.ready()
             except Exception as exc:
                 raise StoreUnavailableError(f"The embedding model failed to load: {type(exc).__name__}: {exc}") from exc
             return request, None
-        why = "is still loading" if status.state == "loading" else f"failed to load ({status.error})"
+        loading = "is still loading" if status.state == "loading" else f"failed to load ({status.error})"
+        why = self.unready or f"The embedding model {loading}"
         note = (
-            f"The embedding model {why}: these hits are from keywords alone (BM25), without the meaning of the "
-            "query; search again once it is ready."
+            f"{why}: these hits are from keywords alone (BM25), without the meaning of the query; search again "
+            "once it is ready."
         )
         return dataclasses.replace(request, arms=keywords), note
 
@@ -446,7 +452,9 @@ class SearchPipeline:
         (the top ``rerank_top_k`` fused ones when nothing was reranked), by their final scores; the rest
         follow in their order. Each memory's own stored vector measures how alike two hits are."""
         pool = ordered[: reranked or request.rerank_top_k]
-        vectors = await anyio.to_thread.run_sync(self.store.vectors, [item.id for item in pool])
+        store = self.store
+        assert store is not None, "a search with diversity waits for the store (MemoryService._searchable)"
+        vectors = await anyio.to_thread.run_sync(store.vectors, [item.id for item in pool])
         dimension = len(next(iter(vectors.values()))) if vectors else 1
         matrix = np.stack([vectors.get(item.id, np.zeros(dimension, dtype=np.float32)) for item in pool])
         relevance = [item.score for item in pool]

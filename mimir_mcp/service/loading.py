@@ -1,10 +1,16 @@
 """Opening the store and its catalogue once, in the background, so the MCP handshake never waits for them:
 each guards the other. A torn store, or one that came back empty, is rebuilt from the catalogue; a damaged
 catalogue is set aside and filled again from the store; then the two are caught up with each other, the
-memories a store lost without a record of their deletion restored to it (``sync.reconcile``)."""
+memories a store lost without a record of their deletion restored to it (``sync.reconcile``).
+
+A catalogue that the last clean close left as it is opens first, alone (``open_keywords``), so that search
+answers from its keyword arms while Chroma is imported and opened and its vector index loaded
+(``VectorStore.warm``): seconds at a million memories. Only for the embedded store: a node of a Chroma
+server shared by others would answer from a catalogue without what they stored meanwhile."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass
@@ -16,16 +22,21 @@ from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
 from mimir_mcp.errors import StoreUnavailableError, no_space
 from mimir_mcp.lexical.index import LexicalIndex, closed_whole
+from mimir_mcp.locks import ProcessLock
 from mimir_mcp.service.status import StatusBoard
 from mimir_mcp.service.sync import StoreSync
 from mimir_mcp.status_models import ModelState, RepairReport
 from mimir_mcp.store.base import StoreFactory, VectorStore
-from mimir_mcp.store.catalogue import catalogue_path, set_aside_if_damaged
+from mimir_mcp.store.catalogue import Catalogue, catalogue_path, set_aside_if_damaged
+from mimir_mcp.store.chroma import store_lock_path
 
 logger = logging.getLogger(__name__)
 
 # The catalogue's record of which store it was filled from (``VectorStore.identity``).
 STORE_IDENTITY = "store_identity"
+# ... and of the embedding model that store holds vectors of, as its last open found it: a server configured
+# with another one does not answer from the catalogue before the store refuses it (``open_keywords``).
+STORE_MODEL = "store_embedding_model"
 
 
 @dataclass(frozen=True)
@@ -50,22 +61,63 @@ class Backend:
         return restored or self.rebuilt
 
 
+@dataclass(frozen=True)
+class Keywords:
+    """The catalogue and its BM25 index, opened before the store (``open_keywords``), with the catalogue's
+    generation then."""
+
+    lexical: LexicalIndex
+    generation: int
+
+
+def open_keywords(settings: Settings) -> Keywords | None:
+    """Blocking: the catalogue and its BM25 index alone, when the last clean close left the catalogue as it is
+    (nothing to check or repair) and the store is embedded; else ``None``, and the store opens first. Under
+    the store's write lock, like every open of the catalogue."""
+    path = catalogue_path(settings.store)
+    if settings.store.chroma_host or not path.exists():
+        return None
+    with ProcessLock(store_lock_path(settings.store)):
+        if not closed_whole(path):
+            return None
+        catalogue = Catalogue(path)
+        if catalogue.meta(STORE_MODEL) != settings.embedding.model:
+            catalogue.close()  # only read: its files stay as the last clean close left them
+            return None
+        lexical = LexicalIndex(catalogue)
+        return Keywords(lexical, catalogue.generation())
+
+
 def open_backend(
-    settings: Settings, embedder: TextEmbedder, open_store: StoreFactory, sync: StoreSync, board: StatusBoard
+    settings: Settings,
+    embedder: TextEmbedder,
+    open_store: StoreFactory,
+    sync: StoreSync,
+    board: StatusBoard,
+    keywords: Keywords | None = None,
 ) -> Backend:
-    """Blocking: open the store and the catalogue under the store's write lock, rebuild a store whose files
-    cannot be read (``VectorStore.repairable``), and bring the catalogue level with the store."""
+    """Blocking: open the store and the catalogue (or take ``keywords``, opened already) under the store's
+    write lock, rebuild a store whose files cannot be read (``VectorStore.repairable``), and bring the
+    catalogue level with the store."""
     model = settings.embedding.model
     path = catalogue_path(settings.store)
     store = open_store(settings, embedder)
     repair = catalogue_repair = None
     with store.writing():
         started = time.perf_counter()
-        # SQLite's check reads the whole file: not when it is as the last clean close left it.
-        catalogue_whole = closed_whole(path)
-        set_aside = None if catalogue_whole else set_aside_if_damaged(path)
-        catalogued = path.exists()
-        lexical = LexicalIndex(path)
+        if keywords is not None:
+            lexical = keywords.lexical
+            # Another process may have written between the two holds of the lock: taken in, and checked.
+            catalogue_whole = lexical.catalogue.generation() == keywords.generation
+            if not catalogue_whole:
+                lexical.reload()
+            set_aside, catalogued = None, True
+        else:
+            # SQLite's check reads the whole file: not when it is as the last clean close left it.
+            catalogue_whole = closed_whole(path)
+            set_aside = None if catalogue_whole else set_aside_if_damaged(path)
+            catalogued = path.exists()
+            lexical = LexicalIndex(path)
         # Files as the last whole write left them hold no torn write: not read through again.
         damage = store.damage() if store.repairable and not store.found_whole else None
         if damage is not None:
@@ -84,6 +136,8 @@ def open_backend(
             store, identity = open_store(settings, embedder), known  # the rebuilt store has the catalogue's
         if identity is not None and identity != known:
             lexical.catalogue.set_meta(STORE_IDENTITY, identity)
+        if lexical.catalogue.meta(STORE_MODEL) != model:  # the store took this model's vectors (it checks)
+            lexical.catalogue.set_meta(STORE_MODEL, model)
         whole = catalogue_whole and store.found_whole and repair is None
         counted = sync.opened(store, lexical, embedder.encode, whole=whole)
         if set_aside is not None:
@@ -127,7 +181,8 @@ def _lost_store(store: VectorStore, lexical: LexicalIndex, known: str | None, id
 
 
 class StoreLoader:
-    """The backend, loaded once in the background; ``ready`` and ``synced`` are what callers await."""
+    """The backend, loaded once in the background; ``ready`` and ``synced`` are what callers await. Before
+    it, the catalogue alone where it can open first (``keywords_now``)."""
 
     def __init__(
         self,
@@ -137,15 +192,54 @@ class StoreLoader:
         sync: StoreSync,
         board: StatusBoard,
     ) -> None:
+        self._settings = settings
         self._embedder = embedder
+        self._open_store = open_store
         self._sync = sync
-        self._load: BackgroundLoad[Backend] = BackgroundLoad(
-            "memory store", lambda: open_backend(settings, embedder, open_store, sync, board)
-        )
+        self._board = board
+        # The catalogue opened first (``open_keywords``), once that was tried: ``None`` when it was not.
+        self._keywords: concurrent.futures.Future[Keywords | None] = concurrent.futures.Future()
+        self._load: BackgroundLoad[Backend] = BackgroundLoad("memory store", self._open)
+
+    def _open(self) -> Backend:
+        """The load: the catalogue alone first where it can be, then the store, ready once its vector index is
+        loaded (a write would load it anyway; a search meanwhile has the catalogue)."""
+        keywords = None
+        try:
+            keywords = open_keywords(self._settings)
+        except Exception as exc:  # noqa: BLE001 - the store's open below reads it again and reports what fails
+            logger.warning("store: the catalogue did not open before the store (%s: %s)", type(exc).__name__, exc)
+        finally:
+            self._keywords.set_result(keywords)
+        if keywords is not None:
+            logger.info("keyword search ready (%d memories) while the store opens", keywords.lexical.count())
+        backend = open_backend(self._settings, self._embedder, self._open_store, self._sync, self._board, keywords)
+        backend.store.warm()
+        return backend
 
     def start(self) -> None:
         """Start opening, without waiting; later calls do nothing."""
         self._load.start()
+
+    async def keywords(self) -> LexicalIndex | None:
+        """The catalogue and BM25 index while the store is still opening, where they opened first (waiting for
+        that try, a second at a million memories); ``None`` otherwise (not opened first, or the store is open
+        or failed to open: its error is what callers see)."""
+        self._load.start()
+        if not self._keywords.done():
+            await anyio.to_thread.run_sync(self._keywords.result, abandon_on_cancel=True)
+        keywords = self._keywords.result()
+        return keywords.lexical if keywords is not None and self._load.state == "loading" else None
+
+    def catalogue(self) -> LexicalIndex | None:
+        """The catalogue and BM25 index this process opened, to close: the backend's, or the one opened first
+        while the store is still opening (a process stopped then leaves it as it found it, so the next start
+        opens it first too)."""
+        backend = self._load.result_now()
+        if backend is not None:
+            return backend.lexical
+        keywords = self._keywords.result() if self._keywords.done() else None
+        return None if keywords is None else keywords.lexical
 
     def wait(self) -> Backend:
         """Blocking: the opened backend (opening it if needed); re-raises what made opening fail."""

@@ -34,7 +34,6 @@ from mimir_mcp.models import (
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
 from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
-from mimir_mcp.rerank.remote import RemoteReranker
 from mimir_mcp.search.pipeline import SearchPipeline
 from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.search.time_scope import time_scope
@@ -78,9 +77,13 @@ class MemoryService:
         )
         self.reranker: Reranker = CachedReranker(local, self.score_cache)
         # A hosted rerank API, tried first when configured (MIMIR_REMOTE_URL); the local model is its fallback.
-        self.remote: Reranker | None = (
-            CachedReranker(RemoteReranker(settings.remote), self.score_cache) if settings.remote.url else None
-        )
+        self.remote: Reranker | None = None
+        if settings.remote.url:
+            # Imported only here: httpx (with its command line's rich and pygments) is a tenth of a second of
+            # every start that would otherwise come before the handshake.
+            from mimir_mcp.rerank.remote import RemoteReranker
+
+            self.remote = CachedReranker(RemoteReranker(settings.remote), self.score_cache)
         # The cross-encoder's queue, shared by every search and `rerank` call of the process.
         self.rerank_queue = RerankQueue(settings.reranker)
         self.board = StatusBoard()
@@ -116,9 +119,9 @@ class MemoryService:
         self.writes.watch(callback)
 
     def close(self) -> None:
-        backend = self.loader.result_now()
-        if backend is not None:
-            backend.lexical.close()
+        lexical = self.loader.catalogue()
+        if lexical is not None:
+            lexical.close()
 
     # -- writes --------------------------------------------------------------------------------------
 
@@ -192,15 +195,16 @@ class MemoryService:
         if scope.confined:
             where = scope.confine(request.where)
             request = dataclasses.replace(request, namespace=where.namespace, namespaces=where.namespaces)
-        backend = await self.loader.synced(embedder=False)  # a loading embedder: keywords answer meanwhile
+        store, lexical, unready = await self._searchable(request)
         pipeline = SearchPipeline(
             self.settings.search,
             self.embedder,
-            backend.store,
-            backend.lexical,
+            store,
+            lexical,
             self.reranker,
             self.rerank_queue,
             remote=self.remote,
+            unready=unready,
         )
         self.writes.searching += 1
         try:
@@ -209,6 +213,20 @@ class MemoryService:
             self.writes.searching -= 1
         self.board.searched(response)
         return response
+
+    async def _searchable(self, request: SearchRequest) -> tuple[VectorStore | None, LexicalIndex, str | None]:
+        """What a search can read now: the store and the catalogue, or (while the store opens, where the
+        catalogue opened first) the catalogue alone, with why the dense arm cannot run. A search with a
+        keyword arm does not wait for the store then (nor, in the pipeline, for the embedder); one of the
+        dense arm alone, or one that needs stored vectors (``diversity``), does."""
+        keywords = request.diversity == 0 and any(arm != "dense" for arm in request.arms)
+        early = await self.loader.keywords() if keywords else None
+        if early is not None:
+            # Another process on this data dir may have written since it was read: a cheap check, then its rows.
+            await anyio.to_thread.run_sync(early.level)
+            return None, early, "The memory store is still opening"
+        backend = await self.loader.synced(embedder=False)
+        return backend.store, backend.lexical, None
 
     async def rerank(
         self, query: str, documents: list[RerankDocument], *, top_k: int | None = None, min_score: float | None = None

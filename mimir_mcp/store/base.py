@@ -150,6 +150,10 @@ class VectorStore(Protocol):
         """The stored vectors of those of ``ids`` still stored."""
         ...
 
+    def warm(self) -> None:
+        """Blocking: make ``query`` ready to answer at once (load the vector index), right after opening."""
+        ...
+
     def records(self, *, embeddings: bool = False, batch: int = 1000) -> Iterator[tuple[list[MemoryRecord], Any]]:
         """Every memory, a page at a time, with its vectors when asked (else ``None``)."""
         ...

@@ -50,6 +50,13 @@ IDENTITY_KEY = "mimir_store_id"
 ALL_IDS_PAGE = 100_000
 
 
+def store_lock_path(settings: StoreSettings) -> Path:
+    """The lock every process writing to the configured store holds (``ChromaStore.writing``): one per data
+    dir, and one per Chroma server."""
+    server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
+    return Path(settings.data_dir).expanduser() / f"store{server}.lock"
+
+
 def open_chroma(settings: Settings, embedder: TextEmbedder) -> ChromaStore:
     """The configured Chroma collection, holding ``embedder``'s vectors (the service's default store)."""
     model = settings.embedding.model
@@ -79,8 +86,7 @@ class ChromaStore:
         data_dir = Path(settings.data_dir).expanduser()
         # Every process using this data dir writes under this lock (``writing``); with a server, processes
         # on this machine still take it, so their deduplication is exact too.
-        server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
-        self.lock = ProcessLock(data_dir / f"store{server}.lock")
+        self.lock = ProcessLock(store_lock_path(settings))
         # What was found unreadable at open and set aside (never deleted), so the store opens empty and
         # the service rebuilds it from the catalogue (``loading.py``).
         self.set_aside: tuple[str, str] | None = None
@@ -217,6 +223,14 @@ class ChromaStore:
             probe = np.zeros(self.embedding_dimension, dtype=np.float32)
             probe[0] = 1.0
             self._collection.query(query_embeddings=[probe], n_results=1, include=[])
+
+    def warm(self) -> None:
+        """Load the HNSW index as the last step of opening, instead of in the first search (seconds at a
+        million memories), while searches answer from the catalogue (``loading.open_keywords``). Not under
+        the lock: a search's query is not either."""
+        self._load_index()
+        if not self.embedding_dimension:  # not recorded (stored by an older version): read one stored vector
+            self._collection.get(limit=1, include=["embeddings"])
 
     def _open(self, name: str) -> Any:
         return self._client.get_or_create_collection(

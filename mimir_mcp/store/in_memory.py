@@ -178,6 +178,9 @@ class InMemoryStore:
         order = np.argsort(-similarities, kind="stable")[:limit]
         return [(ids[n], float(similarities[n])) for n in order]
 
+    def warm(self) -> None:
+        """Nothing to load: the vectors are in memory."""
+
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         with self._lock:
             return {memory_id: self._vectors[memory_id] for memory_id in ids if memory_id in self._vectors}

@@ -47,6 +47,7 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
         "rerank50_warm_p50_ms",
         "disk_bytes_per_memory",
         "restart_first_search_ms",
+        "restart_hybrid_ms",
         "restart_rss_mb",
         "list_page_ms",
         "forget_ms",
@@ -59,7 +60,18 @@ def test_bench_quick_reports_every_section(tmp_path, cross_encoder_path):
     assert report["search"]["query_backend"] == "onnx"
     assert report["search"]["reranker_backend"] == "onnx-int8"
     assert set(report["remember"]) >= {"per_s", "naive_per_s"}
-    assert set(report["startup"]) == {"initialize_ms", "first_search_ms"}
+    startup = report["startup"]
+    assert set(startup) == {
+        "empty_initialize_ms",
+        "empty_first_search_ms",
+        "empty_rss_mb",
+        "initialize_ms",
+        "first_search_ms",
+        "first_search_dense",
+        "first_hybrid_ms",
+        "memories",
+    }
+    assert startup["memories"] == 100 and startup["first_hybrid_ms"] >= startup["first_search_ms"]
     assert report["memory"]["rss_mb"] > 0
     assert "rerank" in result.stdout and "initialize" in result.stdout
 
