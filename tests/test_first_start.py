@@ -222,3 +222,25 @@ async def test_a_server_configured_with_another_model_does_not_answer_before_the
         assert await same.loader.keywords() is not None  # the check only read the catalogue: still whole
     finally:
         same.close()
+
+
+async def test_a_first_start_answers_at_once_that_nothing_is_stored(fake_settings):
+    """A new data dir holds no memory: the first search says so at once, while Chroma is still being
+    imported and opened; ``remember`` waits for the store."""
+    gated = GatedStore()
+    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
+    service.start()
+    try:
+        with anyio.fail_after(5):
+            answer = await service.search(search("who owns the billing on-call rota"))
+        assert answer.hits == [] and "memory store is still opening" in (answer.caveat or "")
+        with anyio.move_on_after(0.3) as waited:
+            await service.remember([MemoryInput(text=NOTES[0])])
+        assert waited.cancelled_caught
+        gated.gate.set()
+        assert (await service.remember([MemoryInput(text=text) for text in NOTES])).stored == 3
+        answer = await service.search(search("who owns the billing on-call rota"))
+        assert answer.hits[0].text == NOTES[1] and answer.candidates.dense > 0 and answer.caveat is None
+    finally:
+        gated.gate.set()
+        service.close()

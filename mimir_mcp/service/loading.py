@@ -28,7 +28,7 @@ from mimir_mcp.service.sync import StoreSync
 from mimir_mcp.status_models import ModelState, RepairReport
 from mimir_mcp.store.base import StoreFactory, VectorStore
 from mimir_mcp.store.catalogue import Catalogue, catalogue_path, set_aside_if_damaged
-from mimir_mcp.store.chroma import store_lock_path
+from mimir_mcp.store.chroma import embedded_path, store_lock_path
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +71,17 @@ class Keywords:
 
 
 def open_keywords(settings: Settings) -> Keywords | None:
-    """Blocking: the catalogue and its BM25 index alone, when the last clean close left the catalogue as it is
-    (nothing to check or repair) and the store is embedded; else ``None``, and the store opens first. Under
-    the store's write lock, like every open of the catalogue."""
-    path = catalogue_path(settings.store)
-    if settings.store.chroma_host or not path.exists():
+    """Blocking: the catalogue and its BM25 index alone, when the store is embedded and the last clean close
+    left the catalogue as it is (nothing to check or repair), or the data dir holds neither yet (a first
+    start: nothing is stored); else ``None``, and the store opens first. Under the store's write lock, like
+    every open of the catalogue."""
+    if settings.store.chroma_host:
         return None
+    path = catalogue_path(settings.store)
     with ProcessLock(store_lock_path(settings.store)):
+        if not path.exists() and not embedded_path(settings.store).exists():
+            lexical = LexicalIndex(path)  # new and empty
+            return Keywords(lexical, lexical.catalogue.generation())
         if not closed_whole(path):
             return None
         catalogue = Catalogue(path)

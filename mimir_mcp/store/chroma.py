@@ -57,6 +57,11 @@ def store_lock_path(settings: StoreSettings) -> Path:
     return Path(settings.data_dir).expanduser() / f"store{server}.lock"
 
 
+def embedded_path(settings: StoreSettings) -> Path:
+    """The embedded store's folder in the data dir."""
+    return Path(settings.data_dir).expanduser() / "chroma"
+
+
 def open_chroma(settings: Settings, embedder: TextEmbedder) -> ChromaStore:
     """The configured Chroma collection, holding ``embedder``'s vectors (the service's default store)."""
     model = settings.embedding.model
@@ -83,7 +88,6 @@ class ChromaStore:
             self._client = chromadb.HttpClient(
                 host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl, settings=chroma_settings
             )
-        data_dir = Path(settings.data_dir).expanduser()
         # Every process using this data dir writes under this lock (``writing``); with a server, processes
         # on this machine still take it, so their deduplication is exact too.
         self.lock = ProcessLock(store_lock_path(settings))
@@ -94,7 +98,7 @@ class ChromaStore:
         with self.lock:
             if not settings.chroma_host:
                 self.kind = "embedded"
-                path = data_dir / "chroma"
+                path = embedded_path(settings)
                 # As the last write under the lock left it: neither SQLite's check nor the probe reads it through.
                 self.found_whole = vouched(path)
                 problem = None if self.found_whole else sqlite_damage(path / "chroma.sqlite3")
