@@ -109,15 +109,28 @@ class GatedStore:
         return self.store
 
 
+async def stored(settings, gated: GatedStore, *, close: bool = True) -> MemoryService:
+    """``NOTES`` remembered on the gated store (open), by a service closed cleanly unless ``close`` is False."""
+    service = MemoryService(settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
+    await service.remember([MemoryInput(text=text) for text in NOTES])
+    if close:
+        service.close()
+    return service
+
+
+def opening(settings, gated: GatedStore) -> MemoryService:
+    """A service started on the gated store, which opens when the test lets it."""
+    service = MemoryService(settings, embedder=HashingEmbedder(), open_store=gated.open)
+    service.start()
+    return service
+
+
 async def test_a_search_answers_from_the_catalogue_while_the_store_opens(fake_settings):
     gated = GatedStore()
-    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
-    await first.remember([MemoryInput(text=text) for text in NOTES])
-    first.close()
+    await stored(fake_settings, gated)
     assert closed_whole(catalogue_path(fake_settings.store))
 
-    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
-    service.start()
+    service = opening(fake_settings, gated)
     try:
         with anyio.fail_after(5):  # answered at once from the catalogue the last close left
             answer = await service.search(search("who owns the billing on-call rota"))
@@ -151,19 +164,15 @@ async def test_a_server_stopped_while_its_store_opens_leaves_the_catalogue_as_it
     """A client that starts a server and hangs up at once: the catalogue opened first is closed as the last
     close left it, so the next start answers from it at once again instead of checking it through."""
     gated = GatedStore()
-    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
-    await first.remember([MemoryInput(text=text) for text in NOTES])
-    first.close()
+    await stored(fake_settings, gated)
 
-    stopped = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
-    stopped.start()
+    stopped = opening(fake_settings, gated)
     assert await stopped.loader.keywords() is not None
     stopped.close()
     assert closed_whole(catalogue_path(fake_settings.store))
 
     later = GatedStore()
-    again = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=later.open)
-    again.start()
+    again = opening(fake_settings, later)
     try:
         with anyio.fail_after(5):
             answer = await again.search(search("Kubernetes or Nomad"))
@@ -178,11 +187,9 @@ async def test_a_data_dir_not_closed_cleanly_waits_for_the_store(fake_settings):
     """Where the catalogue may hold a torn write (no clean close recorded), nothing answers before the store
     and the catalogue have been checked against each other."""
     gated = GatedStore()
-    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
-    await first.remember([MemoryInput(text=text) for text in NOTES])  # never closed: as if killed
+    first = await stored(fake_settings, gated, close=False)  # never closed: as if killed
 
-    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
-    service.start()
+    service = opening(fake_settings, gated)
     try:
         assert await service.loader.keywords() is None
         with anyio.move_on_after(0.3) as waited:
@@ -199,15 +206,12 @@ async def test_a_data_dir_not_closed_cleanly_waits_for_the_store(fake_settings):
 
 async def test_a_server_configured_with_another_model_does_not_answer_before_the_store_refuses_it(fake_settings):
     gated = GatedStore()
-    first = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: gated.store)
-    await first.remember([MemoryInput(text=text) for text in NOTES])
-    first.close()
+    await stored(fake_settings, gated)
     other = fake_settings.model_copy(
         update={"embedding": fake_settings.embedding.model_copy(update={"model": "another-model"})}
     )
     refused = GatedStore(EmbeddingMismatchError("the collection holds vectors of another model"))
-    service = MemoryService(other, embedder=HashingEmbedder(), open_store=refused.open)
-    service.start()
+    service = opening(other, refused)
     try:
         assert await service.loader.keywords() is None
         refused.gate.set()
@@ -228,8 +232,7 @@ async def test_a_first_start_answers_at_once_that_nothing_is_stored(fake_setting
     """A new data dir holds no memory: the first search says so at once, while Chroma is still being
     imported and opened; ``remember`` waits for the store."""
     gated = GatedStore()
-    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=gated.open)
-    service.start()
+    service = opening(fake_settings, gated)
     try:
         with anyio.fail_after(5):
             answer = await service.search(search("who owns the billing on-call rota"))

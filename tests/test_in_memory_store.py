@@ -243,12 +243,15 @@ async def test_forget_by_id_and_by_filter_and_list_newest_first(fake_service: Me
 
 @pytest.mark.anyio
 async def test_another_service_sharing_the_store_sees_its_writes(fake_settings: Settings, tmp_path: Path):
-    """Two services on one store, each with its own catalogue, as two processes on one Chroma store."""
+    """Two services on one store, each with its own catalogue, as two nodes on one Chroma server."""
     shared = InMemoryStore()
-    other_settings = fake_settings.model_copy(
-        update={"store": fake_settings.store.model_copy(update={"data_dir": tmp_path / "other"})}
+    on_server = fake_settings.model_copy(
+        update={"store": fake_settings.store.model_copy(update={"chroma_host": "chroma.lan"})}
     )
-    writer = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=lambda *_: shared)
+    other_settings = on_server.model_copy(
+        update={"store": on_server.store.model_copy(update={"data_dir": tmp_path / "other"})}
+    )
+    writer = MemoryService(on_server, embedder=HashingEmbedder(), open_store=lambda *_: shared)
     reader = MemoryService(other_settings, embedder=HashingEmbedder(), open_store=lambda *_: shared)
     try:
         stored = await writer.remember(

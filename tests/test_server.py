@@ -247,7 +247,8 @@ async def test_filters_by_namespace_tags_and_metadata(fake_client: Client):
     assert hit["tags"] == ["ops", "deploy"] and hit["metadata"] == {"env": "prod"}
 
 
-async def test_empty_store_search_answers_without_reranking(client: Client):
+async def test_empty_store_search_answers_without_reranking(client: Client, service: MemoryService):
+    await service.loader.ready()  # a new data dir's first search answers before the store opens (test_first_start)
     result = await call(client, "search", {"query": "anything at all", "explain": True})
     assert result["hits"] == [] and result["search_method"] == "rrf_hybrid"
     assert "nothing to rerank" in result["message"]
