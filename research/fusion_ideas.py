@@ -12,6 +12,10 @@ did not make the default), each on the cached arms of ``research/fusion_loo.py``
 - ``chain``: how much of a namespace's neighbour likeness is owed to the immediate predecessor
   (``(adjacent - two back) / (adjacent - distant)``, idf-weighted term overlap as ``coherence``), and the
   held-out figures of the shipped fusion with the context arm also requiring that share.
+- ``length``: BM25's length normalization ``b`` (0.75 shipped; 0.5, 0.25, 0): the lexical arms searched
+  again with it (the cached dense arm kept), each arm alone and the shipped fusion, nDCG@10 and Recall@5,
+  @10 and @50. Where every memory of a block carries the same title (WikiQA), the query's words in it
+  match every memory alike and ``b`` alone orders them: the shortest first.
 
     python research/fusion_ideas.py learned --cache /tmp/loo NAME=FOLDER ...
 """
@@ -26,10 +30,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from fusion_loo import Arms, alone, fuse, measure, runs_context
+from fusion_loo import Arms, alone, collection_inputs, fuse, lexical_arms_of, measure, runs_context
 
 from mimir_mcp.evaluation.beir import load_dataset
 from mimir_mcp.evaluation.run import fit_to_bytes, score_ranking
+from mimir_mcp.lexical import bm25
 from mimir_mcp.lexical.analysis import analyze
 from mimir_mcp.lexical.bm25 import bm25_idf
 from mimir_mcp.search.fusion import arm_coverage, top_z_weight, z_fusion
@@ -191,9 +196,53 @@ def chain(collections: dict[str, dict], specs: dict[str, tuple]) -> None:
         )
 
 
+LENGTH_NORMS = (0.75, 0.5, 0.25, 0.0)
+
+
+def length(collections: dict[str, dict], specs: dict[str, tuple]) -> None:
+    print("| collection | b | BM25 | dense | context | hybrid | R@5 | R@10 | R@50 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    shipped = bm25.B
+    hybrids: dict[str, dict[float, float]] = {}
+    try:
+        for name, c in collections.items():
+            for norm in LENGTH_NORMS:
+                bm25.B = norm
+                documents, queries, group, _ = collection_inputs(*specs[name])
+                lexical = lexical_arms_of(documents, queries, group)
+                again = {"runs": {q: {**arms, **lexical[q]} for q, arms in c["runs"].items()}, "qrels": c["qrels"]}
+                alone_ndcg = {arm: alone(again, arm)["ndcg"] for arm in ARMS}
+                hybrid = measure(again, lambda arms: fuse(arms, SHIPPED))
+                hybrids.setdefault(name, {})[norm] = hybrid["ndcg"]
+                cells = [f"{alone_ndcg[arm]:.4f}" for arm in ("bm25", "dense", "context")]
+                cells += [f"{hybrid[key]:.4f}" for key in ("ndcg", "r5", "r10", "r50")]
+                print(f"| {name} | {norm:g} | {' | '.join(cells)} |")
+    finally:
+        bm25.B = shipped
+    # b chosen leaving each collection out: the value whose hybrid is within 0.005 of the shipped b's on the
+    # most other collections, ties by the mean gain; then measured on the one left out.
+    print(
+        "\n| held out | b chosen on the others | hybrid nDCG@10 | at b 0.75 | gain |\n| --- | --- | --- | --- | --- |"
+    )
+    gains = {}
+    for name in hybrids:
+        others = [other for other in hybrids if other != name]
+
+        def merit(norm: float, others: list[str] = others) -> tuple[int, float]:
+            change = [hybrids[o][norm] - hybrids[o][shipped] for o in others]
+            return sum(value >= -0.005 for value in change), round(float(np.mean(change)), 4)
+
+        chosen = max(LENGTH_NORMS, key=merit)
+        gains[name] = hybrids[name][chosen] - hybrids[name][shipped]
+        print(
+            f"| {name} | {chosen:g} | {hybrids[name][chosen]:.4f} | {hybrids[name][shipped]:.4f} | {gains[name]:+.4f} |"
+        )
+    print(f"\nheld out: mean gain {np.mean(list(gains.values())):+.4f}, worst {min(gains.values()):+.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("idea", choices=("learned", "agreement", "chain"))
+    parser.add_argument("idea", choices=("learned", "agreement", "chain", "length"))
     parser.add_argument("collections", nargs="+", help="NAME=FOLDER[:SEPARATOR[:GROUP,GROUP...]], as fusion_loo.py")
     parser.add_argument("--cache", type=Path, required=True, help="fusion_loo.py's cache of each collection's arms")
     args = parser.parse_args()
@@ -205,6 +254,8 @@ def main() -> None:
         specs[name] = (Path(folder), separator or None, set(groups.split(",")) if groups else None)
     if args.idea == "chain":
         chain(collections, specs)
+    elif args.idea == "length":
+        length(collections, specs)
     else:
         {"learned": learned, "agreement": agreement}[args.idea](collections)
 

@@ -86,6 +86,15 @@ def choose(margins: dict[Setting, list[float]], rule: Literal["floor", "leximin"
 
 def compute_arms(folder: Path, separator: str | None, groups: set[str] | None, embedder: Embedder) -> dict:
     """Every judged query's arms, from the project's index and bi-encoder, documents in corpus order."""
+    documents, queries, group, qrels = collection_inputs(folder, separator, groups)
+    return {"runs": arms_of(documents, queries, group, embedder), "qrels": qrels}
+
+
+def collection_inputs(
+    folder: Path, separator: str | None, groups: set[str] | None
+) -> tuple[list[tuple[str, str]], dict[str, str], Callable[[str], str], dict]:
+    """A collection's documents (id, memory text; in corpus order), judged queries, namespace of an id, and
+    judgements, cut to ``groups`` of the id prefix before ``separator``."""
     dataset = load_dataset(folder)
 
     def group(item_id: str) -> str:
@@ -98,8 +107,7 @@ def compute_arms(folder: Path, separator: str | None, groups: set[str] | None, e
     ]
     documents = [(doc_id, text) for doc_id, text in documents if text.strip()]
     queries = {qid: text for qid, text in dataset.judged_queries.items() if groups is None or group(qid) in groups}
-    runs = arms_of(documents, queries, group, embedder)
-    return {"runs": runs, "qrels": {qid: dataset.qrels[qid] for qid in queries}}
+    return documents, queries, group, {qid: dataset.qrels[qid] for qid in queries}
 
 
 def arms_of(
@@ -107,21 +115,32 @@ def arms_of(
 ) -> dict[str, Arms]:
     """Every query's arms over ``documents`` (id, text; in this order), each query searched in the
     namespace ``group`` gives its id, as a document's namespace is ``group`` of the document's id."""
+    runs = lexical_arms_of(documents, queries, group)
+    vectors = embedder.encode([text for _, text in documents])
+    ids = np.array([doc_id for doc_id, _ in documents])
+    namespaces = np.array([group(doc_id) for doc_id, _ in documents])
+    for qid, vector in zip(queries, embedder.encode(list(queries.values())), strict=True):
+        members = np.flatnonzero(namespaces == group(qid))
+        similarity = vectors[members] @ vector
+        best = members[np.argsort(-similarity, kind="stable")[:DEPTH]]
+        runs[qid]["dense"] = [(str(ids[i]), float(vectors[i] @ vector)) for i in best]
+    return runs
+
+
+def lexical_arms_of(
+    documents: list[tuple[str, str]], queries: dict[str, str], group: Callable[[str], str]
+) -> dict[str, Arms]:
+    """``arms_of`` but the dense arm: BM25 and the context arm from the project's ``LexicalIndex`` (under the
+    ``bm25.B`` in force), with what the context rule reads."""
     lexical = LexicalIndex(":memory:")
     lexical.add(
         MemoryRecord(id=doc_id, text=text, namespace=group(doc_id), created_at="2026-01-01T00:00:00+00:00")
         for doc_id, text in documents
     )
-    vectors = embedder.encode([text for _, text in documents])
-    ids = np.array([doc_id for doc_id, _ in documents])
-    namespaces = np.array([group(doc_id) for doc_id, _ in documents])
     runs: dict[str, Arms] = {}
-    for (qid, query), vector in zip(queries.items(), embedder.encode(list(queries.values())), strict=True):
+    for qid, query in queries.items():
         namespace = group(qid)
-        members = np.flatnonzero(namespaces == namespace)
-        similarity = vectors[members] @ vector
-        best = members[np.argsort(-similarity, kind="stable")[:DEPTH]]
-        arms: Arms = {"dense": [(str(ids[i]), float(vectors[i] @ vector)) for i in best]}
+        arms: Arms = {}
         for arm in ("bm25", "context"):
             hits = lexical.search(query, DEPTH, namespace=namespace, context=arm == "context")
             arms[arm] = [(hit.id, hit.score) for hit in hits]

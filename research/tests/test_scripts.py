@@ -135,6 +135,23 @@ def test_fusion_ideas_read_the_leave_one_out_cache(tmp_path, cross_encoder_path,
     shares = [row[1].strip() for row in table_rows(chain.stdout) if row[0].strip() in ("first", "second")]
     assert len(shares) == 2 and shares[0] == shares[1]  # the same memories: the same share
     assert all(0 <= float(value) <= 1 for value in shares[0].split(", "))
+    length = run_cli([script, "length", "--cache", str(cache), *collections], tmp_path, cross_encoder_path)
+    assert length.returncode == 0, length.stderr[-2000:]
+    rows = [row for row in table_rows(length.stdout) if len(row) == 9][1:]
+    assert [(row[0].strip(), float(row[1])) for row in rows] == [
+        (name, norm) for name in ("first", "second") for norm in (0.75, 0.5, 0.25, 0.0)
+    ]
+    for row in rows:  # the dense arm is the cache's at every b; BM25 at the shipped b is the cache's too
+        name, norm, bm25, dense = row[0].strip(), float(row[1]), float(row[2]), float(row[3])
+        assert dense == pytest.approx(arms[name][0], abs=1e-4)
+        if norm == 0.75:
+            assert bm25 == pytest.approx(arms[name][1], abs=1e-4)
+        assert all(0 <= float(cell) <= 1 for cell in row[2:])
+    held_out = [row for row in table_rows(length.stdout) if len(row) == 5][1:]
+    for row in held_out:  # b chosen on the other collection, measured on this one
+        name, chosen, ndcg, shipped, gain = row[0].strip(), float(row[1]), *(float(cell) for cell in row[2:])
+        assert chosen in (0.75, 0.5, 0.25, 0.0) and gain == pytest.approx(ndcg - shipped, abs=2e-4)
+    assert sorted(row[0].strip() for row in held_out) == ["first", "second"]
 
 
 def test_wordnet_sets_example_builds_beir_folders(tmp_path, cross_encoder_path):
