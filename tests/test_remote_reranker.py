@@ -462,7 +462,11 @@ async def _search_service(tmp_path: Any, remote_url: str, embedder: Any, local: 
         remote={"url": remote_url, "api_key": SECRET, "model": "rerank-test", "timeout_s": 2.0},
         reranker=reranker,
     )
-    return MemoryService(settings, embedder=embedder, reranker=local)
+    service = MemoryService(settings, embedder=embedder, reranker=local)
+    # Open: a data dir a service before closed would answer its first searches from keywords meanwhile
+    # (test_first_start), and these tests compare reranked orders with the hybrid's.
+    await service.loader.ready()
+    return service
 
 
 async def test_search_uses_the_remote_api_and_status_shows_it_without_the_key(api: Api, tmp_path, embedder, reranker):

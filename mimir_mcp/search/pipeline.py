@@ -67,7 +67,7 @@ class SearchPipeline:
         self.embedder = embedder
         # None while the store opens: the keyword arms answer from the catalogue alone (``unready`` says why).
         self.store = store
-        # Why the store cannot answer the dense arm yet (it is opening, its vector index loading), or None.
+        # Why the store cannot answer the dense arm yet (it is still opening), or None.
         self.unready = unready
         self.lexical = lexical
         self.reranker = reranker

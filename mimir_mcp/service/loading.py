@@ -111,10 +111,11 @@ def open_backend(
         started = time.perf_counter()
         if keywords is not None:
             lexical = keywords.lexical
-            # Another process may have written between the two holds of the lock: taken in, and checked.
+            # Another process may have written between the two holds of the lock: then it is checked, and its
+            # rows taken in (unless an early search did already).
             catalogue_whole = lexical.catalogue.generation() == keywords.generation
             if not catalogue_whole:
-                lexical.reload()
+                lexical.level()
             set_aside, catalogued = None, True
         else:
             # SQLite's check reads the whole file: not when it is as the last clean close left it.
@@ -186,7 +187,7 @@ def _lost_store(store: VectorStore, lexical: LexicalIndex, known: str | None, id
 
 class StoreLoader:
     """The backend, loaded once in the background; ``ready`` and ``synced`` are what callers await. Before
-    it, the catalogue alone where it can open first (``keywords_now``)."""
+    it, the catalogue alone where it can open first (``keywords``)."""
 
     def __init__(
         self,

@@ -78,10 +78,15 @@ class Removed:
     terms: list[str]
 
 
+def server_suffix(settings: StoreSettings) -> str:
+    """What tells a data dir's files for a Chroma server apart from those of its embedded store (and of
+    another server): ``-host-port``, or nothing."""
+    return f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
+
+
 def catalogue_path(settings: StoreSettings) -> Path:
     """The catalogue and BM25 file of the configured store: one per data dir, and one per Chroma server."""
-    server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
-    return Path(settings.data_dir).expanduser() / f"bm25-{settings.collection}{server}.sqlite3"
+    return Path(settings.data_dir).expanduser() / f"bm25-{settings.collection}{server_suffix(settings)}.sqlite3"
 
 
 def sqlite_damage(path: Path) -> str | None:

@@ -19,7 +19,7 @@ from mimir_mcp.locks import ProcessLock
 from mimir_mcp.models import MemoryRecord, RecordFilter
 from mimir_mcp.status_models import RepairReport
 from mimir_mcp.store.base import Tombstone
-from mimir_mcp.store.catalogue import catalogue_path, set_aside, sqlite_damage
+from mimir_mcp.store.catalogue import catalogue_path, server_suffix, set_aside, sqlite_damage
 from mimir_mcp.store.chroma_records import (
     CHROMA_BATCH,
     DAMAGED_SUFFIX,
@@ -53,8 +53,7 @@ ALL_IDS_PAGE = 100_000
 def store_lock_path(settings: StoreSettings) -> Path:
     """The lock every process writing to the configured store holds (``ChromaStore.writing``): one per data
     dir, and one per Chroma server."""
-    server = f"-{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else ""
-    return Path(settings.data_dir).expanduser() / f"store{server}.lock"
+    return Path(settings.data_dir).expanduser() / f"store{server_suffix(settings)}.lock"
 
 
 def embedded_path(settings: StoreSettings) -> Path:

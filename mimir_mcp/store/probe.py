@@ -29,7 +29,7 @@ def files_signature(files: Iterable[Path], folder: Path) -> list[list[object]]:
     """Each of ``files`` that is a file, by its path below ``folder``, with its size and time: what a
     process that changes any of them, or dies changing them, leaves different."""
     found = sorted(p for p in files if p.is_file())
-    return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in found]
+    return [[str(p.relative_to(folder)), (stat := p.stat()).st_size, stat.st_mtime_ns] for p in found]
 
 
 def index_signature(folder: Path) -> list[list[object]]:
