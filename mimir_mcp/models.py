@@ -219,7 +219,7 @@ class HitScores(BaseModel):
     )
     context_score: float | None = None
     fused_score: float = Field(
-        description="The hybrid's fused score before reranking (each arm's standardized scores weighted by "
+        description="The hybrid's fused score before reranking (each arm's scaled scores weighted by "
         "fusion.weights; an RRF score under the RRF methods); the order without a reranker follows it."
     )
     rerank_score: float | None = Field(default=None, description="Cross-encoder score (0..1), if reranked.")
@@ -261,8 +261,8 @@ class SearchFusion(BaseModel):
     """How the arms were fused for this query, so a caller can see why one arm led."""
 
     method: str = Field(
-        description="zscore: each arm's standardized scores added, weighted per query (the RRF methods coverage, "
-        "top_z, score_gap and equal are comparisons for evaluation)."
+        description="zscore: BM25's standardized scores and cosines over 0.025 added, weighted per query (the RRF "
+        "methods coverage, top_z, score_gap and equal are comparisons for evaluation)."
     )
     rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
     weights: dict[str, float] = Field(description="Each arm's weight for this query.")

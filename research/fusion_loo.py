@@ -5,9 +5,10 @@ conversations) and cut to some of its groups. Every arm's top 100 for every judg
 the project's own code: BM25 and the context arm from a ``LexicalIndex`` holding the documents in
 corpus order, one namespace per group; the dense arm exact cosine over the bundled bi-encoder's
 vectors; each namespace's coherence from ``LexicalIndex.coherence``. Each candidate setting of the
-``zscore`` fusion (the exponent of each arm's per-query confidence, the dense arm's scale, the context
-arm's weight) is a ``FusionPolicy`` (``mimir_mcp.search.policy``), the object search itself fuses with,
-and so are the fusion shipped before (confidence to the power 1, the context arm weighted as BM25) and
+``zscore`` fusion (the exponent of each arm's per-query confidence, the dense arm's fixed spread of
+cosine, the context arm's weight) is a ``FusionPolicy`` (``mimir_mcp.search.policy``), the object search
+itself fuses with, and so are the fusions shipped before (the dense arm standardized like BM25 and
+counted twice; before that, also confidence to the power 1 and the context arm weighted as BM25) and
 equal-weight RRF (k = 60), for reference.
 
 The rule: a setting's margin on a collection is its nDCG@10 minus that of the better arm (the context
@@ -50,26 +51,26 @@ SHIPPED = FusionPolicy()
 @dataclass(frozen=True)
 class Setting:
     confidence: float  # the exponent of each arm's per-query stand-out times coverage
-    dense_scale: float
+    dense_spread: float
     context_weight: float
 
     def policy(self) -> FusionPolicy:
         """The search tool's policy under this setting (the context rule as shipped)."""
         return FusionPolicy(
-            confidence=self.confidence, dense_scale=self.dense_scale, context_weight=self.context_weight
+            confidence=self.confidence, dense_spread=self.dense_spread, context_weight=self.context_weight
         )
 
     def label(self) -> str:
-        return f"confidence^{self.confidence:g}, dense x{self.dense_scale:g}, context x{self.context_weight:g}"
+        return f"confidence^{self.confidence:g}, dense spread {self.dense_spread:g}, context x{self.context_weight:g}"
 
 
 def settings_grid() -> list[Setting]:
     """The candidate settings: 27, the shipped one among them."""
     return [
-        Setting(confidence, scale, context)
+        Setting(confidence, spread, context)
         for confidence in (0.0, 0.5, 1.0)
-        for scale in (1.5, 2.0, 3.0)
-        for context in (1.0, 1.5, 2.0)
+        for spread in (0.0175, 0.025, 0.035)
+        for context in (1.5, 2.0, 3.0)
     ]
 
 
@@ -203,7 +204,10 @@ def main() -> None:
         s: {name: measure(c, lambda a, s=s: fuse(a, s.policy())) for name, c in collections.items()} for s in settings
     }
     references = {
-        "the fusion before (confidence^1, context x1; its top 10)": FusionPolicy(confidence=1.0, context_weight=1.0),
+        "the fusion before (the dense arm standardized, x2)": FusionPolicy(dense_spread=None, dense_weight=2.0),
+        "the fusion before issue 35 (also confidence^1, context x1; its top 10)": FusionPolicy(
+            confidence=1.0, context_weight=1.0, dense_spread=None, dense_weight=2.0
+        ),
         "RRF k=60, equal weights": FusionPolicy(method="equal", rrf_k=60, context="off"),
     }
     reference_results = {

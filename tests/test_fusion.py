@@ -94,10 +94,10 @@ def test_arm_weights_exact():
     )
     assert arm_weights({"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [3.0]}) == pytest.approx({"dense": z**2, "bm25": z**2})
     assert arm_weights({"dense": [], "bm25": []}) == {"dense": 1.0, "bm25": 1.0}
-    # fixed per-arm weights and scales multiply
+    # fixed per-arm weights multiply
     assert arm_weights(
-        {"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}, confidence="score_gap", scale={"dense": 3.0}
-    ) == pytest.approx({"dense": 1.5, "bm25": 2 * 0.75**0.5})
+        {"dense": [0.8, 0.6], "bm25": [4.0, 1.0]}, {"bm25": 2.0}, confidence="score_gap"
+    ) == pytest.approx({"dense": 0.5, "bm25": 2 * 0.75**0.5})
 
 
 def test_coverage_factor_exact():
@@ -152,6 +152,20 @@ def test_z_fusion_adds_standardized_scores_exactly():
         ("b", 1.0),
         ("c", 1.0),
     ]
+
+
+def test_z_fusion_divides_an_arm_on_a_fixed_scale_by_its_spread_exactly():
+    dense = [("a", 0.9), ("b", 0.5), ("c", 0.4)]
+    bm25 = [("b", 6.0), ("d", 2.0)]  # min 2, population sd 2
+    fused = z_fusion({"dense": dense, "bm25": bm25}, weights={"dense": 2.0}, spreads={"dense": 0.1})
+    assert dict(fused) == pytest.approx({"a": 2 * 0.5 / 0.1, "b": 2 * 0.1 / 0.1 + 2.0, "c": 0.0, "d": 0.0})
+    # the same cosines twice as far apart count twice as much; standardized, they would count the same
+    narrow, wide = [("a", 0.5), ("b", 0.25), ("c", 0.2)], [("a", 0.8), ("b", 0.3), ("c", 0.2)]
+    assert dict(z_fusion({"dense": wide}, spreads={"dense": 0.1}))["a"] == pytest.approx(6.0)
+    assert dict(z_fusion({"dense": narrow}, spreads={"dense": 0.1}))["a"] == pytest.approx(3.0)
+    assert dict(z_fusion({"dense": wide}))["a"] == pytest.approx(dict(z_fusion({"dense": narrow}))["a"])
+    # equal scores still give each candidate 1
+    assert z_fusion({"dense": [("a", 0.3), ("b", 0.3)]}, spreads={"dense": 0.1}) == [("a", 1.0), ("b", 1.0)]
 
 
 def test_blend_scores_standardizes_each_side_exactly():

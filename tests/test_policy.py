@@ -34,7 +34,7 @@ def test_the_shipped_policy_and_the_settings_it_is_built_from():
         method="zscore",
         rrf_k=10,
         confidence=0.5,
-        dense_scale=2.0,
+        dense_spread=0.025,
         dense_weight=1.0,
         bm25_weight=1.0,
         context_weight=2.0,
@@ -46,7 +46,7 @@ def test_the_shipped_policy_and_the_settings_it_is_built_from():
     assert RRF_COVERAGE_POWER == {"dense": 3.0, "bm25": 4.0, "context": 4.0}
     assert FusionPolicy.from_settings(SearchSettings()) == SHIPPED
     assert FusionPolicy.from_settings(SearchSettings(context="on")) == FusionPolicy(context="on")
-    assert SHIPPED.describe() == "standardized scores"
+    assert SHIPPED.describe() == "scaled scores"
     assert FusionPolicy(method="equal").describe() == "RRF (equal)"
 
 
@@ -122,20 +122,18 @@ def test_which_arms_run():
 def test_zscore_weighs_each_arm_by_the_square_root_of_its_stand_out_times_coverage_exactly():
     scores = {"dense": [4.0, 2.0, 1.0, 0.0], "bm25": [4.0, 2.0, 1.0, 0.0], "context": [1.0, 2.0, 0.0]}
     weights = SHIPPED.weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0})
-    # the square root of z times coverage; the dense arm's deviations count twice, and so do the context
-    # arm's; context's best hit is below its mean: z floored at 0.05; its coverage is clipped to 1
-    assert weights == pytest.approx(
-        {"dense": 2 * (Z * 0.64) ** 0.5, "bm25": (Z * 0.25) ** 0.5, "context": 2 * 0.05**0.5}
-    )
+    # the square root of z times coverage; the context arm's deviations count twice; its best hit is
+    # below its mean: z floored at 0.05; its coverage is clipped to 1 (the dense arm's scale is the fusion's)
+    assert weights == pytest.approx({"dense": (Z * 0.64) ** 0.5, "bm25": (Z * 0.25) ** 0.5, "context": 2 * 0.05**0.5})
     # confidence 1: z times coverage, as before; 0: the fixed weights alone, whatever the scores
     assert FusionPolicy(confidence=1.0).weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == (
-        pytest.approx({"dense": 2 * Z * 0.64, "bm25": Z * 0.25, "context": 2 * 0.05})
+        pytest.approx({"dense": Z * 0.64, "bm25": Z * 0.25, "context": 2 * 0.05})
     )
     assert FusionPolicy(confidence=0.0).weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == (
-        pytest.approx({"dense": 2.0, "bm25": 1.0, "context": 2.0})
+        pytest.approx({"dense": 1.0, "bm25": 1.0, "context": 2.0})
     )
-    # the lab's knobs: the exponent, the dense arm's scale, fixed weights
-    tuned = FusionPolicy(confidence=2.0, dense_scale=3.0, bm25_weight=2.0, context_weight=0.5)
+    # the lab's knobs: the exponent, fixed weights
+    tuned = FusionPolicy(confidence=2.0, dense_weight=3.0, bm25_weight=2.0, context_weight=0.5)
     assert tuned.weights(scores, {"dense": 0.64, "bm25": 0.25, "context": 2.0}) == pytest.approx(
         {"dense": 3 * (Z * 0.64) ** 2, "bm25": 2 * (Z * 0.25) ** 2, "context": 0.5 * 0.05**2}
     )
@@ -166,12 +164,15 @@ def test_fuse_weighs_and_fuses_exactly():
     assert fused.coverage == pytest.approx(coverage)
     assert fused.weights == SHIPPED.weights(scores, fused.coverage)
     assert fused.context is False
-    assert fused.order == z_fusion(arms, weights=fused.weights)
+    assert fused.order == z_fusion(arms, weights=fused.weights, spreads={"dense": 0.025})
     assert [item for item, _ in fused.order] == [f"d{i}" for i in range(8)]  # the dense arm leads throughout
-    # with fixed weights favouring BM25, its order leads instead
-    lexical = FusionPolicy(confidence=0.0, dense_scale=0.1).fuse(arms, {"bm25": 10.0})
-    assert lexical.weights == {"dense": 0.1, "bm25": 1.0}
-    assert [item for item, _ in lexical.order] == [f"d{7 - i}" for i in range(8)]
+    # the dense arm's cosines over 0.025: d0 stands 0.35 above the last, as much as 14 of BM25's deviations
+    alone = SHIPPED.fuse({"dense": dense}, {})
+    assert dict(alone.order)["d0"] == pytest.approx(alone.weights["dense"] * 0.35 / 0.025)
+    # a wider dense spread, or fixed weights favouring BM25, and its order leads instead
+    for policy in (FusionPolicy(dense_spread=1.0), FusionPolicy(confidence=0.0, dense_weight=0.01)):
+        lexical = policy.fuse(arms, {"bm25": 10.0})
+        assert [item for item, _ in lexical.order] == [f"d{7 - i}" for i in range(8)]
     # RRF: ranks only, k from the policy
     equal = FusionPolicy(method="equal", rrf_k=60).fuse(arms, {"bm25": 10.0})
     assert equal.order == rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=60)

@@ -374,7 +374,7 @@ async def test_equal_weight_rrf_scores_are_exact(client: Client, service: Memory
         assert hit["scores"]["fused_score"] == pytest.approx(expected, abs=1e-8)
 
 
-async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top_z_and_coverage(client: Client):
+async def test_default_fusion_adds_each_arms_scaled_scores_weighted_by_top_z_and_coverage(client: Client):
     import statistics
 
     from mimir_mcp.lexical.analysis import analyze, query_terms
@@ -405,9 +405,10 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
     assert found["fusion"]["weights"] == pytest.approx(weights, rel=1e-3)  # hits carry rounded scores
     assert found["fusion"]["coverage"] == pytest.approx(coverage, rel=1e-3)
     assert len(arms["bm25"]) >= 3 and weights["dense"] != weights["bm25"]
+    spread = {"dense": SHIPPED.dense_spread, "bm25": statistics.pstdev(arms["bm25"])}  # cosines keep their scale
     for hit in hits:
         expected = sum(
-            weights[arm] * (hit["scores"][key] - min(arms[arm])) / statistics.pstdev(arms[arm])
+            weights[arm] * (hit["scores"][key] - min(arms[arm])) / spread[arm]
             for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
             if key in hit["scores"]
         )
@@ -417,9 +418,10 @@ async def test_default_fusion_adds_each_arms_standardized_scores_weighted_by_top
     )
 
 
-async def test_the_order_is_the_weighted_standardized_scores_all_the_way_down(client: Client):
-    """Without a reranker every place, the first ten and the rest, follows the arms' standardized scores
-    under the weights the fusion report shows, each hit keeping its fused score."""
+async def test_the_order_is_the_weighted_scaled_scores_all_the_way_down(client: Client):
+    """Without a reranker every place, the first ten and the rest, follows the arms' scaled scores (BM25's
+    standardized, the cosines over the policy's spread) under the weights the fusion report shows, each hit
+    keeping its fused score."""
     from mimir_mcp.search.fusion import z_fusion
 
     services = ["billing", "search", "auth", "mail", "cache", "queue", "reports", "uploads"]
@@ -447,7 +449,7 @@ async def test_the_order_is_the_weighted_standardized_scores_all_the_way_down(cl
         for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
     }
     assert len(arms["bm25"]) >= 11  # the lexical arm reaches past the first ten too
-    fused = z_fusion(arms, weights=weights)
+    fused = z_fusion(arms, weights=weights, spreads={"dense": SHIPPED.dense_spread})
     assert [hit["id"] for hit in hits] == [item for item, _ in fused]
     for hit, (_, score) in zip(hits, fused, strict=True):
         assert hit["scores"]["fused_score"] == pytest.approx(score, rel=1e-3, abs=1e-5)

@@ -35,10 +35,13 @@ def z_fusion(
     scored: Mapping[str, Sequence[tuple[K, float]]],
     *,
     weights: Mapping[str, float] | None = None,
+    spreads: Mapping[str, float] | None = None,
 ) -> list[tuple[K, float]]:
     """Score fusion of standardized arm scores: ``score(d) = sum_arm weight_arm * (s_arm(d) - min_arm) /
     sd_arm``, where ``min_arm`` and ``sd_arm`` are the lowest score and the standard deviation of that
-    arm's candidate list, so a document an arm did not return gets that arm's floor, 0.
+    arm's candidate list, so a document an arm did not return gets that arm's floor, 0. An arm named in
+    ``spreads`` has scores on one scale for every query (cosine similarity): they are divided by that
+    fixed spread instead of their deviation, so how far apart the arm put its candidates counts as it is.
 
     Unlike RRF, the fused order keeps how far apart an arm put its candidates: an arm whose best hit
     stands far above the rest (a rare keyword, a close paraphrase) moves it further than an arm whose
@@ -56,6 +59,8 @@ def z_fusion(
             continue
         floor = min(values)
         _, spread = _mean_and_spread(values)
+        if spread and spreads is not None and arm in spreads:
+            spread = spreads[arm]
         for item, score in candidates:
             standardized = 1.0 if spread == 0 else (score - floor) / spread
             scores[item] = scores.get(item, 0.0) + weight * standardized
@@ -137,14 +142,13 @@ def arm_weights(
     z_power: float = 2.0,
     coverage: Mapping[str, float | None] | None = None,
     coverage_power: Mapping[str, float] | None = None,
-    scale: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Per-query arm weights from each arm's own scores: ``confidence * base * scale * coverage_factor(c, p)``.
+    """Per-query arm weights from each arm's own scores: ``confidence * base * coverage_factor(c, p)``.
 
     ``confidence`` is how sure the arm is about this query: ``top_z_weight`` (to ``z_power``) or
     ``score_gap_weight``. An arm without evidence takes the mean confidence of the arms that have it, so
-    a one-result arm neither dominates nor disappears. ``base`` and ``scale`` multiply per arm (1 for an
-    arm not named); ``coverage_power`` is each arm's exponent of its ``coverage`` (0 for an arm not named:
+    a one-result arm neither dominates nor disappears. ``base`` multiplies per arm (1 for an arm not
+    named); ``coverage_power`` is each arm's exponent of its ``coverage`` (0 for an arm not named:
     coverage ignored). Which of these a search uses is ``policy.FusionPolicy``'s decision.
     """
     if confidence == "score_gap":
@@ -157,7 +161,6 @@ def arm_weights(
     return {
         arm: (fallback if value is None else value)
         * (1.0 if base is None else base.get(arm, 1.0))
-        * (1.0 if scale is None else scale.get(arm, 1.0))
         * coverage_factor((coverage or {}).get(arm), powers.get(arm, 0.0))
         for arm, value in sure.items()
     }

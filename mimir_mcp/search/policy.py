@@ -2,7 +2,8 @@
 
 Which arms run for a query (dense, BM25, and BM25 reading each memory with its neighbours where the
 namespace reads as a conversation), how much each counts for this query (how far its best hit stands
-out, how fully it matches), and how their lists are fused (standardized scores; RRF for comparison).
+out, how fully it matches), and how their lists are fused (BM25's standardized scores and the cosines on
+their own scale; RRF for comparison).
 Search builds one ``FusionPolicy`` from its settings and calls it; research/ builds variants of it in
 code and calls the same methods. The defaults are the shipped values, chosen leaving one collection
 out (research/NOTES.md); the scoring math they call is the pure functions of ``fusion``.
@@ -67,9 +68,10 @@ class FusionPolicy:
     """How search fuses its arms; every parameter is a research knob with the shipped value as default."""
 
     method: FusionMethod = "zscore"
-    """``zscore``: each arm's standardized scores added, weighted per query by ``confidence``. RRF weighted by
-    the stand-out squared times coverage (``coverage``), by the stand-out alone (``top_z``), by the
-    top-1/top-10 gap (``score_gap``), or plain (``equal``): comparisons kept for the lab."""
+    """``zscore``: each arm's scores over its spread (``dense_spread``; BM25's standard deviation) added,
+    weighted per query by ``confidence``. RRF weighted by the stand-out squared times coverage
+    (``coverage``), by the stand-out alone (``top_z``), by the top-1/top-10 gap (``score_gap``), or plain
+    (``equal``): comparisons kept for the lab."""
     rrf_k: int = 10
     """The RRF constant, for the RRF methods."""
     confidence: float = 0.5
@@ -77,10 +79,13 @@ class FusionPolicy:
     deviations its best hit stands above its other candidates times its coverage (``fusion.arm_weights``).
     0 weighs every query alike; 1 lets an arm that is sure of one hit outweigh the others; the square root
     keeps a weak arm from dragging the order down without letting one outlier decide it."""
-    dense_scale: float = 2.0
-    """Under ``zscore``, how many of BM25's standard deviations one of the dense arm's counts as: cosines
-    spread less in the tail than BM25 scores do, so a match of the same strength stands about half as
-    many deviations above the rest."""
+    dense_spread: float | None = 0.025
+    """Under ``zscore``, the dense arm's scores over this fixed spread of cosine similarity, where BM25's are
+    over their standard deviation: a cosine means the same for every query, so a question the bi-encoder
+    separates sharply (its answer 0.3 above the rest) moves the order further than one whose candidates
+    all sit within 0.05 of each other. BM25 scores have no such scale. 0.025 is set for all-MiniLM-L6-v2's
+    cosines (its candidates' usual deviation, 0.05, counts as two of BM25's). ``None``: standardized like
+    the others (the rule before, with ``dense_weight`` 2)."""
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     """Fixed per-arm weights, multiplying the per-query ones."""
@@ -164,17 +169,17 @@ class FusionPolicy:
             z_power=self.confidence if zscore else 2.0,
             coverage=coverage,
             coverage_power=powers,
-            scale={"dense": self.dense_scale} if zscore else None,
         )
 
     def fuse(self, arms: Mapping[str, Sequence[tuple[K, float]]], attainable: Mapping[str, float]) -> FusedList[K]:
         """The arms' ranked (id, score) lists fused: per-query weights from each arm's scores and coverage
-        (a BM25 arm's over its ``attainable`` score), then ``zscore``'s standardized scores, or RRF."""
+        (a BM25 arm's over its ``attainable`` score), then ``zscore``'s scaled scores, or RRF."""
         scores = {arm: [score for _, score in hits] for arm, hits in arms.items()}
         coverage = arm_coverage(scores, attainable)
         weights = self.weights(scores, coverage)
         if self.method == "zscore":
-            order = z_fusion(arms, weights=weights)
+            spreads = None if self.dense_spread is None else {"dense": self.dense_spread}
+            order = z_fusion(arms, weights=weights, spreads=spreads)
         else:
             order = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=self.rrf_k, weights=weights)
         return FusedList(order, weights, coverage, "context" in arms)
@@ -183,7 +188,7 @@ class FusionPolicy:
 
     def describe(self) -> str:
         """How the arms were fused, in words, for a search's message."""
-        return "standardized scores" if self.method == "zscore" else f"RRF ({self.method})"
+        return "scaled scores" if self.method == "zscore" else f"RRF ({self.method})"
 
     def report(self, fused: FusedList[str], decision: ContextDecision) -> SearchFusion:
         """The search response's account of the fusion: the method, each arm's weights and coverage, and
