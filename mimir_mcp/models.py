@@ -261,8 +261,8 @@ class SearchFusion(BaseModel):
     """How the arms were fused for this query, so a caller can see why one arm led."""
 
     method: str = Field(
-        description="zscore: BM25's standardized scores and cosines over 0.025 added, weighted per query (the RRF "
-        "methods coverage, top_z, score_gap and equal are comparisons for evaluation)."
+        description="zscore: BM25's standardized scores and the cosines over a fixed spread added, weighted per "
+        "query (the RRF methods coverage, top_z, score_gap and equal are comparisons for evaluation)."
     )
     rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
     weights: dict[str, float] = Field(description="Each arm's weight for this query.")
