@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from mimir_mcp.config import Settings, StoreSettings
 from mimir_mcp.embedding import Embedder, TextEmbedder
 from mimir_mcp.store.base import VectorStore
-from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, ChromaStore
+from mimir_mcp.store.chroma import PREVIOUS_SUFFIX, REINDEX_SUFFIX, ChromaStore, embedded_path
 from mimir_mcp.store.chroma_records import make_embedding_function
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ def chroma_client(settings: StoreSettings) -> Any:
         return chromadb.HttpClient(
             host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl, settings=chroma_settings
         )
-    path = Path(settings.data_dir).expanduser() / "chroma"
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    return chromadb.PersistentClient(path=str(embedded_path(settings)), settings=chroma_settings)
 
 
 def collection_names(client: Any) -> set[str]:
@@ -121,7 +120,7 @@ class Reindexer:
         interrupted run copied, unless it was for another model), and count what is left to embed."""
         store = self.settings.store
         missing = ValueError(f"the store has no collection {self.name!r} to reindex (data dir: {store.data_dir})")
-        if not store.chroma_host and not (Path(store.data_dir).expanduser() / "chroma").is_dir():
+        if not store.chroma_host and not embedded_path(store).is_dir():
             raise missing
         self._client = client = chroma_client(store)
         if not collection_names(client) & {self.name, self.fresh_name, self.name + PREVIOUS_SUFFIX}:

@@ -78,12 +78,14 @@ def missing_store(settings: Settings) -> str | None:
     """Why there is no embedded store to read at the configured data dir, or ``None`` when there is one
     (or the store is a Chroma server). Opening a folder that holds none would create an empty store there,
     and a mistyped ``--data-dir`` would pass for a store with no memories."""
+    from mimir_mcp.store.chroma import embedded_path
+
     if settings.store.chroma_host:
         return None
     data_dir = Path(settings.store.data_dir).expanduser()
     if not data_dir.is_dir():
         return f"no data dir at {data_dir} (check --data-dir or MIMIR_STORE_DATA_DIR)"
-    if not (data_dir / "chroma").is_dir():
+    if not embedded_path(settings.store).is_dir():
         return f"no memory store in {data_dir} (it has no chroma folder; check --data-dir or MIMIR_STORE_DATA_DIR)"
     return None
 
