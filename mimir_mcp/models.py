@@ -261,7 +261,7 @@ class SearchFusion(BaseModel):
     """How the arms were fused for this query, so a caller can see why one arm led."""
 
     method: str = Field(
-        description="zscore: BM25's standardized scores and the cosines over a fixed spread added, weighted per "
+        description="zscore: BM25's standardized scores and the cosines in dense_unit added, weighted per "
         "query (the RRF methods coverage, top_z, score_gap and equal are comparisons for evaluation)."
     )
     rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
@@ -291,6 +291,12 @@ class SearchFusion(BaseModel):
         description="How many words the query has (runs of non-space; Chinese and Japanese text a word per two "
         "characters): in a coherent namespace of longer memories the context arm runs for a keyword query of at most "
         "4 words.",
+    )
+    dense_unit: float | None = Field(
+        default=None,
+        description="The cosine similarity the dense arm's scores were counted in: a quarter of how far apart the "
+        "namespace's memories lie for the bi-encoder (the deviation of the cosine between them; chat about 0.14); "
+        "null when it had too few memories to tell, and its scores were standardized like BM25's.",
     )
 
 

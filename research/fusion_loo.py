@@ -4,9 +4,10 @@ Each collection is a BEIR folder, optionally split into namespaces by an id pref
 conversations) and cut to some of its groups. Every arm's top 100 for every judged query comes from
 the project's own code: BM25 and the context arm from a ``LexicalIndex`` holding the documents in
 corpus order, one namespace per group; the dense arm exact cosine over the bundled bi-encoder's
-vectors; each namespace's coherence from ``LexicalIndex.coherence``. Each candidate setting of the
-``zscore`` fusion (the exponent of each arm's per-query confidence, the dense arm's fixed spread of
-cosine, the context arm's weight) is a ``FusionPolicy`` (``mimir_mcp.search.policy``), the object search
+vectors; each namespace's coherence from ``LexicalIndex.coherence`` and its cosine spread from
+``LexicalIndex.cosine_spread``. Each candidate setting of the ``zscore`` fusion (the exponent of each arm's
+per-query confidence, the dense arm's unit as a share of the namespace's cosine spread, the context arm's
+weight) is a ``FusionPolicy`` (``mimir_mcp.search.policy``), the object search
 itself fuses with, and so are the fusions shipped before (the dense arm standardized like BM25 and
 counted twice; before that, also confidence to the power 1 and the context arm weighted as BM25) and
 equal-weight RRF (k = 60), for reference.
@@ -15,7 +16,8 @@ The rule: a setting's margin on a collection is its nDCG@10 minus that of the be
 arm counts as an arm where it runs). The goal is a floor, every collection within 0.005 of its better
 arm, so for each collection the setting measured on it is the one that meets the floor on the most
 *other* collections (ties by the mean margin); ``--rule leximin`` takes the best worst case instead
-(ties by the next worst, and so on). Recall@50 of the fused list is reported beside it.
+(ties by the next worst, and so on); ``--confidence`` keeps the grid to one exponent. Recall@50 of the
+fused list is reported beside it.
 
     python research/fusion_loo.py --cache /tmp/loo \\
         locomo-a=../shared/datasets/locomo-dev:-:26,41 locomo-b=../shared/datasets/locomo-dev:-:43,47,49 \\
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,25 +53,28 @@ SHIPPED = FusionPolicy()
 @dataclass(frozen=True)
 class Setting:
     confidence: float  # the exponent of each arm's per-query stand-out times coverage
-    dense_spread: float
+    dense_unit_share: float  # the dense arm's unit, as a share of the namespace's cosine spread
     context_weight: float
 
     def policy(self) -> FusionPolicy:
         """The search tool's policy under this setting (the context rule as shipped)."""
         return FusionPolicy(
-            confidence=self.confidence, dense_spread=self.dense_spread, context_weight=self.context_weight
+            confidence=self.confidence, dense_unit_share=self.dense_unit_share, context_weight=self.context_weight
         )
 
     def label(self) -> str:
-        return f"confidence^{self.confidence:g}, dense spread {self.dense_spread:g}, context x{self.context_weight:g}"
+        return (
+            f"confidence^{self.confidence:g}, dense unit {self.dense_unit_share:g} of the spread, "
+            f"context x{self.context_weight:g}"
+        )
 
 
-def settings_grid() -> list[Setting]:
-    """The candidate settings: 27, the shipped one among them."""
+def settings_grid(confidences: tuple[float, ...] = (0.0, 0.5, 1.0)) -> list[Setting]:
+    """The candidate settings: 54 (18 for one exponent), the shipped one among them."""
     return [
-        Setting(confidence, spread, context)
-        for confidence in (0.0, 0.5, 1.0)
-        for spread in (0.0175, 0.025, 0.035)
+        Setting(confidence, share, context)
+        for confidence in confidences
+        for share in (0.15, 0.175, 0.2, 0.25, 0.3, 0.35)
         for context in (1.5, 2.0, 3.0)
     ]
 
@@ -116,8 +121,9 @@ def arms_of(
 ) -> dict[str, Arms]:
     """Every query's arms over ``documents`` (id, text; in this order), each query searched in the
     namespace ``group`` gives its id, as a document's namespace is ``group`` of the document's id."""
-    runs = lexical_arms_of(documents, queries, group)
     vectors = embedder.encode([text for _, text in documents])
+    by_id = dict(zip((doc_id for doc_id, _ in documents), vectors, strict=True))
+    runs = lexical_arms_of(documents, queries, group, lambda ids: {i: by_id[i] for i in ids})
     ids = np.array([doc_id for doc_id, _ in documents])
     namespaces = np.array([group(doc_id) for doc_id, _ in documents])
     for qid, vector in zip(queries, embedder.encode(list(queries.values())), strict=True):
@@ -129,10 +135,14 @@ def arms_of(
 
 
 def lexical_arms_of(
-    documents: list[tuple[str, str]], queries: dict[str, str], group: Callable[[str], str]
+    documents: list[tuple[str, str]],
+    queries: dict[str, str],
+    group: Callable[[str], str],
+    vectors_of: Callable[[Sequence[str]], Mapping[str, np.ndarray]] | None = None,
 ) -> dict[str, Arms]:
     """``arms_of`` but the dense arm: BM25 and the context arm from the project's ``LexicalIndex`` (under the
-    ``bm25.B`` in force), with what the context rule reads."""
+    ``bm25.B`` in force), with what the context rule reads, and, given the documents' vectors, the
+    namespace's cosine spread the fusion reads."""
     lexical = LexicalIndex(":memory:")
     lexical.add(
         MemoryRecord(id=doc_id, text=text, namespace=group(doc_id), created_at="2026-01-01T00:00:00+00:00")
@@ -151,6 +161,8 @@ def lexical_arms_of(
         arms["coherence"] = lexical.coherence(namespace)
         arms["mean_terms"] = lexical.mean_length(namespace)
         arms["words"] = count_words(query)
+        if vectors_of is not None:
+            arms["cosine_spread"] = lexical.cosine_spread(namespace, vectors_of)
         runs[qid] = arms
     lexical.close()
     return runs
@@ -164,7 +176,7 @@ def runs_context(arms: Arms, policy: FusionPolicy) -> bool:
 def fuse(arms: Arms, policy: FusionPolicy) -> list[str]:
     """The fused order the search tool makes under ``policy`` from one query's cached arms."""
     chosen = {arm: arms[arm] for arm in policy.arms(ARMS, runs_context(arms, policy))}
-    return [item for item, _ in policy.fuse(chosen, arms["attainable"]).order]
+    return [item for item, _ in policy.fuse(chosen, arms["attainable"], arms.get("cosine_spread")).order]
 
 
 def measure(collection: dict, rank: Callable[[Arms], list[str]]) -> dict[str, float]:
@@ -184,8 +196,9 @@ def main() -> None:
     parser.add_argument("collections", nargs="+", help="NAME=FOLDER[:SEPARATOR[:GROUP,GROUP...]]")
     parser.add_argument("--cache", type=Path, required=True, help="folder for each collection's arms")
     parser.add_argument("--rule", choices=("floor", "leximin"), default="floor", help="how a setting is chosen")
+    parser.add_argument("--confidence", type=float, help="keep the grid to this exponent of the confidence")
     args = parser.parse_args()
-    settings = settings_grid()
+    settings = settings_grid() if args.confidence is None else settings_grid((args.confidence,))
     args.cache.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(EmbeddingSettings(query_backend="torch"))
     embedder.start()
@@ -204,9 +217,9 @@ def main() -> None:
         s: {name: measure(c, lambda a, s=s: fuse(a, s.policy())) for name, c in collections.items()} for s in settings
     }
     references = {
-        "the fusion before (the dense arm standardized, x2)": FusionPolicy(dense_spread=None, dense_weight=2.0),
+        "the dense arm standardized, x2 (two steps before)": FusionPolicy(dense_unit_share=None, dense_weight=2.0),
         "the fusion before issue 35 (also confidence^1, context x1; its top 10)": FusionPolicy(
-            confidence=1.0, context_weight=1.0, dense_spread=None, dense_weight=2.0
+            confidence=1.0, context_weight=1.0, dense_unit_share=None, dense_weight=2.0
         ),
         "RRF k=60, equal weights": FusionPolicy(method="equal", rrf_k=60, context="off"),
     }

@@ -42,10 +42,14 @@ COLUMNS = {
 
 
 def fuse(
-    dense: list[tuple[str, float]], bm25: list[tuple[str, float]], attainable: float, policy: FusionPolicy
+    dense: list[tuple[str, float]],
+    bm25: list[tuple[str, float]],
+    attainable: float,
+    policy: FusionPolicy,
+    cosine_spread: float | None,
 ) -> list[str]:
-    """The two arms' lists fused as search fuses them under ``policy``."""
-    return [doc for doc, _ in policy.fuse({"dense": dense, "bm25": bm25}, {"bm25": attainable}).order]
+    """The two arms' lists fused as search fuses them under ``policy`` (in a namespace of this cosine spread)."""
+    return [doc for doc, _ in policy.fuse({"dense": dense, "bm25": bm25}, {"bm25": attainable}, cosine_spread).order]
 
 
 def main() -> None:
@@ -65,6 +69,8 @@ def main() -> None:
     documents = [records[memory_id].source.split(":", 1)[1] for memory_id in rows["ids"]]
     owner = {memory_id: doc for memory_id, doc in zip(rows["ids"], documents, strict=True)}
     vectors = np.asarray(rows["embeddings"], dtype=np.float32)
+    stored_vectors = dict(zip(rows["ids"], vectors, strict=True))
+    spread = lexical.cosine_spread(EVAL_NAMESPACE, lambda ids: {i: stored_vectors[i] for i in ids})
     embedder = Embedder(EmbeddingSettings(query_backend="torch"))
     embedder.start()
     rng = random.Random(args.seed)
@@ -109,7 +115,7 @@ def main() -> None:
         for pick in (lambda d, b, _: [x for x, _ in d], lambda d, b, _: [x for x, _ in b]):
             figures.append(np.mean([ndcg_at_k(pick(*arms[q]), dataset.qrels[q], 10) for q in queries]))
         for policy in COLUMNS.values():
-            figures.append(np.mean([ndcg_at_k(fuse(*arms[q], policy), dataset.qrels[q], 10) for q in queries]))
+            figures.append(np.mean([ndcg_at_k(fuse(*arms[q], policy, spread), dataset.qrels[q], 10) for q in queries]))
         print(f"| {name} | " + " | ".join(f"{value:.3f}" for value in figures) + " |")
     lexical.close()
 

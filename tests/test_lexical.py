@@ -394,6 +394,35 @@ def test_coherence_tells_a_conversation_from_unrelated_memories(index):
     small.close()
 
 
+def test_cosine_spread_measures_an_even_sample_once_per_tenth_of_growth(index):
+    """The dense arm's unit: the deviation of the cosines between a namespace's memories, from up to 200
+    of them evenly spaced in the order stored, read once and kept until the namespace grows by a tenth."""
+    from mimir_mcp.lexical.index import SPREAD_SAMPLE
+    from mimir_mcp.search.fusion import cosine_deviation
+
+    rng = np.random.default_rng(7)
+    vectors = {f"m{i}": rng.normal(size=8) for i in range(450)}
+    reads: list[list[str]] = []
+
+    def vectors_of(ids):
+        reads.append(list(ids))
+        return {memory_id: vectors[memory_id] for memory_id in ids if memory_id != "m4"}  # m4: gone from the store
+
+    index.add([record(f"m{i}", f"turn {i}", namespace="chat") for i in range(19)])
+    assert index.cosine_spread("chat", vectors_of) is None and reads == []  # too few to tell
+    index.add([record(f"m{i}", f"turn {i}", namespace="chat") for i in range(19, 30)])
+    spread = index.cosine_spread("chat", vectors_of)
+    assert reads == [[f"m{i}" for i in range(30)]]
+    assert spread == pytest.approx(cosine_deviation(np.array([vectors[f"m{i}"] for i in range(30) if i != 4])))
+    index.add([record("m30", "turn 30", namespace="chat"), record("x", "elsewhere", namespace="other")])
+    assert index.cosine_spread("chat", vectors_of) == spread and len(reads) == 1  # kept: grew by less than a tenth
+    assert index.cosine_spread(["chat"], vectors_of) == spread  # the same scope named as a list
+    index.add([record(f"m{i}", f"turn {i}", namespace="chat") for i in range(31, 450)])
+    index.cosine_spread("chat", vectors_of)
+    assert reads[-1] == [f"m{i}" for i in range(0, 400, 2)] and len(reads[-1]) == SPREAD_SAMPLE  # spans all 450
+    assert index.cosine_spread("missing", vectors_of) is None
+
+
 def _figures(index: LexicalIndex, namespaces: list[str], queries: list[str]) -> list:
     """Everything a search of ``namespaces`` can show of BM25: hits with scores and attainable scores, with
     and without context, the coherence and mean length that decide the context arm."""

@@ -34,7 +34,7 @@ def test_the_shipped_policy_and_the_settings_it_is_built_from():
         method="zscore",
         rrf_k=10,
         confidence=0.5,
-        dense_spread=0.025,
+        dense_unit_share=0.25,
         dense_weight=1.0,
         bm25_weight=1.0,
         context_weight=2.0,
@@ -158,20 +158,38 @@ def test_fuse_weighs_and_fuses_exactly():
     dense = [(f"d{i}", 0.9 - 0.05 * i) for i in range(8)]
     bm25 = [(f"d{7 - i}", 8.0 - i) for i in range(8)]
     arms = {"dense": dense, "bm25": bm25}
-    fused = SHIPPED.fuse(arms, {"bm25": 10.0})
+    fused = SHIPPED.fuse(arms, {"bm25": 10.0}, cosine_spread=0.1)
     scores = {"dense": [s for _, s in dense], "bm25": [s for _, s in bm25]}
     coverage = {"dense": 0.9, "bm25": 0.8}
+    unit = {"dense": 0.25 * 0.1}  # a quarter of the namespace's cosine spread
+    assert SHIPPED.dense_units(0.1) == pytest.approx(unit)
     assert fused.coverage == pytest.approx(coverage)
-    assert fused.weights == SHIPPED.weights(scores, fused.coverage)
+    assert fused.weights == SHIPPED.weights(scores, fused.coverage, SHIPPED.dense_units(0.1))
     assert fused.context is False
-    assert fused.order == z_fusion(arms, weights=fused.weights, spreads={"dense": 0.025})
+    assert fused.dense_unit == pytest.approx(0.025)
+    assert fused.order == z_fusion(arms, weights=fused.weights, spreads=SHIPPED.dense_units(0.1))
     assert [item for item, _ in fused.order] == [f"d{i}" for i in range(8)]  # the dense arm leads throughout
-    # the dense arm's cosines over 0.025: d0 stands 0.35 above the last, as much as 14 of BM25's deviations
-    alone = SHIPPED.fuse({"dense": dense}, {})
+    # the dense arm's stand-out counted in the unit too: d0 is 0.2 above the mean of the rest, 8 units
+    rest = [0.9 - 0.05 * i for i in range(1, 8)]
+    stand_out = (0.9 - sum(rest) / 7) / 0.025
+    assert fused.weights["dense"] == pytest.approx((stand_out * 0.9) ** 0.5)
+    # the cosines over 0.025: d0 stands 0.35 above the last, as much as 14 of BM25's deviations
+    alone = SHIPPED.fuse({"dense": dense}, {}, cosine_spread=0.1)
     assert dict(alone.order)["d0"] == pytest.approx(alone.weights["dense"] * 0.35 / 0.025)
-    # a wider dense spread, or fixed weights favouring BM25, and its order leads instead
-    for policy in (FusionPolicy(dense_spread=1.0), FusionPolicy(confidence=0.0, dense_weight=0.01)):
-        lexical = policy.fuse(arms, {"bm25": 10.0})
+    # the same query in a namespace whose memories lie four times as far apart: its gaps count a quarter
+    wide = SHIPPED.fuse({"dense": dense}, {}, cosine_spread=0.4)
+    assert dict(wide.order)["d0"] == pytest.approx(wide.weights["dense"] * 0.35 / 0.1)
+    assert wide.weights["dense"] == pytest.approx(alone.weights["dense"] / 2)  # the square root of a quarter
+    # unmeasured (a namespace of few memories), or no unit share: standardized, like BM25
+    for unmeasured in (
+        SHIPPED.fuse(arms, {"bm25": 10.0}),
+        FusionPolicy(dense_unit_share=None).fuse(arms, {"bm25": 10.0}, 0.1),
+    ):
+        assert unmeasured.dense_unit is None
+        assert unmeasured.order == z_fusion(arms, weights=unmeasured.weights)
+    # a wider unit, or fixed weights favouring BM25, and its order leads instead
+    for policy in (FusionPolicy(dense_unit_share=10.0), FusionPolicy(confidence=0.0, dense_weight=0.01)):
+        lexical = policy.fuse(arms, {"bm25": 10.0}, cosine_spread=0.1)
         assert [item for item, _ in lexical.order] == [f"d{7 - i}" for i in range(8)]
     # RRF: ranks only, k from the policy
     equal = FusionPolicy(method="equal", rrf_k=60).fuse(arms, {"bm25": 10.0})
@@ -189,6 +207,7 @@ def test_the_report_states_the_decision_rounded():
         weights={"dense": 1.23456789, "bm25": 0.5},
         coverage={"dense": 0.87654321, "bm25": None},
         context=True,
+        dense_unit=0.0351234567,
     )
     decision = ContextDecision(True, coherence=0.0812345678, mean_terms=21.456, query_words=3)
     assert SHIPPED.report(fused, decision) == SearchFusion(
@@ -200,6 +219,7 @@ def test_the_report_states_the_decision_rounded():
         coherence=0.081235,
         mean_terms=21.46,
         query_words=3,
+        dense_unit=0.035123,
     )
     rrf_fused = FusedList([("a", 0.1)], {"dense": 1.0}, {"dense": None}, False)
     assert FusionPolicy(method="equal", rrf_k=60).report(rrf_fused, ContextDecision(False)) == SearchFusion(

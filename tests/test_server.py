@@ -405,7 +405,9 @@ async def test_default_fusion_adds_each_arms_scaled_scores_weighted_by_top_z_and
     assert found["fusion"]["weights"] == pytest.approx(weights, rel=1e-3)  # hits carry rounded scores
     assert found["fusion"]["coverage"] == pytest.approx(coverage, rel=1e-3)
     assert len(arms["bm25"]) >= 3 and weights["dense"] != weights["bm25"]
-    spread = {"dense": SHIPPED.dense_spread, "bm25": statistics.pstdev(arms["bm25"])}  # cosines keep their scale
+    # five memories: too few to measure how far apart the namespace's lie, so the cosines are standardized too
+    assert "dense_unit" not in found["fusion"]
+    spread = {arm: statistics.pstdev(scores) for arm, scores in arms.items()}
     for hit in hits:
         expected = sum(
             weights[arm] * (hit["scores"][key] - min(arms[arm])) / spread[arm]
@@ -420,7 +422,7 @@ async def test_default_fusion_adds_each_arms_scaled_scores_weighted_by_top_z_and
 
 async def test_the_order_is_the_weighted_scaled_scores_all_the_way_down(client: Client):
     """Without a reranker every place, the first ten and the rest, follows the arms' scaled scores (BM25's
-    standardized, the cosines over the policy's spread) under the weights the fusion report shows, each hit
+    standardized, the cosines in the unit the fusion report shows) under the weights the fusion report shows, each hit
     keeping its fused score."""
     from mimir_mcp.search.fusion import z_fusion
 
@@ -449,7 +451,10 @@ async def test_the_order_is_the_weighted_scaled_scores_all_the_way_down(client: 
         for arm, key in (("dense", "dense_similarity"), ("bm25", "bm25_score"))
     }
     assert len(arms["bm25"]) >= 11  # the lexical arm reaches past the first ten too
-    fused = z_fusion(arms, weights=weights, spreads={"dense": SHIPPED.dense_spread})
+    # 24 memories: the cosines count in a quarter of how far apart the namespace's memories lie
+    unit = found["fusion"]["dense_unit"]
+    assert 0 < unit < 0.25
+    fused = z_fusion(arms, weights=weights, spreads={"dense": unit})
     assert [hit["id"] for hit in hits] == [item for item, _ in fused]
     for hit, (_, score) in zip(hits, fused, strict=True):
         assert hit["scores"]["fused_score"] == pytest.approx(score, rel=1e-3, abs=1e-5)

@@ -459,6 +459,17 @@ class BM25Index:
         keep = self._in_scope(codes, positions)
         return positions[keep], totals[keep], bm25_idf(int(keep.sum()), live)
 
+    def size(self, scope: Scope) -> int:
+        """The number of live documents ``scope`` reaches."""
+        return self._live_in(self._codes(scope))
+
+    def sample(self, scope: Scope, count: int) -> list[int]:
+        """The keys of up to ``count`` live documents ``scope`` reaches, evenly spaced in the order they were
+        added, so that a sample of a long conversation spans all of it, not its first turns."""
+        members = np.flatnonzero(self._in_scope(self._codes(scope)))
+        step = max(len(members) // count, 1) if count > 0 else 1
+        return [int(key) for key in self._keys.view[members[::step][: max(count, 0)]]]
+
     def mean_length(self, scope: Scope) -> float | None:
         """The mean length (terms) of the live documents ``scope`` reaches; ``None`` if it reaches none."""
         codes = self._codes(scope)

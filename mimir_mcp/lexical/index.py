@@ -16,7 +16,7 @@ import os
 import struct
 import threading
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, query_terms
 from mimir_mcp.lexical.bm25 import BM25Index, Scope
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
+from mimir_mcp.search.fusion import cosine_deviation
 from mimir_mcp.store.catalogue import Catalogue
 from mimir_mcp.store.probe import files_signature
 
@@ -41,6 +42,12 @@ def catalogue_signature(catalogue: Path | str) -> list[list[object]]:
     path = Path(catalogue)
     return files_signature((p for p in path.parent.iterdir() if p.name.startswith(path.name)), path.parent)
 
+
+# The memories whose vectors measure a namespace's cosine spread (``LexicalIndex.cosine_spread``): 200 evenly
+# spaced give the deviation of 400 random ones within 4% on the collections measured; below 20 the
+# fusion standardizes the dense arm instead.
+SPREAD_SAMPLE = 200
+SPREAD_MIN_MEMORIES = 20
 
 # The postings (a gigabyte at a million memories): mapped from the saved file, not read into memory, so
 # that only the pages of the terms searched are resident.
@@ -112,6 +119,8 @@ class LexicalIndex:
         # The catalogue generation whose rows the postings hold exactly (None: not known, as when another
         # process wrote between two of this one's writes).
         self._generation: int | None = None
+        # Per scope: the number of memories when its cosine spread was measured, and the spread.
+        self._spreads: dict[tuple[str, ...] | None, tuple[int, float | None]] = {}
         self._load(saved=True)
 
     def _load(self, *, saved: bool = False) -> None:
@@ -378,6 +387,28 @@ class LexicalIndex:
         None: all) are than distant ones (``BM25Index.coherence``); ``None`` with too few to tell."""
         with self._lock:
             return self._index.coherence(scope, self.catalogue.terms)
+
+    def cosine_spread(
+        self, scope: Scope, vectors_of: Callable[[Sequence[str]], Mapping[str, np.ndarray]]
+    ) -> float | None:
+        """How far apart the memories of ``scope``'s namespaces lie for the bi-encoder
+        (``fusion.cosine_deviation`` of ``SPREAD_SAMPLE`` of them, their vectors read by ``vectors_of``):
+        the dense arm's unit in the fusion. Kept until the namespaces grow or shrink by a tenth; ``None``
+        below ``SPREAD_MIN_MEMORIES``. The vectors are read outside the index's lock."""
+        key = None if scope is None else (scope,) if isinstance(scope, str) else tuple(sorted(set(scope)))
+        with self._lock:
+            size = self._index.size(scope)
+            cached = self._spreads.get(key)
+            if cached is not None and abs(size - cached[0]) * 10 < max(cached[0], 1):
+                return cached[1]
+            ids = (
+                [self._ids[k] for k in self._index.sample(scope, SPREAD_SAMPLE)] if size >= SPREAD_MIN_MEMORIES else []
+            )
+        vectors = vectors_of(ids) if ids else {}
+        value = cosine_deviation(np.array([vectors[i] for i in ids if i in vectors])) if vectors else None
+        with self._lock:
+            self._spreads[key] = (size, value)
+        return value
 
     def mean_length(self, scope: Scope = None) -> float | None:
         """The mean number of terms a memory of the namespaces of ``scope`` holds (``BM25Index.mean_length``)."""

@@ -6,6 +6,8 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Literal, TypeVar
 
+import numpy as np
+
 K = TypeVar("K", bound=Hashable)
 
 
@@ -41,7 +43,7 @@ def z_fusion(
     sd_arm``, where ``min_arm`` and ``sd_arm`` are the lowest score and the standard deviation of that
     arm's candidate list, so a document an arm did not return gets that arm's floor, 0. An arm named in
     ``spreads`` has scores on one scale for every query (cosine similarity): they are divided by that
-    fixed spread instead of their deviation, so how far apart the arm put its candidates counts as it is.
+    unit instead of their deviation, so how far apart the arm put its candidates counts as it is.
 
     Unlike RRF, the fused order keeps how far apart an arm put its candidates: an arm whose best hit
     stands far above the rest (a rare keyword, a close paraphrase) moves it further than an arm whose
@@ -85,9 +87,12 @@ def score_gap_weight(scores: Sequence[float], *, window: int = 10, floor: float 
     return max(math.sqrt(max(top[0] - top[-1], 0.0) / top[0]), floor)
 
 
-def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 0.05) -> float | None:
+def top_z_weight(
+    scores: Sequence[float], *, power: float = 2.0, floor: float = 0.05, unit: float | None = None
+) -> float | None:
     """How sure an arm is about this query: how many standard deviations its best score stands above the
-    rest of its candidates, squared (``power``), floored so that no arm is silenced completely.
+    rest of its candidates, squared (``power``), floored so that no arm is silenced completely. With a
+    ``unit`` (an arm whose scores have one scale for every query), how many units instead.
 
     An arm that singles out a document (a rare keyword, a close paraphrase) scores several deviations;
     an arm that cannot tell its candidates apart scores about one. Unlike the top-1/top-10 gap, the
@@ -101,7 +106,7 @@ def top_z_weight(scores: Sequence[float], *, power: float = 2.0, floor: float = 
     mean, spread = _mean_and_spread(values[1:])
     if spread == 0:
         return None
-    return max((values[0] - mean) / spread, floor) ** power
+    return max((values[0] - mean) / (unit or spread), floor) ** power
 
 
 def coverage_factor(coverage: float | None, power: float, *, floor: float = 0.05) -> float:
@@ -142,19 +147,22 @@ def arm_weights(
     z_power: float = 2.0,
     coverage: Mapping[str, float | None] | None = None,
     coverage_power: Mapping[str, float] | None = None,
+    units: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Per-query arm weights from each arm's own scores: ``confidence * base * coverage_factor(c, p)``.
 
-    ``confidence`` is how sure the arm is about this query: ``top_z_weight`` (to ``z_power``) or
-    ``score_gap_weight``. An arm without evidence takes the mean confidence of the arms that have it, so
-    a one-result arm neither dominates nor disappears. ``base`` multiplies per arm (1 for an arm not
-    named); ``coverage_power`` is each arm's exponent of its ``coverage`` (0 for an arm not named:
-    coverage ignored). Which of these a search uses is ``policy.FusionPolicy``'s decision.
+    ``confidence`` is how sure the arm is about this query: ``top_z_weight`` (to ``z_power``; in the arm's
+    unit where ``units`` names one) or ``score_gap_weight``. An arm without evidence takes the mean
+    confidence of the arms that have it, so a one-result arm neither dominates nor disappears. ``base``
+    multiplies per arm (1 for an arm not named); ``coverage_power`` is each arm's exponent of its
+    ``coverage`` (0 for an arm not named: coverage ignored). Which of these a search uses is
+    ``policy.FusionPolicy``'s decision.
     """
     if confidence == "score_gap":
         sure = {arm: score_gap_weight(scores) for arm, scores in arm_scores.items()}
     else:
-        sure = {arm: top_z_weight(scores, power=z_power) for arm, scores in arm_scores.items()}
+        units = units or {}
+        sure = {arm: top_z_weight(scores, power=z_power, unit=units.get(arm)) for arm, scores in arm_scores.items()}
     known = [value for value in sure.values() if value is not None]
     fallback = sum(known) / len(known) if known else 1.0
     powers = coverage_power or {}
@@ -164,6 +172,23 @@ def arm_weights(
         * coverage_factor((coverage or {}).get(arm), powers.get(arm, 0.0))
         for arm, value in sure.items()
     }
+
+
+def cosine_deviation(vectors: np.ndarray) -> float | None:
+    """How far apart a set of memories lie for the bi-encoder: the standard deviation of the cosine
+    similarity between every pair of ``vectors`` (rows); ``None`` for fewer than two.
+
+    The dense arm's scores are cosines, on one scale for every query, but how far apart a namespace's
+    memories lie depends on its text and on the model (chat turns spread 0.13-0.15 under all-MiniLM-L6-v2,
+    Wikipedia sentences 0.08, dictionary glosses 0.09): measured on the namespace's own memories, a share
+    of it is the unit in which a query's cosines say the same thing in every namespace and for any model.
+    """
+    if len(vectors) < 2:
+        return None
+    rows = np.asarray(vectors, dtype=np.float64)
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    pairs = (rows @ rows.T)[np.triu_indices(len(rows), 1)]
+    return float(pairs.std())
 
 
 def _mean_and_spread(values: Sequence[float]) -> tuple[float, float]:

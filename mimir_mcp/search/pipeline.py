@@ -11,6 +11,7 @@ candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from typing import Any
@@ -41,6 +42,8 @@ from mimir_mcp.search.snippet import snippet
 from mimir_mcp.search.stages import Candidate, FirstStage, Ranked, Retrieved
 from mimir_mcp.search.time_scope import clock, time_scope
 from mimir_mcp.store.base import VectorStore
+
+logger = logging.getLogger(__name__)
 
 # Kept back from a deadline for what follows reranking (reading the shown hits, building the answer).
 FINISH_RESERVE_S = 0.005
@@ -97,6 +100,17 @@ class SearchPipeline:
             if share >= 0.5:
                 return self.store.query(vector, min(math.ceil(depth / share), total or depth))
         return self.store.query(vector, depth, where=where)
+
+    def _cosine_spread(self, request: SearchRequest) -> float | None:
+        """The searched namespaces' cosine spread, the dense arm's unit in the fusion; measured once per
+        tenth of growth (``LexicalIndex.cosine_spread``). A store that cannot hand its vectors back leaves
+        the dense arm standardized, and says so in the log."""
+        assert self.store is not None
+        try:
+            return self.lexical.cosine_spread(request.where.scope, self.store.vectors)
+        except Exception as exc:  # a failing read must not fail the search: the fusion has a rule without it
+            logger.warning("could not read stored vectors for the cosine spread: %s: %s", type(exc).__name__, exc)
+            return None
 
     def _allowed(self, ids: list[str], request: SearchRequest) -> set[str]:
         """Which candidates pass the request's filters, re-checked here so both arms follow one rule.
@@ -242,6 +256,8 @@ class SearchPipeline:
             vector = self.embedder.encode_query(request.query)
             t1 = time.perf_counter()
             found.dense = self._dense(vector, depth, request)
+            if len(request.arms) > 1:
+                found.cosine_spread = self._cosine_spread(request)
             timings["embed_ms"] = _ms(t1 - t0)
             timings["dense_ms"] = _ms(time.perf_counter() - t1)
 
@@ -280,7 +296,7 @@ class SearchPipeline:
                 {"dense": [(i, s) for i, s in found.dense if i in allowed][:depth]} if "dense" in request.arms else {}
             )
             arms.update({arm: [(i, s) for i, s in hits if i in allowed] for arm, hits in found.lexical.items()})
-            fusion = self._policy(request).fuse(arms, found.attainable)
+            fusion = self._policy(request).fuse(arms, found.attainable, found.cosine_spread)
             wanted = request.rerank_top_k if request.rerank else request.top_k
             records: dict[str, MemoryRecord] = {}
             self._read_missing(records, [memory_id for memory_id, _ in fusion.order[:wanted]])

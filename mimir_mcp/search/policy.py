@@ -54,13 +54,14 @@ class ContextDecision:
 
 @dataclass(frozen=True)
 class FusedList(Generic[K]):
-    """The fused first-stage order, best first, with what made it: each arm's weight for this query and
-    its coverage."""
+    """The fused first-stage order, best first, with what made it: each arm's weight for this query, its
+    coverage, and the dense arm's unit."""
 
     order: list[tuple[K, float]]
     weights: dict[str, float]
     coverage: dict[str, float | None]
     context: bool  # whether the context arm was among the arms fused
+    dense_unit: float | None = None  # the cosine the dense arm's scores were counted in; None: standardized
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class FusionPolicy:
     """How search fuses its arms; every parameter is a research knob with the shipped value as default."""
 
     method: FusionMethod = "zscore"
-    """``zscore``: each arm's scores over its spread (``dense_spread``; BM25's standard deviation) added,
+    """``zscore``: each arm's scores over its spread (``dense_unit_share``; BM25's standard deviation) added,
     weighted per query by ``confidence``. RRF weighted by the stand-out squared times coverage
     (``coverage``), by the stand-out alone (``top_z``), by the top-1/top-10 gap (``score_gap``), or plain
     (``equal``): comparisons kept for the lab."""
@@ -79,13 +80,16 @@ class FusionPolicy:
     deviations its best hit stands above its other candidates times its coverage (``fusion.arm_weights``).
     0 weighs every query alike; 1 lets an arm that is sure of one hit outweigh the others; the square root
     keeps a weak arm from dragging the order down without letting one outlier decide it."""
-    dense_spread: float | None = 0.025
-    """Under ``zscore``, the dense arm's scores over this fixed spread of cosine similarity, where BM25's are
-    over their standard deviation: a cosine means the same for every query, so a question the bi-encoder
-    separates sharply (its answer 0.3 above the rest) moves the order further than one whose candidates
-    all sit within 0.05 of each other. BM25 scores have no such scale. 0.025 is set for all-MiniLM-L6-v2's
-    cosines (its candidates' usual deviation, 0.05, counts as two of BM25's). ``None``: standardized like
-    the others (the rule before, with ``dense_weight`` 2)."""
+    dense_unit_share: float | None = 0.25
+    """Under ``zscore``, the dense arm's scores, and how far its best hit stands out, are counted in units of
+    this share of the namespace's cosine spread (``fusion.cosine_deviation`` of its memories), where BM25's
+    are over their own standard deviation: a cosine means the same for every query, so a question the
+    bi-encoder separates sharply (its answer far above the rest) moves the order further, and counts for
+    more, than one whose candidates sit close together. Measured against the namespace's own memories,
+    the unit follows its text and the model: in chat, whose turns lie far apart for the bi-encoder
+    (0.13-0.15), a gap counts for less than among Wikipedia sentences that all sit close (0.08). BM25
+    scores have no such scale. ``None``, or no spread measured (a namespace of few memories): standardized
+    like the others."""
     dense_weight: float = 1.0
     bm25_weight: float = 1.0
     """Fixed per-arm weights, multiplying the per-query ones."""
@@ -150,10 +154,14 @@ class FusionPolicy:
     # -- how much each counts, and the fusion -----------------------------------------------------
 
     def weights(
-        self, scores: Mapping[str, Sequence[float]], coverage: Mapping[str, float | None] | None = None
+        self,
+        scores: Mapping[str, Sequence[float]],
+        coverage: Mapping[str, float | None] | None = None,
+        units: Mapping[str, float] | None = None,
     ) -> dict[str, float]:
-        """Each arm's weight for this query from its own ranked scores and coverage (``fusion.arm_weights``),
-        times its fixed weight; ``equal`` takes the fixed weights as they are."""
+        """Each arm's weight for this query from its own ranked scores and coverage (``fusion.arm_weights``;
+        the stand-out in the arm's unit where ``units`` names one), times its fixed weight; ``equal`` takes
+        the fixed weights as they are."""
         fixed = {"dense": self.dense_weight, "bm25": self.bm25_weight, "context": self.context_weight}
         if self.method == "equal":
             return {arm: fixed[arm] for arm in scores}
@@ -169,20 +177,33 @@ class FusionPolicy:
             z_power=self.confidence if zscore else 2.0,
             coverage=coverage,
             coverage_power=powers,
+            units=units if zscore else None,
         )
 
-    def fuse(self, arms: Mapping[str, Sequence[tuple[K, float]]], attainable: Mapping[str, float]) -> FusedList[K]:
+    def dense_units(self, cosine_spread: float | None) -> dict[str, float] | None:
+        """The dense arm's unit under ``zscore`` for a namespace of this cosine spread; None: standardized."""
+        if self.method != "zscore" or self.dense_unit_share is None or not cosine_spread:
+            return None
+        return {"dense": self.dense_unit_share * cosine_spread}
+
+    def fuse(
+        self,
+        arms: Mapping[str, Sequence[tuple[K, float]]],
+        attainable: Mapping[str, float],
+        cosine_spread: float | None = None,
+    ) -> FusedList[K]:
         """The arms' ranked (id, score) lists fused: per-query weights from each arm's scores and coverage
-        (a BM25 arm's over its ``attainable`` score), then ``zscore``'s scaled scores, or RRF."""
+        (a BM25 arm's over its ``attainable`` score), then ``zscore``'s scaled scores (the dense arm's in
+        ``dense_units`` of the namespace's ``cosine_spread``), or RRF."""
         scores = {arm: [score for _, score in hits] for arm, hits in arms.items()}
         coverage = arm_coverage(scores, attainable)
-        weights = self.weights(scores, coverage)
+        units = self.dense_units(cosine_spread)
+        weights = self.weights(scores, coverage, units)
         if self.method == "zscore":
-            spreads = None if self.dense_spread is None else {"dense": self.dense_spread}
-            order = z_fusion(arms, weights=weights, spreads=spreads)
+            order = z_fusion(arms, weights=weights, spreads=units)
         else:
             order = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=self.rrf_k, weights=weights)
-        return FusedList(order, weights, coverage, "context" in arms)
+        return FusedList(order, weights, coverage, "context" in arms, None if units is None else units["dense"])
 
     # -- how it is reported -----------------------------------------------------------------------
 
@@ -202,4 +223,5 @@ class FusionPolicy:
             coherence=None if decision.coherence is None else round(decision.coherence, 6),
             mean_terms=None if decision.mean_terms is None else round(decision.mean_terms, 2),
             query_words=decision.query_words,
+            dense_unit=None if fused.dense_unit is None else round(fused.dense_unit, 6),
         )

@@ -38,6 +38,9 @@ class Retrieved:
     decision: ContextDecision
     dense: list[tuple[str, float]] = field(default_factory=list)
     lexical: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # How far apart the searched namespaces' memories lie for the bi-encoder (``LexicalIndex.cosine_spread``),
+    # measured where the dense arm is fused with a lexical one; None: not measured.
+    cosine_spread: float | None = None
     # Each BM25 arm's attainable score for the query (its coverage scale).
     attainable: dict[str, float] = field(default_factory=dict)
 

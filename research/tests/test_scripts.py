@@ -86,7 +86,7 @@ def test_the_setting_is_chosen_by_the_floor_then_the_mean():
     finally:
         sys.path.remove(str(EXAMPLES))
     Setting = fusion_loo.Setting
-    steady, lopsided, rescuer = Setting(0.5, 0.025, 2.0), Setting(1.0, 0.025, 1.5), Setting(0.0, 0.035, 1.5)
+    steady, lopsided, rescuer = Setting(0.5, 0.25, 2.0), Setting(1.0, 0.25, 1.5), Setting(0.0, 0.35, 1.5)
     margins = {
         steady: [0.03, 0.02, -0.08],  # two collections met, one far below
         lopsided: [0.05, -0.006, -0.08],  # one met
@@ -96,8 +96,9 @@ def test_the_setting_is_chosen_by_the_floor_then_the_mean():
     assert fusion_loo.choose(margins, "leximin") == rescuer
     # equal counts: the better mean
     assert fusion_loo.choose({steady: [0.01, -0.08], lopsided: [0.05, -0.08]}) == lopsided
-    assert Setting(0.5, 0.025, 2.0).policy() == fusion_loo.SHIPPED  # the shipped setting is in the grid
-    assert Setting(0.5, 0.025, 2.0) in fusion_loo.settings_grid()
+    assert Setting(0.5, 0.25, 2.0).policy() == fusion_loo.SHIPPED  # the shipped setting is in the grid
+    assert Setting(0.5, 0.25, 2.0) in fusion_loo.settings_grid()
+    assert fusion_loo.settings_grid((0.5,)) == [s for s in fusion_loo.settings_grid() if s.confidence == 0.5]
 
 
 def table_rows(stdout: str) -> list[list[str]]:
