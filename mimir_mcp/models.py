@@ -294,7 +294,7 @@ class SearchFusion(BaseModel):
     )
     dense_unit: float | None = Field(
         default=None,
-        description="The cosine similarity the dense arm's scores were counted in: a quarter of how far apart the "
+        description="The cosine similarity the dense arm's scores were counted in: a share of how far apart the "
         "namespace's memories lie for the bi-encoder (the deviation of the cosine between them; chat about 0.14); "
         "null when it had too few memories to tell, and its scores were standardized like BM25's.",
     )

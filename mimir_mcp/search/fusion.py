@@ -181,7 +181,7 @@ def cosine_deviation(vectors: np.ndarray) -> float | None:
     The dense arm's scores are cosines, on one scale for every query, but how far apart a namespace's
     memories lie depends on its text and on the model (chat turns spread 0.13-0.15 under all-MiniLM-L6-v2,
     Wikipedia sentences 0.08, dictionary glosses 0.09): measured on the namespace's own memories, a share
-    of it is the unit in which a query's cosines say the same thing in every namespace and for any model.
+    of it is a unit in which a gap between a query's cosines means about as much in any namespace.
     """
     if len(vectors) < 2:
         return None
