@@ -2,8 +2,8 @@
 
 Which arms run for a query (dense, BM25, and BM25 reading each memory with its neighbours where the
 namespace reads as a conversation), how much each counts for this query (how far its best hit stands
-out, how fully it matches), and how their lists are fused (BM25's standardized scores and the cosines on
-their own scale; RRF for comparison).
+out, how fully it matches), and how their lists are fused (BM25's standardized scores and the cosines in
+a unit from the namespace's cosine spread; RRF for comparison).
 Search builds one ``FusionPolicy`` from its settings and calls it; research/ builds variants of it in
 code and calls the same methods. The defaults are the shipped values, chosen leaving one collection
 out (research/NOTES.md); the scoring math they call is the pure functions of ``fusion``.
