@@ -44,6 +44,12 @@ PRUNE_SLACK = 1.0001
 Scope: TypeAlias = Sequence[str] | None
 
 
+def still_current(measured: int, size: int) -> bool:
+    """Whether a statistic of some namespaces measured when they held ``measured`` documents still stands
+    now that they hold ``size``: until they grow or shrink by a tenth (coherence, the cosine spread)."""
+    return abs(size - measured) * 10 < max(measured, 1)
+
+
 def bm25_idf(document_frequency: int, documents: int) -> float:
     """Lucene's BM25 idf, ``ln(1 + (N - n + 0.5) / (n + 0.5))``: never negative, unlike Okapi's."""
     return math.log(1.0 + (documents - document_frequency + 0.5) / (document_frequency + 0.5))
@@ -613,7 +619,7 @@ class BM25Index:
         size = len(members)
         key = None if codes is None else tuple(sorted(codes))
         cached = self._coherence.get(key)
-        if cached is not None and abs(size - cached[0]) * 10 < max(cached[0], 1):
+        if cached is not None and still_current(cached[0], size):
             return cached[1]
         value = None
         if size >= COHERENCE_MIN_MEMORIES:

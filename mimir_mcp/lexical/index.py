@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, query_terms
-from mimir_mcp.lexical.bm25 import BM25Index, Scope
+from mimir_mcp.lexical.bm25 import BM25Index, Scope, still_current
 from mimir_mcp.models import MemoryRecord, MetadataValue, RecordFilter
 from mimir_mcp.search.fusion import cosine_deviation
 from mimir_mcp.store.catalogue import Catalogue
@@ -399,7 +399,7 @@ class LexicalIndex:
         with self._lock:
             size = self._index.size(scope)
             cached = self._spreads.get(key)
-            if cached is not None and abs(size - cached[0]) * 10 < max(cached[0], 1):
+            if cached is not None and still_current(cached[0], size):
                 return cached[1]
             ids = (
                 [self._ids[k] for k in self._index.sample(scope, SPREAD_SAMPLE)] if size >= SPREAD_MIN_MEMORIES else []
