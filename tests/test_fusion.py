@@ -159,15 +159,15 @@ def test_z_fusion_adds_standardized_scores_exactly():
 def test_z_fusion_divides_an_arm_on_a_fixed_scale_by_its_spread_exactly():
     dense = [("a", 0.9), ("b", 0.5), ("c", 0.4)]
     bm25 = [("b", 6.0), ("d", 2.0)]  # min 2, population sd 2
-    fused = z_fusion({"dense": dense, "bm25": bm25}, weights={"dense": 2.0}, spreads={"dense": 0.1})
+    fused = z_fusion({"dense": dense, "bm25": bm25}, weights={"dense": 2.0}, units={"dense": 0.1})
     assert dict(fused) == pytest.approx({"a": 2 * 0.5 / 0.1, "b": 2 * 0.1 / 0.1 + 2.0, "c": 0.0, "d": 0.0})
     # the same cosines twice as far apart count twice as much; standardized, they would count the same
     narrow, wide = [("a", 0.5), ("b", 0.25), ("c", 0.2)], [("a", 0.8), ("b", 0.3), ("c", 0.2)]
-    assert dict(z_fusion({"dense": wide}, spreads={"dense": 0.1}))["a"] == pytest.approx(6.0)
-    assert dict(z_fusion({"dense": narrow}, spreads={"dense": 0.1}))["a"] == pytest.approx(3.0)
+    assert dict(z_fusion({"dense": wide}, units={"dense": 0.1}))["a"] == pytest.approx(6.0)
+    assert dict(z_fusion({"dense": narrow}, units={"dense": 0.1}))["a"] == pytest.approx(3.0)
     assert dict(z_fusion({"dense": wide}))["a"] == pytest.approx(dict(z_fusion({"dense": narrow}))["a"])
     # equal scores still give each candidate 1
-    assert z_fusion({"dense": [("a", 0.3), ("b", 0.3)]}, spreads={"dense": 0.1}) == [("a", 1.0), ("b", 1.0)]
+    assert z_fusion({"dense": [("a", 0.3), ("b", 0.3)]}, units={"dense": 0.1}) == [("a", 1.0), ("b", 1.0)]
 
 
 def test_top_z_weight_counts_the_stand_out_in_a_unit_when_given():

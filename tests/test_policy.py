@@ -167,7 +167,7 @@ def test_fuse_weighs_and_fuses_exactly():
     assert fused.weights == SHIPPED.weights(scores, fused.coverage, SHIPPED.dense_units(0.1))
     assert fused.context is False
     assert fused.dense_unit == pytest.approx(0.025)
-    assert fused.order == z_fusion(arms, weights=fused.weights, spreads=SHIPPED.dense_units(0.1))
+    assert fused.order == z_fusion(arms, weights=fused.weights, units=SHIPPED.dense_units(0.1))
     assert [item for item, _ in fused.order] == [f"d{i}" for i in range(8)]  # the dense arm leads throughout
     # the dense arm's stand-out counted in the unit too: d0 is 0.2 above the mean of the rest, 8 units
     rest = [0.9 - 0.05 * i for i in range(1, 8)]

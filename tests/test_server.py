@@ -454,7 +454,7 @@ async def test_the_order_is_the_weighted_scaled_scores_all_the_way_down(client: 
     # 24 memories: the cosines count in a quarter of how far apart the namespace's memories lie
     unit = found["fusion"]["dense_unit"]
     assert 0 < unit < 0.25
-    fused = z_fusion(arms, weights=weights, spreads={"dense": unit})
+    fused = z_fusion(arms, weights=weights, units={"dense": unit})
     assert [hit["id"] for hit in hits] == [item for item, _ in fused]
     for hit, (_, score) in zip(hits, fused, strict=True):
         assert hit["scores"]["fused_score"] == pytest.approx(score, rel=1e-3, abs=1e-5)

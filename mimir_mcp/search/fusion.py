@@ -37,12 +37,12 @@ def z_fusion(
     scored: Mapping[str, Sequence[tuple[K, float]]],
     *,
     weights: Mapping[str, float] | None = None,
-    spreads: Mapping[str, float] | None = None,
+    units: Mapping[str, float] | None = None,
 ) -> list[tuple[K, float]]:
     """Score fusion of standardized arm scores: ``score(d) = sum_arm weight_arm * (s_arm(d) - min_arm) /
     sd_arm``, where ``min_arm`` and ``sd_arm`` are the lowest score and the standard deviation of that
     arm's candidate list, so a document an arm did not return gets that arm's floor, 0. An arm named in
-    ``spreads`` has scores on one scale for every query (cosine similarity): they are divided by that
+    ``units`` has scores on one scale for every query (cosine similarity): they are divided by that
     unit instead of their deviation, so how far apart the arm put its candidates counts as it is.
 
     Unlike RRF, the fused order keeps how far apart an arm put its candidates: an arm whose best hit
@@ -61,8 +61,8 @@ def z_fusion(
             continue
         floor = min(values)
         _, spread = _mean_and_spread(values)
-        if spread and spreads is not None and arm in spreads:
-            spread = spreads[arm]
+        if spread and units is not None and arm in units:
+            spread = units[arm]
         for item, score in candidates:
             standardized = 1.0 if spread == 0 else (score - floor) / spread
             scores[item] = scores.get(item, 0.0) + weight * standardized

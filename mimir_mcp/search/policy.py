@@ -200,7 +200,7 @@ class FusionPolicy:
         units = self.dense_units(cosine_spread)
         weights = self.weights(scores, coverage, units)
         if self.method == "zscore":
-            order = z_fusion(arms, weights=weights, spreads=units)
+            order = z_fusion(arms, weights=weights, units=units)
         else:
             order = rrf({arm: [i for i, _ in hits] for arm, hits in arms.items()}, k=self.rrf_k, weights=weights)
         return FusedList(order, weights, coverage, "context" in arms, None if units is None else units["dense"])
