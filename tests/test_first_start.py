@@ -69,10 +69,12 @@ async def test_a_search_answers_from_keywords_while_the_embedder_loads(fake_sett
         assert answer.candidates.dense == 0 and answer.candidates.bm25 > 0
         assert "embedding model is still loading" in answer.message and "keywords alone" in answer.message
         assert answer.caveat is not None and "keywords alone" in answer.caveat
+        assert answer.search_method.startswith("keywords")  # not labelled a hybrid: the dense arm did not run
 
         embedder.loaded.set()
         answer = await service.search(search("who owns the billing on-call rota"))
         assert answer.candidates.dense > 0 and "keywords alone" not in answer.message
+        assert answer.search_method.startswith("rrf_hybrid")
     finally:
         service.close()
 
@@ -86,7 +88,7 @@ async def test_a_failed_embedder_leaves_keyword_search_and_says_why(fake_setting
         embedder.failure = OSError("no such model")
         answer = await service.search(search("Kubernetes or Nomad"))
         assert answer.hits[0].text == NOTES[2] and answer.candidates.dense == 0
-        assert "failed to load (OSError: no such model)" in answer.message
+        assert "failed to load (OSError: no such model)" in answer.message and answer.search_method == "keywords"
         with pytest.raises(Exception, match="embedding model failed to load"):  # the dense arm alone cannot answer
             await service.search(search("Kubernetes or Nomad", arms=("dense",)))
     finally:
@@ -137,7 +139,7 @@ async def test_a_search_answers_from_the_catalogue_while_the_store_opens(fake_se
         assert answer.hits and answer.hits[0].text == NOTES[1]
         assert answer.candidates.dense == 0 and answer.candidates.bm25 > 0
         assert answer.caveat is not None and "memory store is still opening" in answer.caveat
-        assert "keywords alone" in answer.caveat
+        assert "keywords alone" in answer.caveat and answer.search_method.startswith("keywords")
 
         # What needs the store waits for it: the dense arm alone, stored vectors (diversity), a listing.
         for waits in (

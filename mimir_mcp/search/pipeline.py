@@ -5,7 +5,8 @@ blended with the hybrid's), then ``min_score``, recency (``prefer_recent``), MMR
 ``when`` bounds it all in time first (``time_scope``).
 
 It reports the method it actually used: ``rrf_hybrid+rerank`` only when the cross-encoder scored the
-candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``.
+candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``; ``keywords`` in place of
+``rrf_hybrid`` when the dense arm did not run (the embedding model loading or failed).
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class SearchPipeline:
         retrieved = await self._retrieve(request, timings)
         first = await self._fuse_stage(request, retrieved, timings)
         ranked = await self._rerank_stage(request, first, started, timings)
-        ordered, notes, method = ranked.ordered, [], ranked.method
+        ordered, notes, method = ranked.ordered, [], _first_stage_method(request.arms) + ranked.method
         caveats = [ranked.caveat] if ranked.caveat else []
         if without_meaning:
             notes.append(without_meaning)
@@ -354,7 +355,7 @@ class SearchPipeline:
         return Ranked(
             reranked + head[count:] + ordered[len(window) :],
             message,
-            method="rrf_hybrid+remote_rerank" if used is self.remote else "rrf_hybrid+rerank",
+            method="+remote_rerank" if used is self.remote else "+rerank",
             reranked=count,
             model=self._model_name(used),
             caveat=" ".join(caveats) or None,
@@ -512,6 +513,14 @@ class SearchPipeline:
             how = f", blended with the hybrid order (cross-encoder weight {weight:g}, standardized scores)"
         order = sorted(range(len(head)), key=lambda i: -keys[i])
         return [Candidate(head[i].id, head[i].fused, scores[i], blended[i]) for i in order], how
+
+
+def _first_stage_method(arms: tuple[str, ...]) -> str:
+    """The first stage's name in ``search_method``: ``rrf_hybrid`` when the dense arm ran beside a keyword
+    arm, ``keywords`` without it, ``dense`` alone (evaluation's single arms)."""
+    if "dense" not in arms:
+        return "keywords"
+    return "rrf_hybrid" if len(arms) > 1 else "dense"
 
 
 def _hit(record: MemoryRecord, item: Candidate, scores: HitScores, request: SearchRequest) -> Hit:

@@ -65,7 +65,7 @@ class Ranked:
 
     ordered: list[Candidate]
     message: str
-    method: str = "rrf_hybrid"
+    method: str = ""  # what scored after the first stage: "+rerank", "+remote_rerank", or nothing
     reranked: int = 0
     model: str | None = None
     # What did not run as asked (reranking unavailable, cut short, or done by the stand-in), for the
