@@ -5,10 +5,12 @@ opens (a restart: seconds at a million memories), answers at once from the keywo
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
 
+from mimir_mcp.config import StoreSettings
 from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.errors import EmbeddingMismatchError, StoreUnavailableError
 from mimir_mcp.lexical.index import closed_whole
@@ -17,6 +19,7 @@ from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.status_models import EmbeddingStatus
 from mimir_mcp.store.catalogue import catalogue_path
+from mimir_mcp.store.chroma import store_location
 from mimir_mcp.store.in_memory import InMemoryStore, open_in_memory
 
 pytestmark = pytest.mark.anyio
@@ -140,8 +143,14 @@ async def test_a_search_answers_from_the_catalogue_while_the_store_opens(fake_se
         assert answer.candidates.dense == 0 and answer.candidates.bm25 > 0
         assert answer.caveat is not None and "memory store is still opening" in answer.caveat
         assert "keywords alone" in answer.caveat and answer.search_method.startswith("keywords")
+        opening_status = (await service.status()).store  # where the store is, as once it has opened
+        assert opening_status.state == "loading"
+        assert opening_status.location == str(fake_settings.store.data_dir / "chroma")
+        home = StoreSettings(data_dir=Path("~/mimir"))
+        assert store_location(home) == str(Path.home() / "mimir" / "chroma")  # the user's folder, not "~"
 
         # What needs the store waits for it: the dense arm alone, stored vectors (diversity), a listing.
+
         for waits in (
             service.search(search("billing", arms=("dense",))),
             service.search(search("billing", diversity=0.5)),

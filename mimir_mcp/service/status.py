@@ -9,7 +9,6 @@ import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
-from pathlib import Path
 
 from mimir_mcp import __version__
 from mimir_mcp.config import Settings
@@ -21,6 +20,7 @@ from mimir_mcp.rerank.admission import RerankQueue
 from mimir_mcp.rerank.cache import ScoreCache
 from mimir_mcp.status_models import LexicalStatus, ModelState, RepairReport, SearchStats, StatusResponse, StoreStatus
 from mimir_mcp.store.base import VectorStore
+from mimir_mcp.store.chroma import store_location
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class StatusBoard:
             return (
                 StoreStatus(
                     kind="server" if settings.store.chroma_host else "embedded",
-                    location=str(settings.store.chroma_host or Path(settings.store.data_dir) / "chroma"),
+                    location=store_location(settings.store),
                     collection=settings.store.collection,
                     state=state,
                     error=None if error is None else f"{type(error).__name__}: {error}",

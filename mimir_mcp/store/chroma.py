@@ -61,6 +61,13 @@ def embedded_path(settings: StoreSettings) -> Path:
     return Path(settings.data_dir).expanduser() / "chroma"
 
 
+def store_location(settings: StoreSettings) -> str:
+    """Where the configured store is, as ``status`` shows it: the server's address, or the embedded folder."""
+    if settings.chroma_host:
+        return f"{'https' if settings.chroma_ssl else 'http'}://{settings.chroma_host}:{settings.chroma_port}"
+    return str(embedded_path(settings))
+
+
 def open_chroma(settings: Settings, embedder: TextEmbedder) -> ChromaStore:
     """The configured Chroma collection, holding ``embedder``'s vectors (the service's default store)."""
     model = settings.embedding.model
@@ -81,9 +88,7 @@ class ChromaStore:
         self.kind: Literal["embedded", "server"]
         if settings.chroma_host:
             self.kind = "server"
-            self.location = (
-                f"{'https' if settings.chroma_ssl else 'http'}://{settings.chroma_host}:{settings.chroma_port}"
-            )
+            self.location = store_location(settings)
             self._client = chromadb.HttpClient(
                 host=settings.chroma_host, port=settings.chroma_port, ssl=settings.chroma_ssl, settings=chroma_settings
             )
@@ -116,7 +121,7 @@ class ChromaStore:
                     self.set_aside = (problem, str(set_aside(path)))
                     logger.warning("store: %s; the folder is kept as %s", *self.set_aside)
                 path.mkdir(parents=True, exist_ok=True)
-                self.location = str(path)
+                self.location = store_location(settings)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
             self._embedding_function = embedding_function
             self._tombstones = ChromaTombstones(self._client, self.name, self.kind)
