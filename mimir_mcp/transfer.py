@@ -51,6 +51,9 @@ class ExportedMemory(MemoryRecord):
     def _shape(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict):  # anything else is refused by the type check, in pydantic's words
             check_arguments(data, limits_of(info))
+            text, namespace = data.get("text"), data.get("namespace")
+            if "id" not in data and isinstance(text, str) and isinstance(namespace, str):
+                data = {**data, "id": dedup_key(namespace, text)}  # a line from elsewhere: the id it would get
         return data
 
     @model_validator(mode="after")
@@ -126,16 +129,15 @@ def parse_line(text: str, line: int, limits: LimitSettings | None = None) -> Mem
         field = ".".join(str(part) for part in first["loc"]) or "the line"
         raise LineError(line, field, first["msg"]) from None
     record = MemoryRecord(**dict(exported))
-    if record.id.startswith("mem_"):
-        expected = dedup_key(record.namespace, record.text)
-        if record.id != expected:
-            raise LineError(
-                line,
-                "id",
-                f"{record.id} is not the hash of this line's namespace and text ({expected}); an id starting "
-                "with mem_ must be dedup_key(namespace, text), or remembering the same text again would store "
-                "it twice",
-            )
+    expected = dedup_key(record.namespace, record.text)
+    if record.id != expected:
+        raise LineError(
+            line,
+            "id",
+            f"{record.id} is not the hash of this line's namespace and text ({expected}); leave id out to have "
+            "it computed: get, update and forget take only such ids, and remembering the same text again would "
+            "otherwise store it twice",
+        )
     return record
 
 

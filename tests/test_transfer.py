@@ -257,6 +257,7 @@ def line(text: str, namespace: str = "default", **fields) -> str:
         (line("a memory", created_at=5), "created_at", "valid string"),
         (line("a memory", id=dedup_key("default", "another memory")), "id", "is not the hash"),
         (line("a memory", namespace="other", id=dedup_key("default", "a memory")), "id", "is not the hash"),
+        (line("a memory", id="note-17"), "id", "note-17 is not the hash of this line's namespace and text"),
         # The rules remember applies, in its words.
         (line("a memory", namespace="bad space"), "namespace", "'bad space' is not a valid namespace: use 1-64"),
         (line("a memory", namespace="n" * 65), "namespace", "is not a valid namespace"),
@@ -280,9 +281,10 @@ def test_parse_line_names_the_line_and_the_field(text: str, field: str, problem:
     assert str(caught.value).startswith(f"line 7, {field}: ")
 
 
-def test_parse_line_keeps_foreign_ids_and_field_types():
-    record = parse_line(line("kept", id="note-17", metadata={"a": 1, "b": 1.0, "c": True, "d": "1"}), 1)
-    assert record.id == "note-17"
+def test_parse_line_computes_a_missing_id_and_keeps_field_types():
+    fields = {"text": "kept", "namespace": "default", "created_at": "2024-05-01T10:00:00"}
+    record = parse_line(json.dumps({**fields, "metadata": {"a": 1, "b": 1.0, "c": True, "d": "1"}}), 1)
+    assert record.id == dedup_key("default", "kept")  # the id remember gives it: get and forget take it
     assert record.metadata == {"a": 1, "b": 1.0, "c": True, "d": "1"}
     assert [type(value) for value in record.metadata.values()] == [int, float, bool, str]
     # Whitespace around the text does not change its hash (remember normalizes it the same way).
