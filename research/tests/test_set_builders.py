@@ -353,3 +353,39 @@ def test_perl_doc_set(tmp_path):
     asked = {text: faq.qrels[qid] for qid, text in faq.queries.items()}
     assert asked == {"How do I repeat a string?": {"perlfaq4-2-0": 1}}  # "Why?" has an answer under five words
     assert faq.corpus["perlfaq4-2-0"].memory_text == "Use the x operator on it."
+
+
+def test_small_store_set(tmp_path):
+    """research/small_store_set.py: a random store around random queries, and each group's first memories
+    with the queries they answer."""
+    from mimir_mcp.evaluation.beir import Document, write_dataset
+
+    corpus = [Document(f"{c}-{n}", "", f"conversation {c} turn {n}") for c in "ab" for n in range(6)]
+    queries = {f"{c}-q{n}": f"question {n} of {c}" for c in "ab" for n in range(3)}
+    qrels = {
+        "a-q0": {"a-0": 1},
+        "a-q1": {"a-1": 1, "a-4": 1},  # its second turn is past the first three
+        "a-q2": {"a-2": 1},
+        "b-q0": {"b-5": 1},
+        "b-q1": {"b-0": 1},
+        "b-q2": {"b-1": 1},
+    }
+    write_dataset(tmp_path / "full", corpus, queries, qrels)
+    build(
+        "small_store_set.py",
+        *("--dataset", str(tmp_path / "full"), "--first", "3", "--group-by-prefix", "-"),
+        *("--out", str(tmp_path / "first")),
+    )
+    first = load_dataset(tmp_path / "first", "test")
+    assert list(first.corpus) == ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"]
+    assert first.qrels == {"a-q0": {"a-0": 1}, "a-q2": {"a-2": 1}, "b-q1": {"b-0": 1}, "b-q2": {"b-1": 1}}
+    assert first.queries == {query_id: queries[query_id] for query_id in first.qrels}
+
+    args = ("--dataset", str(tmp_path / "full"), "--sample", "5", "--queries", "2", "--seed", "3")
+    build("small_store_set.py", *args, "--out", str(tmp_path / "sample"))
+    build("small_store_set.py", *args, "--out", str(tmp_path / "again"))
+    sampled, again = load_dataset(tmp_path / "sample", "test"), load_dataset(tmp_path / "again", "test")
+    assert len(sampled.corpus) == 5 and len(sampled.qrels) == 2 and sampled.qrels == again.qrels  # seeded
+    assert list(sampled.corpus) == [doc_id for doc_id in (d.id for d in corpus) if doc_id in sampled.corpus]
+    for judged in sampled.qrels.values():  # every judged document of an asked query is in the store
+        assert set(judged) <= set(sampled.corpus)
