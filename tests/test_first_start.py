@@ -150,7 +150,6 @@ async def test_a_search_answers_from_the_catalogue_while_the_store_opens(fake_se
         assert store_location(home) == str(Path.home() / "mimir" / "chroma")  # the user's folder, not "~"
 
         # What needs the store waits for it: the dense arm alone, stored vectors (diversity), a listing.
-
         for waits in (
             service.search(search("billing", arms=("dense",))),
             service.search(search("billing", diversity=0.5)),
