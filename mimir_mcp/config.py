@@ -69,6 +69,11 @@ class StoreSettings(BaseModel):
         "server. Lower it (0: every search) for them to show sooner; each check counts the collection.",
     )
 
+    @property
+    def embedded_dir(self) -> Path | None:
+        """The embedded store's folder, expanded; None where the store is a Chroma server."""
+        return None if self.chroma_host else self.data_dir.expanduser()
+
 
 class EmbeddingSettings(BaseModel):
     """The bi-encoder that turns memories and queries into vectors."""

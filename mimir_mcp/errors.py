@@ -7,7 +7,9 @@ message; anything else is reported as a crash with no detail. Messages say what 
 from __future__ import annotations
 
 import errno
+import shutil
 import sqlite3
+from pathlib import Path
 
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -15,6 +17,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 # Chroma's Rust bindings pass on from SQLite or the file system.
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 NO_SPACE_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
+# Free space under which Chroma's internal error counts as a full disk (``full_disk``).
+LOW_SPACE_BYTES = 64 * 2**20
 
 
 class MimirError(ToolError):
@@ -77,3 +81,43 @@ def _no_space(error: BaseException | None, seen: set[int]) -> BaseException | No
     # By its text only where the text is the storage layer's, never a message that may quote a caller's input.
     storage = isinstance(error, OSError | sqlite3.Error) or type(error).__module__.startswith("chromadb")
     return error if storage and any(text in str(error).lower() for text in NO_SPACE_TEXTS) else None
+
+
+def full_disk(error: BaseException | None, embedded_dir: Path | None) -> BaseException | None:
+    """``no_space``, or Chroma's internal error while the disk of the embedded store (``embedded_dir``; None
+    for a Chroma server, whose disk is out of reach) is all but full: a compaction that failed for want of
+    space, which Chroma reports without the file system's error. The one rule for what a full disk is, for
+    the answer to a call and for the reads that go on meanwhile."""
+    found = no_space(error)
+    if found is not None or embedded_dir is None:
+        return found
+    chroma = chroma_internal_error(error)
+    if chroma is None:
+        return None
+    free = free_bytes(embedded_dir)
+    return chroma if free is not None and free < LOW_SPACE_BYTES else None
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space on the disk holding ``path`` (``None`` when it cannot be read)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def chroma_internal_error(error: BaseException | None) -> BaseException | None:
+    """Chroma's internal error (a damaged collection, among others) if that is what ``error`` is or holds
+    (a search's arms run in a task group, which raises a group). chromadb is loaded by then (the store is
+    open), so importing its errors costs nothing."""
+    if error is None:
+        return None
+    from chromadb.errors import InternalError
+
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = chroma_internal_error(inner)
+            if found is not None:
+                return found
+        return None
+    return error if isinstance(error, InternalError) else None

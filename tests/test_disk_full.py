@@ -17,11 +17,15 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from mimir_mcp import errors
 from mimir_mcp.config import RerankerSettings, Settings, StoreSettings
+from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.errors import InvalidInputError, no_space
+from mimir_mcp.server.app import create_server
 from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.store.in_memory import InMemoryStore
 
-from .conftest import PYTHON, call, server_env
+from .conftest import PYTHON, call, call_error, server_env
 from .durability_worker import HashEmbedder
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -131,3 +135,64 @@ def test_a_full_disk_is_found_wherever_it_is_held():
     # A message that quotes a caller's text is not the storage layer speaking.
     assert no_space(InvalidInputError("text", "'No space left on device' is not an id")) is None
     assert no_space(OSError(errno.EACCES, "Permission denied")) is None
+
+
+class LogStuckStore(InMemoryStore):
+    """A store in the state a full disk can leave embedded Chroma in: a write's changes in its log that it must
+    apply before it answers anything, and cannot, so every query and catch-up fails as Chroma reports it."""
+
+    stuck = False
+
+    def _fail(self) -> None:
+        if self.stuck:
+            from chromadb.errors import InternalError
+
+            raise InternalError(
+                "Error executing plan: Error sending backfill request to compactor: Failed to apply logs to the "
+                "metadata segment"
+            )
+
+    def change_token(self) -> int:
+        return super().change_token() + (1_000_000 if self.stuck else 0)  # the failed write touched the files
+
+    def catch_up(self) -> int:
+        self._fail()
+        return super().catch_up()
+
+    def query(self, embedding, limit, *, where=None):  # noqa: ANN001 - InMemoryStore's signature
+        self._fail()
+        return super().query(embedding, limit, where=where)
+
+
+async def test_reads_go_on_while_chroma_cannot_apply_its_log_for_want_of_space(tmp_path: Path, monkeypatch):
+    """Chroma reports a compaction that failed for want of space only as its internal error: while the disk is
+    all but full, reads that must catch up first serve what this process holds, a search answers from keywords
+    and says so, and only a write answers with the full disk."""
+    settings = Settings(store={"data_dir": tmp_path / "data"}, reranker={"enabled": False})
+    store = LogStuckStore(name=settings.store.collection, embedding_model=settings.embedding.model)
+    service = MemoryService(settings, embedder=HashingEmbedder(), open_store=lambda settings, embedder: store)
+    try:
+        async with Client(create_server(settings, service=service)) as client:
+            note = (await call(client, "remember", {"text": NOTE}))["ids"][0]
+            store.stuck = True
+            # With room on the disk the same error is a damaged store, not a full disk: reads fail as before.
+            assert "Chroma cannot read the memory store" in await call_error(client, "get", {"ids": [note]})
+
+            monkeypatch.setattr(errors, "LOW_SPACE_BYTES", 2**62)  # every disk all but full
+            got = await call(client, "get", {"ids": [note]})
+            assert [memory["text"] for memory in got["memories"]] == [NOTE]
+            assert (await call(client, "list_memories", {}))["total"] == 1
+            # A text already stored writes nothing, so it needs no space: the catalogue tells it is there.
+            assert (await call(client, "remember", {"text": NOTE}))["ids"] == [note]
+            found = await call(client, "search", {"query": "when does Falcon launch?"})
+            assert [hit["id"] for hit in found["hits"]] == [note] and found["search_method"] == "keywords"
+            assert "disk is full" in found["message"] and "keywords alone" in found["message"]
+            # A search that needs the stored vectors (MMR) cannot do without them: it says the disk is full.
+            refused = await call_error(client, "search", {"query": "Falcon", "diversity": 0.3})
+            assert "is full" in refused and str(settings.store.data_dir) in refused
+
+            store.stuck = False  # space freed: the log applies, the dense arm runs again
+            found = await call(client, "search", {"query": "when does Falcon launch?"})
+            assert found["search_method"] == "hybrid" and "disk" not in found["message"]  # (no reranker here)
+    finally:
+        service.close()

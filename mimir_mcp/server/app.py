@@ -6,7 +6,6 @@ load in the background once the server starts, so the ``initialize`` answer neve
 """
 
 import logging
-import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ValidationError, WithJsonSchema
 
 from mimir_mcp import __version__
 from mimir_mcp.config import LimitSettings, Settings
-from mimir_mcp.errors import DiskFullError, MimirError, no_space
+from mimir_mcp.errors import DiskFullError, MimirError, chroma_internal_error, free_bytes, full_disk
 from mimir_mcp.server.access import scope_of_request
 from mimir_mcp.server.answers import lean_schema, tool_result
 from mimir_mcp.server.requests import ToolArguments
@@ -32,9 +31,6 @@ from mimir_mcp.service.memory import MemoryService
 logger = logging.getLogger(__name__)
 
 Tool = TypeVar("Tool", bound=Callable[..., Any])
-# Below this much free space on the disk holding the data dir, an unexplained Chroma failure is taken for a
-# full disk: Chroma reports some failed writes only as a failed compaction, without the file system's error.
-LOW_SPACE_BYTES = 64 * 2**20
 INSTRUCTIONS = (
     "A long-term memory shared by agents: `remember` what is worth knowing later (decisions, facts, "
     "preferences, what was said), `search` it by meaning and keywords, one namespace per project."
@@ -145,10 +141,8 @@ class CheckedServer(MCPServer):
         try:
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
-            full = no_space(exc.__cause__)
-            chroma = _chroma_internal_error(exc.__cause__)
-            if full is None and chroma is not None and self._low_space():
-                full = chroma  # a failed compaction, say, which Chroma reports without the file system's error
+            full = full_disk(exc.__cause__, self._settings.store.embedded_dir)
+            chroma = chroma_internal_error(exc.__cause__)
             if full is not None:
                 logger.error("%s: out of disk space", name, exc_info=full)
                 raise self._disk_full(name, full) from full
@@ -166,11 +160,6 @@ class CheckedServer(MCPServer):
             raise
         return result
 
-    def _low_space(self) -> bool:
-        """Whether the disk holding the embedded store's data dir is all but full (``LOW_SPACE_BYTES``)."""
-        free = _free_bytes(self._settings) if not self._settings.store.chroma_host else None
-        return free is not None and free < LOW_SPACE_BYTES
-
     def _disk_full(self, name: str, error: BaseException) -> DiskFullError:
         """The error a call that ran out of disk space answers with, noted for ``status`` meanwhile. The
         store is written first and the catalogue then; Chroma may also keep a failed add in its log and apply
@@ -180,7 +169,7 @@ class CheckedServer(MCPServer):
         if settings.chroma_host and type(error).__module__.startswith("chromadb"):
             where = f"the Chroma server at {settings.chroma_host}:{settings.chroma_port} reports a full disk"
         else:
-            free = _free_bytes(self._settings)
+            free = free_bytes(settings.data_dir.expanduser())
             where = f"the disk holding the memory store ({settings.data_dir.expanduser()}) is full" + (
                 "" if free is None else f": {_size(free)} free"
             )
@@ -203,32 +192,7 @@ class CheckedServer(MCPServer):
         return tool is not None and writes(tool.annotations)
 
 
-def _free_bytes(settings: Settings) -> int | None:
-    """Free space on the disk holding the data dir (``None`` when it cannot be read)."""
-    try:
-        return shutil.disk_usage(settings.store.data_dir.expanduser()).free
-    except OSError:
-        return None
-
-
 def _size(count: int) -> str:
     if count < 2**20:
         return f"{count / 2**10:.0f} KiB"
     return f"{count / 2**20:.0f} MiB" if count < 2**30 else f"{count / 2**30:.1f} GiB"
-
-
-def _chroma_internal_error(error: BaseException | None) -> BaseException | None:
-    """Chroma's internal error (a damaged collection, among others) if that is what ``error`` is or holds
-    (a search's arms run in a task group, which raises a group). chromadb is loaded by then (the store is
-    open), so importing its errors costs nothing."""
-    if error is None:
-        return None
-    from chromadb.errors import InternalError
-
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _chroma_internal_error(inner)
-            if found is not None:
-                return found
-        return None
-    return error if isinstance(error, InternalError) else None

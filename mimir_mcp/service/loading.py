@@ -20,7 +20,7 @@ import anyio.to_thread
 from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
-from mimir_mcp.errors import StoreUnavailableError, no_space
+from mimir_mcp.errors import StoreUnavailableError, full_disk
 from mimir_mcp.lexical.index import LexicalIndex, closed_whole
 from mimir_mcp.locks import ProcessLock
 from mimir_mcp.service.status import StatusBoard
@@ -283,7 +283,7 @@ class StoreLoader:
             try:
                 await anyio.to_thread.run_sync(self._sync.catch_up, backend.store, backend.lexical)
             except Exception as exc:
-                if no_space(exc) is None:
+                if full_disk(exc, self._settings.store.embedded_dir) is None:
                     raise
                 # Taking the changes in writes to the catalogue: on a full disk, reads serve what this process
                 # holds, and the next read tries again.

@@ -7,6 +7,7 @@ it may read and write, and the token name its writes are signed with."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import anyio.to_thread
 
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import Embedder, TextEmbedder
-from mimir_mcp.errors import InvalidInputError
+from mimir_mcp.errors import InvalidInputError, full_disk
 from mimir_mcp.lexical.index import LexicalIndex
 from mimir_mcp.models import (
     ForgetResponse,
@@ -46,6 +47,8 @@ from mimir_mcp.service.writes import Watcher, Writes, dedup_key, normalize_for_d
 from mimir_mcp.status_models import RepairReport, StatusResponse
 from mimir_mcp.store.base import StoreFactory, VectorStore
 from mimir_mcp.store.chroma import open_chroma
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MemoryService", "dedup_key", "normalize_for_dedup"]
 
@@ -196,19 +199,33 @@ class MemoryService:
             where = scope.confine(request.where)
             request = dataclasses.replace(request, namespace=where.namespace, namespaces=where.namespaces)
         store, lexical, unready = await self._searchable(request)
-        pipeline = SearchPipeline(
-            self.settings.search,
-            self.embedder,
-            store,
-            lexical,
-            self.reranker,
-            self.rerank_queue,
-            remote=self.remote,
-            unready=unready,
-        )
+
+        def pipeline(store: VectorStore | None, unready: str | None) -> SearchPipeline:
+            return SearchPipeline(
+                self.settings.search,
+                self.embedder,
+                store,
+                lexical,
+                self.reranker,
+                self.rerank_queue,
+                remote=self.remote,
+                unready=unready,
+            )
+
         self.writes.searching += 1
         try:
-            response = await pipeline.run(request)
+            try:
+                response = await pipeline(store, unready).run(request)
+            except Exception as exc:
+                full = full_disk(exc, self.settings.store.embedded_dir)
+                keywords = request.diversity == 0 and any(arm != "dense" for arm in request.arms)
+                if full is None or store is None or not keywords:
+                    raise
+                # Chroma applies the changes its log holds before a query, and cannot while the disk is full:
+                # the keyword arms answer from the catalogue meanwhile, as while the store opens.
+                logger.warning("search: the dense arm cannot run, the disk is full (%s)", full)
+                why = "The memory store's disk is full, so its vectors cannot be read until space is freed"
+                response = await pipeline(None, why).run(request)
         finally:
             self.writes.searching -= 1
         self.board.searched(response)

@@ -19,7 +19,7 @@ import numpy as np
 from mimir_mcp.background import freeze_heap
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import TextEmbedder
-from mimir_mcp.errors import InvalidInputError, NotFoundError
+from mimir_mcp.errors import InvalidInputError, NotFoundError, full_disk
 from mimir_mcp.models import (
     ForgetResponse,
     MemoryInput,
@@ -153,7 +153,15 @@ class Writes:
         # sync, which the commit's own check catches): the store is asked about those alone, so a new text
         # costs no store read, which holds the GIL, before it is embedded.
         known = backend.lexical.holding([r.id for r in unique])
-        already = backend.store.existing(list(known)) if known else set()
+        try:
+            already = backend.store.existing(list(known)) if known else set()
+        except Exception as exc:
+            if full_disk(exc, self._settings.store.embedded_dir) is None:
+                raise
+            # Chroma applies the changes its log holds before it answers, and cannot while the disk is full:
+            # the catalogue, which follows the store, tells which of these it holds (a text stored again
+            # writes nothing, so it needs no space).
+            already = set(known)
         candidates = [r for r in unique if r.id not in already]
         if not candidates:
             return set()
