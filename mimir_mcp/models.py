@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from pydantic.json_schema import SkipJsonSchema
 
 MetadataValue = str | int | float | bool
-# What ran, in order: rrf_hybrid (keywords where the dense arm could not run), then +rerank or
+# What ran, in order: hybrid (keywords where the dense arm could not run), then +rerank or
 # +remote_rerank when a reranker scored, +recency when prefer_recent reordered, +mmr when diversity picked
 # the hits.
 SearchMethod = str

@@ -36,7 +36,7 @@ DEFAULT_REINDEX_BATCH = 256
 # Copy passes before giving up on a store that other processes keep changing.
 MAX_PASSES = 5
 # What ``--eval`` measures: the two methods the embedding model changes, without the cross-encoder.
-EVAL_METHODS = ("dense", "rrf")
+EVAL_METHODS = ("dense", "hybrid")
 
 
 class ReindexPlan(BaseModel):

@@ -13,7 +13,7 @@ words, a question two sections share, a question its answer repeats.
 
     apt-get install debian-faq debian-reference-en
     python examples/debian_faq_set.py --out /tmp/debian-faq
-    mimir-mcp eval --dataset /tmp/debian-faq --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/debian-faq --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

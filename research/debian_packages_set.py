@@ -9,7 +9,7 @@ one right answer. The descriptions are Debian's ``Translation-en`` file:
 
     curl -O http://deb.debian.org/debian/dists/bookworm/main/i18n/Translation-en.xz
     python examples/debian_packages_set.py --translations Translation-en.xz --out /tmp/debian
-    mimir-mcp eval --dataset /tmp/debian --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/debian --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ so that each query has one right answer. FOLDOC comes from Debian's ``dict-foldo
 
     apt-get install dict-foldoc
     python examples/foldoc_set.py --out /tmp/foldoc
-    mimir-mcp eval --dataset /tmp/foldoc --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/foldoc --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

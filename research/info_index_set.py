@@ -13,7 +13,7 @@ holding the line the entry points to. An entry that two places share (in one man
 out, so each query has a right answer of its own. At most 500 queries, drawn with a fixed seed.
 
     python examples/info_index_set.py --out /tmp/info-index
-    mimir-mcp eval --dataset /tmp/info-index --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/info-index --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

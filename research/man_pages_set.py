@@ -13,7 +13,7 @@ depend on the installed groff. The pages are those installed under ``/usr/share/
 (``apt-get install manpages manpages-dev`` adds the Linux man-pages project's):
 
     python examples/man_pages_set.py --out /tmp/man-pages
-    mimir-mcp eval --dataset /tmp/man-pages --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/man-pages --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

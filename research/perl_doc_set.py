@@ -23,7 +23,7 @@ drawn with a fixed seed.
 
     apt-get download perl-doc && dpkg-deb -x perl-doc_*.deb /tmp/perl-doc
     python examples/perl_doc_set.py --kind index --pod /tmp/perl-doc/usr/share/perl/5.36.0/pod --out /tmp/perl-index
-    mimir-mcp eval --dataset /tmp/perl-index --methods bm25,dense,context,rrf
+    mimir-mcp eval --dataset /tmp/perl-index --methods bm25,dense,context,hybrid
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ has a right answer of its own. Other passages that also answer it are not judged
 
     apt-get install python3-doc
     python examples/python_faq_set.py --out /tmp/python-faq
-    mimir-mcp eval --dataset /tmp/python-faq --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/python-faq --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

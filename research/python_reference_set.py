@@ -14,7 +14,7 @@ answer. The reference is the HTML that Debian's ``python3-doc`` installs:
 
     apt-get install python3-doc
     python examples/python_reference_set.py --out /tmp/python-reference
-    mimir-mcp eval --dataset /tmp/python-reference --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/python-reference --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

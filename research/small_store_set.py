@@ -14,8 +14,8 @@ Two ways to cut one:
         --sample 300 --queries 60 --seed 1 --out /tmp/small/hotpotqa-1
     python research/small_store_set.py --dataset ../shared/datasets/locomo-dev --group-by-prefix - \\
         --first 100 --out /tmp/small/locomo-100
-    mimir-mcp eval --dataset /tmp/small/hotpotqa-1 --methods bm25,dense,context,rrf
-    mimir-mcp eval --dataset /tmp/small/locomo-100 --group-by-prefix - --methods bm25,dense,context,rrf
+    mimir-mcp eval --dataset /tmp/small/hotpotqa-1 --methods bm25,dense,context,hybrid
+    mimir-mcp eval --dataset /tmp/small/locomo-100 --group-by-prefix - --methods bm25,dense,context,hybrid
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ as a filter), ``category`` (the kind of question), ``topic``, ``phrase`` (the ph
 ``clock.json`` holds the moment the questions are asked and ``revisions.json`` each topic's revisions.
 
     python research/time_questions.py --out /tmp/sets/time-questions
-    mimir-mcp eval --dataset /tmp/sets/time-questions --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/sets/time-questions --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ WordNet comes from Debian's ``wordnet-base`` package (``apt-get install wordnet-
     python examples/wordnet_sets.py --task reverse --out /tmp/wn/reverse
     python examples/wordnet_sets.py --task senses --out /tmp/wn/senses
     python examples/wordnet_sets.py --task reverse --pos va --seed 1 --out /tmp/wn/reverse-va
-    mimir-mcp eval --dataset /tmp/wn/reverse --methods bm25,dense,rrf
+    mimir-mcp eval --dataset /tmp/wn/reverse --methods bm25,dense,hybrid
 """
 
 from __future__ import annotations

@@ -412,7 +412,7 @@ async def test_searches_behind_a_busy_cross_encoder_answer_at_once_in_the_hybrid
                     ]
                 gated.gate.set()
         for answer in others:
-            assert answer["search_method"] == "rrf_hybrid"
+            assert answer["search_method"] == "hybrid"
             assert answer["candidates"]["reranked"] == 0
             assert "rerank_ms" not in answer["timings_ms"]
             assert (
@@ -420,7 +420,7 @@ async def test_searches_behind_a_busy_cross_encoder_answer_at_once_in_the_hybrid
                 in (answer["message"])
             )
             assert "reranker.budget_s (0.001 s); this answer is in the hybrid's order" in answer["message"]
-        assert first["search_method"] == "rrf_hybrid+rerank" and first["candidates"]["reranked"] == 50
+        assert first["search_method"] == "hybrid+rerank" and first["candidates"]["reranked"] == 50
         assert gated.calls[0] == 10 and sum(gated.calls) == 50  # MIN_CANDIDATES first, then a few at a time
         assert queue.queued == 0  # every place was given back
     finally:
@@ -459,7 +459,7 @@ async def test_a_search_behind_a_busy_cross_encoder_reranks_the_head_that_fits(
                 with anyio.fail_after(60):
                     await queue.second.wait()
                 gated.gate.set()
-        assert second["search_method"] == "rrf_hybrid+rerank"
+        assert second["search_method"] == "hybrid+rerank"
         assert second["candidates"]["reranked"] == 20
         assert "top 20 reranked by the cross-encoder" in second["message"]
         assert "Under load, only the top 20 of 60 candidates were reranked: 1 search was queued" in second["message"]
@@ -496,7 +496,7 @@ async def test_a_search_stops_waiting_when_the_search_ahead_runs_past_its_predic
                 with anyio.fail_after(60):
                     second = await call(client, "search", {"query": "deploy key", "explain": True})
                 gated.gate.set()
-        assert second["search_method"] == "rrf_hybrid" and second["candidates"]["reranked"] == 0
+        assert second["search_method"] == "hybrid" and second["candidates"]["reranked"] == 0
         assert "the cross-encoder was busy: the searches ahead took longer than predicted" in second["message"]
         assert "reranker.budget_s (0.5 s); this answer is in the hybrid's order" in second["message"]
         assert gated.calls[0] == 10
@@ -542,14 +542,14 @@ async def test_a_search_deadline_reranks_what_fits_and_says_when_nothing_does(
             roomy = await call(
                 client, "search", {"query": "deploy key rotation", "deadline_ms": 600_000, "explain": True}
             )
-            assert roomy["search_method"] == "rrf_hybrid+rerank" and roomy["candidates"]["reranked"] == 50
+            assert roomy["search_method"] == "hybrid+rerank" and roomy["candidates"]["reranked"] == 50
             # The same search again: every score comes from the cache, whatever the model costs.
             service.rerank_queue.seconds_per_token = 1.0
             again = await call(client, "search", {"query": "deploy key rotation", "deadline_ms": 1000, "explain": True})
-            assert again["search_method"] == "rrf_hybrid+rerank" and again["hits"] == roomy["hits"]
+            assert again["search_method"] == "hybrid+rerank" and again["hits"] == roomy["hits"]
             # A new query at a second per token: not even the ten worth scoring fit in a second, none are scored.
             tight = await call(client, "search", {"query": "weekly key rotation", "deadline_ms": 1000, "explain": True})
-            assert tight["search_method"] == "rrf_hybrid" and tight["candidates"]["reranked"] == 0
+            assert tight["search_method"] == "hybrid" and tight["candidates"]["reranked"] == 0
             assert "not even the top 10 candidates could be scored within the search's deadline_ms" in tight["message"]
             plain = await call(client, "search", {"query": "weekly key rotation", "rerank": False})
             assert [hit["id"] for hit in tight["hits"]] == [hit["id"] for hit in plain["hits"]]

@@ -66,7 +66,7 @@ async def test_search_follows_the_blended_order(settings, embedder, blended_mode
         await service.remember([MemoryInput(text=fact) for fact in FACTS])
         query = "which database runs in production?"
         found = await service.search(SearchRequest(query=query, top_k=5, rerank=True, rerank_top_k=5))
-        assert found.search_method == "rrf_hybrid+rerank"
+        assert found.search_method == "hybrid+rerank"
         assert "blended with the hybrid order (cross-encoder weight 0.4" in found.message
         hits = found.hits
         # Every candidate was reranked and shown, so the blend can be recomputed from the hits' own scores.

@@ -94,9 +94,7 @@ def test_stdio_agent_example(tmp_path, cross_encoder_path):
     """Tried without flags, the example leaves the user's own store (here the environment's) untouched."""
     out = run_example("stdio_agent.py", tmp_path, cross_encoder_path)
     assert out.count("mem_") == 3
-    assert (
-        "Kubernetes" in out and "search (rrf_hybrid" in out and '"ready": true' in out and "(ready, onnx-int8)" in out
-    )
+    assert "Kubernetes" in out and "search (hybrid" in out and '"ready": true' in out and "(ready, onnx-int8)" in out
     assert not (tmp_path / "cli-data").exists()  # MIMIR_STORE_DATA_DIR of run_cli: the "real" store
 
 

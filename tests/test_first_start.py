@@ -77,7 +77,7 @@ async def test_a_search_answers_from_keywords_while_the_embedder_loads(fake_sett
         embedder.loaded.set()
         answer = await service.search(search("who owns the billing on-call rota"))
         assert answer.candidates.dense > 0 and "keywords alone" not in answer.message
-        assert answer.search_method.startswith("rrf_hybrid")
+        assert answer.search_method.startswith("hybrid")
     finally:
         service.close()
 

@@ -481,7 +481,7 @@ async def test_search_uses_the_remote_api_and_status_shows_it_without_the_key(ap
         async with Client(create_server(service.settings, service=service)) as client:
             await call(client, "remember", {"memories": [{"text": text} for text in DEPLOY_NOTES]})
             found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
-            assert found["search_method"] == "rrf_hybrid+remote_rerank"
+            assert found["search_method"] == "hybrid+remote_rerank"
             assert found["reranker_model"] == "remote:cohere:rerank-test"
             assert "reranked by the remote reranker remote:cohere:rerank-test" in found["message"]
             # The test server scores a text by its length: the remote order is longest first.
@@ -495,7 +495,7 @@ async def test_search_uses_the_remote_api_and_status_shows_it_without_the_key(ap
             assert [(hit["id"], hit["score"]) for hit in again["hits"]] == [
                 (hit["id"], hit["score"]) for hit in found["hits"]
             ]
-            assert again["search_method"] == "rrf_hybrid+remote_rerank" and len(api.recorded.requests) == 1
+            assert again["search_method"] == "hybrid+remote_rerank" and len(api.recorded.requests) == 1
             status = await call(client, "status", {"detail": True})
             remote = status["detail"]["remote_reranker"]
             assert remote["state"] == "ready" and remote["counters"]["calls"] == 1
@@ -522,7 +522,7 @@ async def test_a_failing_remote_api_hands_over_to_the_local_model_then_to_the_hy
         async with Client(create_server(service.settings, service=service)) as client:
             await call(client, "remember", {"memories": [{"text": text} for text in DEPLOY_NOTES]})
             found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
-            assert found["search_method"] == "rrf_hybrid+rerank"
+            assert found["search_method"] == "hybrid+rerank"
             assert found["reranker_model"] == reranker.model
             assert (
                 "The local cross-encoder stood in because the remote reranker remote:cohere:rerank-test did not "
@@ -546,7 +546,7 @@ async def test_a_failing_remote_api_hands_over_to_the_local_model_then_to_the_hy
         async with Client(create_server(service.settings, service=service)) as client:
             plain = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "rerank": False})
             found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
-            assert found["search_method"] == "rrf_hybrid" and "reranker_model" not in found  # none: left out
+            assert found["search_method"] == "hybrid" and "reranker_model" not in found  # none: left out
             assert [hit["id"] for hit in found["hits"]] == [hit["id"] for hit in plain["hits"]]
             assert "not reranked: the remote reranker remote:cohere:rerank-test did not score" in found["message"]
             assert "the local cross-encoder: " in found["message"]

@@ -68,7 +68,7 @@ async def test_remember_search_rerank_status(client: Client, cross_encoder_path)
     found = await call(
         client, "search", {"query": "where is the staging deploy key kept?", "top_k": 3, "explain": True}
     )
-    assert found["search_method"] == "rrf_hybrid+rerank"
+    assert found["search_method"] == "hybrid+rerank"
     assert found["reranker_model"] == str(cross_encoder_path)
     assert len(found["hits"]) == 3
     assert found["candidates"]["reranked"] == 5
@@ -170,7 +170,7 @@ async def test_search_top_k_min_score_and_rerank_off(client: Client):
 
     asked = {"query": "code and servers", "rerank": False, "min_score": 0.9}
     plain = await call(client, "search", {**asked, "explain": True})
-    assert plain["search_method"] == "rrf_hybrid"
+    assert plain["search_method"] == "hybrid"
     assert "rerank=false" in plain["message"] and "min_score was not applied" in plain["message"]
     assert all("rerank_score" not in hit["scores"] for hit in plain["hits"])
     rrf = [hit["scores"]["fused_score"] for hit in plain["hits"]]
@@ -251,10 +251,10 @@ async def test_filters_by_namespace_tags_and_metadata(fake_client: Client):
 async def test_empty_store_search_answers_without_reranking(client: Client, service: MemoryService):
     await service.loader.ready()  # a new data dir's first search answers before the store opens (test_first_start)
     result = await call(client, "search", {"query": "anything at all", "explain": True})
-    assert result["hits"] == [] and result["search_method"] == "rrf_hybrid"
+    assert result["hits"] == [] and result["search_method"] == "hybrid"
     assert "nothing to rerank" in result["message"]
     # nothing was left undone that was asked, so the default answer has no message; `hits` is always there
-    assert await call(client, "search", {"query": "anything at all"}) == {"hits": [], "search_method": "rrf_hybrid"}
+    assert await call(client, "search", {"query": "anything at all"}) == {"hits": [], "search_method": "hybrid"}
 
 
 async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_path):
@@ -273,7 +273,7 @@ async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_p
             assert str(missing) in status["reranker"]["error"] and "does not exist" in status["reranker"]["error"]
 
             result = await call(client, "search", {"query": "database", "top_k": 3, "explain": True})
-            assert result["search_method"] == "rrf_hybrid" and len(result["hits"]) == 3
+            assert result["search_method"] == "hybrid" and len(result["hits"]) == 3
             assert "not reranked" in result["message"] and "does not exist" in result["message"]
             assert "MIMIR_RERANKER_MODEL" in result["message"]
             rrf = [hit["scores"]["fused_score"] for hit in result["hits"]]
@@ -305,7 +305,7 @@ async def test_default_hub_model_offline_is_reported_plainly(settings, embedder,
             assert status["reranker"]["state"] == "failed"
             assert "cannot be downloaded" in status["reranker"]["error"]
             result = await call(client, "search", {"query": "something"})
-            assert result["search_method"] == "rrf_hybrid" and len(result["hits"]) == 1
+            assert result["search_method"] == "hybrid" and len(result["hits"]) == 1
     finally:
         service.close()
 
@@ -319,7 +319,7 @@ async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedde
             await slow.wait_ready(60)
             for explain in (False, True):  # the search did not run as asked: the default answer says so too
                 timed_out = await call(client, "search", {"query": "database", "explain": explain})
-                assert timed_out["search_method"] == "rrf_hybrid" and "took longer than" in timed_out["message"]
+                assert timed_out["search_method"] == "hybrid" and "took longer than" in timed_out["message"]
                 assert len(timed_out["hits"]) == 5
 
             # A model that raises during inference: a max_length the position table cannot hold.
@@ -331,7 +331,7 @@ async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedde
             await call(client, "remember", {"text": long_text})
             for explain in (False, True):
                 failed = await call(client, "search", {"query": "word", "explain": explain})
-                assert failed["search_method"] == "rrf_hybrid" and "raised" in failed["message"]
+                assert failed["search_method"] == "hybrid" and "raised" in failed["message"]
                 assert failed["hits"][0]["text_chars"] == len(long_text) and failed["hits"][0]["truncated"] is True
     finally:
         service.close()
@@ -347,7 +347,7 @@ async def test_reranker_disabled(settings, embedder):
             assert status["reranker"] == "off" and status["detail"]["reranker"]["state"] == "disabled"
             for explain in (False, True):  # not reranked: the default answer says why too
                 result = await call(client, "search", {"query": "note", "explain": explain})
-                assert result["search_method"] == "rrf_hybrid" and "disabled" in result["message"]
+                assert result["search_method"] == "hybrid" and "disabled" in result["message"]
     finally:
         service.close()
 
@@ -605,10 +605,10 @@ async def test_diversity_picks_hits_by_mmr_so_near_duplicates_do_not_fill_the_an
     await call(client, "remember", {"memories": [{"text": text} for text in notes]})
     arguments = {"query": "staging database password rotation", "top_k": 2, "rerank": False}
     plain = await call(client, "search", arguments)
-    assert plain["search_method"] == "rrf_hybrid"
+    assert plain["search_method"] == "hybrid"
     assert all("password rotates" in hit["text"] for hit in plain["hits"])  # two near-copies of one fact
     diverse = await call(client, "search", {**arguments, "diversity": 0.9, "explain": True})
-    assert diverse["search_method"] == "rrf_hybrid+mmr"
+    assert diverse["search_method"] == "hybrid+mmr"
     assert diverse["hits"][0]["id"] == plain["hits"][0]["id"]  # the most relevant stays first
     assert diverse["hits"][1]["text"] == notes[3]  # then the memory least like it, not its copy
     assert "maximal marginal relevance (diversity 0.9)" in diverse["message"]

@@ -281,7 +281,7 @@ async def test_prefer_recent_puts_the_newer_of_two_matches_first(tmp_path: Path)
         service.close()
     assert [hit["text"] for hit in plain["hits"][:2]] == [older, newer]
     assert [hit["text"] for hit in recent["hits"][:2]] == [newer, older]
-    assert plain["search_method"] == "rrf_hybrid" and recent["search_method"] == "rrf_hybrid+recency"
+    assert plain["search_method"] == "hybrid" and recent["search_method"] == "hybrid+recency"
     newest, oldest = (hit["scores"] for hit in recent["hits"][:2])
     assert newest["age_days"] == pytest.approx(1.27, abs=0.01) and oldest["age_days"] == pytest.approx(69.27, abs=0.01)
     assert newest["recency"] == pytest.approx(0.3 * 0.5 ** (1.27 / 7), abs=1e-3)

@@ -482,6 +482,6 @@ async def test_cli_reindex_with_eval(
     result = run_cli([*args, "--eval", str(dataset)], tmp_path, cross_encoder_path)
     assert result.returncode == 0, result.stderr
     assert f"1 memory re-embedded with {small_model} (128 dimensions; was {OLD_MODEL})" in result.stdout
-    assert f"nDCG@10 on beir with {OLD_MODEL}: dense 1.0000, rrf 1.0000" in result.stdout
+    assert f"nDCG@10 on beir with {OLD_MODEL}: dense 1.0000, hybrid 1.0000" in result.stdout
     assert f"nDCG@10 on beir with {small_model}: dense 1.0000" in result.stdout
     assert "1/1" in result.stderr  # the progress bar

@@ -37,7 +37,7 @@ async def exercise_all_tools(client: Client, agent: str) -> None:
     )
     assert len(stored["ids"]) == 3
     found = await call(client, "search", {"query": "when does Falcon launch?", "top_k": 3, "explain": True})
-    assert found["search_method"] == "rrf_hybrid+rerank", found["message"]
+    assert found["search_method"] == "hybrid+rerank", found["message"]
     assert {hit["text"] for hit in found["hits"]} == set(NOTES)
     falcon = next(hit for hit in found["hits"] if "Falcon" in hit["text"])
     assert falcon["scores"]["dense_rank"] == 1 and falcon["scores"]["bm25_rank"] == 1

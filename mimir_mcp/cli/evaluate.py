@@ -55,7 +55,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
         "each query is searched in its own group",
     )
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")
-    parser.add_argument("--reranker", help="Cross-encoder name or path for rrf+rerank (default: the configured one)")
+    parser.add_argument("--reranker", help="Cross-encoder name or path for hybrid+rerank (default: the configured one)")
     parser.add_argument("--rerank-top-k", type=int, help="Candidates reranked per query (default: the server's)")
     parser.add_argument("--json", type=Path, help="Also write the figures as JSON to this file")
     return parser

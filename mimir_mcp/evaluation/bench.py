@@ -189,7 +189,7 @@ async def timed_search(service: Any, query: str, rerank: bool) -> float:
 
     started = time.perf_counter()
     response = await service.search(SearchRequest(query=query, top_k=10, rerank=rerank, rerank_top_k=50))
-    if rerank and response.search_method != "rrf_hybrid+rerank":
+    if rerank and response.search_method != "hybrid+rerank":
         raise RuntimeError(f"bench expected a reranked search: {response.message}")
     return (time.perf_counter() - started) * 1000
 

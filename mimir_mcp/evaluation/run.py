@@ -49,9 +49,11 @@ METHODS: dict[str, Method] = {
     "bm25": Method(("bm25",), False),
     "dense": Method(("dense",), False),
     "context": Method(("context",), False),
-    "rrf": Method(("dense", "bm25", "context"), False),
-    "rrf+rerank": Method(("dense", "bm25", "context"), True),
+    "hybrid": Method(("dense", "bm25", "context"), False),
+    "hybrid+rerank": Method(("dense", "bm25", "context"), True),
 }
+# The hybrid's name while its fusion was RRF; still read, so that older commands run as they did.
+FORMER_NAMES = {"rrf": "hybrid"}
 
 
 def method(name: str) -> Method:
@@ -63,6 +65,9 @@ def method(name: str) -> Method:
         if not deadline.isdigit() or not 10 <= int(deadline) <= 600_000:
             raise KeyError(name)
         return replace(method(name), deadline_ms=int(deadline))
+    first, plus, rest = name.partition("+")
+    if first in FORMER_NAMES:
+        name = FORMER_NAMES[first] + plus + rest
     if name in METHODS:
         return METHODS[name]
     head, plus, last = name.rpartition("+")
@@ -78,7 +83,7 @@ def method(name: str) -> Method:
             except ValueError:
                 break
             # MMR picks among the hybrid's hits; one arm alone has no use for it.
-            if 0.0 < weight <= 1.0 and (knob != "diversity" or base.arms == METHODS["rrf"].arms):
+            if 0.0 < weight <= 1.0 and (knob != "diversity" or base.arms == METHODS["hybrid"].arms):
                 return replace(base, **{knob: weight})
     raise KeyError(name)
 

@@ -78,7 +78,7 @@ class Tally:
     def classify(self, answer: dict[str, Any], milliseconds: float) -> None:
         """A search that asked for reranking: scored in full, trimmed under load, or not reranked (why)."""
         candidates = answer["candidates"]
-        if answer["search_method"] == "rrf_hybrid+rerank":
+        if answer["search_method"] == "hybrid+rerank":
             self.reranked_candidates.append(candidates["reranked"])
             if candidates["reranked"] < min(candidates["fused"], 50):
                 self.trimmed += 1

@@ -4,9 +4,9 @@ policy, ``policy.FusionPolicy``), rerank (a remote API, else the local cross-enc
 blended with the hybrid's), then ``min_score``, recency (``prefer_recent``), MMR and the hits shown; a
 ``when`` bounds it all in time first (``time_scope``).
 
-It reports the method it actually used: ``rrf_hybrid+rerank`` only when the cross-encoder scored the
-candidates, ``rrf_hybrid`` otherwise, with the reason in ``message``; ``keywords`` in place of
-``rrf_hybrid`` when the dense arm did not run (the embedding model loading or failed).
+It reports the method it actually used: ``hybrid+rerank`` only when the cross-encoder scored the
+candidates, ``hybrid`` otherwise, with the reason in ``message``; ``keywords`` in place of
+``hybrid`` when the dense arm did not run (the embedding model loading or failed).
 """
 
 from __future__ import annotations
@@ -517,11 +517,11 @@ class SearchPipeline:
 
 
 def _first_stage_method(arms: tuple[str, ...]) -> str:
-    """The first stage's name in ``search_method``: ``rrf_hybrid`` when the dense arm ran beside a keyword
+    """The first stage's name in ``search_method``: ``hybrid`` when the dense arm ran beside a keyword
     arm, ``keywords`` without it, ``dense`` alone (evaluation's single arms)."""
     if "dense" not in arms:
         return "keywords"
-    return "rrf_hybrid" if len(arms) > 1 else "dense"
+    return "hybrid" if len(arms) > 1 else "dense"
 
 
 def _hit(record: MemoryRecord, item: Candidate, scores: HitScores, request: SearchRequest) -> Hit:

@@ -35,26 +35,32 @@ def test_load_dataset_errors(tmp_path):
 
 
 def test_parse_methods():
-    assert parse_methods("bm25, rrf") == ["bm25", "rrf"]
-    assert parse_methods("rrf+mmr0.3,rrf+rerank@200,rrf+rerank+mmr0.5@50") == [
-        "rrf+mmr0.3",
-        "rrf+rerank@200",
-        "rrf+rerank+mmr0.5@50",
+    assert parse_methods("bm25, hybrid") == ["bm25", "hybrid"]
+    assert parse_methods("hybrid+mmr0.3,hybrid+rerank@200,hybrid+rerank+mmr0.5@50") == [
+        "hybrid+mmr0.3",
+        "hybrid+rerank@200",
+        "hybrid+rerank+mmr0.5@50",
     ]
-    assert method("rrf+rerank+mmr0.5@50") == Method(METHODS["rrf"].arms, True, diversity=0.5, deadline_ms=50)
-    assert method("rrf+rerank+auto+recent0.25@90") == Method(
-        METHODS["rrf"].arms, True, deadline_ms=90, when="auto", prefer_recent=0.25
+    assert method("hybrid+rerank+mmr0.5@50") == Method(METHODS["hybrid"].arms, True, diversity=0.5, deadline_ms=50)
+    assert method("hybrid+rerank+auto+recent0.25@90") == Method(
+        METHODS["hybrid"].arms, True, deadline_ms=90, when="auto", prefer_recent=0.25
     )
     assert method("bm25+when") == Method(("bm25",), False, when="given")
+    # The hybrid's name from when its fusion was RRF still reads, suffixes and all; only as the name.
+    assert parse_methods("rrf,rrf+rerank+mmr0.5@50") == ["rrf", "rrf+rerank+mmr0.5@50"]
+    assert method("rrf+rerank+mmr0.5@50") == method("hybrid+rerank+mmr0.5@50")
+    assert method("rrf") == METHODS["hybrid"]
     for wrong in (
+        "rrfx",
+        "bm25+rrf",
         "bm25,magic",
-        "rrf+mmr0",
-        "rrf+mmr1.5",
+        "hybrid+mmr0",
+        "hybrid+mmr1.5",
         "bm25+mmr0.3",
-        "rrf@5",
-        "rrf@soon",
-        "rrf+recent2",
-        "rrf+soon",
+        "hybrid@5",
+        "hybrid@soon",
+        "hybrid+recent2",
+        "hybrid+soon",
     ):
         with pytest.raises(ValueError, match="unknown method"):
             parse_methods(wrong)
@@ -76,12 +82,12 @@ async def test_run_eval_reports_every_method(tiny_beir, settings, tmp_path):
     # Each question shares words and meaning with exactly one document: both arms put it first.
     assert report["methods"]["bm25"]["ndcg@10"] == 1.0
     assert report["methods"]["dense"]["ndcg@10"] == 1.0
-    assert report["methods"]["rrf"]["mrr@10"] == 1.0
-    assert "not_reranked" not in report["methods"]["rrf+rerank"]
+    assert report["methods"]["hybrid"]["mrr@10"] == 1.0
+    assert "not_reranked" not in report["methods"]["hybrid+rerank"]
     assert report["methods"]["bm25"]["recall@5"] == 1.0  # first, so in the top 5
     assert report["format"] == "beir" and report["namespaces"] == 0 and report["empty_documents"] == 0
     table = format_table(report)
-    assert "rrf+rerank" in table and "nDCG@10" in table and "R@50" in table
+    assert "hybrid+rerank" in table and "nDCG@10" in table and "R@50" in table
 
 
 def test_fit_cuts_at_a_character_boundary():
@@ -151,22 +157,22 @@ def test_by_category_averages_each_category():
 
 def test_eval_command_writes_json(tiny_beir, tmp_path, cross_encoder_path):
     out = tmp_path / "figures.json"
-    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "bm25,rrf+rerank"]
+    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "bm25,hybrid+rerank"]
     result = run_cli([*args, "--reranker", str(cross_encoder_path), "--json", str(out)], tmp_path, cross_encoder_path)
     assert result.returncode == 0, result.stderr[-2000:]
     document = json.loads(out.read_text())
     assert document["dataset"] == tiny_beir.name and document["queries"] == 3
-    assert set(document["methods"]) == {"bm25", "rrf+rerank"}
+    assert set(document["methods"]) == {"bm25", "hybrid+rerank"}
     assert document["methods"]["bm25"]["ndcg@10"] == 1.0
     assert "indexing" in result.stderr  # progress is shown
-    assert "rrf+rerank" in result.stdout
+    assert "hybrid+rerank" in result.stdout
 
 
 def test_eval_command_reports_a_missing_reranker(tiny_beir, tmp_path, cross_encoder_path):
-    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "rrf,rrf+rerank"]
+    args = ["-m", "mimir_mcp", "eval", "--dataset", str(tiny_beir), "--methods", "hybrid,hybrid+rerank"]
     result = run_cli([*args, "--reranker", str(tmp_path / "nope")], tmp_path, cross_encoder_path)
     assert result.returncode == 1
-    assert "rrf+rerank: not run" in result.stdout and "does not exist" in result.stdout
+    assert "hybrid+rerank: not run" in result.stdout and "does not exist" in result.stdout
 
 
 def test_eval_command_names_a_bad_dataset(tmp_path, cross_encoder_path):

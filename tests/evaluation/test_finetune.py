@@ -34,8 +34,8 @@ async def test_finetune_saves_a_model_the_server_loads(tiny_beir, settings, tmp_
     assert blend["dev_ndcg@10"][f"{blend['blend']:g}"] == max(blend["dev_ndcg@10"].values())
     assert load_blend(output) == blend["blend"]
     evaluation = report["evaluation"]
-    assert evaluation["split"] == "test" and set(evaluation["methods"]) == {"rrf", "rrf+rerank"}
-    assert "not_reranked" not in evaluation["methods"]["rrf+rerank"]
+    assert evaluation["split"] == "test" and set(evaluation["methods"]) == {"hybrid", "hybrid+rerank"}
+    assert "not_reranked" not in evaluation["methods"]["hybrid+rerank"]
 
     model = CrossEncoder(str(output), device="cpu")
     assert model.num_labels == 1 and model.max_length == 64

@@ -99,7 +99,7 @@ async def test_questions_search_only_their_own_conversation(tiny_locomo, service
     dataset = load_locomo(tiny_locomo)
     indexed = await index_corpus(service, dataset, 4)
     assert sorted(doc for docs in indexed.owners.values() for doc in docs) == sorted(dataset.corpus)
-    for name in ("bm25", "dense", "rrf", "rrf+rerank"):
+    for name in ("bm25", "dense", "hybrid", "hybrid+rerank"):
         for query_id in dataset.judged_queries:
             ranking, response = await rank_query(service, dataset, indexed.owners, name, query_id, rerank_top_k=10)
             own = dataset.query_groups[query_id]
@@ -116,7 +116,7 @@ async def test_questions_search_only_their_own_conversation(tiny_locomo, service
 
 @pytest.mark.anyio
 async def test_eval_locomo_matches_the_beir_copy_grouped_by_prefix(tiny_locomo, settings, tmp_path):
-    methods = ("bm25", "dense", "rrf")
+    methods = ("bm25", "dense", "hybrid")
     report = await run_eval(tiny_locomo, methods=methods, settings=settings, data_dir=tmp_path / "a")
     assert report["format"] == "locomo" and report["namespaces"] == 2
     assert report["queries"] == 6 and report["documents"] == 7 and report["empty_documents"] == 0
