@@ -265,7 +265,7 @@ class SearchFusion(BaseModel):
         description="zscore: BM25's standardized scores and the cosines in dense_unit added, weighted per "
         "query (the RRF methods coverage, top_z, score_gap and equal are comparisons for evaluation)."
     )
-    rrf_k: int = Field(description="The RRF constant (used by the RRF methods only).")
+    rrf_k: int | None = Field(default=None, description="The RRF constant, under the RRF methods only.")
     weights: dict[str, float] = Field(description="Each arm's weight for this query.")
     coverage: dict[str, float | None] = Field(
         description="How fully each arm's best hit matches the query: a BM25 arm's best score over the query's "

@@ -212,7 +212,6 @@ def test_the_report_states_the_decision_rounded():
     decision = ContextDecision(True, coherence=0.0812345678, mean_terms=21.456, query_words=3)
     assert SHIPPED.report(fused, decision) == SearchFusion(
         method="zscore",
-        rrf_k=10,
         weights={"dense": 1.234568, "bm25": 0.5},
         coverage={"dense": 0.876543, "bm25": None},
         context=True,

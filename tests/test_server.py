@@ -402,7 +402,7 @@ async def test_default_fusion_adds_each_arms_scaled_scores_weighted_by_top_z_and
     weights = SHIPPED.weights(arms, coverage)
     assert weights != FusionPolicy(method="top_z").weights(arms)
     # the response says how it fused: the same weights and coverage
-    assert found["fusion"]["method"] == "zscore"
+    assert found["fusion"]["method"] == "zscore" and "rrf_k" not in found["fusion"]  # RRF's constant only under RRF
     assert found["fusion"]["weights"] == pytest.approx(weights, rel=1e-3)  # hits carry rounded scores
     assert found["fusion"]["coverage"] == pytest.approx(coverage, rel=1e-3)
     assert len(arms["bm25"]) >= 3 and weights["dense"] != weights["bm25"]

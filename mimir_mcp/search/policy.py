@@ -216,7 +216,7 @@ class FusionPolicy:
         what the context rule read."""
         return SearchFusion(
             method=self.method,
-            rrf_k=self.rrf_k,
+            rrf_k=None if self.method == "zscore" else self.rrf_k,
             weights={arm: round(weight, 6) for arm, weight in fused.weights.items()},
             coverage={arm: None if value is None else round(value, 6) for arm, value in fused.coverage.items()},
             context=fused.context,
