@@ -216,7 +216,7 @@ class SearchArguments(FilterArguments):
     query: StrictStr = Field(description="Natural language or keywords.")
     top_k: Annotated[StrictInt, Field(ge=1)] = 10
     rerank: StrictBool = True
-    rerank_top_k: Annotated[StrictInt, Field(ge=1, description="Candidates the cross-encoder scores.")] = 50
+    rerank_top_k: Annotated[StrictInt, Field(ge=1, description="Candidates reranked.")] = 50
     min_score: StrictFloat | None = Field(default=None, description="Drop hits with rerank score (0-1) below.")
     namespace: StrictStr = Field(  # type: ignore[assignment]  # narrower than the shared filter's
         default="default", description=f"'{ALL_NAMESPACES}': all."
@@ -368,7 +368,7 @@ class GetArguments(ToolArguments):
 
 class ForgetArguments(FilterArguments):
     ids: list[StrictStr] | None = None
-    namespace: StrictStr | None = Field(default=None, description=f"'{ALL_NAMESPACES}': any.")
+    namespace: StrictStr | None = Field(default=None, description=f"Unset or '{ALL_NAMESPACES}': any.")
     confirm: StrictBool = False
     dry_run: StrictBool = False
 
