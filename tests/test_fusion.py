@@ -1,13 +1,11 @@
 import math
 
-import numpy as np
 import pytest
 
 from mimir_mcp.search.fusion import (
     arm_coverage,
     arm_weights,
     blend_scores,
-    cosine_deviation,
     coverage_factor,
     rrf,
     score_gap_weight,
@@ -178,15 +176,6 @@ def test_top_z_weight_counts_the_stand_out_in_a_unit_when_given():
     # through arm_weights: only the arm named in units is counted in it
     weights = arm_weights({"dense": scores, "bm25": scores}, z_power=1.0, units={"dense": 0.05})
     assert weights == pytest.approx({"dense": 10.0, "bm25": 0.5 / math.sqrt(0.02 / 3)})
-
-
-def test_cosine_deviation_is_the_spread_of_every_pair_of_cosines():
-    # three unit vectors: pairs at 90, 90 and 45 degrees -> cosines 0, 0, sqrt(1/2)
-    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 1.0, 1.0]])  # lengths do not count
-    pairs = [0.0, 0.0, math.sqrt(0.5)]
-    assert cosine_deviation(vectors) == pytest.approx(float(np.std(pairs)))
-    assert cosine_deviation(vectors[:1]) is None
-    assert cosine_deviation(np.ones((4, 3))) == pytest.approx(0.0)  # all alike
 
 
 def test_blend_scores_standardizes_each_side_exactly():

@@ -11,7 +11,7 @@ from rank_bm25 import BM25Okapi
 
 from mimir_mcp.lexical.analysis import ANALYZER_VERSION, analyze, cjk_bigrams, fold_accents, query_terms, tokenize
 from mimir_mcp.lexical.bm25 import K1, bm25_idf
-from mimir_mcp.lexical.index import LexicalIndex
+from mimir_mcp.lexical.index import LexicalIndex, cosine_deviation
 from mimir_mcp.models import MemoryRecord, RecordFilter
 
 
@@ -394,11 +394,19 @@ def test_coherence_tells_a_conversation_from_unrelated_memories(index):
     small.close()
 
 
+def test_cosine_deviation_is_the_spread_of_every_pair_of_cosines():
+    # three unit vectors: pairs at 90, 90 and 45 degrees -> cosines 0, 0, sqrt(1/2)
+    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 1.0, 1.0]])  # lengths do not count
+    pairs = [0.0, 0.0, math.sqrt(0.5)]
+    assert cosine_deviation(vectors) == pytest.approx(float(np.std(pairs)))
+    assert cosine_deviation(vectors[:1]) is None
+    assert cosine_deviation(np.ones((4, 3))) == pytest.approx(0.0)  # all alike
+
+
 def test_cosine_spread_measures_an_even_sample_once_per_tenth_of_growth(index):
     """The dense arm's unit: the deviation of the cosines between a namespace's memories, from up to 200
     of them evenly spaced in the order stored, read once and kept until the namespace grows by a tenth."""
     from mimir_mcp.lexical.index import SPREAD_SAMPLE
-    from mimir_mcp.search.fusion import cosine_deviation
 
     rng = np.random.default_rng(7)
     vectors = {f"m{i}": rng.normal(size=8) for i in range(450)}

@@ -6,8 +6,6 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Literal, TypeVar
 
-import numpy as np
-
 K = TypeVar("K", bound=Hashable)
 
 
@@ -172,23 +170,6 @@ def arm_weights(
         * coverage_factor((coverage or {}).get(arm), powers.get(arm, 0.0))
         for arm, value in sure.items()
     }
-
-
-def cosine_deviation(vectors: np.ndarray) -> float | None:
-    """How far apart a set of memories lie for the bi-encoder: the standard deviation of the cosine
-    similarity between every pair of ``vectors`` (rows); ``None`` for fewer than two.
-
-    The dense arm's scores are cosines, on one scale for every query, but how far apart a namespace's
-    memories lie depends on its text and on the model (chat turns spread 0.13-0.15 under all-MiniLM-L6-v2,
-    Wikipedia sentences 0.08, dictionary glosses 0.09): measured on the namespace's own memories, a share
-    of it is a unit in which a gap between a query's cosines means about as much in any namespace.
-    """
-    if len(vectors) < 2:
-        return None
-    rows = np.asarray(vectors, dtype=np.float64)
-    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-    pairs = (rows @ rows.T)[np.triu_indices(len(rows), 1)]
-    return float(pairs.std())
 
 
 def _mean_and_spread(values: Sequence[float]) -> tuple[float, float]:

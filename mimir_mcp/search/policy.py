@@ -82,7 +82,7 @@ class FusionPolicy:
     keeps a weak arm from dragging the order down without letting one outlier decide it."""
     dense_unit_share: float | None = 0.25
     """Under ``zscore``, the dense arm's scores, and how far its best hit stands out, are counted in units of
-    this share of the namespace's cosine spread (``fusion.cosine_deviation`` of its memories), where BM25's
+    this share of the namespace's cosine spread (``LexicalIndex.cosine_spread`` of its memories), where BM25's
     are over their own standard deviation: a cosine means the same for every query, so a question the
     bi-encoder separates sharply (its answer far above the rest) moves the order further, and counts for
     more, than one whose candidates sit close together. Measured against the namespace's own memories,
