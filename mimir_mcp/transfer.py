@@ -25,8 +25,9 @@ from pydantic import (
 from mimir_mcp.config import LimitSettings
 from mimir_mcp.errors import InvalidInputError
 from mimir_mcp.models import MemoryInput, MemoryRecord, MetadataValue
-from mimir_mcp.server.validation import LIMITS, check_arguments, check_memory, limits_of
+from mimir_mcp.server.validation import LIMITS, check_arguments, check_memory, check_time, json_type, limits_of, refusal
 from mimir_mcp.service.memory import MemoryService, dedup_key
+from mimir_mcp.service.writes import stored_now
 
 DEFAULT_IMPORT_BATCH = 256
 
@@ -35,7 +36,7 @@ def _metadata_value(value: object) -> MetadataValue:
     """One check for the union, so an error names the key (``metadata.colour``), not each member type."""
     if isinstance(value, str | int | float):  # bool is an int
         return value
-    raise ValueError(f"a metadata value must be a string, number or boolean, not {type(value).__name__}")
+    raise InvalidInputError("", f"metadata is flat: values must be a string, number or boolean, got {json_type(value)}")
 
 
 class ExportedMemory(MemoryRecord):
@@ -51,9 +52,15 @@ class ExportedMemory(MemoryRecord):
     def _shape(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, dict):  # anything else is refused by the type check, in pydantic's words
             check_arguments(data, limits_of(info))
+            # A line from elsewhere: what remember would give a memory without them, the namespace and
+            # the time as remember's defaults (stored now), the id as the hash of both.
+            data = {"namespace": MemoryInput.model_fields["namespace"].default, "created_at": stored_now(), **data}
             text, namespace = data.get("text"), data.get("namespace")
-            if "id" not in data and isinstance(text, str) and isinstance(namespace, str):
-                data = {**data, "id": dedup_key(namespace, text)}  # a line from elsewhere: the id it would get
+            if "id" not in data:
+                # Without a text to hash, the text's own error is the one to tell (fields are checked in order,
+                # the id first): the placeholder is never stored.
+                computable = isinstance(text, str) and isinstance(namespace, str)
+                data["id"] = dedup_key(namespace, text) if computable else ""
         return data
 
     @model_validator(mode="after")
@@ -61,6 +68,8 @@ class ExportedMemory(MemoryRecord):
         """The checks ``remember`` makes on a memory; nothing is changed, only refused."""
         fields = ("text", "tags", "source", "agent", "namespace", "metadata")
         check_memory("", MemoryInput(**{name: getattr(self, name) for name in fields}), limits_of(info))
+        check_time("created_at", self.created_at)
+        check_time("updated_at", self.updated_at)
         return self
 
 
@@ -122,12 +131,8 @@ def parse_line(text: str, line: int, limits: LimitSettings | None = None) -> Mem
     try:
         exported = ExportedMemory.model_validate_json(text, context={LIMITS: limits or LimitSettings()})
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        cause = (first.get("ctx") or {}).get("error")
-        if isinstance(cause, InvalidInputError):
-            raise LineError(line, cause.field or "the line", cause.problem) from None
-        field = ".".join(str(part) for part in first["loc"]) or "the line"
-        raise LineError(line, field, first["msg"]) from None
+        refused = refusal(exc)  # told as a tool's refusals are: the field, then what is wrong
+        raise LineError(line, refused.field if refused.field != "arguments" else "the line", refused.problem) from None
     record = MemoryRecord(**dict(exported))
     expected = dedup_key(record.namespace, record.text)
     if record.id != expected:

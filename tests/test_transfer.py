@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +233,7 @@ def test_cli_import_rejects_a_bad_file_with_exit_code_2(cross_encoder_path, tmp_
         ["-m", "mimir_mcp", "import", str(bad), "--data-dir", str(tmp_path / "d")], tmp_path, cross_encoder_path
     )
     assert result.returncode == 2
-    assert "line 1, tags: Input should be a valid array; nothing was imported" in result.stderr
+    assert "line 1, tags: must be an array, got a string; nothing was imported" in result.stderr
     assert result.stdout == ""
 
 
@@ -249,12 +250,14 @@ def line(text: str, namespace: str = "default", **fields) -> str:
 @pytest.mark.parametrize(
     ("text", "field", "problem"),
     [
-        ("{not json", "the line", "Invalid JSON"),
-        ('["a list"]', "the line", "Input should be an object"),
-        (json.dumps({"id": "mem_1", "text": "t", "created_at": "2024-01-01"}), "namespace", "Field required"),
-        (line("a memory", tag=["x"]), "tag", "Extra inputs are not permitted"),
-        (line("a memory", metadata={"k": [1, 2]}), "metadata.k", "string, number or boolean, not list"),
-        (line("a memory", created_at=5), "created_at", "valid string"),
+        ("{not json", "the line", "is not valid JSON (key must be a string"),
+        ('["a list"]', "the line", "must be an object, got an array"),
+        (json.dumps({"text": 5}), "text", "must be a string, got a number"),
+        (line("a memory", tag=["x"]), "tag", "unknown field"),
+        (line("a memory", metadata={"k": [1, 2]}), "metadata.k", "values must be a string, number or boolean, got an"),
+        (line("a memory", created_at=5), "created_at", "must be a string, got a number"),
+        (line("a memory", created_at="yesterday"), "created_at", "'yesterday' is not an ISO 8601 date or time"),
+        (line("a memory", updated_at="soon"), "updated_at", "'soon' is not an ISO 8601 date or time"),
         (line("a memory", id=dedup_key("default", "another memory")), "id", "is not the hash"),
         (line("a memory", namespace="other", id=dedup_key("default", "a memory")), "id", "is not the hash"),
         (line("a memory", id="note-17"), "id", "note-17 is not the hash of this line's namespace and text"),
@@ -289,6 +292,11 @@ def test_parse_line_computes_a_missing_id_and_keeps_field_types():
     assert [type(value) for value in record.metadata.values()] == [int, float, bool, str]
     # Whitespace around the text does not change its hash (remember normalizes it the same way).
     assert parse_line(line("  spaced   out ", id=dedup_key("default", "spaced out")), 2).text == "  spaced   out "
+    # A line from elsewhere, with its text alone: what remember would give it, stored now.
+    before = datetime.now(UTC).replace(microsecond=0)  # stored to the millisecond
+    bare = parse_line(json.dumps({"text": "from elsewhere"}), 3)
+    assert (bare.namespace, bare.id) == ("default", dedup_key("default", "from elsewhere"))
+    assert before <= datetime.fromisoformat(bare.created_at) <= datetime.now(UTC)
 
 
 def test_a_bad_line_stops_the_import_after_whole_batches(settings: Settings, open_service, tmp_path):

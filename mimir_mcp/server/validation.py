@@ -146,6 +146,8 @@ def _problem(err: Any) -> str:
             return "must be an array" + got
         case "dict_type" | "model_type" | "model_attributes_type":
             return "must be an object" + got
+        case "json_invalid":
+            return f"is not valid JSON ({context.get('error')})"
         case "literal_error":
             return f"must be {context.get('expected')}"
         case "greater_than_equal":

@@ -65,7 +65,8 @@ def dedup_key(namespace: str, text: str) -> str:
     return f"mem_{digest[:32]}"
 
 
-def _now() -> str:
+def stored_now() -> str:
+    """Now, as a record holds its times (UTC, to the millisecond)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -78,7 +79,7 @@ def new_record(memory: MemoryInput, created_at: str | None = None) -> MemoryReco
         tags=memory.tags,
         source=memory.source,
         agent=memory.agent,
-        created_at=created_at or _now(),
+        created_at=created_at or stored_now(),
         metadata=memory.metadata,
     )
 
@@ -122,7 +123,7 @@ class Writes:
     async def remember(self, memories: list[MemoryInput]) -> RememberResponse:
         started = time.perf_counter()
         await self._loader.ready()  # the memories' time is when they can be stored, not when they came
-        now = _now()
+        now = stored_now()
         records = [new_record(memory, now) for memory in memories]
         new_ids = await self.store_records(records)
         seen: set[str] = set()
@@ -308,7 +309,7 @@ class Writes:
                 wanted_metadata = metadata
                 if scope.name is not None:
                     wanted_metadata = scope.signed(old.metadata if metadata is None else metadata)
-                changes: dict[str, object] = {"updated_at": _now()}
+                changes: dict[str, object] = {"updated_at": stored_now()}
                 changed = []
                 if tags is not None and tags != old.tags:
                     changes["tags"], changed = tags, [*changed, "tags"]
