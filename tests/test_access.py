@@ -485,6 +485,25 @@ async def test_no_bm25_figure_tells_a_token_what_another_namespace_holds(setting
 
 
 @pytest.mark.anyio
+async def test_a_token_of_one_namespace_works_there_when_a_call_names_none(settings: Settings, service: MemoryService):
+    """'default' is what a call naming no namespace means, and a token held to other namespaces may not use it:
+    held to one, its calls go there; held to several, it is told which it may use."""
+    with serving(exposed(settings), service) as base:
+        async with connect(base, ALPHA) as alpha, connect(base, MULTI) as multi:
+            stored = await call(alpha, "remember", {"memories": [{"text": "Alpha's build runs nightly."}]})
+            assert (await call(alpha, "get", {"ids": stored["ids"]}))["memories"][0]["namespace"] == "alpha"
+            found = await call(alpha, "search", {"query": "nightly build"})
+            assert [hit["id"] for hit in found["hits"]] == stored["ids"] and "namespace" not in found["hits"][0]
+            assert (await call(alpha, "list_memories", {}))["total"] == 1
+            # Named, a namespace is as given: checked, never replaced.
+            assert "may not use namespace 'default'" in await call_error(
+                alpha, "search", {"query": "nightly build", "namespace": "default"}
+            )
+            refused = await call_error(multi, "search", {"query": "nightly build"})
+            assert "may not use namespace 'default' (it may use: beta, gamma)" in refused
+
+
+@pytest.mark.anyio
 async def test_the_service_holds_every_call_to_the_callers_scope(service: MemoryService):
     """The policy lives in the service: called directly with a scope, it refuses and hides exactly as the
     tools do over HTTP with that token."""

@@ -105,6 +105,11 @@ class CheckedServer(MCPServer):
         # write goes through: a ``remember`` that only finds its texts stored writes nothing).
         self._board = memory.board
 
+    @property
+    def limits(self) -> LimitSettings:
+        """The configured limits every request is checked against."""
+        return self._settings.limits
+
     def checked_tool(self, arguments: type[ToolArguments], *, annotations: ToolAnnotations) -> Callable[[Tool], Tool]:
         """Register a tool ``fn(ctx, request)`` whose input schema, flat, is ``arguments``' own with the
         configured defaults and limits, and whose arguments that model validates."""

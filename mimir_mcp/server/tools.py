@@ -3,11 +3,12 @@ caller's scope, which holds the call to the namespaces its token may use, and re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp_types import ToolAnnotations
 
+from mimir_mcp.config import LimitSettings
 from mimir_mcp.models import (
     ForgetResponse,
     GetResponse,
@@ -26,9 +27,12 @@ from mimir_mcp.server.requests import (
     RerankArguments,
     SearchArguments,
     StatusArguments,
+    ToolArguments,
     UpdateArguments,
 )
+from mimir_mcp.server.validation import LIMITS
 from mimir_mcp.service.memory import MemoryService
+from mimir_mcp.service.scope import Scope
 from mimir_mcp.status_models import StatusSummary
 
 if TYPE_CHECKING:
@@ -39,17 +43,29 @@ if TYPE_CHECKING:
 READ_ONLY = ToolAnnotations(read_only_hint=True)
 WRITE = ToolAnnotations(destructive_hint=False, idempotent_hint=True)
 DESTRUCTIVE = ToolAnnotations(idempotent_hint=True)
+Arguments = TypeVar("Arguments", bound=ToolArguments)
+
+
+def at_home(request: Arguments, scope: Scope, limits: LimitSettings) -> Arguments:
+    """``request`` in the namespace of a token held to one, where it names none: that is where such a
+    token's memories are, and 'default' would be refused. Checked again, as the caller could have sent it."""
+    if scope.home is None or "namespace" in request.model_fields_set:
+        return request
+    given = request.model_dump(exclude_unset=True, by_alias=True)
+    return type(request).model_validate({**given, "namespace": scope.home}, context={LIMITS: limits})
 
 
 def install_tools(server: CheckedServer, memory: MemoryService) -> None:
     """Register the tools on ``server``, each over ``memory``."""
+    limits = server.limits
 
     @server.checked_tool(RememberArguments, annotations=WRITE)
     async def remember(ctx: Context, request: RememberArguments) -> RememberResponse:
         """Store what is worth knowing later (decisions and why, facts, preferences, what was said), one
         self-contained memory each, for any agent to `search`. `text` or a batch `memories` (top-level
         fields fill items' unset ones). The same text in a namespace is stored once: retrying is safe."""
-        scope, items = scope_of(ctx), request.items
+        scope = scope_of(ctx)
+        items = at_home(request, scope, limits).items
         response = await memory.remember(items, scope, field="" if request.text is not None else "memories")
         namespaces, agents = sorted({item.namespace for item in items}), sorted({item.agent or "-" for item in items})
         audit(
@@ -67,7 +83,9 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
     async def search(ctx: Context, request: SearchArguments) -> SearchResponse:
         """Find memories by meaning and keywords (vectors + BM25, reranked by a cross-encoder); filters all
         must hold. `search_method` says what ran; `message` comes only when it ran otherwise than asked."""
-        response = await memory.search(request.search_request(), scope_of(ctx))
+        scope = scope_of(ctx)
+        request = at_home(request, scope, limits)
+        response = await memory.search(request.search_request(), scope)
         return response if request.explain else response.concise(request.where.namespace)
 
     @server.checked_tool(RerankArguments, annotations=READ_ONLY)
@@ -80,13 +98,15 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
     @server.checked_tool(ListArguments, annotations=READ_ONLY)
     async def list_memories(ctx: Context, request: ListArguments) -> ListResponse:
         """Page through memories with `search`'s filters; pass `next_cursor` back as `cursor`."""
+        scope = scope_of(ctx)
+        request = at_home(request, scope, limits)
         return await memory.list_memories(
             request.where,
             limit=request.limit,
             cursor=request.cursor,
             newest_first=request.order == "newest",
             max_chars=request.max_chars,
-            scope=scope_of(ctx),
+            scope=scope,
             when=request.when,
             tz=request.tz,
         )

@@ -33,6 +33,12 @@ class Scope:
             raise AccessDeniedError(f"{tool}: the token {self.name!r} is read-only; it may search and read, not write")
 
     @property
+    def home(self) -> str | None:
+        """The one namespace a token is held to, where a call that names none goes ('default', which such a
+        token may not use, would only be refused); None for any other scope."""
+        return next(iter(self.namespaces)) if self.namespaces is not None and len(self.namespaces) == 1 else None
+
+    @property
     def confined(self) -> bool:
         """Whether some namespaces are out of reach (so reads must be filtered)."""
         return self.namespaces is not None
