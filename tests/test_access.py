@@ -501,6 +501,12 @@ async def test_a_token_of_one_namespace_works_there_when_a_call_names_none(setti
             )
             refused = await call_error(multi, "search", {"query": "nightly build"})
             assert "may not use namespace 'default' (it may use: beta, gamma)" in refused
+            # And the tool list it is sent says so.
+            for client, home in ((alpha, "alpha"), (multi, "default")):
+                tools = {tool.name: tool.input_schema["properties"] for tool in (await client.list_tools()).tools}
+                assert tools["search"]["namespace"]["default"] == tools["list_memories"]["namespace"]["default"] == home
+                assert f"default '{home}'" in tools["remember"]["namespace"]["description"]
+                assert "default" not in tools["forget"]["namespace"]  # unset: every namespace the token may use
 
 
 @pytest.mark.anyio

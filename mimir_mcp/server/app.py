@@ -15,6 +15,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp_types import CallToolResult, InputRequiredResult, ListToolsResult, PaginatedRequestParams, ToolAnnotations
+from mcp_types import Tool as ListedTool
 from pydantic import BaseModel, ValidationError, WithJsonSchema
 
 from mimir_mcp import __version__
@@ -136,8 +137,11 @@ class CheckedServer(MCPServer):
         # The SDK's handler, less the write tools for a read-only token's session (the service refuses its
         # writes anyway; this keeps them out of its model's context).
         listed = await super()._handle_list_tools(ctx, params)
-        if scope_of_request(ctx.request).read_only:
+        scope = scope_of_request(ctx.request)
+        if scope.read_only:
             listed.tools = [tool for tool in listed.tools if not writes(tool.annotations)]
+        if scope.home is not None:
+            listed.tools = [_at_home(tool, scope.home) for tool in listed.tools]
         return listed
 
     async def call_tool(
@@ -195,6 +199,21 @@ class CheckedServer(MCPServer):
     def _writes(self, name: str) -> bool:
         tool = self._tool_manager.get_tool(name)
         return tool is not None and writes(tool.annotations)
+
+
+def _at_home(tool: ListedTool, home: str) -> ListedTool:
+    """``tool`` as a token held to one namespace sees it: where a call names none it goes to ``home``
+    (``tools.at_home``), so that is the default its schema shows, not 'default'."""
+    properties = tool.input_schema.get("properties", {})
+    field = properties.get("namespace")
+    if not isinstance(field, dict):
+        return tool
+    shown = {**field, "default": home} if "default" in field else dict(field)
+    if "description" in shown:
+        shown["description"] = shown["description"].replace("default 'default'", f"default '{home}'")
+    return tool.model_copy(
+        update={"input_schema": {**tool.input_schema, "properties": {**properties, "namespace": shown}}}
+    )
 
 
 def _size(count: int) -> str:
