@@ -206,8 +206,17 @@ async def test_search_ranks_the_memory_with_the_query_s_words_first(fake_service
 async def test_update_in_place_and_with_new_text(fake_service: MemoryService):
     stored = await fake_service.remember([MemoryInput(text="The deploy runs on Friday", tags=["ops"])])
     old_id = stored.ids[0]
-    tagged = await fake_service.update(old_id, tags=["ops", "weekly"])
+    # The same text but for whitespace is the same memory, and changes nothing, not even its time.
+    same = await fake_service.update(old_id, text="  The deploy runs   on Friday ")
+    assert (same.id, same.changed, same.memory.text, same.memory.updated_at) == (
+        old_id,
+        [],
+        "The deploy runs on Friday",
+        None,
+    )
+    tagged = await fake_service.update(old_id, text=" The deploy runs on Friday", tags=["ops", "weekly"])
     assert tagged.id == old_id and tagged.changed == ["tags"] and tagged.memory.tags == ["ops", "weekly"]
+    assert tagged.memory.text == "The deploy runs on Friday" and tagged.memory.updated_at is not None
     rewritten = await fake_service.update(old_id, text="The deploy runs on Thursday")
     assert rewritten.supersedes == old_id and rewritten.id == dedup_key("default", "The deploy runs on Thursday")
     assert rewritten.memory.tags == ["ops", "weekly"] and rewritten.changed == ["text"]

@@ -317,8 +317,8 @@ class Writes:
                     changes["metadata"], changed = wanted_metadata, [*changed, "metadata"]
                 new_id = memory_id if text is None else dedup_key(old.namespace, text)
                 if new_id == memory_id:
-                    if text is not None and text != old.text:
-                        changed.append("text")  # only whitespace or normalization differs: same memory
+                    # A text differing only in whitespace or normalization is the same memory: its stored text
+                    # stays (the id stays its hash), and it alone changes nothing, not even updated_at.
                     if not changed:
                         return UpdateResponse(
                             id=memory_id,
@@ -327,11 +327,7 @@ class Writes:
                             deduplicated=False,
                             memory=memory_out(old, None),
                         )
-                    record = old.model_copy(update={**changes, **({"text": text} if text is not None else {})})
-                    if record.text != old.text:
-                        # The same normalized text: keep the stored text so the hash stays its hash.
-                        record = record.model_copy(update={"text": old.text})
-                        changed.remove("text")
+                    record = old.model_copy(update=changes)
                     store.set_fields(record, old)
                     self._sync.changed(store)
                     lexical.set_fields(record)
