@@ -43,6 +43,12 @@ class SearchRequest:
     prefer_recent: float = 0.0
 
     @property
+    def keywords_can_answer(self) -> bool:
+        """Whether the keyword arms alone can answer it without the store's vectors: it asks for a keyword arm,
+        and no MMR (``diversity``), which reads stored vectors."""
+        return self.diversity == 0 and any(arm != "dense" for arm in self.arms)
+
+    @property
     def where(self) -> RecordFilter:
         return RecordFilter(
             namespace=self.namespace,

@@ -218,8 +218,7 @@ class MemoryService:
                 response = await pipeline(store, unready).run(request)
             except Exception as exc:
                 full = full_disk(exc, self.settings.store.embedded_dir)
-                keywords = request.diversity == 0 and any(arm != "dense" for arm in request.arms)
-                if full is None or store is None or not keywords:
+                if full is None or store is None or not request.keywords_can_answer:
                     raise
                 # Chroma applies the changes its log holds before a query, and cannot while the disk is full:
                 # the keyword arms answer from the catalogue meanwhile, as while the store opens.
@@ -236,8 +235,7 @@ class MemoryService:
         catalogue opened first) the catalogue alone, with why the dense arm cannot run. A search with a
         keyword arm does not wait for the store then (nor, in the pipeline, for the embedder); one of the
         dense arm alone, or one that needs stored vectors (``diversity``), does."""
-        keywords = request.diversity == 0 and any(arm != "dense" for arm in request.arms)
-        early = await self.loader.keywords() if keywords else None
+        early = await self.loader.keywords() if request.keywords_can_answer else None
         if early is not None:
             # Another process on this data dir may have written since it was read: a cheap check, then its rows.
             await anyio.to_thread.run_sync(early.level)

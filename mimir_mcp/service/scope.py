@@ -62,8 +62,8 @@ class Scope:
             if where.namespace is not None:
                 self.check("namespace", where.namespace)
             return where
-        if len(self.namespaces) == 1:
-            return where.model_copy(update={"namespace": next(iter(self.namespaces)), "namespaces": None})
+        if self.home is not None:
+            return where.model_copy(update={"namespace": self.home, "namespaces": None})
         return where.model_copy(update={"namespaces": sorted(self.namespaces)})
 
     def writable(self, memories: list[MemoryInput], field: str) -> list[MemoryInput]:
