@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from mcp import Client
 
 from mimir_mcp.config import Settings
 from mimir_mcp.embedding import HashingEmbedder
+from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.service.memory import MemoryService
 from mimir_mcp.store.in_memory import open_in_memory
 
@@ -16,8 +19,16 @@ pytestmark = pytest.mark.anyio
 
 
 # Validation is logic: it runs on the in-memory store and the hashing embedder, and conftest's ``client`` is
-# built on these two.
-settings_on_fakes, service_on_fakes = on_fakes()
+# built on these two, with the test cross-encoder switched on: a server lists `rerank` only where something reranks.
+settings_on_fakes, _ = on_fakes()
+
+
+@pytest.fixture(name="service")
+def service_on_fakes(fake_settings: Settings, reranker: LocalCrossEncoder) -> Iterator[MemoryService]:
+    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=open_in_memory, reranker=reranker)
+    yield service
+    service.close()
+
 
 SEED = ["Keep API keys in the vault, never in git.", "The CI pipeline runs on every pull request."]
 

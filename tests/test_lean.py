@@ -115,7 +115,7 @@ def test_the_flags_choose_the_tools(tmp_path: Path):
     ("server", "listed"),
     [
         ({"tools": "search,get,status"}, {"search", "get", "status"}),
-        ({"read_only": True}, EVERY_TOOL - {"remember", "update", "forget"}),
+        ({"read_only": True}, EVERY_TOOL - {"remember", "update", "forget", "rerank"}),  # (nothing reranks here)
         ({"tools": "remember,search", "read_only": True}, {"search"}),
     ],
 )

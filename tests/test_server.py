@@ -12,9 +12,11 @@ from mcp import Client
 
 from mimir_mcp.config import RerankerSettings
 from mimir_mcp.rerank import LocalCrossEncoder
+from mimir_mcp.search.pipeline import LOAD_FAILED
 from mimir_mcp.search.policy import FusionPolicy
 from mimir_mcp.search.request import SearchRequest
 from mimir_mcp.server.app import create_server
+from mimir_mcp.server.tools import RERANK_ONLY
 from mimir_mcp.service.memory import MemoryService
 
 from .conftest import call, call_error
@@ -32,8 +34,8 @@ FACTS = [
 ]
 
 
-async def test_tools_are_listed_with_schemas_and_read_only_hints(fake_client: Client):
-    tools = {tool.name: tool for tool in (await fake_client.list_tools()).tools}
+async def test_tools_are_listed_with_schemas_and_read_only_hints(client: Client):
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == {"remember", "search", "rerank", "status", "list_memories", "get", "forget", "update"}
     # Only the hints that differ from the spec's defaults (read_only false, destructive true, idempotent false).
     hints = {name: tool.annotations.model_dump(by_alias=True, exclude_none=True) for name, tool in tools.items()}
@@ -278,10 +280,10 @@ async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_p
             assert "MIMIR_RERANKER_MODEL" in result["message"]
             rrf = [hit["scores"]["fused_score"] for hit in result["hits"]]
             assert rrf == sorted(rrf, reverse=True)
-            # the search did not run as asked, so the default answer says why, and the fix
+            # the search did not run as asked, so the default answer says so, in one line that points to status
+            # (the cause and the fix, above, would be repeated in every search until a restart)
             concise = await call(client, "search", {"query": "database", "top_k": 3})
-            assert concise["message"].startswith("Not reranked: ") and "does not exist" in concise["message"]
-            assert "MIMIR_RERANKER_MODEL" in concise["message"]
+            assert concise["message"] == LOAD_FAILED and "status" in concise["message"]
 
             error = await call_error(client, "rerank", {"query": "database", "documents": ["a", "b"]})
             assert "No cross-encoder is available" in error and "MIMIR_RERANKER_MODEL" in error
@@ -306,6 +308,7 @@ async def test_default_hub_model_offline_is_reported_plainly(settings, embedder,
             assert "cannot be downloaded" in status["reranker"]["error"]
             result = await call(client, "search", {"query": "something"})
             assert result["search_method"] == "hybrid" and len(result["hits"]) == 1
+            assert result["message"] == LOAD_FAILED
     finally:
         service.close()
 
@@ -337,19 +340,37 @@ async def test_reranker_timeout_and_inference_errors_fall_back(settings, embedde
         service.close()
 
 
-async def test_reranker_disabled(settings, embedder):
+async def test_reranker_disabled(settings, embedder, reranker):
+    """Switched off (``--no-rerank``, no remote API), reranking costs an agent nothing: no `rerank` tool, a
+    `search` that does not offer it, and answers without a caveat. A client that asks for it anyway is told."""
     disabled = LocalCrossEncoder(RerankerSettings(enabled=False))
     service = MemoryService(settings, embedder=embedder, reranker=disabled)
+    reranking = MemoryService(settings, embedder=embedder, reranker=reranker)
     try:
+        async with Client(create_server(settings, service=reranking)) as client:
+            offered = {tool.name: tool for tool in (await client.list_tools()).tools}
         async with Client(create_server(settings, service=service)) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert set(tools) == set(offered) - {"rerank"}
+            search, full = tools["search"], offered["search"]
+            assert "cross-encoder" in (full.description or "") and "cross-encoder" not in (search.description or "")
+            assert set(full.input_schema["properties"]) - set(search.input_schema["properties"]) == set(RERANK_ONLY)
+            assert len(search.model_dump_json()) < len(full.model_dump_json()) - 300
+            assert "Unknown tool" in await call_error(client, "rerank", {"query": "q", "documents": ["a"]})
+
             await call(client, "remember", {"text": "a note"})
             status = await call(client, "status", {"detail": True})
             assert status["reranker"] == "off" and status["detail"]["reranker"]["state"] == "disabled"
-            for explain in (False, True):  # not reranked: the default answer says why too
-                result = await call(client, "search", {"query": "note", "explain": explain})
+            result = await call(client, "search", {"query": "note"})
+            assert result["search_method"] == "hybrid" and "message" not in result and len(result["hits"]) == 1
+            explained = await call(client, "search", {"query": "note", "explain": True})
+            assert "not requested" in explained["message"]
+            for explain in (False, True):  # asked for by name all the same: not reranked, and why
+                result = await call(client, "search", {"query": "note", "rerank": True, "explain": explain})
                 assert result["search_method"] == "hybrid" and "disabled" in result["message"]
     finally:
         service.close()
+        reranking.close()
 
 
 async def test_scores_are_finite_numbers(client: Client):

@@ -103,10 +103,10 @@ def test_the_api_needs_a_token_and_tells_its_grant(page: str):
         False,
         True,
     )
-    assert set(alpha["tools"]) == {"remember", "search", "rerank", "list_memories", "get", "forget", "update", "status"}
+    assert set(alpha["tools"]) == {"remember", "search", "list_memories", "get", "forget", "update", "status"}
     reader = httpx.get(f"{page}/ui/api/session", headers=bearer(READER)).json()
     assert reader["read_only"] and not reader["can_import"]
-    assert set(reader["tools"]) == {"search", "rerank", "list_memories", "get", "status"}
+    assert set(reader["tools"]) == {"search", "list_memories", "get", "status"}  # (nothing reranks here)
     assert httpx.get(f"{page}/ui/api/session", headers=bearer(ADMIN)).json()["namespaces"] is None
 
 

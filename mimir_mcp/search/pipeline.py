@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 # Kept back from a deadline for what follows reranking (reading the shown hits, building the answer).
 FINISH_RESERVE_S = 0.005
+# What a search answers by default while the cross-encoder has failed to load (``explain`` gives the cause).
+LOAD_FAILED = "Not reranked: the cross-encoder failed to load; `status` gives the cause and the fix."
 
 
 def _ms(seconds: float) -> float:
@@ -337,7 +339,11 @@ class SearchPipeline:
             why = outcome.reason
             if remote_failure:
                 why = f"{remote_failure.rstrip('.')}; the local cross-encoder: {outcome.reason}"
-            return Ranked(ordered, f"{hybrid}, not reranked: {why}", caveat=f"Not reranked: {why}")
+            # A model that failed to load stays failed until a restart: the default answer of every search
+            # would repeat its cause and fix, which the agent cannot act on and `status` already gives.
+            failed = not remote_failure and not outcome.attempted and self.reranker.status().state == "failed"
+            caveat = LOAD_FAILED if failed else f"Not reranked: {why}"
+            return Ranked(ordered, f"{hybrid}, not reranked: {why}", caveat=caveat)
         # Under load the queue may admit only the best-fused part of the head; the rest keeps its order.
         count = len(outcome.scores)
         reranked, how = self._reorder(head[:count], outcome.scores, used)

@@ -25,7 +25,7 @@ from mimir_mcp.server.access import scope_of_request
 from mimir_mcp.server.answers import lean_schema, tool_result
 from mimir_mcp.server.requests import ToolArguments
 from mimir_mcp.server.resources import MemoryResources
-from mimir_mcp.server.tools import install_tools
+from mimir_mcp.server.tools import install_tools, without_reranker
 from mimir_mcp.server.validation import LIMITS, refusal
 from mimir_mcp.service.memory import MemoryService
 
@@ -61,6 +61,8 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         log_level=settings.server.log_level,
     )
     install_tools(server, memory)
+    if not memory.reranks:
+        without_reranker(server)
     chosen = settings.server.tools
     for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the registered tools, as checked_tool reads
         if (chosen is not None and tool.name not in chosen) or (settings.server.read_only and writes(tool.annotations)):

@@ -44,6 +44,9 @@ READ_ONLY = ToolAnnotations(read_only_hint=True)
 WRITE = ToolAnnotations(destructive_hint=False, idempotent_hint=True)
 DESTRUCTIVE = ToolAnnotations(idempotent_hint=True)
 Arguments = TypeVar("Arguments", bound=ToolArguments)
+# What `search` says of reranking, and the arguments only reranking reads: left out where nothing reranks.
+RERANKED = ", reranked by a cross-encoder"
+RERANK_ONLY = ("rerank", "rerank_top_k", "min_score", "deadline_ms")
 
 
 def at_home(request: Arguments, scope: Scope, limits: LimitSettings) -> Arguments:
@@ -85,6 +88,8 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
         must hold. `search_method` says what ran; `message` comes only when it ran otherwise than asked."""
         scope = scope_of(ctx)
         request = at_home(request, scope, limits)
+        if "rerank" not in request.model_fields_set and not memory.reranks:
+            request.rerank = False  # nothing reranks here (without_reranker): not asked, so nothing to report
         response = await memory.search(request.search_request(), scope)
         return response if request.explain else response.concise(request.where.namespace)
 
@@ -148,3 +153,18 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
         """Whether memory works, its models and counts, and what is wrong with the fix."""
         response = await memory.status(scope_of(ctx))
         return response.summary(detail=request.detail)
+
+
+def without_reranker(server: CheckedServer) -> None:
+    """The tools where no reranker is configured (``--no-rerank`` and no remote API): no `rerank` tool, and a
+    `search` described without one whose reranking arguments are not listed (still accepted, from a client
+    holding an older list): bytes in every session's context for what could never run."""
+    if server._tool_manager.get_tool("rerank") is not None:  # noqa: SLF001 - the registered tools
+        server.remove_tool("rerank")
+    tool = server._tool_manager.get_tool("search")  # noqa: SLF001
+    if tool is None:
+        return
+    tool.description = (tool.description or "").replace(RERANKED, "")
+    properties = tool.parameters.get("properties", {})
+    for name in RERANK_ONLY:
+        properties.pop(name, None)

@@ -111,6 +111,12 @@ class MemoryService:
         return backend.store, backend.lexical
 
     @property
+    def reranks(self) -> bool:
+        """Whether a search can be reranked at all: a remote API is set, or the cross-encoder is not switched
+        off (``--no-rerank``). One that failed to load still counts: a restart may bring it back."""
+        return self.remote is not None or self.reranker.status().enabled
+
+    @property
     def repair(self) -> RepairReport | None:
         """Set when opening found a store it could not read and rebuilt it from the catalogue."""
         backend = self.loader.result_now()
