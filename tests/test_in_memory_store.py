@@ -242,6 +242,7 @@ async def test_forget_by_id_and_by_filter_and_list_newest_first(fake_service: Me
     assert sorted(order) == sorted(texts) and len(set(order)) == 5
     forgotten = await fake_service.forget([listed.memories[0].id, "mem_unknown"], None, confirm=False, dry_run=False)
     assert forgotten.removed_count == 1 and forgotten.not_found == ["mem_unknown"]
+    assert forgotten.message == "removed 1 memory; 1 id was not stored"
     dry = await fake_service.forget(None, RecordFilter(tags=["ledger"]), confirm=False, dry_run=True)
     assert dry.matched == 4 and dry.removed_count == 0
     gone = await fake_service.forget(None, RecordFilter(tags=["ledger"]), confirm=False, dry_run=False)

@@ -279,7 +279,11 @@ class Writes:
                     ids=shown,
                     not_found=not_found,
                     message=f"{verb} {len(matched)} {'memory' if len(matched) == 1 else 'memories'}{more}"
-                    + (f"; {len(not_found)} ids were not stored" if not_found else ""),
+                    + (
+                        f"; {len(not_found)} {'id was' if len(not_found) == 1 else 'ids were'} not stored"
+                        if not_found
+                        else ""
+                    ),
                 )
 
         response = await anyio.to_thread.run_sync(run)
