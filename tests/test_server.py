@@ -364,7 +364,7 @@ async def test_reranker_disabled(settings, embedder, reranker):
             result = await call(client, "search", {"query": "note"})
             assert result["search_method"] == "hybrid" and "message" not in result and len(result["hits"]) == 1
             explained = await call(client, "search", {"query": "note", "explain": True})
-            assert "not requested" in explained["message"]
+            assert "switched off" in explained["message"]
             for explain in (False, True):  # asked for by name all the same: not reranked, and why
                 result = await call(client, "search", {"query": "note", "rerank": True, "explain": explain})
                 assert result["search_method"] == "hybrid" and "disabled" in result["message"]

@@ -104,6 +104,7 @@ def test_the_api_needs_a_token_and_tells_its_grant(page: str):
         True,
     )
     assert set(alpha["tools"]) == {"remember", "search", "list_memories", "get", "forget", "update", "status"}
+    assert alpha["reranks"] is False  # the page offers no reranking where nothing reranks
     reader = httpx.get(f"{page}/ui/api/session", headers=bearer(READER)).json()
     assert reader["read_only"] and not reader["can_import"]
     assert set(reader["tools"]) == {"search", "list_memories", "get", "status"}  # (nothing reranks here)

@@ -178,6 +178,7 @@ def test_search_shows_what_each_stage_saw(base: str, page: Any, tmp_path: Path):
     page.click("nav a[data-view=search]")
     page.fill("#search input[name=query]", query)
     page.fill("#search input[name=top_k]", "5")
+    assert (page.query_selector("#search input[name=rerank]") is not None) == RERANK  # offered where it can run
     page.click("#search button[type=submit]")
     page.wait_for_selector("#hits")
     assert page.inner_text("#search-summary .method") == expected["search_method"]

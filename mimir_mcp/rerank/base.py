@@ -42,3 +42,9 @@ class Reranker(Protocol):
         ...
 
     def status(self) -> RerankerStatus: ...
+
+
+def can_rerank(local: Reranker, remote: Reranker | None) -> bool:
+    """Whether a search can be reranked at all: a remote API is set, or the local cross-encoder is not switched
+    off (``--no-rerank``). One that failed to load still counts: a restart may bring it back."""
+    return remote is not None or local.status().enabled

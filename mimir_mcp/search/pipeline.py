@@ -34,6 +34,7 @@ from mimir_mcp.models import (
 )
 from mimir_mcp.rerank import Reranker, RerankOutcome, rerank_or_fallback
 from mimir_mcp.rerank.admission import RerankQueue
+from mimir_mcp.rerank.base import can_rerank
 from mimir_mcp.search.diversity import mmr
 from mimir_mcp.search.fusion import blend_scores
 from mimir_mcp.search.policy import FusionPolicy
@@ -319,6 +320,8 @@ class SearchPipeline:
         ordered = [Candidate(memory_id, score) for memory_id, score in first.fused]
         hybrid = self._describe(first.arms, self._policy(request))
         if not request.rerank:
+            if not can_rerank(self.reranker, self.remote):
+                return Ranked(ordered, f"{hybrid}; reranking is switched off here (MIMIR_RERANKER_ENABLED=false).")
             return Ranked(ordered, f"{hybrid}; reranking was not requested (rerank=false).")
         if not first.fused:
             return Ranked(ordered, f"{hybrid}; no memory matched, so there was nothing to rerank.")

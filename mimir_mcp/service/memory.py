@@ -34,6 +34,7 @@ from mimir_mcp.models import (
 )
 from mimir_mcp.rerank import LocalCrossEncoder, Reranker, rerank_or_raise
 from mimir_mcp.rerank.admission import RerankQueue
+from mimir_mcp.rerank.base import can_rerank
 from mimir_mcp.rerank.cache import CachedReranker, ScoreCache
 from mimir_mcp.search.pipeline import SearchPipeline
 from mimir_mcp.search.request import SearchRequest
@@ -112,9 +113,8 @@ class MemoryService:
 
     @property
     def reranks(self) -> bool:
-        """Whether a search can be reranked at all: a remote API is set, or the cross-encoder is not switched
-        off (``--no-rerank``). One that failed to load still counts: a restart may bring it back."""
-        return self.remote is not None or self.reranker.status().enabled
+        """Whether a search here can be reranked at all (``can_rerank``)."""
+        return can_rerank(self.reranker, self.remote)
 
     @property
     def repair(self) -> RepairReport | None:

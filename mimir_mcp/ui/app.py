@@ -167,6 +167,8 @@ class WebPage:
                 "tools": tools,
                 # Import stores memories as remember does: where remember is not exposed, neither is it.
                 "can_import": "remember" in tools,
+                # Where nothing reranks (--no-rerank, no remote API) the page offers no reranking.
+                "reranks": self._memory.reranks,
                 "import_lines": IMPORT_LINES,
                 "version": __version__,
             }

@@ -469,7 +469,9 @@ function renderSearch(query) {
     field("Namespace", namespaceSelect("namespace", params.get("namespace") || "*")),
     field("Hits", el("input", { name: "top_k", type: "number", min: 1, max: 100, value: params.get("top_k") || 10 })),
     field("Time", el("input", { name: "when", value: params.get("when") || "", placeholder: "auto" })),
-    el("label", { class: "check" }, el("input", { type: "checkbox", name: "rerank", checked: params.get("rerank") !== "false" }), "rerank"),
+    state.session.reranks
+      ? el("label", { class: "check" }, el("input", { type: "checkbox", name: "rerank", checked: params.get("rerank") !== "false" }), "rerank")
+      : false,
     el("button", { type: "submit" }, "Search"),
   );
   const results = el("div", { id: "results" });
@@ -478,7 +480,7 @@ function renderSearch(query) {
     const data = new FormData(form);
     const next = new URLSearchParams();
     for (const key of ["query", "namespace", "top_k", "when"]) if (data.get(key)) next.set(key, data.get(key));
-    if (!data.get("rerank")) next.set("rerank", "false");
+    if (state.session.reranks && !data.get("rerank")) next.set("rerank", "false");
     location.hash = "#/search?" + next.toString();
   });
   show(el("section", { class: "card" }, el("h2", {}, "Search"), form, results));
@@ -491,7 +493,7 @@ async function runSearch(params, results) {
     query: params.get("query"),
     namespace: params.get("namespace") || "*",
     top_k: Number(params.get("top_k") || 10),
-    rerank: params.get("rerank") !== "false",
+    rerank: state.session.reranks && params.get("rerank") !== "false",
     explain: true,
     tz: ZONE,
   };
