@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from mcp import Client
 
-from mimir_mcp.config import Settings
+from mimir_mcp.config import RerankerSettings, Settings
 from mimir_mcp.embedding import HashingEmbedder
 from mimir_mcp.rerank import LocalCrossEncoder
 from mimir_mcp.service.memory import MemoryService
@@ -19,13 +20,17 @@ pytestmark = pytest.mark.anyio
 
 
 # Validation is logic: it runs on the in-memory store and the hashing embedder, and conftest's ``client`` is
-# built on these two, with the test cross-encoder switched on: a server lists `rerank` only where something reranks.
+# built on these two.
 settings_on_fakes, _ = on_fakes()
 
 
 @pytest.fixture(name="service")
-def service_on_fakes(fake_settings: Settings, reranker: LocalCrossEncoder) -> Iterator[MemoryService]:
-    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=open_in_memory, reranker=reranker)
+def service_on_fakes(fake_settings: Settings, tmp_path: Path) -> Iterator[MemoryService]:
+    """The fakes with a cross-encoder switched on, so that `rerank` is listed (a server lists it only where
+    something may rerank); its folder is missing, so it fails at once and loads nothing: arguments are
+    checked before any model is asked."""
+    switched_on = LocalCrossEncoder(RerankerSettings(model=str(tmp_path / "no-cross-encoder")))
+    service = MemoryService(fake_settings, embedder=HashingEmbedder(), open_store=open_in_memory, reranker=switched_on)
     yield service
     service.close()
 
