@@ -5,6 +5,7 @@ modes, read-only tokens, and tool descriptions replaced from configuration."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,17 @@ async def test_a_deployment_exposes_only_the_tools_it_chose(fake_settings: Setti
         for missing in EVERY_TOOL - listed:
             message = await call_error(connected, missing, {"query": "x", "text": "x", "ids": ["x"], "id": "x"})
             assert "Unknown tool" in message, message
+
+
+async def test_rerank_chosen_where_nothing_reranks_is_left_out_with_a_warning(
+    fake_settings: Settings, fake_service, caplog: pytest.LogCaptureFixture
+):
+    settings = Settings(store=fake_settings.store, reranker=fake_settings.reranker, server={"tools": "search,rerank"})
+    with caplog.at_level(logging.WARNING, logger="mimir_mcp.server.app"):
+        server = create_server(settings, service=fake_service)
+    assert "rerank tool is not served: reranking is switched off" in caplog.text
+    async with Client(server) as connected:
+        assert {tool.name for tool in (await connected.list_tools()).tools} == {"search"}
 
 
 async def test_tool_descriptions_can_be_replaced(fake_settings: Settings, fake_service: MemoryService):

@@ -61,9 +61,11 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
         log_level=settings.server.log_level,
     )
     install_tools(server, memory)
+    chosen = settings.server.tools
     if not memory.reranks:
         without_reranker(server)
-    chosen = settings.server.tools
+        if chosen is not None and "rerank" in chosen:
+            logger.warning("the rerank tool is not served: reranking is switched off (--no-rerank, no remote API)")
     for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the registered tools, as checked_tool reads
         if (chosen is not None and tool.name not in chosen) or (settings.server.read_only and writes(tool.annotations)):
             server.remove_tool(tool.name)
