@@ -146,7 +146,10 @@ class BackgroundLoad(Generic[T]):
         self._future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._started = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._again = threading.Lock()
         self.load_seconds: float | None = None
+        # ``time.monotonic()`` when the last attempt ended, either way (``None`` before).
+        self.ended_at: float | None = None
 
     def start(self) -> None:
         """Begin loading; later calls do nothing."""
@@ -162,12 +165,26 @@ class BackgroundLoad(Generic[T]):
         except BaseException as exc:  # noqa: BLE001 - every failure must be reported, not lost in a thread
             self.load_seconds = round(time.perf_counter() - started, 3)
             logger.warning("%s failed to load after %.1f s: %s", self.name, self.load_seconds, exc)
+            self.ended_at = time.monotonic()
             self._future.set_exception(exc)
             return
         self.load_seconds = round(time.perf_counter() - started, 3)
         logger.info("%s ready in %.2f s", self.name, self.load_seconds)
         freeze_heap()
+        self.ended_at = time.monotonic()
         self._future.set_result(value)
+
+    def retry(self) -> bool:
+        """After a failed load, start it again in a new thread; ``False``, doing nothing, in any other state.
+        Whoever waited on the failed attempt keeps its error; ``state`` is ``loading`` again at once."""
+        with self._again:
+            if not self._future.done() or self._future.exception() is None:
+                return False
+            logger.info("%s: loading again", self.name)
+            self._future = concurrent.futures.Future()
+            self._thread = threading.Thread(target=self._run, name=f"load-{self.name}", daemon=True)
+            self._thread.start()
+            return True
 
     @property
     def started(self) -> bool:

@@ -1,16 +1,21 @@
-"""The local cross-encoder: its length cap, and how a hub model that is not cached fails when it cannot be had."""
+"""The local cross-encoder: its length cap, how a hub model that is not cached fails when it cannot be had, and
+how it comes back when the hub could not be reached."""
 
 import http.server
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+from mimir_mcp.background import BackgroundLoad
 from mimir_mcp.config import DEFAULT_RERANKER_MODEL, RerankerSettings
 from mimir_mcp.rerank import LocalCrossEncoder
+from mimir_mcp.rerank import cross_encoder as cross_encoder_module
 from mimir_mcp.rerank.cross_encoder import HOW_TO_CONFIGURE, HOW_TO_GET_THE_MODEL, RerankerLoadError, check_hub
 
 
@@ -101,3 +106,78 @@ def test_check_hub_leaves_a_model_the_hub_has_to_the_download(hub_online):
     with hub_answering(200, {"id": DEFAULT_RERANKER_MODEL, "sha": "0" * 40, "private": False}) as endpoint:
         hub_online.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
         check_hub(DEFAULT_RERANKER_MODEL)  # no error: the real download goes ahead
+
+
+def test_a_failed_load_can_be_started_again():
+    attempts: list[int] = []
+
+    def flaky() -> str:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            raise OSError("no network")
+        return "loaded"
+
+    load = BackgroundLoad("flaky", flaky)
+    assert not load.retry()  # never started: nothing to retry
+    with pytest.raises(OSError):
+        load.wait(10)
+    assert load.state == "failed" and load.ended_at is not None
+    first_end = load.ended_at
+    assert load.retry()
+    assert load.wait(10) == "loaded" and load.state == "ready" and load.error is None
+    assert load.ended_at is not None and load.ended_at >= first_end
+    assert not load.retry() and attempts == [0, 1]  # a ready load is not loaded again
+
+
+def hub_cache_with(model: str, folder: Path, cache: Path) -> None:
+    """``folder``'s model laid out as the Hugging Face cache holds ``model`` once downloaded."""
+    revision = "0" * 40
+    root = cache / f"models--{model.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(revision)
+    snapshot = root / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for file in folder.iterdir():
+        if file.is_file():
+            shutil.copy2(file, snapshot / file.name)
+
+
+@pytest.mark.integration  # sentence-transformers' own loading code, against a hub that cannot be reached
+@pytest.mark.anyio
+async def test_a_load_that_failed_for_want_of_the_hub_is_tried_again(hub_online, tmp_path, cross_encoder_path):
+    """A server started offline reranks once the model can be had, without a restart: the first search
+    HUB_RETRY_S after a failed try loads it again; until then the failure stands, saying it will be retried."""
+    import huggingface_hub.constants
+    import sentence_transformers  # noqa: F401
+
+    hub_online.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    cache = tmp_path / "hf-cache"
+    reranker = LocalCrossEncoder(RerankerSettings(model=DEFAULT_RERANKER_MODEL, backend="torch"), cache_dir=str(cache))
+    await reranker.wait_ready(120)
+    status = reranker.status()
+    assert status.state == "failed" and status.error is not None and "cannot be reached" in status.error
+    assert "tried again at the first search 5 minutes after each try" in status.error
+    reason = reranker.unavailable_reason()  # not yet due: still the failure
+    assert reason is not None and "failed to load" in reason and reranker.status().state == "failed"
+
+    hub_cache_with(DEFAULT_RERANKER_MODEL, cross_encoder_path, cache)  # the network came back: it downloaded
+    hub_online.setattr(cross_encoder_module, "HUB_RETRY_S", 0.0)
+    reason = reranker.unavailable_reason()  # the search that finds it due starts the load, and does not wait
+    assert reason is not None and "still loading" in reason
+    await reranker.wait_ready(120)
+    assert reranker.unavailable_reason() is None and reranker.status().state == "ready"
+    scores = await reranker.score("who owns the migration?", ["Dana owns it.", "Lunch is at noon."])
+    assert len(scores) == 2 and all(isinstance(score, float) for score in scores)
+
+
+@pytest.mark.anyio
+async def test_a_load_that_cannot_succeed_by_waiting_is_not_tried_again(monkeypatch, tmp_path):
+    """Offline on purpose (HF_HUB_OFFLINE) or a folder that is missing: no retry, whatever the time."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(cross_encoder_module, "HUB_RETRY_S", 0.0)
+    for model in (DEFAULT_RERANKER_MODEL, str(tmp_path / "missing")):
+        reranker = LocalCrossEncoder(RerankerSettings(model=model, backend="torch"), cache_dir=str(tmp_path / "c"))
+        await reranker.wait_ready(120)
+        assert reranker.status().state == "failed"
+        assert reranker.unavailable_reason() is not None and reranker.status().state == "failed"
+        assert "tried again" not in (reranker.status().error or "")

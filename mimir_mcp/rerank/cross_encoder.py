@@ -38,6 +38,9 @@ HOW_TO_GET_THE_MODEL = (
 # answers in well under a second; offline it fails at once (or at this timeout behind a firewall that
 # drops packets), where the download itself would retry every file for most of a minute.
 HUB_CHECK_TIMEOUT_S = 5.0
+# While the hub cannot be reached (a laptop that started offline), the next search this long after the
+# last try loads the model again, so reranking comes back without a restart once the network does.
+HUB_RETRY_S = 300.0
 
 
 # The int8 graph is fastest one pair at a time (no padding): 50 SciFact pairs 1.19 s against 1.61 s at 8.
@@ -70,8 +73,11 @@ class Calibration:
 class RerankerLoadError(RuntimeError):
     """The configured cross-encoder could not be loaded; the message says why in plain words, and how to fix it."""
 
-    def __init__(self, reason: str, fix: str = HOW_TO_CONFIGURE) -> None:
-        super().__init__(f"{reason} {fix}")
+    def __init__(self, reason: str, fix: str = HOW_TO_CONFIGURE, *, retry: bool = False) -> None:
+        again = f" It is tried again at the first search {HUB_RETRY_S / 60:g} minutes after each try." if retry else ""
+        super().__init__(f"{reason}{again} {fix}")
+        # The hub could not be reached: the load is tried again (``HUB_RETRY_S``); other causes stay.
+        self.retry = retry
 
 
 def check_hub(model: str, *, timeout: float = HUB_CHECK_TIMEOUT_S) -> None:
@@ -101,6 +107,7 @@ def check_hub(model: str, *, timeout: float = HUB_CHECK_TIMEOUT_S) -> None:
             f"cross-encoder {model!r} is not in the local model cache and cannot be downloaded: the Hugging Face "
             f"hub ({api.endpoint}) cannot be reached ({type(exc).__name__}: {reason}).",
             fix,
+            retry=True,
         ) from None
 
 
@@ -214,6 +221,7 @@ class LocalCrossEncoder:
                 f"cross-encoder {self.model!r} is not in the local model cache and could not be downloaded "
                 f"from the Hugging Face hub ({type(exc).__name__}: {str(exc).splitlines()[0]}).",
                 HOW_TO_GET_THE_MODEL.format(model=self.model),
+                retry=True,
             ) from exc
 
     def _capped(self, model: CrossEncoder) -> CrossEncoder:
@@ -292,6 +300,9 @@ class LocalCrossEncoder:
         state = self._load.state
         if state == "ready":
             return None
+        if state == "failed" and self._retry_due():
+            self._load.retry()
+            state = self._load.state
         if state == "loading":
             return f"the cross-encoder {self.model!r} is still loading; try again in a few seconds."
         fix = "" if isinstance(self._load.error, RerankerLoadError) else f" {HOW_TO_CONFIGURE}"  # it says its own
@@ -346,6 +357,13 @@ class LocalCrossEncoder:
         if self._load.state == "ready":
             return self._cap(self._native_max_length)
         return self.settings.max_length
+
+    def _retry_due(self) -> bool:
+        """Whether the failed load is one to try again (the hub could not be reached) and it is time to."""
+        error, ended = self._load.error, self._load.ended_at
+        if not (isinstance(error, RerankerLoadError) and error.retry) or ended is None:
+            return False
+        return time.monotonic() - ended >= HUB_RETRY_S
 
     def _describe_error(self) -> str:
         error = self._load.error
