@@ -342,8 +342,9 @@ class SearchPipeline:
             why = outcome.reason
             if remote_failure:
                 why = f"{remote_failure.rstrip('.')}; the local cross-encoder: {outcome.reason}"
-            # A model that failed to load stays failed until a restart: the default answer of every search
-            # would repeat its cause and fix, which the agent cannot act on and `status` already gives.
+            # A model that failed to load stays failed for minutes at least (until a restart, or the next try
+            # when the hub could not be reached): the default answer of every search would repeat its cause
+            # and fix, which the agent cannot act on and `status` already gives.
             failed = not remote_failure and not outcome.attempted and self.reranker.status().state == "failed"
             caveat = LOAD_FAILED if failed else f"Not reranked: {why}"
             return Ranked(ordered, f"{hybrid}, not reranked: {why}", caveat=caveat)
