@@ -135,7 +135,7 @@ async def test_rerank_chosen_where_nothing_reranks_is_left_out_with_a_warning(
     settings = Settings(store=fake_settings.store, reranker=fake_settings.reranker, server={"tools": "search,rerank"})
     with caplog.at_level(logging.WARNING, logger="mimir_mcp.server.app"):
         server = create_server(settings, service=fake_service)
-    assert "rerank tool is not served: reranking is switched off" in caplog.text
+    assert "rerank tool is not served: the cross-encoder is switched off" in caplog.text
     async with Client(server) as connected:
         assert {tool.name for tool in (await connected.list_tools()).tools} == {"search"}
 

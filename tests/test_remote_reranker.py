@@ -544,6 +544,11 @@ async def test_a_failing_remote_api_hands_over_to_the_local_model_then_to_the_hy
     service = await _search_service(tmp_path, f"{api.base}/malformed", embedder, switched_off)
     try:
         async with Client(create_server(service.settings, service=service)) as client:
+            # The remote API still reranks searches, so search offers it; the rerank tool scores with the
+            # local model alone, which is off: not listed.
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert "rerank" not in tools and "cross-encoder" in (tools["search"].description or "")
+            assert {"rerank", "rerank_top_k", "min_score"} <= set(tools["search"].input_schema["properties"])
             plain = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "rerank": False})
             found = await call(client, "search", {"query": "deploy key rotation", "top_k": 4, "explain": True})
             assert found["search_method"] == "hybrid" and "reranker_model" not in found  # none: left out

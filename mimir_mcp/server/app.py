@@ -62,10 +62,8 @@ def create_server(settings: Settings | None = None, *, service: MemoryService | 
     )
     install_tools(server, memory)
     chosen = settings.server.tools
-    if not memory.reranks:
-        without_reranker(server)
-        if chosen is not None and "rerank" in chosen:
-            logger.warning("the rerank tool is not served: reranking is switched off (--no-rerank, no remote API)")
+    if without_reranker(server, memory) and chosen is not None and "rerank" in chosen:
+        logger.warning("the rerank tool is not served: the cross-encoder is switched off (--no-rerank)")
     for tool in server._tool_manager.list_tools():  # noqa: SLF001 - the registered tools, as checked_tool reads
         if (chosen is not None and tool.name not in chosen) or (settings.server.read_only and writes(tool.annotations)):
             server.remove_tool(tool.name)

@@ -155,16 +155,21 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
         return response.summary(detail=request.detail)
 
 
-def without_reranker(server: CheckedServer) -> None:
-    """The tools where no reranker is configured (``--no-rerank`` and no remote API): no `rerank` tool, and a
-    `search` described without one whose reranking arguments are not listed (still accepted, from a client
-    holding an older list): bytes in every session's context for what could never run."""
-    if server._tool_manager.get_tool("rerank") is not None:  # noqa: SLF001 - the registered tools
+def without_reranker(server: CheckedServer, memory: MemoryService) -> bool:
+    """The tools as far as reranking can run here: no `rerank` tool where the local cross-encoder is switched
+    off (``--no-rerank``; it scores with that model alone), and where nothing reranks (no remote API either)
+    a `search` described without reranking whose reranking arguments are not listed (still accepted, from a
+    client holding an older list): bytes in every session's context for what could never run. Returns
+    whether the `rerank` tool was taken out."""
+    removed = False
+    if not memory.reranker.status().enabled and server._tool_manager.get_tool("rerank") is not None:  # noqa: SLF001
         server.remove_tool("rerank")
-    tool = server._tool_manager.get_tool("search")  # noqa: SLF001
-    if tool is None:
-        return
+        removed = True
+    tool = server._tool_manager.get_tool("search")  # noqa: SLF001 - the registered tools
+    if tool is None or memory.reranks:
+        return removed
     tool.description = (tool.description or "").replace(RERANKED, "")
     properties = tool.parameters.get("properties", {})
     for name in RERANK_ONLY:
         properties.pop(name, None)
+    return removed
