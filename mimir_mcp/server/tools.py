@@ -61,6 +61,8 @@ def at_home(request: Arguments, scope: Scope, limits: LimitSettings) -> Argument
 def install_tools(server: CheckedServer, memory: MemoryService) -> None:
     """Register the tools on ``server``, each over ``memory``."""
     limits = server.limits
+    # Fixed by configuration, and what the tool list shows (without_reranker): read once, not per search.
+    reranks = memory.reranks
 
     @server.checked_tool(RememberArguments, annotations=WRITE)
     async def remember(ctx: Context, request: RememberArguments) -> RememberResponse:
@@ -88,7 +90,7 @@ def install_tools(server: CheckedServer, memory: MemoryService) -> None:
         must hold. `search_method` says what ran; `message` comes only when it ran otherwise than asked."""
         scope = scope_of(ctx)
         request = at_home(request, scope, limits)
-        if "rerank" not in request.model_fields_set and not memory.reranks:
+        if "rerank" not in request.model_fields_set and not reranks:
             request.rerank = False  # nothing reranks here (without_reranker): not asked, so nothing to report
         response = await memory.search(request.search_request(), scope)
         return response if request.explain else response.concise(request.where.namespace)
