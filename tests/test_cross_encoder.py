@@ -3,7 +3,10 @@ how it comes back when the hub could not be reached."""
 
 import http.server
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,6 +171,36 @@ async def test_a_load_that_failed_for_want_of_the_hub_is_tried_again(hub_online,
     assert reranker.unavailable_reason() is None and reranker.status().state == "ready"
     scores = await reranker.score("who owns the migration?", ["Dana owns it.", "Lunch is at noon."])
     assert len(scores) == 2 and all(isinstance(score, float) for score in scores)
+
+
+NOT_CACHED_LOAD = """
+import sys, anyio
+from mimir_mcp.config import DEFAULT_RERANKER_MODEL, RerankerSettings
+from mimir_mcp.rerank import LocalCrossEncoder
+reranker = LocalCrossEncoder(RerankerSettings(model=DEFAULT_RERANKER_MODEL, backend="torch"), cache_dir=sys.argv[1])
+anyio.run(reranker.wait_ready, 60)
+print(reranker.status().state, "torch" in sys.modules, "sentence_transformers" in sys.modules)
+print(reranker.status().error)
+"""
+
+
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}])
+def test_a_model_that_cannot_be_had_fails_before_torch_is_imported(tmp_path, env):
+    """Offline, or with the hub out of reach, the load fails before torch is imported: the server does not
+    spend seconds and half a gigabyte on a model it cannot have."""
+    done = subprocess.run(
+        [sys.executable, "-c", NOT_CACHED_LOAD, str(tmp_path / "hf-cache")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    state, torch_imported, st_imported = done.stdout.splitlines()[0].split()
+    assert (state, torch_imported, st_imported) == ("failed", "False", "False")
+    error = done.stdout.splitlines()[1]
+    assert ("HF_HUB_OFFLINE is set" in error) if env["HF_HUB_OFFLINE"] == "1" else ("cannot be reached" in error)
+    assert "hf download cross-encoder/ms-marco-MiniLM-L-6-v2" in error
 
 
 @pytest.mark.anyio

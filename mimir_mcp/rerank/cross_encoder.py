@@ -197,22 +197,20 @@ class LocalCrossEncoder:
         name = os.path.expanduser(self.model)
         if not Path(name).exists() and looks_like_path(self.model):  # said before seconds of imports
             raise RerankerLoadError(f"cross-encoder path {self.model!r} does not exist.")
+        cached = model_root(self.model, self._cache_dir) is not None
+        if not cached:  # a model that cannot be had fails before torch is imported (seconds, half a GB)
+            self._check_downloadable()
         with MODEL_IMPORT_LOCK:
             from sentence_transformers import CrossEncoder
 
         kwargs: dict[str, Any] = dict(device=self.settings.device, cache_folder=self._cache_dir)
         if Path(name).exists():
             return self._capped(CrossEncoder(name, **kwargs))
-        try:
-            return self._capped(CrossEncoder(name, local_files_only=True, **kwargs))
-        except OSError:
-            if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-                raise RerankerLoadError(
-                    f"cross-encoder {self.model!r} is not in the local model cache and HF_HUB_OFFLINE is set, "
-                    "so it cannot be downloaded.",
-                    HOW_TO_GET_THE_MODEL.format(model=self.model),
-                ) from None
-        check_hub(self.model)
+        if cached:
+            try:
+                return self._capped(CrossEncoder(name, local_files_only=True, **kwargs))
+            except OSError:  # a download cut short: the rest of it is fetched below
+                self._check_downloadable()
         logger.info("cross-encoder %s not cached; downloading from the Hugging Face hub", self.model)
         try:
             return self._capped(CrossEncoder(name, **kwargs))
@@ -223,6 +221,16 @@ class LocalCrossEncoder:
                 HOW_TO_GET_THE_MODEL.format(model=self.model),
                 retry=True,
             ) from exc
+
+    def _check_downloadable(self) -> None:
+        """Raise ``RerankerLoadError`` when the hub model cannot be downloaded from here."""
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+            raise RerankerLoadError(
+                f"cross-encoder {self.model!r} is not in the local model cache and HF_HUB_OFFLINE is set, "
+                "so it cannot be downloaded.",
+                HOW_TO_GET_THE_MODEL.format(model=self.model),
+            )
+        check_hub(self.model)
 
     def _capped(self, model: CrossEncoder) -> CrossEncoder:
         """Apply ``max_length`` as a cap: never longer than the model was built for."""
