@@ -389,3 +389,39 @@ def test_small_store_set(tmp_path):
     assert list(sampled.corpus) == [doc_id for doc_id in (d.id for d in corpus) if doc_id in sampled.corpus]
     for judged in sampled.qrels.values():  # every judged document of an asked query is in the store
         assert set(judged) <= set(sampled.corpus)
+
+
+def test_conversation_windows_set(tmp_path):
+    """research/conversation_windows_set.py: a session's turns in windows, never across sessions, and a
+    question judged on the windows holding its turns (a judged turn not in the corpus judges nothing)."""
+    from mimir_mcp.evaluation.beir import Document, write_dataset
+
+    turns = [("a-D1", 3), ("a-D2", 2), ("b-D1", 4)]
+    corpus = [Document(f"{s}:{n}", "", f"Speaker {s}: line {n}") for s, count in turns for n in range(1, count + 1)]
+    queries = {"a-q0": "first?", "a-q1": "second?", "b-q0": "third?", "b-q1": "gone?"}
+    qrels = {
+        "a-q0": {"a-D1:1": 1, "a-D1:2": 2},
+        "a-q1": {"a-D1:3": 1, "a-D2:1": 1},
+        "b-q0": {"b-D1:4": 1},
+        "b-q1": {"b-D9:1": 1},
+    }
+    write_dataset(tmp_path / "turns", corpus, queries, qrels)
+    build(
+        "conversation_windows_set.py",
+        "--dataset",
+        str(tmp_path / "turns"),
+        "--turns",
+        "2",
+        "--out",
+        str(tmp_path / "w"),
+    )
+    built = load_dataset(tmp_path / "w", "test")
+    assert {doc_id: doc.text for doc_id, doc in built.corpus.items()} == {
+        "a-D1w0": "Speaker a-D1: line 1\nSpeaker a-D1: line 2",
+        "a-D1w1": "Speaker a-D1: line 3",
+        "a-D2w0": "Speaker a-D2: line 1\nSpeaker a-D2: line 2",
+        "b-D1w0": "Speaker b-D1: line 1\nSpeaker b-D1: line 2",
+        "b-D1w1": "Speaker b-D1: line 3\nSpeaker b-D1: line 4",
+    }
+    assert built.qrels == {"a-q0": {"a-D1w0": 2}, "a-q1": {"a-D1w1": 1, "a-D2w0": 1}, "b-q0": {"b-D1w1": 1}}
+    assert built.queries == {query_id: queries[query_id] for query_id in built.qrels}
