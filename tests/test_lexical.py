@@ -27,11 +27,24 @@ def record(memory_id: str, text: str, **fields) -> MemoryRecord:
 
 def test_tokenize_exact():
     assert tokenize("The Cats, and the DOGS!") == ["cats", "dogs"]
-    assert tokenize("Ｆｕｌｌ-width café_au_lait 42") == ["full", "width", "cafe_au_lait", "42"]
+    assert tokenize("Ｆｕｌｌ-width café_au_lait 42") == ["full", "width", "cafe_au_lait", "42", "cafe", "au", "lait"]
     assert tokenize("the and of") == []
     assert tokenize("the and of", drop_stop_words=False) == ["the", "and", "of"]
     assert tokenize("___ x") == ["x"]
     assert tokenize("a" * 100) == ["a" * 64]
+
+
+def test_identifiers_are_kept_whole_and_by_their_parts_exact():
+    assert tokenize("call load_config() or loadConfig") == ["call", "load_config", "loadconfig", "load", "config"] + [
+        "load",
+        "config",
+    ]
+    assert tokenize("HTTPServer, __init__, is_valid, iPhone, get_HTTP_response") == [
+        *("httpserver", "__init__", "is_valid", "iphone", "get_http_response"),
+        *("http", "server", "init", "valid", "phone", "get", "http", "response"),  # "is": a stop word
+    ]
+    assert tokenize("A plain sentence, in CAPITALS too.") == ["plain", "sentence", "capitals", "too"]  # no parts
+    assert query_terms("load_config") == ["load_config", "load", "config"]
 
 
 def test_analyze_and_query_terms_exact():
@@ -233,6 +246,21 @@ def test_accented_and_unaccented_words_find_each_other(index):
     assert [hit.id for hit in index.search("naïve résumé", 5)] == ["plain"]
 
 
+def test_an_identifier_and_its_words_find_each_other(index):
+    index.add(
+        [
+            record("code", "Settings are read by load_config() in cli.py"),
+            record("prose", "We load the config before parsing the arguments"),
+            record("camel", "parseArgs handles --verbose"),
+            record("other", "Lunch is at noon"),
+        ]
+    )
+    assert {hit.id for hit in index.search("load config", 5)} == {"code", "prose"}
+    assert {hit.id for hit in index.search("load_config", 5)} == {"code", "prose"}
+    for query in ("parse args", "parse_args", "ParseArgs"):  # "parsing" shares the stem: second
+        assert [hit.id for hit in index.search(query, 5)] == ["camel", "prose"]
+
+
 def test_japanese_query_ranks_the_memory_sharing_most_bigrams_first(index):
     index.add(
         [
@@ -267,7 +295,7 @@ def test_index_written_by_the_previous_analyzer_is_reanalyzed_once(tmp_path, cap
         )
     with caplog.at_level(logging.INFO, logger="mimir_mcp.lexical.index"):
         index = LexicalIndex(path)
-    assert "re-analyzed: 3 memories from analyzer version 1 to 2" in caplog.text
+    assert "re-analyzed: 3 memories from analyzer version 1 to 3" in caplog.text
     assert [hit.id for hit in index.search("cafe", 5)] == ["cafe"]
     assert [hit.id for hit in index.search("東京", 5)] == ["tokyo"]
     assert [hit.id for hit in index.search("dog", 5)] == ["plain"]

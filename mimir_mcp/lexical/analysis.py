@@ -1,7 +1,8 @@
 """Text analysis for the BM25 arm and for snippets: what a text's terms are.
 
-Unicode words, lower-cased and accent-folded, Chinese, Japanese and Korean text as overlapping
-character bigrams (Lucene's CJKAnalyzer), Lucene's English stop words dropped, Porter stemming (the
+Unicode words, lower-cased and accent-folded, identifiers also by their parts (Lucene's word-delimiter
+filter), Chinese, Japanese and Korean text as overlapping character bigrams (Lucene's CJKAnalyzer),
+Lucene's English stop words dropped, Porter stemming (the
 Snowball project's ``snowballstemmer``, the algorithm FTS5 uses). Kept apart from the index so the
 snippet maker and the index agree on what a term is, and a change here is one version bump.
 """
@@ -37,10 +38,15 @@ _UNSPACED_RUN = re.compile(
 # vowel signs, Hebrew points, Arabic harakat) live in that script's block and are kept.
 _DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 MAX_TOKEN_CHARS = 64
+# An identifier: a word joined by underscores or changing case inside it (load_config, loadConfig,
+# HTTPServer). It is kept whole and also yields its parts, as Lucene's word-delimiter filter with
+# ``preserve_original`` does, so "load config" finds it and it finds a memory saying "load config".
+_IDENTIFIER = re.compile(r"_|[a-z][A-Z]|[A-Z][A-Z][a-z]")
+_CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 # What ``analyze`` returns for a text, as stored with each memory: bump it whenever that changes, so an
 # index written by the previous analyzer is analyzed again once when it is opened. 1: \w+ words, stop
-# words, Porter. 2: accents folded, CJK bigrams.
-ANALYZER_VERSION = 2
+# words, Porter. 2: accents folded, CJK bigrams. 3: identifiers' parts.
+ANALYZER_VERSION = 3
 
 
 @cache
@@ -55,14 +61,31 @@ def _word_pattern() -> re.Pattern[str]:
 
 def tokenize(text: str, *, drop_stop_words: bool = True) -> list[str]:
     """Lower-cased Unicode word tokens, NFKC-normalized and accent-folded, runs of CJK characters as
-    bigrams, stop words dropped, over-long tokens cut."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    words = _word_pattern().findall(text)
-    if not text.isascii():
+    bigrams, identifiers' parts after the words, stop words dropped, over-long tokens cut."""
+    text = unicodedata.normalize("NFKC", text)
+    folded = text.casefold()
+    words = _word_pattern().findall(folded)
+    if not folded.isascii():
         words = [token for word in words for token in ((word,) if word.isascii() else _non_ascii_word_tokens(word))]
+    if _IDENTIFIER.search(text):
+        words.extend(identifier_parts(text))
     return [
         word[:MAX_TOKEN_CHARS] for word in words if word.strip("_") and not (drop_stop_words and word in STOP_WORDS)
     ]
+
+
+def identifier_parts(text: str) -> list[str]:
+    """The parts of each identifier in ``text``, split at underscores and case changes, lower-cased and
+    accent-folded like words; a part of one character (the ``i`` of ``iPhone``) is left out."""
+    parts: list[str] = []
+    for word in _word_pattern().findall(text):
+        if not _IDENTIFIER.search(word):
+            continue
+        for piece in _CASE_CHANGE.sub("_", word).split("_"):
+            part = piece.casefold()
+            if len(part) > 1:
+                parts.extend((part,) if part.isascii() else _non_ascii_word_tokens(part))
+    return parts
 
 
 @lru_cache(maxsize=200_000)
