@@ -286,7 +286,7 @@ async def test_missing_reranker_falls_back_and_says_so(settings, embedder, tmp_p
             assert concise["message"] == LOAD_FAILED and "status" in concise["message"]
 
             error = await call_error(client, "rerank", {"query": "database", "documents": ["a", "b"]})
-            assert "No cross-encoder is available" in error and "MIMIR_RERANKER_MODEL" in error
+            assert "Cannot rerank: the cross-encoder failed to load: " in error and "MIMIR_RERANKER_MODEL" in error
     finally:
         service.close()
 

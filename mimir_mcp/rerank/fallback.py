@@ -164,5 +164,5 @@ async def rerank_or_raise(
             )
     outcome = await rerank_or_fallback(reranker, query, texts, queue, trim=False)
     if outcome.scores is None:
-        raise RerankerUnavailableError(f"No cross-encoder is available: {outcome.reason}")
+        raise RerankerUnavailableError(f"Cannot rerank: {outcome.reason}")
     return outcome
