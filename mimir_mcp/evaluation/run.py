@@ -208,7 +208,9 @@ def fit_to_bytes(text: str, limit: int) -> str:
 # Figures per query, in report order; the recall cut-offs are what an agent reads (5, 10), what the
 # reranker sees (50, its default depth) and what the first stage found at all (100).
 RECALL_CUTOFFS = (5, 10, 50, 100)
-CATEGORY_CUTOFFS = (5, 10)
+CATEGORY_KEYS = ("recall@5", "recall@10")
+NAMESPACE_KEYS = ("ndcg@10", "recall@5", "recall@10")
+NAMESPACE_COLUMNS = 8  # more namespaces than this: the printed table gives the worst and best, --json all
 
 
 def score_ranking(ranking: Sequence[str], relevance: dict[str, int]) -> dict[str, float]:
@@ -279,7 +281,10 @@ async def evaluate_method(
     if fallbacks:
         result["not_reranked"] = fallbacks
     if dataset.query_categories:
-        result["by_category"] = by_category(per_query, dataset.query_categories)
+        result["by_category"] = by_label(per_query, dataset.query_categories, CATEGORY_KEYS)
+    namespaces = {query_id: query_namespace(dataset, query_id) for query_id in per_query}
+    if len(set(namespaces.values())) > 1:  # one conversation's figures can sit far from the mean
+        result["by_namespace"] = by_label(per_query, namespaces, NAMESPACE_KEYS)
     return result
 
 
@@ -288,16 +293,19 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else 0.0
 
 
-def by_category(per_query: dict[str, dict[str, float]], categories: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Recall@5 and @10 averaged over each category's queries, categories in natural order."""
+def by_label(
+    per_query: dict[str, dict[str, float]], labels: dict[str, str], keys: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The figures ``keys`` averaged over each label's queries (a question's category, its namespace),
+    labels in natural order ("2" before "10")."""
     grouped: dict[str, list[dict[str, float]]] = {}
     for query_id, figures in per_query.items():
-        grouped.setdefault(categories.get(query_id, ""), []).append(figures)
+        grouped.setdefault(labels.get(query_id, ""), []).append(figures)
     order = sorted(grouped, key=lambda label: (not label.isdigit(), int(label) if label.isdigit() else 0, label))
     return {
         label: {
             "queries": len(grouped[label]),
-            **{f"recall@{k}": round(mean([row[f"recall@{k}"] for row in grouped[label]]), 4) for k in CATEGORY_CUTOFFS},
+            **{key: round(mean([row[key] for row in grouped[label]]), 4) for key in keys},
         }
         for label in order
     }
@@ -340,7 +348,37 @@ def format_table(report: dict[str, Any]) -> str:
         for name, table in categorised.items():
             cells = [f"{row['recall@5']:.3f}/{row['recall@10']:.3f}" for row in table.values()]
             lines.append(f"{name:<12}" + "".join(f" {cell:>13}" for cell in cells))
+    lines.extend(namespace_lines(report))
     return "\n".join(lines)
+
+
+def namespace_lines(report: dict[str, Any]) -> list[str]:
+    """nDCG@10 / R@5 / R@10 of each namespace, per method; past ``NAMESPACE_COLUMNS`` namespaces, the
+    worst and best by nDCG@10."""
+    tables = {name: figures["by_namespace"] for name, figures in report["methods"].items() if "by_namespace" in figures}
+    if not tables:
+        return []
+
+    def cell(row: dict[str, Any]) -> str:
+        return f"{row['ndcg@10']:.3f}/{row['recall@5']:.3f}/{row['recall@10']:.3f}"
+
+    first = next(iter(tables.values()))
+    if len(first) <= NAMESPACE_COLUMNS:
+        heads = [f"{label} ({row['queries']})" for label, row in first.items()]
+        lines = [
+            "nDCG@10 / R@5 / R@10 by namespace (queries):",
+            f"{'':<12}" + "".join(f" {head:>17}" for head in heads),
+        ]
+        lines += [
+            f"{name:<12}" + "".join(f" {cell(row):>17}" for row in table.values()) for name, table in tables.items()
+        ]
+        return lines
+    lines = [f"nDCG@10 / R@5 / R@10 by namespace, worst and best of {len(first)} (all in --json):"]
+    for name, table in tables.items():
+        ranked = sorted(table.items(), key=lambda item: item[1]["ndcg@10"])
+        (low, worst), (high, best) = ranked[0], ranked[-1]
+        lines.append(f"{name:<12} {low}: {cell(worst)}  {high}: {cell(best)}")
+    return lines
 
 
 async def run_eval(

@@ -7,11 +7,13 @@ import pytest
 from mimir_mcp.evaluation.beir import Dataset, Document, group_by_prefix, load_dataset, write_dataset
 from mimir_mcp.evaluation.run import (
     METHODS,
+    NAMESPACE_COLUMNS,
     Method,
-    by_category,
+    by_label,
     fit_to_bytes,
     format_table,
     method,
+    namespace_lines,
     parse_methods,
     run_eval,
 )
@@ -143,16 +145,36 @@ def test_group_by_prefix():
         group_by_prefix(bad, "-")
 
 
-def test_by_category_averages_each_category():
+def test_by_label_averages_each_label():
     per_query = {
         "a": {"recall@5": 1.0, "recall@10": 1.0},
         "b": {"recall@5": 0.0, "recall@10": 0.5},
         "c": {"recall@5": 0.5, "recall@10": 1.0},
     }
-    assert by_category(per_query, {"a": "10", "b": "2", "c": "2"}) == {
+    assert by_label(per_query, {"a": "10", "b": "2", "c": "2"}, ("recall@5", "recall@10")) == {
         "2": {"queries": 2, "recall@5": 0.25, "recall@10": 0.75},
         "10": {"queries": 1, "recall@5": 1.0, "recall@10": 1.0},
     }
+    assert by_label(per_query, {"a": "x"}, ("recall@5",)) == {
+        "x": {"queries": 1, "recall@5": 1.0},
+        "": {"queries": 2, "recall@5": 0.25},
+    }
+
+
+def test_namespace_lines_table_or_worst_and_best():
+    def row(ndcg: float) -> dict[str, float]:
+        return {"queries": 3, "ndcg@10": ndcg, "recall@5": ndcg, "recall@10": 1.0}
+
+    few = {"methods": {"bm25": {"by_namespace": {"a": row(0.5), "b": row(0.25)}}, "dense": {}}}
+    lines = namespace_lines(few)
+    assert lines[0] == "nDCG@10 / R@5 / R@10 by namespace (queries):"
+    assert lines[1].split() == ["a", "(3)", "b", "(3)"]
+    assert lines[2].split() == ["bm25", "0.500/0.500/1.000", "0.250/0.250/1.000"] and len(lines) == 3
+    many = {"methods": {"hybrid": {"by_namespace": {f"n{i}": row(i / 20) for i in range(NAMESPACE_COLUMNS + 1)}}}}
+    lines = namespace_lines(many)
+    assert lines[0].startswith(f"nDCG@10 / R@5 / R@10 by namespace, worst and best of {NAMESPACE_COLUMNS + 1}")
+    assert lines[1].split() == ["hybrid", "n0:", "0.000/0.000/1.000", f"n{NAMESPACE_COLUMNS}:", "0.400/0.400/1.000"]
+    assert namespace_lines({"methods": {"bm25": {"ndcg@10": 0.5}}}) == []
 
 
 def test_eval_command_writes_json(tiny_beir, tmp_path, cross_encoder_path):

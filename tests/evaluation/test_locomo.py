@@ -125,8 +125,13 @@ async def test_eval_locomo_matches_the_beir_copy_grouped_by_prefix(tiny_locomo, 
         assert [row["queries"] for row in figures["by_category"].values()] == [2, 1, 2, 1]
         assert all(0 <= row["recall@5"] <= row["recall@10"] <= 1 for row in figures["by_category"].values())
         assert figures["recall@5"] <= figures["recall@10"] <= figures["recall@50"] <= figures["recall@100"] == 1.0
+        conversations = figures["by_namespace"]
+        assert list(conversations) == ["11", "22"] and sum(row["queries"] for row in conversations.values()) == 6
+        weighted = sum(row["queries"] * row["ndcg@10"] for row in conversations.values()) / 6
+        assert weighted == pytest.approx(figures["ndcg@10"], abs=1e-3)
     table = format_table(report)
     assert "2 namespaces" in table and "R@5 / R@10 by question category" in table
+    assert "nDCG@10 / R@5 / R@10 by namespace (queries):" in table
 
     # The same conversations as a BEIR folder, grouped by the id's prefix: the same figures.
     dataset = load_locomo(tiny_locomo)
@@ -150,7 +155,8 @@ def test_eval_command_runs_locomo(tiny_locomo, tmp_path, cross_encoder_path):
     figures = document["methods"]["bm25"]
     assert {"recall@5", "recall@10", "recall@50", "recall@100", "by_category"} <= set(figures)
     assert figures["by_category"]["1"]["queries"] == 2
-    assert "R@50" in result.stdout and "by question category" in result.stdout
+    assert "R@50" in result.stdout and "by question category" in result.stdout and "by namespace" in result.stdout
+    assert set(figures["by_namespace"]) == {"11", "22"}
 
 
 def test_session_time_reads_the_releases_shape_only():
