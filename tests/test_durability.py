@@ -206,7 +206,7 @@ def close_service(service: MemoryService, store: ChromaStore) -> None:
     """Close the catalogue and release Chroma's client, so the next worker is the store's only user and
     the next open reads the files afresh (Chroma caches one client per path in a process)."""
     service.close()
-    store._client.close()
+    store.close()
 
 
 def observed_state(store: ChromaStore, lexical: Any) -> tuple[State, dict[str, np.ndarray]]:
@@ -457,5 +457,51 @@ async def test_a_memory_stored_again_after_an_update_replaced_it_survives_restar
     try:
         assert store.all_ids() == lexical.catalogue.ids() == lexical.ids()
         assert store.all_ids() == {old, new}, "the memory stored again after the update was dropped on reopening"
+    finally:
+        close_service(service, store)
+
+
+def test_after_a_repair_a_reopened_store_sees_what_another_process_wrote(tmp_path: Path) -> None:
+    """A rebuild replaces the store's handle; the replaced handles must be closed, or Chroma keeps this
+    process's bindings for the data dir alive and stale: the store opened next in this process would not
+    see what another process wrote meanwhile, and reading vectors fails ("Error finding id")."""
+    from tests.test_repair import damage  # noqa: PLC0415 - the torn index that test builds
+
+    data_dir = tmp_path / "data"
+    embedder = HashEmbedder(EmbeddingSettings())
+
+    def notes(prefix: str, count: int) -> list[MemoryRecord]:
+        texts = [f"{prefix} note {i}: the ledger moves" for i in range(count)]
+        now = "2025-01-01T00:00:00.000+00:00"
+        return [MemoryRecord(id=dedup_key(NAMESPACE, t), text=t, namespace=NAMESPACE, created_at=now) for t in texts]
+
+    service, store, _ = open_service(data_dir, embedder)
+    service.import_records(notes("first", 40))
+    close_service(service, store)
+    damage(data_dir)
+    service, store, _ = open_service(data_dir, embedder)
+    assert service.repair is not None and store.count() == 40
+    close_service(service, store)
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tests.test_durability import EmbeddingSettings, HashEmbedder, close_service, open_service\n"
+        "from tests.test_durability import MemoryRecord, NAMESPACE, dedup_key\n"
+        "service, store, _ = open_service(Path(sys.argv[1]), HashEmbedder(EmbeddingSettings()))\n"
+        "now = '2025-01-01T00:00:00.000+00:00'\n"
+        "texts = [f'second note {i}: the canary ships' for i in range(25)]\n"
+        "service.import_records([MemoryRecord(id=dedup_key(NAMESPACE, t), text=t, namespace=NAMESPACE, created_at=now)"
+        " for t in texts])\n"
+        "close_service(service, store)\n"
+    )
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MIMIR_")}, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([PYTHON, "-c", script, str(data_dir)], cwd=REPO, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+    service, store, lexical = open_service(data_dir, embedder)
+    try:
+        actual, vectors = observed_state(store, lexical)
+        assert len(actual) == len(vectors) == 65
     finally:
         close_service(service, store)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -107,7 +108,8 @@ def open_backend(
     path = catalogue_path(settings.store)
     store = open_store(settings, embedder)
     repair = catalogue_repair = None
-    with store.writing():
+    # A store a rebuild replaced is closed after the lock is let go (``VectorStore.close``).
+    with ExitStack() as replaced, store.writing():
         started = time.perf_counter()
         if keywords is not None:
             lexical = keywords.lexical
@@ -133,11 +135,13 @@ def open_backend(
                     "memories from an export (`mimir-mcp import`) into a new data dir, or put the catalogue back."
                 )
             repair = store.rebuild(lexical, embedder.encode, model, damage)
+            replaced.callback(store.close)
             store = open_store(settings, embedder)
         known, identity = lexical.catalogue.meta(STORE_IDENTITY), store.identity()
         lost = _lost_store(store, lexical, known, identity)
         if lost is not None:
             repair = store.rebuild(lexical, embedder.encode, model, lost, identity=known)
+            replaced.callback(store.close)
             store, identity = open_store(settings, embedder), known  # the rebuilt store has the catalogue's
         if identity is not None and identity != known:
             lexical.catalogue.set_meta(STORE_IDENTITY, identity)

@@ -218,6 +218,12 @@ class VectorStore(Protocol):
         ``writing``; the caller opens the store again afterwards."""
         ...
 
+    def close(self) -> None:
+        """Release what this handle holds open. Chroma keeps one set of bindings per data dir in a process,
+        shared by every client on it until the last one closes: a handle left open keeps them, stale, for
+        the next one the process opens, which then does not see what other processes wrote meanwhile."""
+        ...
+
 
 StoreFactory = Callable[["Settings", "TextEmbedder"], VectorStore]
 """Opens the configured store for a service, given the embedder its vectors come from (blocking)."""

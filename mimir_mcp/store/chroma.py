@@ -301,6 +301,9 @@ class ChromaStore:
 
         return rebuild_from_catalogue(self.settings, self, lexical, encode, model, reason, identity=identity)
 
+    def close(self) -> None:
+        self._client.close()  # pyright: ignore[reportAttributeAccessIssue] - on Client, not on ClientAPI
+
     def drop_collection(self, name: str) -> None:
         """Delete another collection of this store (an unfinished rebuild), if it exists."""
         if name in self._collection_names():

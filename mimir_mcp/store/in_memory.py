@@ -229,6 +229,9 @@ class InMemoryStore:
     def damage(self) -> str | None:
         return None
 
+    def close(self) -> None:
+        return None
+
     def rebuild(
         self,
         lexical: LexicalIndex,

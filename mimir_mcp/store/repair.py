@@ -74,6 +74,7 @@ def rebuild_from_catalogue(
     if identity is not None:
         previous[IDENTITY_KEY] = identity
     fresh.take_over(previous, "repair_complete")
+    fresh.close()
     empty = damaged.count() == 0
     kept_as = damaged.replace_with(fresh_name)
     if empty and damaged.set_aside is not None:  # the empty stand-in for a folder kept aside: nothing to keep
