@@ -128,9 +128,14 @@ class MemoryService:
         self.writes.watch(callback)
 
     def close(self) -> None:
+        """Close the catalogue and let go of the store (``VectorStore.close``), so that a service opened
+        later in this process on the same data dir reads the files afresh."""
         lexical = self.loader.catalogue()
         if lexical is not None:
             lexical.close()
+        backend = self.loader.result_now()
+        if backend is not None:
+            backend.store.close()
 
     # -- writes --------------------------------------------------------------------------------------
 
