@@ -462,9 +462,10 @@ async def test_a_memory_stored_again_after_an_update_replaced_it_survives_restar
 
 
 def test_after_a_repair_a_reopened_store_sees_what_another_process_wrote(tmp_path: Path) -> None:
-    """A rebuild replaces the store's handle; the replaced handles must be closed, or Chroma keeps this
-    process's bindings for the data dir alive and stale: the store opened next in this process would not
-    see what another process wrote meanwhile, and reading vectors fails ("Error finding id")."""
+    """A rebuild replaces the store's handle: the replaced handles must be closed, and closing the service
+    must close its store, or Chroma keeps this process's bindings for the data dir alive and stale: the
+    store opened next in this process would not see what another process wrote meanwhile, and reading
+    vectors fails ("Error finding id")."""
     from tests.test_repair import damage  # noqa: PLC0415 - the torn index that test builds
 
     data_dir = tmp_path / "data"
@@ -481,7 +482,7 @@ def test_after_a_repair_a_reopened_store_sees_what_another_process_wrote(tmp_pat
     damage(data_dir)
     service, store, _ = open_service(data_dir, embedder)
     assert service.repair is not None and store.count() == 40
-    close_service(service, store)
+    service.close()  # lets go of the store as well (not only the catalogue)
 
     script = (
         "import sys\n"
