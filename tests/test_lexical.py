@@ -172,6 +172,25 @@ def test_filters_namespace_tags_and_metadata(index):
     assert index.namespaces_of(["c", "a", "b", "zzz"]) == {"c": "other", "a": "default"}
 
 
+def test_a_filter_to_memories_without_terms_matches_nothing_cleanly(index):
+    # The context arm's mean length is over the memories the filter lets through, here 0 (no word in them
+    # or their neighbours) while others in the namespace hold the query's word: nothing can match, and no
+    # length is divided by that mean (numpy would warn and fill the norms with inf and nan).
+    index.add(
+        [
+            record("x", "deploy notes"),
+            record("a", "?!"),
+            record("b", "::"),
+            record("y", "--", tags=["t"]),
+            record("z", ".."),
+        ]
+    )
+    with np.errstate(all="raise"):
+        for context in (False, True):
+            assert index.search("deploy", 10, tags=["t"], context=context) == []
+            assert [hit.id for hit in index.search("deploy", 10, context=context)][:1] == ["x"]
+
+
 def test_remove_and_persistence(tmp_path):
     path = tmp_path / "bm25.sqlite3"
     first = LexicalIndex(path)

@@ -535,7 +535,7 @@ class BM25Index:
         for term in terms:
             documents, frequencies, idf = self.term_statistics(term, context, codes)
             attainable += idf
-            if len(documents):
+            if len(documents) and total_length:  # a length of 0: no document searched holds a term
                 postings.append((idf, documents, frequencies))
         # Rarest terms first. A term adds at most idf × (k1 + 1) to a document; once the terms left could
         # not lift a document the terms before did not reach past the ``limit``-th score so far, they are
