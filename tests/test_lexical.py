@@ -172,10 +172,10 @@ def test_filters_namespace_tags_and_metadata(index):
     assert index.namespaces_of(["c", "a", "b", "zzz"]) == {"c": "other", "a": "default"}
 
 
-def test_a_filter_to_memories_without_terms_matches_nothing_cleanly(index):
-    # The context arm's mean length is over the memories the filter lets through, here 0 (no word in them
-    # or their neighbours) while others in the namespace hold the query's word: nothing can match, and no
-    # length is divided by that mean (numpy would warn and fill the norms with inf and nan).
+def test_a_filter_leaves_each_memory_its_score(index):
+    # Scored by the namespace's statistics (idf and mean length) whatever a filter lets through: once the
+    # context arm's mean length was taken over the filtered memories alone (0 here, where no memory let
+    # through or its neighbours holds a word: numpy warned and filled the norms with inf and nan).
     index.add(
         [
             record("x", "deploy notes"),
@@ -189,6 +189,12 @@ def test_a_filter_to_memories_without_terms_matches_nothing_cleanly(index):
         for context in (False, True):
             assert index.search("deploy", 10, tags=["t"], context=context) == []
             assert [hit.id for hit in index.search("deploy", 10, context=context)][:1] == ["x"]
+    index.add([record("w", "deploy notes again", tags=["t"])])
+    for context in (False, True):
+        everything = {hit.id: hit.score for hit in index.search("deploy notes", 10, context=context)}
+        filtered = {hit.id: hit.score for hit in index.search("deploy notes", 10, tags=["t"], context=context)}
+        assert set(filtered) == {"w"} and len(everything) > 1
+        assert all(filtered[key] == pytest.approx(everything[key]) for key in filtered)
 
 
 def test_remove_and_persistence(tmp_path):

@@ -522,20 +522,21 @@ class BM25Index:
         count = self._keys.size
         scores = np.zeros(count, dtype=np.float32)
         mask = self._in_scope(codes)
+        lengths = self._context_lengths() if context else self._lengths.view
+        # The mean length is the namespaces' own, whatever ``allowed`` leaves of them, like the idf.
+        total_length = float(lengths[mask].sum()) if context else self._length_in(codes)
+        average_length = total_length / live
         if allowed is not None:
             permitted = np.zeros(count, dtype=np.bool_)
             positions = [self._position[key] for key in allowed if key in self._position]
             permitted[np.asarray(positions, dtype=np.int64)] = True
             mask &= permitted
-        lengths = self._context_lengths() if context else self._lengths.view
-        total_length = float(lengths[mask].sum()) if context else self._length_in(codes)
-        average_length = total_length / live
         attainable = 0.0
         postings: list[tuple[float, np.ndarray, np.ndarray]] = []
         for term in terms:
             documents, frequencies, idf = self.term_statistics(term, context, codes)
             attainable += idf
-            if len(documents) and total_length:  # a length of 0: no document searched holds a term
+            if len(documents):
                 postings.append((idf, documents, frequencies))
         # Rarest terms first. A term adds at most idf × (k1 + 1) to a document; once the terms left could
         # not lift a document the terms before did not reach past the ``limit``-th score so far, they are
