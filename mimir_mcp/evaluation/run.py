@@ -9,7 +9,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -341,15 +341,22 @@ def format_table(report: dict[str, Any]) -> str:
         name: figures["by_category"] for name, figures in report["methods"].items() if "by_category" in figures
     }
     if categorised:
-        first = next(iter(categorised.values()))
-        lines.append("R@5 / R@10 by question category (queries):")
-        heads = [f"{label} ({row['queries']})" for label, row in first.items()]
-        lines.append(f"{'':<12}" + "".join(f" {head:>13}" for head in heads))
-        for name, table in categorised.items():
-            cells = [f"{row['recall@5']:.3f}/{row['recall@10']:.3f}" for row in table.values()]
-            lines.append(f"{name:<12}" + "".join(f" {cell:>13}" for cell in cells))
+        title = "R@5 / R@10 by question category (queries):"
+        lines += label_table(title, categorised, lambda row: f"{row['recall@5']:.3f}/{row['recall@10']:.3f}", 13)
     lines.extend(namespace_lines(report))
     return "\n".join(lines)
+
+
+def label_table(
+    title: str, tables: dict[str, dict[str, dict[str, Any]]], cell: Callable[[dict[str, Any]], str], width: int
+) -> list[str]:
+    """``title``, then a row per method and a column per label (``by_label``'s), each cell ``width`` wide."""
+    heads = [f"{label} ({row['queries']})" for label, row in next(iter(tables.values())).items()]
+    lines = [title, f"{'':<12}" + "".join(f" {head:>{width}}" for head in heads)]
+    lines += [
+        f"{name:<12}" + "".join(f" {cell(row):>{width}}" for row in table.values()) for name, table in tables.items()
+    ]
+    return lines
 
 
 def namespace_lines(report: dict[str, Any]) -> list[str]:
@@ -364,15 +371,7 @@ def namespace_lines(report: dict[str, Any]) -> list[str]:
 
     first = next(iter(tables.values()))
     if len(first) <= NAMESPACE_COLUMNS:
-        heads = [f"{label} ({row['queries']})" for label, row in first.items()]
-        lines = [
-            "nDCG@10 / R@5 / R@10 by namespace (queries):",
-            f"{'':<12}" + "".join(f" {head:>17}" for head in heads),
-        ]
-        lines += [
-            f"{name:<12}" + "".join(f" {cell(row):>17}" for row in table.values()) for name, table in tables.items()
-        ]
-        return lines
+        return label_table("nDCG@10 / R@5 / R@10 by namespace (queries):", tables, cell, 17)
     lines = [f"nDCG@10 / R@5 / R@10 by namespace, worst and best of {len(first)} (all in --json):"]
     for name, table in tables.items():
         ranked = sorted(table.items(), key=lambda item: item[1]["ndcg@10"])
