@@ -196,6 +196,15 @@ def assert_same_state(actual: State, expected: State, context: str) -> None:
 # -- the store after a crash -----------------------------------------------------------------------
 
 
+def imported(texts: list[str], tags: tuple[str, ...] = ()) -> list[MemoryRecord]:
+    """Records of ``texts`` as ``import_records`` takes them: the store's own ids, one time for all."""
+    now = "2025-01-01T00:00:00.000+00:00"
+    return [
+        MemoryRecord(id=dedup_key(NAMESPACE, t), text=t, namespace=NAMESPACE, tags=list(tags), created_at=now)
+        for t in texts
+    ]
+
+
 def open_service(data_dir: Path, embedder: Embedder) -> tuple[MemoryService, ChromaStore, Any]:
     service = MemoryService(worker_settings(str(data_dir)), embedder=embedder)
     store, lexical = service.storage()  # opening reconciles the catalogue and BM25 with Chroma
@@ -359,15 +368,11 @@ def test_sigkill_during_forget_update_import_leaves_every_acknowledged_change_an
 
     # Seed the store, through the service, with memories the first trials forget and update.
     service, store, lexical = open_service(data_dir, embedder)
-    now = "2025-01-01T00:00:00.000+00:00"
     seeded = [
         f"seedx0x{i} the {rng.choice(['canary', 'ledger', 'schema'])} note {rng.randrange(10**6)}"
         for i in range(SEED_MEMORIES)
     ]
-    records = [
-        MemoryRecord(id=dedup_key(NAMESPACE, t), text=t, namespace=NAMESPACE, tags=["seed"], created_at=now)
-        for t in seeded
-    ]
+    records = imported(seeded, ("seed",))
     assert len(service.import_records(records)) == SEED_MEMORIES
     close_service(service, store)
     model: State = {r.id: Memory(r.text, tuple(r.tags)) for r in records}
@@ -471,13 +476,8 @@ def test_after_a_repair_a_reopened_store_sees_what_another_process_wrote(tmp_pat
     data_dir = tmp_path / "data"
     embedder = HashEmbedder(EmbeddingSettings())
 
-    def notes(prefix: str, count: int) -> list[MemoryRecord]:
-        texts = [f"{prefix} note {i}: the ledger moves" for i in range(count)]
-        now = "2025-01-01T00:00:00.000+00:00"
-        return [MemoryRecord(id=dedup_key(NAMESPACE, t), text=t, namespace=NAMESPACE, created_at=now) for t in texts]
-
     service, store, _ = open_service(data_dir, embedder)
-    service.import_records(notes("first", 40))
+    service.import_records(imported([f"first note {i}: the ledger moves" for i in range(40)]))
     close_service(service, store)
     damage(data_dir)
     service, store, _ = open_service(data_dir, embedder)
@@ -487,13 +487,9 @@ def test_after_a_repair_a_reopened_store_sees_what_another_process_wrote(tmp_pat
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from tests.test_durability import EmbeddingSettings, HashEmbedder, close_service, open_service\n"
-        "from tests.test_durability import MemoryRecord, NAMESPACE, dedup_key\n"
+        "from tests.test_durability import EmbeddingSettings, HashEmbedder, close_service, imported, open_service\n"
         "service, store, _ = open_service(Path(sys.argv[1]), HashEmbedder(EmbeddingSettings()))\n"
-        "now = '2025-01-01T00:00:00.000+00:00'\n"
-        "texts = [f'second note {i}: the canary ships' for i in range(25)]\n"
-        "service.import_records([MemoryRecord(id=dedup_key(NAMESPACE, t), text=t, namespace=NAMESPACE, created_at=now)"
-        " for t in texts])\n"
+        "service.import_records(imported([f'second note {i}: the canary ships' for i in range(25)]))\n"
         "close_service(service, store)\n"
     )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MIMIR_")}, "HF_HUB_OFFLINE": "1"}
